@@ -1,0 +1,185 @@
+package pcsc_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
+)
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.NewReplacer(" ", "", "|", "").Replace(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Vectors from the protocol sheet, §10 (captured from real daemons).
+func TestReadOpening(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want pcsc.Opening
+		err  error
+	}{
+		{"4.4", "0c000000 11000000 | 04000000 04000000 00000000", pcsc.Opening{Command: pcsc.CmdVersion, Version: pcsc.V44}, nil},
+		{"4.5", "0c000000 11000000 | 04000000 05000000 00000000", pcsc.Opening{Command: pcsc.CmdVersion, Version: pcsc.V45}, nil},
+		{"4.6", "0c000000 11000000 | 04000000 06000000 00000000", pcsc.Opening{Command: pcsc.CmdVersion, Version: pcsc.V46}, nil},
+		{"cancel", "08000000 0d000000 | 75314063 00000000", pcsc.Opening{Command: pcsc.CmdCancel}, nil},
+		{"wrong length", "10000000 11000000 | 04000000 04000000 00000000 00000000", pcsc.Opening{}, pcsc.ErrBadOpening},
+		{"establish first", "0c000000 01000000 | 02000000 00000000 00000000", pcsc.Opening{}, pcsc.ErrBadOpening},
+		{"huge length", "ffffffff 11000000", pcsc.Opening{}, pcsc.ErrBadOpening},
+		{"big endian", "0000000c 00000011 | 00000004 00000004 00000000", pcsc.Opening{}, pcsc.ErrBadOpening},
+		{"short header", "0c0000", pcsc.Opening{}, io.ErrUnexpectedEOF},
+		{"short body", "0c000000 11000000 | 04000000", pcsc.Opening{}, io.ErrUnexpectedEOF},
+		{"empty", "", pcsc.Opening{}, io.EOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := unhex(t, tt.in)
+			var buf [pcsc.OpeningMax]byte
+			got, raw, err := pcsc.ReadOpening(bytes.NewReader(in), &buf)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			if !bytes.Equal(raw, in) {
+				t.Errorf("raw = %x, want %x", raw, in)
+			}
+		})
+	}
+}
+
+func TestVersionReply(t *testing.T) {
+	var buf [12]byte
+	r, err := pcsc.ReadVersionReply(bytes.NewReader(unhex(t, "04000000 05000000 1e001080")), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Version != pcsc.V45 || r.Accepted() || r.RV != pcsc.ReturnServiceStopped {
+		t.Errorf("got %+v", r)
+	}
+	if got := pcsc.AppendVersionReply(nil, r); !bytes.Equal(got, buf[:]) {
+		t.Errorf("round trip: %x", got)
+	}
+	if got, want := pcsc.AppendVersionRequest(nil, pcsc.V44), unhex(t, "0c000000 11000000 04000000 04000000 00000000"); !bytes.Equal(got, want) {
+		t.Errorf("request = %x, want %x", got, want)
+	}
+}
+
+func TestRefusal(t *testing.T) {
+	var buf [pcsc.OpeningMax]byte
+	o, raw, err := pcsc.ReadOpening(bytes.NewReader(unhex(t, "08000000 0d000000 | 75314063 00000000")), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService), unhex(t, "75314063 1d001080"); !bytes.Equal(got, want) {
+		t.Errorf("cancel refusal = %x, want %x", got, want)
+	}
+	o, raw, _ = pcsc.ReadOpening(bytes.NewReader(unhex(t, "0c000000 11000000 04000000 04000000 00000000")), &buf)
+	if got, want := pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService), unhex(t, "04000000 04000000 1d001080"); !bytes.Equal(got, want) {
+		t.Errorf("version refusal = %x, want %x", got, want)
+	}
+}
+
+// The compatibility matrix of the protocol sheet, §6, for the first
+// CMD_VERSION of each client (before any fallback).
+func TestAccepts(t *testing.T) {
+	d44 := pcsc.Daemon{Version: pcsc.V44}
+	d45 := pcsc.Daemon{Version: pcsc.V45}
+	d241 := pcsc.Daemon{Version: pcsc.V45, Lenient: true}
+	d46 := pcsc.Daemon{Version: pcsc.V46, Lenient: true}
+	tests := []struct {
+		d      pcsc.Daemon
+		client pcsc.Version
+		want   bool
+	}{
+		{d44, pcsc.V44, true}, {d44, pcsc.V45, false}, {d44, pcsc.V46, false}, {d44, pcsc.V43, false},
+		{d45, pcsc.V44, false}, {d45, pcsc.V45, true}, {d45, pcsc.V46, false},
+		{d241, pcsc.V43, false}, {d241, pcsc.V44, true}, {d241, pcsc.V45, true}, {d241, pcsc.V46, true},
+		{d46, pcsc.V43, false}, {d46, pcsc.V44, true}, {d46, pcsc.V45, true}, {d46, pcsc.V46, true}, {d46, pcsc.Version{4, 7}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.d.Accepts(tt.client); got != tt.want {
+			t.Errorf("%v accepts %v = %v, want %v", tt.d, tt.client, got, tt.want)
+		}
+	}
+}
+
+func TestMismatchMessage(t *testing.T) {
+	m := &pcsc.Mismatch{Client: pcsc.V44, Daemon: pcsc.Daemon{Version: pcsc.V45}}
+	for _, want := range []string{"4.4", "1.8.24–2.2.3", "4.5 strict", "2.3.0–2.4.0", "Service was stopped"} {
+		if !strings.Contains(m.Error(), want) {
+			t.Errorf("error %q lacks %q", m.Error(), want)
+		}
+	}
+	if !strings.Contains(m.Hint(), "2.4.1") {
+		t.Errorf("hint %q does not name the fixing release", m.Hint())
+	}
+}
+
+func TestProbe(t *testing.T) {
+	for _, d := range []pcsc.Daemon{
+		{Version: pcsc.V44},
+		{Version: pcsc.V45},
+		{Version: pcsc.V45, Lenient: true},
+		{Version: pcsc.V46, Lenient: true},
+	} {
+		t.Run(d.String(), func(t *testing.T) {
+			fake := pcsctest.Start(t, d)
+			got, err := pcsc.Probe(context.Background(), fake.Socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != d {
+				t.Errorf("Probe = %v, want %v", got, d)
+			}
+		})
+	}
+}
+
+func TestProbeNoDaemon(t *testing.T) {
+	_, err := pcsc.Probe(context.Background(), filepath.Join(t.TempDir(), "missing.comm"))
+	if !errors.Is(err, pcsc.ErrNoDaemon) {
+		t.Fatalf("err = %v, want ErrNoDaemon", err)
+	}
+}
+
+func FuzzReadOpening(f *testing.F) {
+	f.Add(unhex(f, "0c000000 11000000 04000000 04000000 00000000"))
+	f.Add(unhex(f, "08000000 0d000000 75314063 00000000"))
+	f.Add(unhex(f, "10000000 11000000 04000000 04000000 00000000 00000000"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var buf [pcsc.OpeningMax]byte
+		r := bytes.NewReader(in)
+		o, raw, err := pcsc.ReadOpening(r, &buf)
+		if read := len(in) - r.Len(); read > pcsc.OpeningMax {
+			t.Fatalf("read %d bytes, more than %d", read, pcsc.OpeningMax)
+		}
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(raw, in[:len(raw)]) {
+			t.Fatalf("raw is not the input prefix")
+		}
+		if o.Command == pcsc.CmdVersion {
+			if got := pcsc.AppendVersionRequest(nil, o.Version); !bytes.Equal(got[:16], raw[:16]) {
+				t.Fatalf("round trip: %x != %x", got, raw)
+			}
+		}
+	})
+}

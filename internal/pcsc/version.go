@@ -1,0 +1,108 @@
+package pcsc
+
+import (
+	"fmt"
+)
+
+// Version is a pcsc-lite wire protocol version (PROTOCOL_VERSION_MAJOR and
+// _MINOR in src/winscard_msg.h). It is not the pcsc-lite release number.
+type Version struct {
+	Major, Minor uint32
+}
+
+// Protocol versions cardshare knows.
+var (
+	V43 = Version{4, 3}
+	V44 = Version{4, 4}
+	V45 = Version{4, 5}
+	V46 = Version{4, 6}
+)
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// Releases names the pcsc-lite releases whose client library and daemon speak
+// v, from the PROTOCOL_VERSION_* history of the release tags.
+func (v Version) Releases() string {
+	switch v {
+	case V43:
+		return "pcsc-lite 1.8.9–1.8.23"
+	case V44:
+		return "pcsc-lite 1.8.24–2.2.3"
+	case V45:
+		return "pcsc-lite 2.3.0–2.4.1"
+	case V46:
+		return "pcsc-lite 2.5.x"
+	}
+	if v.Major == 4 && v.Minor < 3 {
+		return "pcsc-lite 1.8.8 or older"
+	}
+	return "an unknown pcsc-lite release"
+}
+
+// Daemon describes a pcscd as far as the protocol is concerned.
+type Daemon struct {
+	// Version is the daemon's own protocol version.
+	Version Version
+	// Lenient is true for daemons that accept clients of older protocol
+	// versions: pcsc-lite 2.4.1 (4.5 accepting 4.4) and 2.5.x (4.6 accepting
+	// 4.4 and 4.5). 2.3.0–2.4.0 speak 4.5 strictly and reject 4.4 clients.
+	Lenient bool
+}
+
+// Releases names the pcsc-lite releases of the daemon.
+func (d Daemon) Releases() string {
+	if d.Version == V45 {
+		if d.Lenient {
+			return "pcsc-lite 2.4.1"
+		}
+		return "pcsc-lite 2.3.0–2.4.0"
+	}
+	return d.Version.Releases()
+}
+
+func (d Daemon) String() string {
+	if d.Version == V45 && !d.Lenient {
+		return fmt.Sprintf("protocol %s strict (%s)", d.Version, d.Releases())
+	}
+	return fmt.Sprintf("protocol %s (%s)", d.Version, d.Releases())
+}
+
+// Accepts reports whether the daemon accepts a client that proposes v in
+// CMD_VERSION (the CMD_VERSION handler in src/winscard_svc.c of each release).
+func (d Daemon) Accepts(v Version) bool {
+	if v == d.Version {
+		return true
+	}
+	if !d.Lenient {
+		return false
+	}
+	if d.Version == V45 { // 2.4.1 rejects only minors below 4
+		return v.Minor >= 4
+	}
+	return v.Major == 4 && v.Minor >= 4 && v.Minor < d.Version.Minor
+}
+
+// Mismatch explains why a client that proposed client was rejected by d, and
+// how to fix it. It is returned by the relay when a daemon says no, so the
+// host log names both sides instead of the guest's bare "Service was stopped".
+type Mismatch struct {
+	Client Version
+	Daemon Daemon
+}
+
+func (m *Mismatch) Error() string {
+	return fmt.Sprintf("pcsc: guest libpcsclite speaks protocol %s (%s), host pcscd speaks %s and rejects it; the guest sees \"Service was stopped\"",
+		m.Client, m.Client.Releases(), m.Daemon)
+}
+
+// Hint says what the user can do about the mismatch.
+func (m *Mismatch) Hint() string {
+	c, d := m.Client, m.Daemon.Version
+	switch {
+	case c.Minor < d.Minor:
+		return fmt.Sprintf("upgrade the guest's libpcsclite to 2.4.1 or later (it falls back to older daemons), or the host's pcscd to 2.4.1 or later (it accepts older clients); both ends on protocol %s works too", c)
+	case c.Minor > d.Minor:
+		return fmt.Sprintf("upgrade the host's pcscd to 2.4.1 or later (it accepts older clients), or the guest's libpcsclite to 2.4.1 or later (it falls back to protocol %s)", d)
+	}
+	return "install matching pcsc-lite versions in guest and host"
+}

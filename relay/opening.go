@@ -1,0 +1,123 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// open reads the guest's opening message, dials the host, and relays the
+// CMD_VERSION exchanges until the daemon accepts one. It returns the host
+// connection, ready to be piped, with nothing left unread on either side:
+// a client sends nothing while it waits for the reply to CMD_VERSION.
+//
+// A client of pcsc-lite 2.4.1 or later that is rejected sends CMD_VERSION a
+// second time on the same connection with the daemon's version; older
+// clients give up and close. When the daemon rejects the guest and the guest
+// gives up, open returns a *pcsc.Mismatch.
+func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *slog.Logger) (net.Conn, error) {
+	// Not every net.Conn supports deadlines (SSH channels do not), so a
+	// watchdog that closes the connections bounds each step instead.
+	var host net.Conn
+	var mu sync.Mutex
+	watchdog := time.AfterFunc(c.OpeningTimeout, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		guest.Close()
+		if host != nil {
+			host.Close()
+		}
+	})
+	defer watchdog.Stop()
+
+	var buf [pcsc.OpeningMax]byte
+	o, raw, err := pcsc.ReadOpening(guest, &buf)
+	if err != nil {
+		return nil, fmt.Errorf("relay: read opening message: %w", err)
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, c.OpeningTimeout)
+	h, err := dial(dctx)
+	cancel()
+	if err != nil {
+		// Answer as a missing daemon would look to the client, so the
+		// guest sees "Service not available" at once instead of a hang.
+		guest.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
+		return nil, fmt.Errorf("relay: connect to host pcscd: %w", err)
+	}
+	mu.Lock()
+	host = h
+	mu.Unlock()
+	if o.Command != pcsc.CmdVersion {
+		if !watchdog.Stop() {
+			return nil, errOpeningTimeout
+		}
+		log.Debug("guest connection opened", "command", "SCARD_CANCEL")
+		return h, writeAll(h, raw)
+	}
+
+	var rejected *pcsc.Mismatch
+	var rbuf [12]byte
+	for {
+		r, err := exchangeVersion(guest, h, raw, &rbuf)
+		if err != nil {
+			h.Close()
+			return nil, err
+		}
+		if r.Accepted() {
+			if !watchdog.Stop() {
+				return nil, errOpeningTimeout
+			}
+			if rejected != nil {
+				log.Info("guest fell back to the host's protocol version",
+					"guest_protocol", rejected.Client.String(), "host_protocol", r.Version.String())
+			}
+			log.Debug("guest connection opened", "guest_protocol", o.Version.String(), "host_protocol", r.Version.String())
+			return h, nil
+		}
+		d := c.Daemon
+		if d.Version != r.Version {
+			d = pcsc.Daemon{Version: r.Version}
+		}
+		rejected = &pcsc.Mismatch{Client: o.Version, Daemon: d}
+		log.Debug("host pcscd rejected the guest's protocol version",
+			"guest_protocol", o.Version.String(), "host_protocol", r.Version.String())
+
+		watchdog.Reset(c.OpeningTimeout)
+		o, raw, err = pcsc.ReadOpening(guest, &buf)
+		if err != nil || o.Command != pcsc.CmdVersion {
+			h.Close()
+			return nil, rejected
+		}
+	}
+}
+
+var errOpeningTimeout = errors.New("relay: opening handshake timed out")
+
+// exchangeVersion sends one CMD_VERSION request to the daemon and passes its
+// reply to the guest.
+func exchangeVersion(guest, host net.Conn, req []byte, rbuf *[12]byte) (pcsc.VersionReply, error) {
+	if err := writeAll(host, req); err != nil {
+		return pcsc.VersionReply{}, fmt.Errorf("relay: send CMD_VERSION to host pcscd: %w", err)
+	}
+	r, err := pcsc.ReadVersionReply(host, rbuf)
+	if err != nil {
+		return r, fmt.Errorf("relay: read CMD_VERSION reply from host pcscd: %w", err)
+	}
+	if err := writeAll(guest, rbuf[:]); err != nil {
+		return r, fmt.Errorf("relay: send CMD_VERSION reply to guest: %w", err)
+	}
+	return r, nil
+}
+
+func writeAll(w io.Writer, b []byte) error {
+	_, err := w.Write(b)
+	return err
+}

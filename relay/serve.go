@@ -1,0 +1,173 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// DialFunc opens a connection to the host pcscd: a Unix socket, a yamux
+// stream, or anything else that reaches it.
+type DialFunc func(ctx context.Context) (net.Conn, error)
+
+// UnixDialer returns a DialFunc for the pcscd socket at path.
+func UnixDialer(path string) DialFunc {
+	var d net.Dialer
+	return func(ctx context.Context) (net.Conn, error) {
+		return d.DialContext(ctx, "unix", path)
+	}
+}
+
+// Config tunes Serve. A nil *Config means DefaultConfig().
+type Config struct {
+	// Logger receives lifecycle and per-connection events. Payload bytes
+	// are never logged, at any level. Nil discards.
+	Logger *slog.Logger
+
+	// Daemon is the host pcscd as probed at start. It words the error
+	// logged when the daemon rejects a guest's protocol version. The zero
+	// value means unknown; the daemon's reply is used then.
+	Daemon pcsc.Daemon
+
+	// OpeningTimeout bounds the wait for a new connection's first message
+	// and for each CMD_VERSION exchange. libpcsclite sends CMD_VERSION right
+	// after connecting, so a peer that stays silent is not a pcsc-lite
+	// client and must not hold a slot. Zero means 10 s.
+	OpeningTimeout time.Duration
+
+	// MaxConns caps the connections served at once; more are refused at
+	// accept. pcscd itself serves at most 200 (PCSC_MAX_CONTEXT_THREADS).
+	// Zero means 200.
+	MaxConns int
+
+	// Stats, when set, is updated as connections come and go.
+	Stats *Stats
+}
+
+// DefaultConfig returns the configuration Serve uses for a nil *Config.
+func DefaultConfig() *Config {
+	return &Config{OpeningTimeout: 10 * time.Second, MaxConns: 200}
+}
+
+func (c *Config) withDefaults() Config {
+	if c == nil {
+		c = DefaultConfig()
+	}
+	cc := *c
+	if cc.Logger == nil {
+		cc.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cc.OpeningTimeout <= 0 {
+		cc.OpeningTimeout = 10 * time.Second
+	}
+	if cc.MaxConns <= 0 {
+		cc.MaxConns = 200
+	}
+	if cc.Stats == nil {
+		cc.Stats = new(Stats)
+	}
+	return cc
+}
+
+// Stats counts a Serve's connections and bytes. Fields are safe to read at
+// any time.
+type Stats struct {
+	Open   atomic.Int64  // connections being relayed now
+	Total  atomic.Uint64 // connections accepted
+	Failed atomic.Uint64 // connections closed before relaying: bad opening, daemon unreachable
+	Counts               // bytes relayed
+}
+
+// Serve accepts connections on ln and relays each to a connection from dial,
+// after checking that it opens as a pcsc-lite client does. It returns when
+// ctx is done or ln fails, after every connection it started has closed.
+// Serve does not close ln unless ctx is done.
+//
+// For each connection Serve reads the opening message (CMD_VERSION, or
+// SCARD_CANCEL on the temporary socket of SCardCancel) before it dials, so a
+// peer that is not a pcsc-lite client never reaches pcscd. It then relays the
+// CMD_VERSION exchanges itself, to log a clear error when pcscd rejects the
+// guest's protocol version, and pipes the rest of the connection unchanged.
+func Serve(ctx context.Context, ln net.Listener, dial DialFunc, cfg *Config) error {
+	c := cfg.withDefaults()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	slots := make(chan struct{}, c.MaxConns)
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("relay: accept: %w", err)
+		}
+		c.Stats.Total.Add(1)
+		select {
+		case slots <- struct{}{}:
+		default:
+			c.Stats.Failed.Add(1)
+			c.Logger.Warn("refusing guest connection: too many open", "max", c.MaxConns)
+			conn.Close()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			serveConn(ctx, conn, dial, &c)
+		}()
+	}
+}
+
+func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
+	id := c.Stats.Total.Load()
+	log := c.Logger.With("conn", id)
+	start := time.Now()
+	host, err := open(ctx, guest, dial, c, log)
+	if err != nil {
+		c.Stats.Failed.Add(1)
+		guest.Close()
+		if ctx.Err() == nil {
+			logFailure(log, err)
+		}
+		return
+	}
+	c.Stats.Open.Add(1)
+	defer c.Stats.Open.Add(-1)
+	var counts Counts
+	err = Pipe(ctx, guest, host, &counts)
+	up, down := counts.Up.Load(), counts.Down.Load()
+	c.Stats.Up.Add(up)
+	c.Stats.Down.Add(down)
+	if err != nil {
+		log.Warn("guest connection failed", "err", err, "up_bytes", up, "down_bytes", down)
+		return
+	}
+	log.Debug("guest connection closed", "up_bytes", up, "down_bytes", down, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+func logFailure(log *slog.Logger, err error) {
+	var m *pcsc.Mismatch
+	if errors.As(err, &m) {
+		log.Error("guest rejected by host pcscd", "err", err, "hint", m.Hint(),
+			"guest_protocol", m.Client.String(), "host_protocol", m.Daemon.Version.String())
+		return
+	}
+	log.Warn("closing guest connection", "err", err)
+}
