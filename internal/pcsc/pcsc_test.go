@@ -183,3 +183,55 @@ func FuzzReadOpening(f *testing.F) {
 		}
 	})
 }
+
+func TestClientOfRelease(t *testing.T) {
+	tests := []struct {
+		in       string
+		version  pcsc.Version
+		fallback bool
+		ok       bool
+	}{
+		{"1.9.9-2", pcsc.V44, false, true},
+		{"2.0.3-1build1", pcsc.V44, false, true},
+		{"2.3.3-1", pcsc.V45, false, true},
+		{"2.4.0_1,2", pcsc.V45, false, true},
+		{"2.4.1", pcsc.V45, true, true},
+		{"2.5.1-r0", pcsc.V46, true, true},
+		{"2.5", pcsc.V46, true, true},
+		{"1.8.23", pcsc.V43, false, true},
+		{"1.8.24", pcsc.V44, false, true},
+		{"", pcsc.Version{}, false, false},
+		{"package pcsc-lite-libs is not installed", pcsc.Version{}, false, false},
+		{"1.4.0", pcsc.Version{}, false, false},
+	}
+	for _, tt := range tests {
+		c, ok := pcsc.ClientOfRelease(tt.in)
+		if ok != tt.ok || c.Version != tt.version || c.Fallback != tt.fallback {
+			t.Errorf("ClientOfRelease(%q) = %+v, %v; want %v fallback=%v ok=%v", tt.in, c, ok, tt.version, tt.fallback, tt.ok)
+		}
+	}
+}
+
+// The measured matrix: Debian 1.9.9, 2.3.3 and 2.5.3 against each other.
+func TestServes(t *testing.T) {
+	c199, _ := pcsc.ClientOfRelease("1.9.9")
+	c233, _ := pcsc.ClientOfRelease("2.3.3")
+	c253, _ := pcsc.ClientOfRelease("2.5.3")
+	d199 := pcsc.Daemon{Version: pcsc.V44}
+	d233 := pcsc.Daemon{Version: pcsc.V45}
+	d253 := pcsc.Daemon{Version: pcsc.V46, Lenient: true}
+	tests := []struct {
+		c    pcsc.Client
+		d    pcsc.Daemon
+		want bool
+	}{
+		{c199, d199, true}, {c199, d233, false}, {c199, d253, true},
+		{c233, d199, false}, {c233, d233, true}, {c233, d253, true},
+		{c253, d199, true}, {c253, d233, true}, {c253, d253, true},
+	}
+	for _, tt := range tests {
+		if got := tt.d.Serves(tt.c); got != tt.want {
+			t.Errorf("%v serves %v = %v, want %v", tt.d, tt.c, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+type exposeOptions struct {
+	sshConfig   string
+	acceptNew   bool
+	guestSocket string
+	pcscdSocket string
+	keepalive   time.Duration
+}
+
+func newExposeCmd(g *globals) *cobra.Command {
+	o := &exposeOptions{pcscdSocket: defaultPCSCDSocket()}
+	cmd := &cobra.Command{
+		Use:   "expose GUEST...",
+		Short: "Forward the host pcscd into guests over SSH and keep the forwards up",
+		Long: `expose connects to each GUEST over SSH, asks its sshd to forward a Unix socket
+in the guest to the host pcscd, and relays every pcsc-lite connection that a
+guest program opens there. It prints the socket path and the export line for
+each guest, then runs until Ctrl-C, reconnecting when a guest goes away.
+
+GUEST is an ssh_config Host alias or [user@]host[:port]. SSH settings come from
+~/.ssh/config (or -F FILE) exactly as ssh evaluates them: HostName, Port, User,
+IdentityFile, IdentitiesOnly, IdentityAgent, UserKnownHostsFile,
+StrictHostKeyChecking, ProxyJump, Include and Match. Keys come from ssh-agent
+and identity files. Host keys are checked against known_hosts; an unknown guest
+is refused unless --accept-new (or StrictHostKeyChecking accept-new) allows
+recording its key.
+
+The guest socket goes into a directory only the login user can enter
+($XDG_RUNTIME_DIR/cardshare, else ~/.cardshare), so other guest users cannot
+reach the card. A stale socket from an earlier run is removed first. The guest
+needs only sshd, /bin/sh and pcsc-lite's client library; no cardshare binary.
+
+Before relaying, cardshare checks the pcsc-lite protocol version on both ends
+and logs an error naming both versions and the fix when they cannot talk.`,
+		Example: `  cardshare expose myvm
+  cardshare expose vm1 vm2 vm3
+  cardshare expose --accept-new -F ./ssh_config dev@192.168.122.10
+  cardshare expose --guest-socket /home/me/.pcsc/pcscd.comm myvm
+
+  # then, in the guest:
+  export PCSCLITE_CSOCK_NAME=/run/user/1000/cardshare/pcscd.comm
+  pcsc_scan`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return &usageError{"expose needs at least one guest", "name it like ssh does: `cardshare expose myvm` or `cardshare expose user@host:2222`"}
+			}
+			if o.guestSocket != "" && len(args) > 1 {
+				return &usageError{"--guest-socket names one path, but " + fmt.Sprint(len(args)) + " guests were given", "run one cardshare per guest that needs its own path, or drop --guest-socket for per-guest defaults"}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runExpose(cmd.Context(), g, o, args, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
+	f.BoolVar(&o.acceptNew, "accept-new", false, "record the host key of a guest not yet in known_hosts (never accepts a changed key)")
+	f.StringVar(&o.guestSocket, "guest-socket", "", "socket `path` in the guest (default: a private directory of the login user)")
+	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
+	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
+	return cmd
+}
+
+// defaultPCSCDSocket honours PCSCLITE_CSOCK_NAME on the host, as the host's
+// own libpcsclite would.
+func defaultPCSCDSocket() string {
+	if p := os.Getenv("PCSCLITE_CSOCK_NAME"); p != "" {
+		return p
+	}
+	return pcsc.DefaultSocket
+}
+
+func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string, stdout io.Writer) error {
+	log := g.logger()
+	daemon, err := pcsc.Probe(ctx, o.pcscdSocket)
+	if err != nil {
+		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
+	}
+	log.Info("host pcscd", "socket", o.pcscdSocket, "protocol", daemon.Version.String(), "releases", daemon.Releases())
+
+	guests := make([]forward.Guest, 0, len(dests))
+	seen := map[string]bool{}
+	for _, d := range dests {
+		if seen[d] {
+			return &usageError{fmt.Sprintf("guest %q is named twice", d), "name each guest once"}
+		}
+		seen[d] = true
+		t, err := forward.Resolve(ctx, d, o.sshConfig)
+		if err != nil {
+			return fmt.Errorf("%s: %w", d, err)
+		}
+		guests = append(guests, forward.Guest{Name: d, Target: t, Socket: o.guestSocket})
+	}
+
+	var mu sync.Mutex
+	printed := map[string]string{}
+	cfg := forward.DefaultConfig()
+	cfg.HostSocket = o.pcscdSocket
+	cfg.Daemon = daemon
+	cfg.KeepaliveInterval = o.keepalive
+	cfg.Logger = log
+	cfg.Dial = forward.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
+	cfg.OnEvent = func(e forward.Event) {
+		if e.State != forward.StateUp {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if printed[e.Guest] == e.Socket {
+			return
+		}
+		printed[e.Guest] = e.Socket
+		fmt.Fprintf(stdout, "%s: host pcscd is at %s in the guest:\n    export PCSCLITE_CSOCK_NAME=%s\n", e.Guest, e.Socket, e.Socket)
+	}
+	err = forward.Expose(ctx, guests, cfg)
+	if err == nil && ctx.Err() != nil {
+		log.Info("stopped")
+	}
+	return err
+}
+
+// terminalPrompt asks for key passphrases on the controlling terminal, or
+// returns nil when there is none, so encrypted keys are skipped instead of
+// blocking a service.
+func terminalPrompt() func(string) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil
+	}
+	tty.Close()
+	var mu sync.Mutex
+	return func(prompt string) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer tty.Close()
+		if !term.IsTerminal(int(tty.Fd())) {
+			return nil, errors.New("no terminal for the passphrase prompt")
+		}
+		fmt.Fprint(tty, prompt)
+		b, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		return b, err
+	}
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"net"
+
+	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// hint says what the user can do about err, or "" when nothing useful is
+// known. Hints are matched on error values, never on message text.
+func hint(err error) string {
+	if h, ok := hintOf(err); ok {
+		return h
+	}
+	var (
+		m  *pcsc.Mismatch
+		ne net.Error
+		oe *net.OpError
+	)
+	switch {
+	case errors.Is(err, pcsc.ErrNoDaemon):
+		return "is pcscd running? start it with `sudo systemctl start pcscd.socket`, or point --pcscd-socket at its socket"
+	case errors.Is(err, pcsc.ErrRefused):
+		return "pcscd closed the connection at once, which is what polkit's refusal looks like: allow org.debian.pcsc-lite.access_pcsc for your user, or run pcscd with --disable-polkit"
+	case errors.As(err, &m):
+		return m.Hint()
+	case errors.Is(err, forward.ErrHostUnknown):
+		return "check the fingerprint with the guest's `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`, then run again with --accept-new (or `ssh` to the guest once) to record it"
+	case errors.Is(err, forward.ErrHostKeyChanged):
+		return "if the guest was reinstalled, remove the old key with `ssh-keygen -R HOST` (use the name shown above) and connect again; otherwise do not connect"
+	case errors.Is(err, forward.ErrAuth):
+		return "make sure `ssh GUEST` logs in without a password: add your key to ssh-agent (`ssh-add`) or set IdentityFile for the guest in ~/.ssh/config"
+	case errors.Is(err, forward.ErrForwardRefused):
+		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
+	case errors.Is(err, forward.ErrSocketInUse):
+		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
+	case errors.Is(err, forward.ErrUnsafeDir):
+		return "other guest users could create the socket first and read your PIN: choose a directory only you can write to, or leave --guest-socket unset for a private default"
+	case errors.Is(err, forward.ErrProxyCommand):
+		return "cardshare supports ProxyJump but not ProxyCommand; express the hop as ProxyJump in ssh_config"
+	case errors.Is(err, fs.ErrPermission):
+		return "this user may not open that file or socket; check its owner and mode"
+	case errors.As(err, &oe) && oe.Op == "dial", errors.As(err, &ne) && ne.Timeout():
+		return "is the guest running, and its sshd reachable? `ssh -v GUEST` shows the details"
+	}
+	return ""
+}

@@ -1,0 +1,416 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/relay"
+)
+
+// Guest is a guest to expose the host pcscd to.
+type Guest struct {
+	// Name is how the user named the guest; it labels logs and events.
+	Name string
+	// Target is where to connect.
+	Target Target
+	// Socket is the guest socket path. Empty means a default that the
+	// guest chooses in a directory only the login user can enter.
+	Socket string
+}
+
+// Config tunes Expose. A nil *Config means DefaultConfig().
+type Config struct {
+	// HostSocket is the host pcscd socket. Empty means pcsc.DefaultSocket.
+	HostSocket string
+
+	// Daemon is the host pcscd as probed at start; it words errors.
+	Daemon pcsc.Daemon
+
+	// Dial holds the SSH options: accept-new, passphrase prompt, logger.
+	Dial DialOptions
+
+	// KeepaliveInterval is how often a keepalive@openssh.com request
+	// checks that the guest is still there. x/crypto/ssh has no keepalive
+	// of its own, so without it a guest that vanished (VM paused, network
+	// gone) would hang its forward forever. Zero means 5 s.
+	KeepaliveInterval time.Duration
+	// KeepaliveTimeout is how long a keepalive may wait for its reply
+	// before the connection counts as dead. Interval plus timeout is the
+	// worst-case detection time. Zero means 10 s.
+	KeepaliveTimeout time.Duration
+
+	// MinBackoff and MaxBackoff bound the wait between reconnects, which
+	// doubles after each failed attempt. Zero means 1 s and 30 s.
+	MinBackoff, MaxBackoff time.Duration
+
+	// StaleProbe is how long a listener found at the guest socket path may
+	// take to answer before it counts as a dead forward. Zero means 2 s.
+	StaleProbe time.Duration
+
+	// Relay configures the relay of each guest connection; its Logger,
+	// Daemon and Stats are set per guest.
+	Relay relay.Config
+
+	// Logger receives lifecycle events. Nil discards.
+	Logger *slog.Logger
+
+	// OnEvent, when set, is called on every change of a guest's state.
+	// It must not block.
+	OnEvent func(Event)
+}
+
+// DefaultConfig returns the configuration Expose uses for a nil *Config.
+func DefaultConfig() *Config {
+	return &Config{
+		HostSocket:        pcsc.DefaultSocket,
+		KeepaliveInterval: 5 * time.Second,
+		KeepaliveTimeout:  10 * time.Second,
+		MinBackoff:        time.Second,
+		MaxBackoff:        30 * time.Second,
+		StaleProbe:        2 * time.Second,
+	}
+}
+
+func (c *Config) withDefaults() Config {
+	if c == nil {
+		c = DefaultConfig()
+	}
+	d, cc := DefaultConfig(), *c
+	if cc.HostSocket == "" {
+		cc.HostSocket = d.HostSocket
+	}
+	if cc.KeepaliveInterval <= 0 {
+		cc.KeepaliveInterval = d.KeepaliveInterval
+	}
+	if cc.KeepaliveTimeout <= 0 {
+		cc.KeepaliveTimeout = d.KeepaliveTimeout
+	}
+	if cc.MinBackoff <= 0 {
+		cc.MinBackoff = d.MinBackoff
+	}
+	if cc.MaxBackoff < cc.MinBackoff {
+		cc.MaxBackoff = max(d.MaxBackoff, cc.MinBackoff)
+	}
+	if cc.StaleProbe <= 0 {
+		cc.StaleProbe = d.StaleProbe
+	}
+	if cc.Logger == nil {
+		cc.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cc.Dial.Logger == nil {
+		cc.Dial.Logger = cc.Logger
+	}
+	return cc
+}
+
+// State is where a guest's forward stands.
+type State string
+
+const (
+	StateConnecting State = "connecting"
+	StateUp         State = "up"
+	StateBackoff    State = "backing-off"
+	StateFailed     State = "failed"
+	StateStopped    State = "stopped"
+)
+
+// Event reports a guest's new state.
+type Event struct {
+	Guest string
+	State State
+	// Socket is the guest socket path (StateUp).
+	Socket string
+	// GuestClient is the guest's libpcsclite when it could be read (StateUp).
+	GuestClient *pcsc.Client
+	// Err is why the forward went down or failed (StateBackoff, StateFailed).
+	Err error
+	// Retry is when the next attempt starts (StateBackoff).
+	Retry time.Time
+}
+
+// Expose forwards the host pcscd into every guest and keeps the forwards
+// up until ctx is done. Each guest runs on its own: one that fails or is
+// unreachable never affects another. A guest whose first attempt fails for a
+// reason that retrying cannot fix (unknown host key, refused authentication,
+// forwarding not allowed) stops with that error; after it has been up once,
+// every loss is retried with capped exponential backoff.
+//
+// Expose returns nil when ctx ends, or the errors of the guests that stopped
+// when none is left running.
+func Expose(ctx context.Context, guests []Guest, cfg *Config) error {
+	c := cfg.withDefaults()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, g := range guests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := &forwarder{guest: g, cfg: &c, log: c.Logger.With("guest", g.Name)}
+			if err := f.run(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, &GuestError{Guest: g.Name, Err: err})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// GuestError is the error that stopped one guest.
+type GuestError struct {
+	Guest string
+	Err   error
+}
+
+func (e *GuestError) Error() string { return fmt.Sprintf("%s: %v", e.Guest, e.Err) }
+func (e *GuestError) Unwrap() error { return e.Err }
+
+// ErrForwardRefused means the guest's sshd refused the Unix socket forward.
+var ErrForwardRefused = errors.New("guest sshd refused the socket forward")
+
+type forwarder struct {
+	guest Guest
+	cfg   *Config
+	log   *slog.Logger
+	stats relay.Stats
+}
+
+func (f *forwarder) event(e Event) {
+	e.Guest = f.guest.Name
+	if f.cfg.OnEvent != nil {
+		f.cfg.OnEvent(e)
+	}
+}
+
+func (f *forwarder) run(ctx context.Context) error {
+	backoff := f.cfg.MinBackoff
+	everUp := false
+	for {
+		f.event(Event{State: StateConnecting})
+		up, err := f.once(ctx)
+		if ctx.Err() != nil {
+			f.event(Event{State: StateStopped})
+			return nil
+		}
+		if up {
+			everUp = true
+			backoff = f.cfg.MinBackoff
+		}
+		if !everUp && permanent(err) {
+			f.log.Error("giving up on guest", "err", err)
+			f.event(Event{State: StateFailed, Err: err})
+			return err
+		}
+		// Full jitter keeps many guests from reconnecting in lockstep
+		// after the host wakes up.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		f.log.Warn("guest connection lost; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		f.event(Event{State: StateBackoff, Err: err, Retry: time.Now().Add(wait)})
+		select {
+		case <-ctx.Done():
+			f.event(Event{State: StateStopped})
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, f.cfg.MaxBackoff)
+	}
+}
+
+// permanent reports errors that retrying does not fix.
+func permanent(err error) bool {
+	return errors.Is(err, ErrHostUnknown) || errors.Is(err, ErrHostKeyChanged) ||
+		errors.Is(err, ErrAuth) || errors.Is(err, ErrForwardRefused) ||
+		errors.Is(err, ErrSocketInUse) || errors.Is(err, ErrUnsafeDir) ||
+		errors.Is(err, ErrProxyCommand)
+}
+
+// once connects, forwards and serves until the connection is lost or ctx is
+// done. up reports whether the forward was established.
+func (f *forwarder) once(ctx context.Context) (up bool, err error) {
+	client, err := Dial(ctx, f.guest.Target, f.cfg.Dial)
+	if err != nil {
+		return false, err
+	}
+	defer client.Close()
+	lost := keepalive(client, f.cfg.KeepaliveInterval, f.cfg.KeepaliveTimeout)
+
+	// Setup steps share one deadline; closing the client unblocks them.
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stop := context.AfterFunc(setupCtx, func() {
+		if ctx.Err() != nil || setupCtx.Err() == context.DeadlineExceeded {
+			client.Close()
+		}
+	})
+	ln, info, err := f.listen(setupCtx, client)
+	if !stop() && err == nil {
+		err = fmt.Errorf("setting up the guest socket timed out")
+	}
+	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		return false, err
+	}
+
+	// A session makes sshd turn on TCP_NODELAY (packet_set_interactive in
+	// OpenSSH), which a bare forward never does: without it, round trips
+	// stall 40 ms on Nagle and delayed ACKs.
+	keeper, err := client.NewSession()
+	if err == nil {
+		_, err = keeper.StdinPipe() // never written: the session lives until we close it
+		if err == nil {
+			err = keeper.Start("cat > /dev/null")
+		}
+	}
+	if err != nil {
+		ln.Close()
+		return false, fmt.Errorf("start keeper session: %w", err)
+	}
+	defer keeper.Close()
+
+	ev := Event{State: StateUp, Socket: info.Socket}
+	if gc, ok := info.Client(); ok {
+		ev.GuestClient = &gc
+		f.logCompat(gc)
+	}
+	f.log.Info("forward up", "socket", info.Socket, "guest_os", info.OS)
+	f.event(ev)
+
+	rc := f.cfg.Relay
+	rc.Logger = f.log
+	rc.Daemon = f.cfg.Daemon
+	rc.Stats = &f.stats
+	serveCtx, stopServe := context.WithCancel(ctx)
+	defer stopServe()
+	served := make(chan error, 1)
+	go func() { served <- relay.Serve(serveCtx, ln, relay.UnixDialer(f.cfg.HostSocket), &rc) }()
+
+	select {
+	case <-ctx.Done():
+		<-served
+		f.cleanup(client, info.Socket)
+		return true, nil
+	case err := <-lost:
+		stopServe()
+		<-served
+		return true, err
+	case err := <-served:
+		if err == nil {
+			err = errors.New("forward closed")
+		}
+		return true, fmt.Errorf("guest connection lost: %w", err)
+	}
+}
+
+// listen prepares the guest socket path and opens the forward.
+func (f *forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestInfo, error) {
+	info, err := prepare(ctx, client, f.guest.Socket)
+	if err != nil {
+		return nil, info, fmt.Errorf("prepare guest socket: %w", err)
+	}
+	switch info.Exists {
+	case "other":
+		return nil, info, fmt.Errorf("%s exists in the guest and is not a socket; refusing to replace it", info.Socket)
+	case "socket":
+		removed, err := clearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
+		if err != nil {
+			return nil, info, err
+		}
+		if removed {
+			f.log.Info("removed stale guest socket", "socket", info.Socket)
+		}
+	}
+	ln, err := client.ListenUnix(info.Socket)
+	if err != nil {
+		return nil, info, fmt.Errorf("%w: listen on %s: %w", ErrForwardRefused, info.Socket, err)
+	}
+	return ln, info, nil
+}
+
+// cleanup removes the guest socket on the way out: sshd does not, and a
+// leftover socket would make the guest's clients fail instead of reporting
+// that no service is there.
+func (f *forwarder) cleanup(client *ssh.Client, sock string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { client.Close() })
+	defer stop()
+	if _, err := runScript(ctx, client, removeScript, "sock", sock); err != nil {
+		f.log.Warn("could not remove guest socket", "socket", sock, "err", err)
+		return
+	}
+	f.log.Info("removed guest socket", "socket", sock)
+}
+
+func (f *forwarder) logCompat(c pcsc.Client) {
+	d := f.cfg.Daemon
+	if d.Version == (pcsc.Version{}) {
+		return
+	}
+	if d.Serves(c) {
+		f.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
+		return
+	}
+	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
+	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
+}
+
+// keepalive sends keepalive@openssh.com requests every interval and
+// reports on the returned channel, after closing the client, when one is
+// not answered within timeout or the connection ends. OpenSSH answers the
+// unknown request with a failure, which proves the peer alive all the same.
+func keepalive(c *ssh.Client, interval, timeout time.Duration) <-chan error {
+	lost := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		err := c.Wait()
+		select {
+		case lost <- fmt.Errorf("guest connection closed: %w", err):
+		default: // the keepalive reported first
+		}
+		close(done)
+	}()
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			replied := make(chan error, 1)
+			go func() {
+				_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
+				replied <- err
+			}()
+			select {
+			case <-done:
+				return
+			case <-replied:
+			case <-time.After(timeout):
+				select {
+				case lost <- fmt.Errorf("guest did not answer a keepalive within %v", timeout):
+				default:
+				}
+				c.Close()
+				return
+			}
+		}
+	}()
+	return lost
+}
