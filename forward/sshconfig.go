@@ -20,7 +20,7 @@ import (
 
 // ErrProxyCommand reports a destination whose ssh_config sets ProxyCommand,
 // which cardshare cannot run; ProxyJump is supported.
-var ErrProxyCommand = errors.New("forward: ProxyCommand is not supported, use ProxyJump")
+var ErrProxyCommand = errors.New("ProxyCommand is not supported, use ProxyJump")
 
 // maxJumpDepth bounds nested ProxyJump resolution, so that a config whose
 // jump hosts jump through each other fails instead of recursing forever.
@@ -87,12 +87,16 @@ func (t Target) Addr() string {
 // ~/.ssh/id_ed25519, id_ecdsa and id_rsa, $SSH_AUTH_SOCK and
 // ~/.ssh/known_hosts.
 func Resolve(ctx context.Context, dest, configFile string) (Target, error) {
-	return resolve(ctx, dest, configFile, 0)
+	t, err := resolve(ctx, dest, configFile, 0)
+	if err != nil {
+		return Target{}, fmt.Errorf("forward: %w", err)
+	}
+	return t, nil
 }
 
 func resolve(ctx context.Context, dest, configFile string, depth int) (Target, error) {
 	if depth > maxJumpDepth {
-		return Target{}, fmt.Errorf("forward: resolve %s: more than %d nested ProxyJump hops", dest, maxJumpDepth)
+		return Target{}, fmt.Errorf("resolve %s: more than %d nested ProxyJump hops", dest, maxJumpDepth)
 	}
 	env := currentLocalEnv()
 	sshPath, err := exec.LookPath("ssh")
@@ -107,13 +111,13 @@ func resolve(ctx context.Context, dest, configFile string, depth int) (Target, e
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-			return Target{}, fmt.Errorf("forward: resolve %s: ssh -G: %s: %w", dest, strings.TrimSpace(string(ee.Stderr)), err)
+			return Target{}, fmt.Errorf("resolve %s: ssh -G: %s: %w", dest, strings.TrimSpace(string(ee.Stderr)), err)
 		}
-		return Target{}, fmt.Errorf("forward: resolve %s: ssh -G: %w", dest, err)
+		return Target{}, fmt.Errorf("resolve %s: ssh -G: %w", dest, err)
 	}
 	t, err := parseSSHG(out, env)
 	if err != nil {
-		return Target{}, fmt.Errorf("forward: resolve %s: %w", dest, err)
+		return Target{}, fmt.Errorf("resolve %s: %w", dest, err)
 	}
 	t.Alias = dest
 	t.IdentityFiles = existingKeyFiles(t.IdentityFiles)
@@ -122,7 +126,7 @@ func resolve(ctx context.Context, dest, configFile string, depth int) (Target, e
 	for i, hop := range t.ProxyJump {
 		h, err := resolve(ctx, hop, configFile, depth+1)
 		if err != nil {
-			return Target{}, fmt.Errorf("forward: resolve jump host of %s: %w", dest, err)
+			return Target{}, fmt.Errorf("jump host of %s: %w", dest, err)
 		}
 		if i > 0 {
 			h.ProxyJump, h.Jumps = nil, nil
@@ -137,7 +141,7 @@ func resolve(ctx context.Context, dest, configFile string, depth int) (Target, e
 // parts as -l and -p.
 func parseDest(dest string) (user, host string, port int, err error) {
 	bad := func(why string) (string, string, int, error) {
-		return "", "", 0, fmt.Errorf("forward: bad destination %q: %s", dest, why)
+		return "", "", 0, fmt.Errorf("bad destination %q: %s", dest, why)
 	}
 	s := strings.TrimPrefix(dest, "ssh://")
 	if s != dest {
@@ -149,7 +153,7 @@ func parseDest(dest string) (user, host string, port int, err error) {
 			return bad("empty user name")
 		}
 	}
-	portStr := ""
+	portStr, hasPort := "", false
 	switch {
 	case strings.HasPrefix(s, "["):
 		end := strings.IndexByte(s, ']')
@@ -161,10 +165,10 @@ func parseDest(dest string) (user, host string, port int, err error) {
 			if portStr[0] != ':' {
 				return bad("junk after ]")
 			}
-			portStr = portStr[1:]
+			portStr, hasPort = portStr[1:], true
 		}
 	case strings.Count(s, ":") == 1:
-		host, portStr, _ = strings.Cut(s, ":")
+		host, portStr, hasPort = strings.Cut(s, ":")
 	default: // no colon, or a bare IPv6 address without a port
 		host = s
 	}
@@ -177,7 +181,7 @@ func parseDest(dest string) (user, host string, port int, err error) {
 	if strings.ContainsFunc(dest, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return bad("contains spaces or control characters")
 	}
-	if portStr != "" || strings.HasSuffix(s, ":") {
+	if hasPort {
 		port, err = strconv.Atoi(portStr)
 		if err != nil || port < 1 || port > 65535 {
 			return bad("port must be 1-65535")

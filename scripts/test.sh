@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every check and test of cardshare, the way CI does: installs the test
+# dependencies (Debian/Ubuntu, as root), then formatting, module tidiness,
+# vet, staticcheck, govulncheck, all tests with the race detector (the
+# end-to-end tests run real pcscd, libpcsclite and sshd), a short fuzz run per
+# fuzz target, and the cross-builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "test dependencies"
+scripts/install-test-deps.sh
+
+step "gofmt"
+out=$(gofmt -l .)
+if [ -n "$out" ]; then echo "gofmt would change:"; echo "$out"; exit 1; fi
+
+step "go mod tidy"
+go mod tidy -diff
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+go tool staticcheck ./...
+
+step "govulncheck"
+scripts/govulncheck.sh
+
+step "cross-builds"
+for target in linux/amd64 linux/arm64 darwin/arm64 windows/amd64 freebsd/amd64 netbsd/amd64; do
+	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go build -o /dev/null ./cmd/cardshare
+	echo "$target ok"
+done
+
+step "short fuzzing"
+for pkg in $(go list ./...); do
+	for fuzz in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+		echo "$pkg $fuzz"
+		go test -run '^$' -fuzz "^${fuzz}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" >/dev/null
+	done
+done
+
+step "go test -race"
+go test -race -count=1 -timeout 20m ./...
