@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -175,7 +176,9 @@ type GuestError struct {
 	Err   error
 }
 
-func (e *GuestError) Error() string { return fmt.Sprintf("%s: %v", e.Guest, e.Err) }
+func (e *GuestError) Error() string {
+	return e.Guest + ": " + strings.TrimPrefix(e.Err.Error(), "forward: ")
+}
 func (e *GuestError) Unwrap() error { return e.Err }
 
 // ErrForwardRefused means the guest's sshd refused the Unix socket forward.
