@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Measures APDU round trips from the real libpcsclite to the real pcscd and
+# virtual card: directly, through `ssh -N -R`, through `ssh -R` with a
+# session, and through cardshare expose, in one run with interleaved rounds
+# (internal/bench BenchmarkPaths), then one relay.Pipe hop alone
+# (BenchmarkPipe). Needs root and what scripts/install-test-deps.sh installs.
+#
+# usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
+#                         [-P PROFILE_FILE] [-- GO_TEST_FLAGS...]
+#   -r  measured rounds, each running every path once (default 5)
+#   -n  APDUs per round and path (default 3000)
+#   -s  APDUs per round on the `ssh -N -R` path, ~140 APDU/s (default 300)
+#   -p  comma-separated paths: direct,ssh-N,ssh-session,cardshare (default all)
+#   -P  after the rounds, profile 20000 APDUs through cardshare alone and
+#       write the CPU profile to this file (go tool pprof -top FILE)
+# The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
+# PATHS, PROFILE. Flags after -- go to go test, e.g. -- -v or -- -count 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=${ROUNDS:-5}
+apdus=${APDUS:-3000}
+slow=${SLOW_APDUS:-300}
+paths=${PATHS:-}
+profile=${PROFILE:-}
+while getopts r:n:s:p:P:h opt; do
+	case $opt in
+	r) rounds=$OPTARG ;;
+	n) apdus=$OPTARG ;;
+	s) slow=$OPTARG ;;
+	p) paths=$OPTARG ;;
+	P) profile=$OPTARG ;;
+	*)
+		sed -n '8,19p' "$0" | sed 's/^# \{0,1\}//'
+		exit 2
+		;;
+	esac
+done
+shift $((OPTIND - 1))
+
+if [ -n "$profile" ]; then
+	# The test binary runs in the package directory.
+	case $profile in /*) ;; *) profile=$PWD/$profile ;; esac
+fi
+
+go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
+	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cardshare-cpuprofile="$profile"
+go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench
