@@ -158,8 +158,7 @@ func Expose(ctx context.Context, guests []Guest, cfg *Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			f := &forwarder{guest: g, cfg: &c, log: c.Logger.With("guest", g.Name)}
-			if err := f.run(ctx); err != nil {
+			if err := NewForwarder(g, &c).Run(ctx); err != nil {
 				mu.Lock()
 				errs = append(errs, &GuestError{Guest: g.Name, Err: err})
 				mu.Unlock()
@@ -184,21 +183,82 @@ func (e *GuestError) Unwrap() error { return e.Err }
 // ErrForwardRefused means the guest's sshd refused the Unix socket forward.
 var ErrForwardRefused = errors.New("guest sshd refused the socket forward")
 
-type forwarder struct {
+// Forwarder keeps the forward of one guest up. Expose runs one per guest;
+// a long-running service starts and stops them one by one.
+type Forwarder struct {
 	guest Guest
 	cfg   *Config
 	log   *slog.Logger
 	stats relay.Stats
+
+	mu     sync.Mutex
+	status Status
 }
 
-func (f *forwarder) event(e Event) {
+// NewForwarder returns a Forwarder for g; Run starts it.
+func NewForwarder(g Guest, cfg *Config) *Forwarder {
+	c := cfg.withDefaults()
+	return &Forwarder{guest: g, cfg: &c, log: c.Logger.With("guest", g.Name),
+		status: Status{Guest: g.Name, State: StateConnecting, Since: time.Now()}}
+}
+
+// Status is a snapshot of a guest's forward.
+type Status struct {
+	Guest string
+	State State
+	// Since is when State began; for StateUp, when the forward came up.
+	Since time.Time
+	// Retry is when the next attempt starts (StateBackoff).
+	Retry time.Time
+	// Socket is the guest socket path of the current or last forward.
+	Socket string
+	// GuestClient is the guest's libpcsclite when it could be read.
+	GuestClient *pcsc.Client
+	// LastError is why the forward last went down, "" if it never did.
+	LastError string
+	// Open, Connections, BytesUp and BytesDown count the relayed guest
+	// connections since the Forwarder started.
+	Open                int64
+	Connections, Failed uint64
+	BytesUp, BytesDown  uint64
+}
+
+// Status returns the forward's current state and counters.
+func (f *Forwarder) Status() Status {
+	f.mu.Lock()
+	s := f.status
+	f.mu.Unlock()
+	s.Open = f.stats.Open.Load()
+	s.Connections = f.stats.Total.Load()
+	s.Failed = f.stats.Failed.Load()
+	s.BytesUp = f.stats.Up.Load()
+	s.BytesDown = f.stats.Down.Load()
+	return s
+}
+
+func (f *Forwarder) event(e Event) {
 	e.Guest = f.guest.Name
+	f.mu.Lock()
+	f.status.State, f.status.Since, f.status.Retry = e.State, time.Now(), e.Retry
+	if e.Socket != "" {
+		f.status.Socket = e.Socket
+	}
+	if e.GuestClient != nil {
+		f.status.GuestClient = e.GuestClient
+	}
+	if e.Err != nil {
+		f.status.LastError = e.Err.Error()
+	}
+	f.mu.Unlock()
 	if f.cfg.OnEvent != nil {
 		f.cfg.OnEvent(e)
 	}
 }
 
-func (f *forwarder) run(ctx context.Context) error {
+// Run keeps the forward up until ctx is done, and then removes the guest
+// socket. It returns nil then, or the error of a first attempt that
+// retrying cannot fix (see Expose).
+func (f *Forwarder) Run(ctx context.Context) error {
 	backoff := f.cfg.MinBackoff
 	everUp := false
 	for {
@@ -242,7 +302,7 @@ func permanent(err error) bool {
 
 // once connects, forwards and serves until the connection is lost or ctx is
 // done. up reports whether the forward was established.
-func (f *forwarder) once(ctx context.Context) (up bool, err error) {
+func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	client, err := Dial(ctx, f.guest.Target, f.cfg.Dial)
 	if err != nil {
 		return false, err
@@ -320,7 +380,7 @@ func (f *forwarder) once(ctx context.Context) (up bool, err error) {
 }
 
 // listen prepares the guest socket path and opens the forward.
-func (f *forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestInfo, error) {
+func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestInfo, error) {
 	info, err := prepare(ctx, client, f.guest.Socket)
 	if err != nil {
 		return nil, info, fmt.Errorf("prepare guest socket: %w", err)
@@ -347,7 +407,7 @@ func (f *forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 // cleanup removes the guest socket on the way out: sshd does not, and a
 // leftover socket would make the guest's clients fail instead of reporting
 // that no service is there.
-func (f *forwarder) cleanup(client *ssh.Client, sock string) {
+func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { client.Close() })
@@ -359,7 +419,7 @@ func (f *forwarder) cleanup(client *ssh.Client, sock string) {
 	f.log.Info("removed guest socket", "socket", sock)
 }
 
-func (f *forwarder) logCompat(c pcsc.Client) {
+func (f *Forwarder) logCompat(c pcsc.Client) {
 	d := f.cfg.Daemon
 	if d.Version == (pcsc.Version{}) {
 		return
