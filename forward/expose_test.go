@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -52,13 +54,18 @@ type exposed struct {
 // expose runs forward.Expose for the guests until the test ends.
 func expose(t *testing.T, p *testenv.PCSCD, guests []forward.Guest, tune func(*forward.Config)) *exposed {
 	t.Helper()
+	return exposeSocket(t, p.Socket, guests, tune)
+}
+
+func exposeSocket(t *testing.T, hostSocket string, guests []forward.Guest, tune func(*forward.Config)) *exposed {
+	t.Helper()
 	e := &exposed{events: make(chan forward.Event, 100), log: new(logBuffer), done: make(chan error, 1)}
-	daemon, err := pcsc.Probe(context.Background(), p.Socket)
+	daemon, err := pcsc.Probe(context.Background(), hostSocket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := forward.DefaultConfig()
-	cfg.HostSocket = p.Socket
+	cfg.HostSocket = hostSocket
 	cfg.Daemon = daemon
 	cfg.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.MinBackoff = 100 * time.Millisecond
@@ -438,5 +445,54 @@ func TestExposeRefusesSharedDirectory(t *testing.T) {
 	ev := e.wait(t, forward.StateFailed)
 	if !errors.Is(ev.Err, forward.ErrUnsafeDir) {
 		t.Fatalf("err = %v, want ErrUnsafeDir", ev.Err)
+	}
+}
+
+// Through the SSH channel, large messages (an extended APDU is up to 64 KiB)
+// pass unchanged and a half-close reaches the daemon, which still answers.
+// A malformed first message closes only its own connection.
+func TestExposeLargeMessagesAndHalfClose(t *testing.T) {
+	t.Parallel()
+	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
+	e := exposeSocket(t, fake.Socket, []forward.Guest{guestOf(t, s, "")}, nil)
+	up := e.wait(t, forward.StateUp)
+
+	bad, err := net.Dial("unix", up.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Write([]byte{0xff, 0xff, 0xff, 0x7f, 0x09, 0, 0, 0})
+	bad.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := bad.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("malformed opening: read %d, %v; want the connection closed", n, err)
+	}
+	bad.Close()
+
+	c, err := net.Dial("unix", up.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	c.Write(pcsc.AppendVersionRequest(nil, pcsc.V44))
+	var rbuf [12]byte
+	if r, err := pcsc.ReadVersionReply(c, &rbuf); err != nil || !r.Accepted() {
+		t.Fatalf("version: %+v %v", r, err)
+	}
+	msg := make([]byte, 8+32+65548)
+	for i := range msg {
+		msg[i] = byte(i * 7)
+	}
+	go func() {
+		c.Write(msg)
+		c.(*net.UnixConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("echo through the forward: %d of %d bytes, equal=%v, err %v", len(got), len(msg), bytes.Equal(got, msg), err)
+	}
+	if !strings.Contains(e.log.String(), "closing guest connection") {
+		t.Errorf("no log line for the malformed connection:\n%s", e.log)
 	}
 }
