@@ -57,7 +57,7 @@ CHANNELID    0x%X
 `, vcard.DefaultPort, vcard.DefaultPort)
 
 // pcscdScript runs in pcscd's new mount and network namespaces
-// (pcscdSysProcAttr) and execs pcscd, which so keeps the PID Go started and
+// (pcscdSysProcAttr) and execs pcscd, so that pcscd keeps the PID Go started and
 // can match LISTEN_PID. $1 is the instance's directory, $2 the pcscd binary,
 // $3 its log level option.
 //
@@ -265,8 +265,8 @@ func (p *PCSCD) start() error {
 func (p *PCSCD) waitReaders(timeout time.Duration, what string, ok func([]readerRecord) bool) error {
 	ctx, cancel := context.WithTimeout(p.ctx, timeout)
 	defer cancel()
-	var proc *pcscdProcess
-	if proc = p.proc; proc == nil {
+	proc := p.proc
+	if proc == nil {
 		return fmt.Errorf("waiting for %s: pcscd is stopped", what)
 	}
 	// A probe sent to a pcscd that just died would wait in the listen

@@ -55,7 +55,7 @@ func readReaderStates(ctx context.Context, socket string) ([]readerRecord, error
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
 
-	le := binary.LittleEndian // host byte order on every platform this runs on
+	le := binary.NativeEndian // pcsc-lite uses host byte order
 	req := le.AppendUint32(nil, versionReplySize)
 	req = le.AppendUint32(req, cmdVersion)
 	req = le.AppendUint32(req, 4) // major

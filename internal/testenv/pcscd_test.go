@@ -156,9 +156,6 @@ func TestPCSCDTwoInstances(t *testing.T) {
 // its files out of the host's /run/pcscd.
 func TestPCSCDIsolation(t *testing.T) {
 	t.Parallel()
-	hostPID := "/run/pcscd/pcscd.pid"
-	_, statErr := os.Stat("/run/pcscd")
-	hostHadDir := statErr == nil
 	p := StartPCSCD(t)
 	p.InsertCard(t)
 	runHello(t, BuildClient(t), p)
@@ -188,16 +185,50 @@ func TestPCSCDIsolation(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(p.RunDir, "pcscd", "pcscd.comm")); err == nil {
 		t.Error("pcscd created a socket of its own in its /run/pcscd")
 	}
-	// The host's /run/pcscd is as it was, or belongs to another pcscd.
-	if _, err := os.Stat("/run/pcscd"); !hostHadDir && err == nil {
-		t.Error("the test pcscd created the host's /run/pcscd")
-	}
-	if b, err := os.ReadFile(hostPID); err == nil {
+	// The host's PID file, if any, belongs to another pcscd.
+	if b, err := os.ReadFile("/run/pcscd/pcscd.pid"); err == nil {
 		if pid, _ := strconv.Atoi(strings.TrimRight(string(b), "\x00\n")); pid == p.PID {
-			t.Errorf("the test pcscd wrote the host's %s", hostPID)
+			t.Error("the test pcscd wrote the host's /run/pcscd/pcscd.pid")
 		}
 	}
 
+	// vpcd listens in pcscd's network namespace, not in the test's.
+	ns := tcpListeners(t, fmt.Sprintf("/proc/%d/net/tcp", p.PID))
+	host := tcpListeners(t, "/proc/self/net/tcp")
+	for _, port := range []int{vcard.DefaultPort, vcard.DefaultPort + 1} {
+		inode, ok := ns[port]
+		if !ok {
+			t.Errorf("vpcd does not listen on port %d in pcscd's namespace", port)
+		}
+		for _, i := range host {
+			if i == inode {
+				t.Errorf("vpcd's port %d is in the test's network namespace", port)
+			}
+		}
+	}
+}
+
+// tcpListeners reads a /proc/net/tcp table and returns the inode of the
+// listening socket on each port.
+func tcpListeners(t *testing.T, path string) map[int]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := make(map[int]string)
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "0A" { // TCP_LISTEN
+			continue
+		}
+		_, hexPort, _ := strings.Cut(f[1], ":")
+		if port, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
+			m[int(port)] = f[9]
+		}
+	}
+	return m
 }
 
 func processGone(pid int) bool {

@@ -76,10 +76,10 @@ type SSHD struct {
 	// PID is the listening sshd; Restart changes it.
 	PID int
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd has been waited for
-	log  *sshdLog
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when cmd has been waited for
+	logFile string
 }
 
 // StartSSHD starts sshd -D -e on a free port and registers its cleanup.
@@ -98,7 +98,7 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := &SSHD{HostAlias: opts.HostAlias, log: &sshdLog{}}
+	s := &SSHD{HostAlias: opts.HostAlias}
 	if s.HostAlias == "" {
 		s.HostAlias = "guest"
 	}
@@ -107,6 +107,7 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		t.Fatal(err)
 	}
 	s.Dir = dir
+	s.logFile = filepath.Join(dir, "sshd.log")
 	t.Cleanup(func() { s.cleanup(t) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -129,8 +130,8 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		if err = s.start(); err == nil {
 			break
 		}
-		if attempt == 3 || !strings.Contains(s.log.String(), "Address already in use") {
-			t.Fatalf("testenv: start sshd: %v\nsshd log:\n%s", err, s.log)
+		if attempt == 3 || !strings.Contains(s.Log(), "Address already in use") {
+			t.Fatalf("testenv: start sshd: %v\nsshd log:\n%s", err, s.Log())
 		}
 	}
 	return s
@@ -307,8 +308,15 @@ func sshdHostKeyTypes(t []string) []string {
 
 // start runs sshd and waits until it sends its SSH banner.
 func (s *SSHD) start() error {
+	// An *os.File, not a pipe: the per-connection children inherit it, and
+	// with a pipe cmd.Wait would wait for every session to end.
+	logf, err := os.OpenFile(s.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
 	cmd := exec.Command(sshdPath, "-D", "-e", "-f", s.ServerConfig)
-	cmd.Stdout, cmd.Stderr = s.log, s.log
+	cmd.Stdout, cmd.Stderr = logf, logf
 	// Stop the listener if the test binary dies without running cleanups.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -353,7 +361,18 @@ func sshBanner(addr string) bool {
 func (s *SSHD) Kill(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	syscall.Kill(s.PID, sig)
+	if s.done != nil && !exited(s.done) { // a reaped PID may belong to another process
+		syscall.Kill(s.PID, sig)
+	}
+}
+
+func exited(done chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // KillSessions sends sig to the per-connection sshd processes of this
@@ -364,11 +383,26 @@ func (s *SSHD) KillSessions(sig syscall.Signal) int {
 	s.mu.Lock()
 	listener := s.PID
 	s.mu.Unlock()
-	pids := s.sessionPIDs(listener)
-	for _, pid := range pids {
-		syscall.Kill(pid, sig)
+	// Look again after signalling: a monitor may have forked the session
+	// process between the scan and the signal (it forks only after the
+	// client has been told that authentication succeeded).
+	done := map[int]bool{}
+	for range 10 {
+		_, pids := s.sessionTree(listener)
+		n := 0
+		for _, pid := range pids {
+			if !done[pid] {
+				syscall.Kill(pid, sig)
+				done[pid] = true
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return len(pids)
+	return len(done)
 }
 
 // Restart stops the listening sshd and starts it again on the same port
@@ -377,9 +411,9 @@ func (s *SSHD) KillSessions(sig syscall.Signal) int {
 func (s *SSHD) Restart(t testing.TB) {
 	t.Helper()
 	s.stopListener(syscall.SIGTERM)
-	fmt.Fprintf(s.log, "--- testenv: restart ---\n")
+	s.appendLog("--- testenv: restart ---\n")
 	if err := s.start(); err != nil {
-		t.Fatalf("testenv: restart sshd: %v\nsshd log:\n%s", err, s.log)
+		t.Fatalf("testenv: restart sshd: %v\nsshd log:\n%s", err, s.Log())
 	}
 }
 
@@ -389,7 +423,7 @@ func (s *SSHD) stopListener(sig syscall.Signal) {
 	s.mu.Lock()
 	pid, done := s.PID, s.done
 	s.mu.Unlock()
-	if done == nil {
+	if done == nil || exited(done) {
 		return
 	}
 	syscall.Kill(pid, sig)
@@ -430,23 +464,54 @@ func (s *SSHD) SSH(t testing.TB, command string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("testenv: ssh %s %q: %v\nstderr: %s\nsshd log:\n%s", s.HostAlias, command, err, stderr.Bytes(), s.log)
+		t.Fatalf("testenv: ssh %s %q: %v\nstderr: %s\nsshd log:\n%s", s.HostAlias, command, err, stderr.Bytes(), s.Log())
 	}
 	return string(out)
 }
 
 // Log returns what sshd has logged so far.
-func (s *SSHD) Log() string { return s.log.String() }
+func (s *SSHD) Log() string {
+	b, _ := os.ReadFile(s.logFile)
+	return string(b)
+}
+
+func (s *SSHD) appendLog(text string) {
+	if f, err := os.OpenFile(s.logFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644); err == nil {
+		f.WriteString(text)
+		f.Close()
+	}
+}
 
 func (s *SSHD) cleanup(t testing.TB) {
+	if s.User != "" {
+		s.mu.Lock()
+		listener := s.PID
+		s.mu.Unlock()
+		// Kill the session processes before their monitors and the monitors
+		// before the listener, so that each is reaped by a live parent:
+		// orphans go to PID 1, which in containers may reap late or never.
+		roots, pids := s.sessionTree(listener)
+		for _, pid := range pids {
+			if roots[pid] {
+				syscall.Kill(pid, syscall.SIGCONT) // a stopped monitor cannot reap
+			} else {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, left := s.sessionTree(listener); len(left) == 0 {
+				break
+			}
+		}
+	}
 	if s.done != nil {
 		s.stopListener(syscall.SIGKILL)
 	}
 	if s.User != "" {
-		// Kill until nothing of the instance is left: sessions may still
-		// fork while we look.
+		// Kill until nothing of the instance is left, in case of forks.
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			pids := append(s.sessionPIDs(0), pidsOfUID(s.UID)...)
+			_, pids := s.sessionTree(0)
+			pids = append(pids, pidsOfUID(s.UID)...)
 			if len(pids) == 0 {
 				break
 			}
@@ -459,7 +524,7 @@ func (s *SSHD) cleanup(t testing.TB) {
 		}
 	}
 	if t.Failed() {
-		t.Logf("sshd log (%s):\n%s", s.ServerConfig, s.log)
+		t.Logf("sshd log (%s):\n%s", s.ServerConfig, s.Log())
 	}
 	os.RemoveAll(s.Dir)
 }
@@ -477,7 +542,7 @@ func deleteUser(name string) error {
 	return fmt.Errorf("userdel %s: %v: %s", name, err, out)
 }
 
-// procEntry is what sessionPIDs needs to know about a process.
+// procEntry is what sessionTree needs to know about a process.
 type procEntry struct {
 	pid, ppid, uid int
 	sshd           bool // its executable is sshd
@@ -498,9 +563,11 @@ func procTable() map[int]procEntry {
 		}
 		// The command name may contain spaces and parentheses: skip it.
 		if i := bytes.LastIndexByte(stat, ')'); i >= 0 {
-			if f := strings.Fields(string(stat[i+1:])); len(f) > 1 {
-				p.ppid, _ = strconv.Atoi(f[1])
+			f := strings.Fields(string(stat[i+1:]))
+			if len(f) < 2 || f[0] == "Z" || f[0] == "X" {
+				continue // dead: nothing to signal, and its UID is stale
 			}
+			p.ppid, _ = strconv.Atoi(f[1])
 		}
 		// The real UID from status: /proc/PID is owned by root for
 		// non-dumpable processes such as sshd's privilege-separated child.
@@ -518,21 +585,21 @@ func procTable() map[int]procEntry {
 	return ps
 }
 
-// sessionPIDs returns this instance's per-connection processes: the
+// sessionTree returns this instance's per-connection processes: the
 // children of the listener (pid 0 = none), and the privileged monitor of
-// every sshd running as the user (which survives a Restart, reparented),
-// each with all its descendants.
-func (s *SSHD) sessionPIDs(listener int) []int {
+// every process running as the user under an sshd (it survives a Restart,
+// reparented), each with all its descendants. roots are those tops.
+func (s *SSHD) sessionTree(listener int) (roots map[int]bool, pids []int) {
 	ps := procTable()
-	roots := map[int]bool{}
+	roots = map[int]bool{}
 	for _, p := range ps {
 		switch {
 		case listener != 0 && p.ppid == listener:
 			roots[p.pid] = true
-		case p.sshd && p.uid == s.UID:
-			if parent, ok := ps[p.ppid]; ok && parent.sshd && parent.pid != listener && parent.uid == 0 {
+		case p.uid == s.UID:
+			if parent, ok := ps[p.ppid]; ok && parent.sshd && parent.uid == 0 && parent.pid != listener {
 				roots[parent.pid] = true
-			} else {
+			} else if p.sshd {
 				roots[p.pid] = true
 			}
 		}
@@ -541,10 +608,9 @@ func (s *SSHD) sessionPIDs(listener int) []int {
 	for _, p := range ps {
 		children[p.ppid] = append(children[p.ppid], p.pid)
 	}
-	var out []int
 	var walk func(int)
 	walk = func(pid int) {
-		out = append(out, pid)
+		pids = append(pids, pid)
 		for _, c := range children[pid] {
 			walk(c)
 		}
@@ -552,7 +618,7 @@ func (s *SSHD) sessionPIDs(listener int) []int {
 	for pid := range roots {
 		walk(pid)
 	}
-	return out
+	return roots, pids
 }
 
 func pidsOfUID(uid int) []int {
@@ -612,22 +678,4 @@ func freeTCPPort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// sshdLog is a bytes.Buffer safe for sshd's output and readers.
-type sshdLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *sshdLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *sshdLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

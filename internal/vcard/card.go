@@ -90,10 +90,11 @@ func (c *Card) Serve(ctx context.Context) error {
 		var err error
 		in, err = readFrame(c.r, in)
 		if err == nil {
-			out = c.handle(out[:0], in)
-			if out == nil {
+			reply := c.handle(out[:0], in)
+			if reply == nil {
 				continue
 			}
+			out = reply
 			_, err = c.conn.Write(out)
 		}
 		switch {
