@@ -45,7 +45,7 @@ type HostKeyError struct {
 
 func (e *HostKeyError) Error() string {
 	if e.Err == ErrHostKeyChanged {
-		return fmt.Sprintf("forward: HOST KEY FOR %s HAS CHANGED: server sent %s %s, known_hosts has %s; someone may be intercepting the connection",
+		return fmt.Sprintf("forward: host key for %s has changed: server sent %s %s, known_hosts has %s; someone may be intercepting the connection",
 			e.Host, e.KeyType, e.Fingerprint, strings.Join(e.Known, ", "))
 	}
 	return fmt.Sprintf("forward: host key for %s is not known (%s %s)", e.Host, e.KeyType, e.Fingerprint)
