@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/cpu"
+
+	"github.com/cardshare/cardshare/relay"
 )
 
 // DefaultConnectTimeout applies when a Target has no ConnectTimeout.
@@ -128,6 +130,9 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 	var conn net.Conn
 	if via == nil {
 		conn, err = new(net.Dialer).DialContext(dctx, "tcp", addr)
+		if err == nil {
+			conn = relay.RawIO(conn)
+		}
 	} else {
 		conn, err = via.DialContext(dctx, "tcp", addr)
 	}

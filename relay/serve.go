@@ -21,7 +21,11 @@ type DialFunc func(ctx context.Context) (net.Conn, error)
 func UnixDialer(path string) DialFunc {
 	var d net.Dialer
 	return func(ctx context.Context) (net.Conn, error) {
-		return d.DialContext(ctx, "unix", path)
+		c, err := d.DialContext(ctx, "unix", path)
+		if err != nil {
+			return nil, err
+		}
+		return RawIO(c), nil
 	}
 }
 

@@ -1,37 +1,50 @@
 #!/usr/bin/env bash
 # Measures APDU round trips from the real libpcsclite to the real pcscd and
 # virtual card: directly, through `ssh -N -R`, through `ssh -R` with a
-# session, and through cardshare expose, in one run with interleaved rounds
+# session, and through cardshare expose (in the test process, and as a
+# `cardshare expose` process), in one run with interleaved rounds
 # (internal/bench BenchmarkPaths), then one relay.Pipe hop alone
 # (BenchmarkPipe). Needs root and what scripts/install-test-deps.sh installs.
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
-#                         [-P PROFILE_FILE] [-- GO_TEST_FLAGS...]
+#                         [-e CLI_ENV] [-P PROFILE_FILE] [-- GO_TEST_FLAGS...]
 #   -r  measured rounds, each running every path once (default 5)
 #   -n  APDUs per round and path (default 3000)
 #   -s  APDUs per round on the `ssh -N -R` path, ~140 APDU/s (default 300)
-#   -p  comma-separated paths: direct,ssh-N,ssh-session,cardshare (default all)
+#   -p  comma-separated paths, of direct,ssh-N,ssh-session,cardshare,
+#       cardshare-cli and the references socat (Unix → Unix) and socat-tcp
+#       (Unix → TCP → Unix), or all (default: all but the references)
+#   -e  comma-separated VAR=value for the cardshare-cli process, e.g.
+#       GOMAXPROCS=1
 #   -P  after the rounds, profile 20000 APDUs through cardshare alone and
 #       write the CPU profile to this file (go tool pprof -top FILE)
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
-# PATHS, PROFILE. Flags after -- go to go test, e.g. -- -v or -- -count 3.
+# PATHS, CLI_ENV, PROFILE. Flags after -- go to go test, e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+usage() { awk '/^# usage:/ { on = 1 } on && !/^#/ { exit } on { sub(/^# ?/, ""); print }' "$0"; }
 
 rounds=${ROUNDS:-5}
 apdus=${APDUS:-3000}
 slow=${SLOW_APDUS:-300}
 paths=${PATHS:-}
+cli_env=${CLI_ENV:-}
 profile=${PROFILE:-}
-while getopts r:n:s:p:P:h opt; do
+while getopts r:n:s:p:e:P:h opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	n) apdus=$OPTARG ;;
 	s) slow=$OPTARG ;;
 	p) paths=$OPTARG ;;
+	e) cli_env=$OPTARG ;;
 	P) profile=$OPTARG ;;
+	h)
+		usage
+		exit 0
+		;;
 	*)
-		sed -n '8,19p' "$0" | sed 's/^# \{0,1\}//'
+		usage >&2
 		exit 2
 		;;
 	esac
@@ -44,5 +57,6 @@ if [ -n "$profile" ]; then
 fi
 
 go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
-	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cardshare-cpuprofile="$profile"
+	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cli-env="$cli_env" \
+	-cardshare-cpuprofile="$profile"
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench

@@ -1,0 +1,19 @@
+// Package bench measures how fast APDUs cross each way of reaching the host
+// pcscd from a guest, on the real parts: Debian's pcscd with the virtual
+// card, OpenSSH's sshd on loopback as the guest, and a C client on the real
+// libpcsclite (package testenv).
+//
+// The package has no code of its own, only benchmarks. BenchmarkPaths runs
+// the client's bench mode in rounds, round-robin over the paths, so that all
+// of them see the same machine load, and prints a markdown table with each
+// path's APDU rate as a multiple of the direct path measured in the same run:
+// absolute figures move ±20 % between runs, ratios much less. For the paths
+// whose host side is a process of its own (ssh, and cardshare run as
+// `cardshare expose`) it also counts that process's CPU time and context
+// switches per APDU, which hardly depend on the machine's load. BenchmarkPipe
+// measures one relay.Pipe hop without SSH and its allocations per message.
+//
+// Run it with scripts/bench.sh, or:
+//
+//	go test -run '^$' -bench Paths -benchtime 1x ./internal/bench -args -rounds=5 -apdus=3000
+package bench
