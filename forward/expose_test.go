@@ -152,12 +152,17 @@ func guestClient(t *testing.T, s *testenv.SSHD, socket string, args ...string) (
 
 func runAsGuest(t *testing.T, s *testenv.SSHD, socket, bin string, args ...string) (string, error) {
 	t.Helper()
+	return runAs(t, s.UID, s.GID, s.Home, socket, bin, args...)
+}
+
+func runAs(t *testing.T, uid, gid int, home, socket, bin string, args ...string) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = s.Home
-	cmd.Env = []string{"HOME=" + s.Home, "PATH=/usr/bin:/bin", "PCSCLITE_CSOCK_NAME=" + socket}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID)}}
+	cmd.Dir = home
+	cmd.Env = []string{"HOME=" + home, "PATH=/usr/bin:/bin", "PCSCLITE_CSOCK_NAME=" + socket}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
