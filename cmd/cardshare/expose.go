@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/vm"
 )
 
 type exposeOptions struct {
@@ -22,6 +24,7 @@ type exposeOptions struct {
 	guestSocket string
 	pcscdSocket string
 	keepalive   time.Duration
+	setupGuest  bool
 }
 
 func newExposeCmd(g *globals) *cobra.Command {
@@ -76,6 +79,7 @@ and logs an error naming both versions and the fix when they cannot talk.`,
 	f.StringVar(&o.guestSocket, "guest-socket", "", "socket `path` in the guest (default: a private directory of the login user)")
 	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
+	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
 	return cmd
 }
 
@@ -89,6 +93,13 @@ func defaultPCSCDSocket() string {
 }
 
 func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string, stdout io.Writer) error {
+	// One P unless the user says otherwise: relaying an APDU is a chain of
+	// goroutine hand-offs (x/crypto/ssh's read loop, its mux, the channel
+	// reader, the relay), and with more Ps each hand-off wakes another
+	// thread. With one, the chain runs on one thread, as OpenSSH's does.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	log := g.logger()
 	daemon, err := pcsc.Probe(ctx, o.pcscdSocket)
 	if err != nil {
@@ -103,7 +114,7 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 			return &usageError{fmt.Sprintf("guest %q is named twice", d), "name each guest once"}
 		}
 		seen[d] = true
-		t, err := forward.Resolve(ctx, d, o.sshConfig)
+		t, _, err := vm.Resolve(ctx, d, o.sshConfig)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d, err)
 		}
@@ -118,6 +129,8 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	cfg.KeepaliveInterval = o.keepalive
 	cfg.Logger = log
 	cfg.Dial = forward.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
+	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
+	defer setup.wait()
 	cfg.OnEvent = func(e forward.Event) {
 		if e.State != forward.StateUp {
 			return
@@ -129,6 +142,7 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 		}
 		printed[e.Guest] = e.Socket
 		fmt.Fprintf(stdout, "%s: host pcscd is at %s in the guest:\n    export PCSCLITE_CSOCK_NAME=%s\n", e.Guest, e.Socket, e.Socket)
+		setup.up(e)
 	}
 	err = forward.Expose(ctx, guests, cfg)
 	if err == nil && ctx.Err() != nil {

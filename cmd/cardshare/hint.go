@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"net"
 
+	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/vm"
 )
 
 // hint says what the user can do about err, or "" when nothing useful is
@@ -19,14 +21,30 @@ func hint(err error) string {
 		m  *pcsc.Mismatch
 		ne net.Error
 		oe *net.OpError
+		ce *config.Error
+		he *hintedError
 	)
 	switch {
+	case errors.As(err, &ce):
+		return ce.Hint
+	case errors.As(err, &he):
+		return he.Hint()
 	case errors.Is(err, pcsc.ErrNoDaemon):
 		return "is pcscd running? start it with `sudo systemctl start pcscd.socket`, or point --pcscd-socket at its socket"
 	case errors.Is(err, pcsc.ErrRefused):
 		return "pcscd closed the connection at once, which is what polkit's refusal looks like: allow org.debian.pcsc-lite.access_pcsc for your user, or run pcscd with --disable-polkit"
 	case errors.As(err, &m):
 		return m.Hint()
+	case errors.Is(err, forward.ErrGuestSudo):
+		return "let the guest user run sudo without a password (`sudo visudo` in the guest: `USER ALL=(root) NOPASSWD: ALL`), or run this as root@GUEST, or do the --system steps of examples/virtualbox/README.md by hand"
+	case errors.Is(err, forward.ErrGuestSetup):
+		return "nothing was changed when setup stopped before its first write; fix the file named above in the guest and run again"
+	case errors.Is(err, vm.ErrAmbiguous):
+		return "name the VM by its address instead (`cardshare resolve NAME` shows each), or give it an ssh_config Host alias, which comes first"
+	case errors.Is(err, vm.ErrNoAddress):
+		return "`cardshare resolve NAME` shows what each VM manager reported"
+	case errors.Is(err, errChecksFailed):
+		return "each FAIL line above says how to fix it"
 	case errors.Is(err, forward.ErrHostUnknown):
 		return "check the fingerprint with the guest's `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`, then run again with --accept-new (or `ssh` to the guest once) to record it"
 	case errors.Is(err, forward.ErrHostKeyChanged):

@@ -54,7 +54,7 @@ In the guest, point programs at the forwarded socket:
 	}
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug events (connections, byte counts; never card data)")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
-	root.AddCommand(newExposeCmd(g), newVersionCmd())
+	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), newServiceCmd(g), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), newRelayCmd(g))
 	return root
 }
 

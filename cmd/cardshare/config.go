@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cardshare/cardshare/config"
+)
+
+const configExample = `version: 1
+host:
+  pcscd_socket: /run/pcscd/pcscd.comm   # default: $PCSCLITE_CSOCK_NAME, else this
+  keepalive: 5s                         # how often each guest is checked
+  log_level: info                       # debug, info, warn or error
+  log_format: text                      # text or json
+  ssh_config: ~/.ssh/config             # like ssh -F; default: ssh's own
+  accept_new: false                     # record unknown host keys
+guests:
+  - name: devvm                         # default: the destination or vm
+    destination: dev@127.0.0.1:2222     # ssh_config alias or [user@]host[:port]
+    socket: /run/user/1000/cardshare/pcscd.comm   # default: a private path
+    setup_guest: true                   # set PCSCLITE_CSOCK_NAME in the guest
+  - vm: build                           # a VM name instead of a destination
+    readers: ["Yubico YubiKey*"]        # reader policy: not enforced yet
+    control: deny                       # reader policy: not enforced yet
+    audit: true                         # reader policy: not enforced yet`
+
+func newConfigCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Check the config file that `cardshare up` runs from",
+		Long: `The config file lists the guests that ` + "`cardshare up`" + ` keeps exposed, with the
+host options. It is ~/.config/cardshare/config.yaml ($XDG_CONFIG_HOME is
+honoured), or the file given with --config. Every key is optional but the
+guest's destination (or vm); unknown keys are errors. A complete example:
+
+` + indent(configExample) + `
+
+readers, control and audit are the per-guest reader policy: they are checked
+now so that files stay valid, but not enforced yet; ` + "`config check`" + ` warns.`,
+	}
+	cmd.AddCommand(newConfigCheckCmd(g))
+	return cmd
+}
+
+type configCheckOptions struct {
+	config string
+}
+
+func newConfigCheckCmd(g *globals) *cobra.Command {
+	o := &configCheckOptions{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Parse and validate the config file, and resolve every guest",
+		Long: `check reads the config file strictly, reports every problem with its file:line
+and a hint, warns about options that are not enforced yet, and resolves each
+guest's SSH destination (as ssh -G does) to show the address and user that
+` + "`cardshare up`" + ` would connect to. It does not connect. The exit code is 0 when
+the file is usable and every guest resolves, 1 otherwise.`,
+		Example: `  cardshare config check
+  cardshare config check --config ./vms.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runConfigCheck(cmd.Context(), o, cmd.OutOrStdout(), g.stderr)
+		},
+	}
+	cmd.Flags().StringVar(&o.config, "config", "", "config `file` (default $XDG_CONFIG_HOME/cardshare/config.yaml)")
+	return cmd
+}
+
+// configPath is the --config file made absolute (a service does not run
+// in this directory), or the default file.
+func configPath(flag string) (string, error) {
+	if flag == "" {
+		return config.DefaultPath()
+	}
+	return filepath.Abs(flag)
+}
+
+// loadConfig loads the file, with a hint when it does not exist.
+func loadConfig(path string) (*config.Config, error) {
+	c, err := config.Load(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, withHint(err, "create it: `cardshare config --help` shows every key, or pass another file with --config")
+	}
+	return c, err
+}
+
+func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
+	file, err := configPath(o.config)
+	if err != nil {
+		return err
+	}
+	c, err := loadConfig(file)
+	if err != nil {
+		return err
+	}
+	for _, w := range c.Warnings() {
+		fmt.Fprintf(stderr, "cardshare: warning: %s\ncardshare: hint: %s\n", w, w.Hint)
+	}
+	h := c.Host
+	pcscd := h.PCSCDSocket
+	if pcscd == "" {
+		pcscd = defaultPCSCDSocket() + " (default)"
+	}
+	sshConfig := h.SSHConfig
+	if sshConfig == "" {
+		sshConfig = "ssh's default"
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", file, plural(len(c.Guests), "guest"))
+	fmt.Fprintf(stdout, "host pcscd %s, keepalive %v, ssh_config %s, accept_new %v, log %s %s\n",
+		pcscd, h.Keepalive, sshConfig, h.AcceptNew, h.LogLevel, h.LogFormat)
+	if len(c.Guests) == 0 {
+		return nil
+	}
+	fmt.Fprintln(stdout)
+	var errs []error
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GUEST\tLINE\tDESTINATION\tADDRESS\tUSER\tGUEST SOCKET\tSETUP")
+	for _, g := range c.Guests {
+		dest := g.Destination
+		if g.VM != "" {
+			dest = "vm " + g.VM
+		}
+		addr, user := "-", "-"
+		if t, from, err := resolveGuest(ctx, g, h.SSHConfig); err != nil {
+			errs = append(errs, &placedError{fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), err})
+		} else {
+			addr, user = t.Addr(), t.User
+			if from != "" {
+				dest += " (" + from + ")"
+			}
+		}
+		sock := g.Socket
+		if sock == "" {
+			sock = "(private default)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Line, dest, addr, user, sock, yesNo(g.SetupGuest))
+	}
+	tw.Flush()
+	return errors.Join(errs...)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}

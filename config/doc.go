@@ -1,0 +1,34 @@
+// Package config reads and checks cardshare's configuration file: the host
+// options and the guests that `cardshare up` keeps exposed.
+//
+// The file is YAML, read strictly: an unknown key, a repeated key or guest,
+// a value of the wrong type, a bad duration or a relative path is an error
+// that names the file and line, says what is wrong and how to fix it
+// (*Error). Load reads the file, Parse reads bytes, and Validate checks a
+// Config built in code the same way. DefaultPath is where the file lives
+// when no --config is given.
+//
+// A complete file:
+//
+//	version: 1                        # optional; the format version
+//	host:
+//	  pcscd_socket: /run/pcscd/pcscd.comm
+//	  keepalive: 5s
+//	  log_level: info                 # debug, info, warn or error
+//	  log_format: text                # text or json
+//	  ssh_config: ~/.ssh/config       # like ssh -F
+//	  accept_new: false               # record unknown host keys
+//	guests:
+//	  - name: devvm
+//	    destination: dev@127.0.0.1:2222   # ssh_config alias or [user@]host[:port]
+//	    socket: /run/user/1000/cardshare/pcscd.comm
+//	    setup_guest: true
+//	  - vm: build                         # a VM name instead of a destination
+//	    readers: ["Yubico YubiKey*"]      # reserved: not enforced yet
+//	    control: deny                     # reserved: not enforced yet
+//	    audit: true                       # reserved: not enforced yet
+//
+// The reader policy keys (readers, control, audit) are parsed and checked
+// so that files written now stay valid, but nothing enforces them yet;
+// Warnings reports each use.
+package config

@@ -1,0 +1,251 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/testenv"
+	"github.com/cardshare/cardshare/relay"
+)
+
+// pathRelayTLS is cardshare's relay mode in BenchmarkRelay.
+const pathRelayTLS = "relay-tls"
+
+var relayPathNames = map[string]string{
+	pathDirect:   "direct",
+	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay`",
+	pathRelayTLS: "cardshare relay (TLS 1.3 + yamux)",
+}
+
+// BenchmarkRelay measures relay mode next to what it must beat, in one run
+// against the same pcscd and card: the direct socket; a socat pair over
+// loopback TCP with nodelay (two relay processes and one TCP hop, no
+// encryption); and cardshare's relay, host and agent in this process over
+// loopback TCP with TLS 1.3 and yamux. Rounds are interleaved as in
+// BenchmarkPaths, with the same flags.
+//
+// After the rounds it measures what idle connections cost the relay: the
+// heap and stacks of idle pcsc-lite connections (host and agent ends
+// together), and of idle guests with no connection.
+//
+//	go test -run '^$' -bench Relay -benchtime 1x ./internal/bench -args -rounds=5 -apdus=3000
+func BenchmarkRelay(b *testing.B) {
+	p := testenv.StartPCSCD(b)
+	p.InsertCard(b)
+	bin := testenv.BuildClient(b)
+
+	paths := []*path{
+		{id: pathDirect, socket: p.Socket, apdus: *flagAPDUs},
+		{id: pathSocatTCP, socket: startSocatPair(b, p.Socket), apdus: *flagAPDUs},
+	}
+	r := startRelay(b, p.Socket, 1)
+	paths = append(paths, &path{id: pathRelayTLS, socket: r.sockets[0], apdus: *flagAPDUs})
+	for _, pt := range paths {
+		waitReady(b, bin, pt.socket)
+	}
+
+	fmt.Println(machine(b, p, nil))
+	for _, pt := range paths {
+		if *flagWarmup > 0 {
+			runBench(b, bin, pt, *flagWarmup)
+		}
+	}
+	start := time.Now()
+	for round := range *flagRounds {
+		for i := range paths {
+			pt := paths[(round+i)%len(paths)]
+			pt.runs = append(pt.runs, runBench(b, bin, pt, pt.apdus))
+		}
+	}
+	reportRelay(b, paths, time.Since(start))
+
+	perConn := idleConnCost(b, r, 100)
+	r.stop()
+	perGuest := idleGuestCost(b, p.Socket, 50)
+	fmt.Printf("idle cost, host and agent ends together: %s per pcsc-lite connection (100 open), %s per guest with no connection (50 guests)\n\n",
+		perConn, perGuest)
+	b.ReportMetric(0, "ns/op")
+}
+
+func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
+	direct := summarize(paths[0].runs)
+	var t strings.Builder
+	fmt.Fprintf(&t, "\n%d rounds, interleaved, in %v\n\n", *flagRounds, elapsed.Round(100*time.Millisecond))
+	t.WriteString("| path | APDUs | APDU/s | × direct | median µs | p99 µs | > 10 ms | max ms |\n")
+	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, pt := range paths {
+		s := summarize(pt.runs)
+		fmt.Fprintf(&t, "| %s | %d | %.0f | %s | %.0f | %.0f (%.0f) | %.1f %% | %.1f |\n",
+			relayPathNames[pt.id], s.count, s.perSec, formatRatio(s.perSec/direct.perSec), s.medianUS, s.p99US, s.worstP99US,
+			100*float64(s.over10)/float64(s.count), s.maxUS/1e3)
+		b.ReportMetric(s.perSec, pt.id+"-APDU/s")
+		b.ReportMetric(s.p99US, pt.id+"-p99-us")
+		b.ReportMetric(100*float64(s.over10)/float64(s.count), pt.id+"-over10ms-%")
+		if pt.id != pathDirect {
+			b.ReportMetric(s.perSec/direct.perSec, pt.id+"-x-direct")
+		}
+	}
+	relayS, socatS := summarize(paths[2].runs), summarize(paths[1].runs)
+	fmt.Fprintf(&t, "\nrelay ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
+	fmt.Println(t.String())
+}
+
+// startSocatPair runs the socat pair of baseline.md: one socat serves the
+// guest socket and connects over TCP to the other, which connects to pcscd.
+func startSocatPair(b *testing.B, pcscd string) string {
+	b.Helper()
+	socket := filepath.Join(sockDir(b), "socat-tcp.comm")
+	port := freePort(b)
+	startSocat(b, "", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay", port), "UNIX-CONNECT:"+pcscd)
+	startSocat(b, socket, "UNIX-LISTEN:"+socket+",fork", fmt.Sprintf("TCP:127.0.0.1:%d,nodelay", port))
+	return socket
+}
+
+// relayRun is a relay host and its agents in this process.
+type relayRun struct {
+	host    *relay.Host
+	agents  []*relay.Agent
+	sockets []string
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (r *relayRun) stop() {
+	r.cancel()
+	<-r.done
+}
+
+// startRelay serves pcscd through relay mode on loopback TCP, with n guests
+// paired and connected, each with its own guest socket.
+func startRelay(b *testing.B, pcscd string, n int) *relayRun {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &relayRun{cancel: cancel, done: make(chan struct{})}
+	b.Cleanup(func() {
+		cancel()
+		<-r.done
+	})
+	dir := sockDir(b)
+	state, err := relay.OpenHostState(filepath.Join(dir, "state"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	daemon, err := pcsc.Probe(ctx, pcscd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ln, err := relay.ListenAddr(ctx, "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.host = relay.NewHost(state, &relay.HostConfig{Logger: log, Dial: relay.UnixDialer(pcscd), Relay: relay.Config{Daemon: daemon}})
+	running := 1 + n
+	exited := make(chan struct{}, running)
+	go func() { r.host.Serve(ctx, ln); exited <- struct{}{} }()
+	go func() {
+		for range running {
+			<-exited
+		}
+		close(r.done)
+	}()
+	for i := range n {
+		name := fmt.Sprintf("vm%d", i)
+		tok, err := state.Pair(name, time.Minute, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		creds, err := relay.Join(ctx, ln.Addr().String(), tok, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a, err := relay.NewAgent(creds, &relay.AgentConfig{Logger: log})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sock := filepath.Join(dir, name, "pcscd.comm")
+		gl, err := relay.ListenGuestSocket(sock)
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() { a.Run(ctx, gl); exited <- struct{}{} }()
+		r.agents = append(r.agents, a)
+		r.sockets = append(r.sockets, sock)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range r.agents {
+		for !a.Connected() {
+			if time.Now().After(deadline) {
+				b.Fatal("bench: agents not connected within 30 s")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return r
+}
+
+// memInUse is the heap and goroutine stacks in use after a collection.
+func memInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
+}
+
+// idleConnCost opens n pcsc-lite connections through r's first guest, each
+// past its CMD_VERSION exchange and then idle, as a program that holds a
+// context, and returns the memory they cost per connection.
+func idleConnCost(b *testing.B, r *relayRun, n int) string {
+	b.Helper()
+	before, goroutines := memInUse(), runtime.NumGoroutine()
+	var conns []net.Conn
+	for range n {
+		c, err := net.Dial("unix", r.sockets[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.Write(pcsc.AppendVersionRequest(nil, pcsc.V44))
+		var buf [12]byte
+		if _, err := pcsc.ReadVersionReply(c, &buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.host.Status()[0].Open != int64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("bench: %d of %d connections open at the host", r.host.Status()[0].Open, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	after := memInUse()
+	perGoroutines := float64(runtime.NumGoroutine()-goroutines) / float64(n)
+	for _, c := range conns {
+		c.Close()
+	}
+	return fmt.Sprintf("%.1f KiB (%.0f goroutines)", float64(after-before)/float64(n)/1024, perGoroutines)
+}
+
+// idleGuestCost connects n guests with no pcsc-lite connection and returns
+// the memory each costs: TLS, the yamux session and the agent.
+func idleGuestCost(b *testing.B, pcscd string, n int) string {
+	b.Helper()
+	before, goroutines := memInUse(), runtime.NumGoroutine()
+	r := startRelay(b, pcscd, n)
+	after := memInUse()
+	perGoroutines := float64(runtime.NumGoroutine()-goroutines) / float64(n)
+	r.stop()
+	return fmt.Sprintf("%.1f KiB (%.0f goroutines)", float64(after-before)/float64(n)/1024, perGoroutines)
+}

@@ -1,0 +1,286 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// AgentConfig tunes an Agent. A nil *AgentConfig means DefaultAgentConfig().
+type AgentConfig struct {
+	// Logger receives lifecycle events (connected, lost, reconnecting) and,
+	// at debug level, each relayed connection. Nil discards.
+	Logger *slog.Logger
+
+	// Relay configures the relay of each guest connection, which checks the
+	// client's protocol version before anything reaches the host. Its
+	// Logger and Stats are set by the Agent.
+	Relay Config
+
+	// Mux tunes the yamux session; nil means DefaultMuxConfig(). The
+	// keepalive settings decide how soon a dead host is noticed.
+	Mux *MuxConfig
+
+	// ConnectTimeout bounds one attempt to connect: dial, TLS handshake
+	// and the host's hello. Zero means 10 s.
+	ConnectTimeout time.Duration
+
+	// MinBackoff and MaxBackoff bound the wait between attempts, which
+	// doubles after each failure, with jitter. Zero means 1 s and 30 s.
+	MinBackoff, MaxBackoff time.Duration
+
+	// Client is the guest's libpcsclite when it could be read. It is
+	// compared with the host pcscd on each connect, and a mismatch is
+	// logged with what to do about it.
+	Client *pcsc.Client
+
+	// Dial connects to the host's address; nil means DialAddr.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// DefaultAgentConfig returns the configuration used for a nil *AgentConfig.
+func DefaultAgentConfig() *AgentConfig {
+	return &AgentConfig{ConnectTimeout: 10 * time.Second, MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
+}
+
+func (c *AgentConfig) withDefaults() AgentConfig {
+	if c == nil {
+		c = DefaultAgentConfig()
+	}
+	d, cc := DefaultAgentConfig(), *c
+	if cc.Logger == nil {
+		cc.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cc.ConnectTimeout <= 0 {
+		cc.ConnectTimeout = d.ConnectTimeout
+	}
+	if cc.MinBackoff <= 0 {
+		cc.MinBackoff = d.MinBackoff
+	}
+	if cc.MaxBackoff < cc.MinBackoff {
+		cc.MaxBackoff = max(d.MaxBackoff, cc.MinBackoff)
+	}
+	if cc.Dial == nil {
+		cc.Dial = DialAddr
+	}
+	return cc
+}
+
+// Agent is the guest's end of relay mode. It keeps one session to the host
+// up, reconnecting with capped backoff, and serves the guest socket: each
+// connection a guest program makes there becomes a stream to the host pcscd.
+type Agent struct {
+	creds *Credentials
+	cfg   AgentConfig
+	log   *slog.Logger
+	id    *identity
+	stats Stats
+
+	mu   sync.Mutex
+	sess *yamux.Session
+}
+
+// NewAgent returns an Agent that connects with creds.
+func NewAgent(creds *Credentials, cfg *AgentConfig) (*Agent, error) {
+	c := cfg.withDefaults()
+	id, err := newIdentity(creds.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{creds: creds, cfg: c, log: c.Logger, id: id}, nil
+}
+
+// Stats counts the guest connections the agent relayed.
+func (a *Agent) Stats() *Stats { return &a.stats }
+
+// Connected reports whether the agent has a session with the host now.
+func (a *Agent) Connected() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sess != nil
+}
+
+// ErrNotConnected means the agent has no session with the host at the
+// moment; it is reconnecting.
+var ErrNotConnected = errors.New("relay: not connected to the host")
+
+// Dial is the agent's DialFunc: a new stream to the host pcscd. Without a
+// session it fails at once, so that Serve answers "Service not available"
+// instead of letting the guest program wait for a host that is not there.
+func (a *Agent) Dial(ctx context.Context) (net.Conn, error) {
+	a.mu.Lock()
+	s := a.sess
+	a.mu.Unlock()
+	if s == nil {
+		return nil, ErrNotConnected
+	}
+	return openStream(s)
+}
+
+// Run serves the guest socket ln and keeps the session to the host up until
+// ctx is done; then it closes ln and returns nil after every connection has
+// ended. It returns early with ErrGuestRefused or ErrHostKeyMismatch, which
+// retrying cannot fix, or when ln fails.
+func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	rc := a.cfg.Relay
+	rc.Logger = a.log
+	rc.Stats = &a.stats
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, ln, a.Dial, &rc) }()
+	looped := make(chan error, 1)
+	go func() { looped <- a.keepConnected(ctx) }()
+	select {
+	case err := <-looped:
+		cancel()
+		<-served
+		return err
+	case err := <-served:
+		cancel()
+		<-looped
+		return err
+	}
+}
+
+// keepConnected connects, waits for the session to end, and starts over,
+// until ctx is done or the host refuses this guest.
+func (a *Agent) keepConnected(ctx context.Context) error {
+	backoff := a.cfg.MinBackoff
+	for {
+		start := time.Now()
+		sess, err := a.connect(ctx)
+		if ctx.Err() != nil {
+			if sess != nil {
+				sess.Close()
+			}
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, ErrGuestRefused) || errors.Is(err, ErrHostKeyMismatch) {
+				a.log.Error("giving up", "host", a.creds.Host, "err", err)
+				return err
+			}
+			wait := jitter(backoff)
+			a.log.Warn("cannot reach host; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			backoff = min(2*backoff, a.cfg.MaxBackoff)
+			continue
+		}
+
+		a.setSession(sess)
+		select {
+		case <-sess.CloseChan():
+		case <-ctx.Done():
+		}
+		a.setSession(nil)
+		sess.Close()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > a.cfg.MaxBackoff {
+			backoff = a.cfg.MinBackoff
+		}
+		wait := jitter(backoff)
+		a.log.Warn("connection to host lost; reconnecting", "host", a.creds.Host, "in", wait.Round(time.Millisecond))
+		if !sleep(ctx, wait) {
+			return nil
+		}
+		backoff = min(2*backoff, a.cfg.MaxBackoff)
+	}
+}
+
+func (a *Agent) setSession(s *yamux.Session) {
+	a.mu.Lock()
+	a.sess = s
+	a.mu.Unlock()
+}
+
+// connect dials the host, authenticates both ways and starts the session.
+func (a *Agent) connect(ctx context.Context) (*yamux.Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
+	defer cancel()
+	raw, err := a.cfg.Dial(ctx, a.creds.Host)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
+	defer stop()
+	conn := tls.Client(raw, guestTLSConfig(a.id, a.creds.HostKey, protoRelay))
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, handshakeError(a.creds.Host, err)
+	}
+	// In TLS 1.3 the client's handshake ends before the host has checked
+	// the client's key: a refusal arrives as an alert instead of the hello.
+	h, err := readHello(conn)
+	if err != nil {
+		raw.Close()
+		switch {
+		case isRemoteAlert(err):
+			return nil, fmt.Errorf("%w (%s)", ErrGuestRefused, a.creds.Host)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("relay: no hello from %s within %v", a.creds.Host, a.cfg.ConnectTimeout)
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, fmt.Errorf("relay: %s closed the connection during the handshake", a.creds.Host)
+		}
+		return nil, fmt.Errorf("relay: read hello from %s: %w", a.creds.Host, err)
+	}
+	if !stop() {
+		raw.Close()
+		return nil, fmt.Errorf("relay: connecting to %s timed out", a.creds.Host)
+	}
+	raw.SetDeadline(time.Time{})
+	sess, err := newSession(conn, true, a.cfg.Mux, a.log)
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	a.log.Info("connected to host", "host", a.creds.Host, "guest", h.Guest, "host_key", a.creds.HostKey.String())
+	a.logCompat(h)
+	return sess, nil
+}
+
+// logCompat compares the guest's libpcsclite with the host pcscd.
+func (a *Agent) logCompat(h hello) {
+	if a.cfg.Client == nil || h.Protocol == [2]uint32{} {
+		return
+	}
+	c := *a.cfg.Client
+	d := pcsc.Daemon{Version: pcsc.Version{Major: h.Protocol[0], Minor: h.Protocol[1]}, Lenient: h.Lenient}
+	if d.Serves(c) {
+		a.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
+		return
+	}
+	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
+	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
+}
+
+// jitter spreads reconnects over [d/2, d], so that guests do not reconnect
+// in lockstep after the host comes back.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
+
+// sleep waits d or until ctx is done, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

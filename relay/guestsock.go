@@ -1,0 +1,92 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// maxSocketPath keeps socket paths inside sun_path on every Unix: 108 bytes
+// on Linux and 104 on the BSDs and macOS, each with a NUL.
+const maxSocketPath = 103
+
+// ErrSocketInUse means a live listener already serves the guest socket path.
+var ErrSocketInUse = errors.New("relay: guest socket is in use by another listener")
+
+// DefaultGuestSocket returns where the agent serves pcsc-lite in the guest
+// when not told otherwise, the same place as SSH mode: pcscd.comm in
+// $XDG_RUNTIME_DIR/cardshare, else ~/.cardshare, else /tmp/cardshare-UID when
+// those paths are too long for a socket. Only the user can enter the
+// directory, so other guest users cannot reach the card.
+func DefaultGuestSocket() string {
+	const name = "pcscd.comm"
+	var dir string
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && isDir(d) {
+		dir = filepath.Join(d, "cardshare")
+	} else if h, err := os.UserHomeDir(); err == nil && isDir(h) {
+		dir = filepath.Join(h, ".cardshare")
+	}
+	if dir == "" || len(dir)+1+len(name) > maxSocketPath {
+		dir = filepath.Join(os.TempDir(), "cardshare-"+strconv.Itoa(os.Getuid()))
+	}
+	return filepath.Join(dir, name)
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// ListenGuestSocket listens on the Unix socket path for guest programs. It
+// creates path's directory with mode 0700 when missing and refuses one that
+// other users may enter or write to, or that belongs to someone else. A
+// socket left at path by an earlier run is removed; one that a live listener
+// serves is not (ErrSocketInUse).
+func ListenGuestSocket(path string) (net.Listener, error) {
+	if !filepath.IsAbs(path) || len(path) > maxSocketPath {
+		return nil, fmt.Errorf("relay: guest socket %q must be an absolute path of at most %d bytes", path, maxSocketPath)
+	}
+	if err := makePrivateDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if err := clearStaleSocket(path); err != nil {
+		return nil, err
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("relay: listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	return ln, nil
+}
+
+// clearStaleSocket removes a socket at path that nothing serves.
+func clearStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("relay: %s exists and is not a socket; refusing to replace it", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%w: %s", ErrSocketInUse, path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("relay: remove stale socket: %w", err)
+	}
+	return nil
+}

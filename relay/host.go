@@ -1,0 +1,466 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// HostConfig tunes a Host. A nil *HostConfig means DefaultHostConfig().
+type HostConfig struct {
+	// Logger receives lifecycle events (guest attached, detached, paired,
+	// revoked), refused connections and, at debug level, each relayed
+	// connection. Nil discards.
+	Logger *slog.Logger
+
+	// Dial reaches the host pcscd. Nil means UnixDialer(pcsc.DefaultSocket).
+	Dial DialFunc
+
+	// Relay configures the relay of each stream to pcscd, which checks the
+	// guest's protocol version the way every mode does. Its Logger and
+	// Stats are set per guest. Relay.Daemon is also sent to each guest, so
+	// that its agent can compare its own libpcsclite.
+	Relay Config
+
+	// Mux tunes the yamux sessions; nil means DefaultMuxConfig().
+	Mux *MuxConfig
+
+	// HandshakeTimeout bounds a new connection's TLS handshake and, for a
+	// pairing, the exchange that follows. A peer that stalls is cut off then.
+	// Zero means 10 s.
+	HandshakeTimeout time.Duration
+
+	// MaxHandshakes caps the connections in their handshake at once; more
+	// are closed as soon as they are accepted. It bounds what unauthenticated
+	// peers can cost. A paired guest turned away retries with backoff.
+	// Zero means 32.
+	MaxHandshakes int
+
+	// PollInterval is how often the host looks for changes of the guest list
+	// that `relay pair` and `relay revoke` make. A revoked guest is cut off
+	// within this time; handshakes always see the current list. Zero means
+	// 250 ms.
+	PollInterval time.Duration
+}
+
+// DefaultHostConfig returns the configuration used for a nil *HostConfig.
+func DefaultHostConfig() *HostConfig {
+	return &HostConfig{HandshakeTimeout: 10 * time.Second, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond}
+}
+
+func (c *HostConfig) withDefaults() HostConfig {
+	if c == nil {
+		c = DefaultHostConfig()
+	}
+	d, cc := DefaultHostConfig(), *c
+	if cc.Logger == nil {
+		cc.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cc.Dial == nil {
+		cc.Dial = UnixDialer(pcsc.DefaultSocket)
+	}
+	if cc.HandshakeTimeout <= 0 {
+		cc.HandshakeTimeout = d.HandshakeTimeout
+	}
+	if cc.MaxHandshakes <= 0 {
+		cc.MaxHandshakes = d.MaxHandshakes
+	}
+	if cc.PollInterval <= 0 {
+		cc.PollInterval = d.PollInterval
+	}
+	return cc
+}
+
+// Host is the host's end of relay mode. It accepts connections from paired
+// guests, authenticates them by their pinned keys, and relays each yamux
+// stream they open to the host pcscd; it also completes pairings. One Host
+// serves any number of guests, each with its own counters.
+type Host struct {
+	state *HostState
+	cfg   HostConfig
+	log   *slog.Logger
+	tls   *tls.Config
+	fails rateLimit
+
+	mu       sync.Mutex
+	list     *guestList  // the guest list as last read
+	listInfo os.FileInfo // the file it was read from
+	guests   map[string]*hostGuest
+}
+
+// hostGuest is a guest the host has seen since it started.
+type hostGuest struct {
+	stats    Stats
+	key      Fingerprint
+	sess     *yamux.Session // the current session, or nil
+	addr     string
+	since    time.Time
+	sessions uint64
+	reason   string // why the host closed sess, if it did
+}
+
+// NewHost returns a Host for the guests paired in state.
+func NewHost(state *HostState, cfg *HostConfig) *Host {
+	c := cfg.withDefaults()
+	h := &Host{state: state, cfg: c, log: c.Logger, guests: make(map[string]*hostGuest)}
+	h.tls = hostTLSConfig(state.id, h.verify)
+	return h
+}
+
+// errNotPaired is the host's reason to refuse a key; the peer sees only a
+// bad_certificate alert.
+var errNotPaired = errors.New("relay: key is not paired with this host, or was revoked")
+
+// verify decides whether a client key may proceed with proto. It runs inside
+// the handshake, before the client has proved that it holds the key.
+func (h *Host) verify(proto string, fp Fingerprint) error {
+	switch proto {
+	case protoPair:
+		return nil // the secret decides, after the handshake
+	case protoRelay:
+		if _, ok := h.activeGuest(fp); ok {
+			return nil
+		}
+		return fmt.Errorf("%w: %s", errNotPaired, fp)
+	}
+	return errors.New("relay: client offered no cardshare protocol")
+}
+
+// activeGuest looks fp up in the current guest list.
+func (h *Host) activeGuest(fp Fingerprint) (GuestRecord, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.refreshLocked(); err != nil {
+		return GuestRecord{}, false // watch logs it
+	}
+	g, ok := h.list.byKey(fp)
+	return g, ok && g.Active()
+}
+
+// refreshLocked re-reads the guest list if its file changed. While the file
+// cannot be read, h.list is nil and every guest is refused.
+func (h *Host) refreshLocked() error {
+	if h.list != nil && !h.state.changed(h.listInfo) {
+		return nil
+	}
+	l, fi, err := h.state.load()
+	if err != nil {
+		h.list, h.listInfo = nil, nil
+		return err
+	}
+	h.list, h.listInfo = l, fi
+	return nil
+}
+
+// Serve accepts guest connections on ln until ctx is done or ln fails, and
+// returns after every connection it started has ended. Serve closes ln when
+// ctx is done.
+func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	wg.Go(func() { h.watch(ctx) })
+
+	slots := make(chan struct{}, h.cfg.MaxHandshakes)
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("relay: accept: %w", err)
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			h.refused(conn.RemoteAddr(), errors.New("too many connections in their handshake"))
+			conn.Close()
+			continue
+		}
+		wg.Go(func() { h.handle(ctx, conn, slots) })
+	}
+}
+
+// handle authenticates one connection and serves it.
+func (h *Host) handle(ctx context.Context, raw net.Conn, slots chan struct{}) {
+	inHandshake := true
+	defer func() {
+		if inHandshake {
+			<-slots
+		}
+	}()
+	addr := raw.RemoteAddr()
+	hctx, cancel := context.WithTimeout(ctx, h.cfg.HandshakeTimeout)
+	defer cancel()
+	// HandshakeContext honours hctx; the deadline also bounds a pairing.
+	stop := context.AfterFunc(hctx, func() { raw.SetDeadline(aLongTimeAgo) })
+	defer stop()
+
+	conn := tls.Server(raw, h.tls)
+	if err := conn.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		if ctx.Err() == nil {
+			h.refused(addr, err)
+		}
+		return
+	}
+	cs := conn.ConnectionState()
+	fp, err := peerFingerprint(cs)
+	if err != nil {
+		raw.Close()
+		return
+	}
+	if cs.NegotiatedProtocol == protoPair {
+		h.pair(conn, addr, fp)
+		conn.Close()
+		return
+	}
+	if !stop() {
+		raw.Close()
+		h.refused(addr, errors.New("handshake timed out"))
+		return
+	}
+	raw.SetDeadline(time.Time{})
+	inHandshake = false
+	<-slots
+	h.attach(ctx, conn, addr, fp)
+}
+
+// pair completes a pairing: it reads the token's secret and, if a pending
+// pairing has it, pins the guest's key.
+func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp Fingerprint) {
+	var secret [tokenSecretSize]byte
+	if _, err := io.ReadFull(conn, secret[:]); err != nil {
+		h.refused(addr, fmt.Errorf("pairing: read secret: %w", err))
+		return
+	}
+	rec, err := h.state.redeem(secret, fp, time.Now())
+	if err != nil {
+		h.log.Warn("pairing refused", "addr", addr.String(), "err", err)
+		return
+	}
+	if err := writeHello(conn, hello{Guest: rec.Name}); err != nil {
+		h.log.Warn("pairing: guest left before the answer; it must pair again", "guest", rec.Name, "err", err)
+		return
+	}
+	h.log.Info("guest paired", "guest", rec.Name, "key", rec.Key.String(), "addr", addr.String())
+}
+
+// attach serves a paired guest's session until it ends.
+func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fingerprint) {
+	defer conn.Close()
+	rec, ok := h.activeGuest(fp)
+	if !ok {
+		h.refused(addr, fmt.Errorf("%w: %s", errNotPaired, fp))
+		return
+	}
+	log := h.log.With("guest", rec.Name)
+	d := h.cfg.Relay.Daemon
+	conn.SetWriteDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+	err := writeHello(conn, hello{Guest: rec.Name, Protocol: [2]uint32{d.Version.Major, d.Version.Minor}, Lenient: d.Lenient})
+	conn.SetWriteDeadline(time.Time{})
+	if err != nil {
+		log.Warn("guest left during the handshake", "addr", addr.String(), "err", err)
+		return
+	}
+	sess, err := newSession(conn, false, h.cfg.Mux, log)
+	if err != nil {
+		log.Error("cannot start session", "err", err)
+		return
+	}
+	g, err := h.register(rec, sess, addr)
+	if err != nil {
+		sess.Close()
+		h.refused(addr, err)
+		return
+	}
+	log.Info("guest attached", "addr", addr.String())
+
+	// Serve closes the session when ctx is done; the session ends Serve
+	// when it closes for any other reason.
+	rc := h.cfg.Relay
+	rc.Logger = log
+	rc.Stats = &g.stats
+	err = Serve(ctx, streamListener{sess}, h.cfg.Dial, &rc)
+	sess.Close()
+	reason := h.unregister(rec.Name, sess)
+	switch {
+	case ctx.Err() != nil:
+		reason = "host stopping"
+	case reason == "" && err != nil:
+		reason = strings.TrimPrefix(err.Error(), "relay: accept: ")
+	}
+	log.Info("guest detached", "reason", reason, "connections", g.stats.Total.Load(),
+		"up_bytes", g.stats.Up.Load(), "down_bytes", g.stats.Down.Load())
+}
+
+// register makes sess the guest's current session, after checking once more
+// that the guest is active: a revocation may have come since the handshake.
+// A session the guest had already is closed; the new one proved the same
+// key, so it is the guest reconnecting before the host noticed it gone.
+func (h *Host) register(rec GuestRecord, sess *yamux.Session, addr net.Addr) (*hostGuest, error) {
+	h.mu.Lock()
+	if err := h.refreshLocked(); err != nil {
+		h.mu.Unlock()
+		return nil, err
+	}
+	if cur, ok := h.list.byKey(rec.Key); !ok || !cur.Active() || cur.Name != rec.Name {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("%w: %s", errNotPaired, rec.Key)
+	}
+	g := h.guests[rec.Name]
+	if g == nil || !g.key.equal(rec.Key) {
+		g = &hostGuest{key: rec.Key}
+		h.guests[rec.Name] = g
+	}
+	old := g.sess
+	g.sess, g.addr, g.since, g.reason = sess, addr.String(), time.Now(), ""
+	g.sessions++
+	h.mu.Unlock()
+	if old != nil {
+		old.Close() // its attach logs "replaced by a new connection"
+	}
+	return g, nil
+}
+
+// unregister forgets sess and returns why the host closed it, if it did.
+func (h *Host) unregister(name string, sess *yamux.Session) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g := h.guests[name]
+	if g == nil || g.sess != sess {
+		return "replaced by a new connection"
+	}
+	g.sess = nil
+	r := g.reason
+	g.reason = ""
+	return r
+}
+
+// watch cuts off guests whose key is no longer active, as soon as the guest
+// list says so. It checks every session on every tick: a handshake may have
+// read the new list first.
+func (h *Host) watch(ctx context.Context) {
+	t := time.NewTicker(h.cfg.PollInterval)
+	defer t.Stop()
+	broken := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		h.mu.Lock()
+		if err := h.refreshLocked(); err != nil {
+			// New connections are refused meanwhile (activeGuest), but
+			// sessions stay up: an unreadable file is no revocation.
+			h.mu.Unlock()
+			if !broken {
+				h.log.Error("cannot read the guest list; refusing new connections until it is fixed", "err", err)
+			}
+			broken = true
+			continue
+		}
+		if broken {
+			h.log.Info("guest list readable again")
+			broken = false
+		}
+		var cut []*yamux.Session
+		for name, g := range h.guests {
+			if g.sess == nil {
+				continue
+			}
+			if cur, ok := h.list.byKey(g.key); g.reason == "" && (!ok || !cur.Active() || cur.Name != name) {
+				g.reason = "revoked"
+				cut = append(cut, g.sess)
+			}
+		}
+		h.mu.Unlock()
+		// Closing a session may wait for its connection (TLS close_notify);
+		// handshakes must not wait for that.
+		for _, s := range cut {
+			s.Close()
+		}
+	}
+}
+
+// GuestStatus is a snapshot of one guest as the host sees it.
+type GuestStatus struct {
+	Name      string
+	Connected bool
+	Addr      string    // where the current or last session came from
+	Since     time.Time // when the current or last session began
+	Sessions  uint64    // sessions since the host started
+	// Open, Connections, Failed, BytesUp and BytesDown count the guest's
+	// relayed pcsc-lite connections since the host started.
+	Open                int64
+	Connections, Failed uint64
+	BytesUp, BytesDown  uint64
+}
+
+// Status returns a snapshot of every guest that connected since the host
+// started, sorted by name.
+func (h *Host) Status() []GuestStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []GuestStatus
+	for name, g := range h.guests {
+		out = append(out, GuestStatus{
+			Name: name, Connected: g.sess != nil, Addr: g.addr, Since: g.since, Sessions: g.sessions,
+			Open: g.stats.Open.Load(), Connections: g.stats.Total.Load(), Failed: g.stats.Failed.Load(),
+			BytesUp: g.stats.Up.Load(), BytesDown: g.stats.Down.Load(),
+		})
+	}
+	slices.SortFunc(out, func(a, b GuestStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// refused logs a connection the host turned away.
+func (h *Host) refused(addr net.Addr, err error) {
+	if n, ok := h.fails.allow(time.Now()); ok {
+		h.log.Warn("refused connection", "addr", addr.String(), "err", err, "not_logged", n)
+	}
+}
+
+// rateLimit lets one event a second through and counts the others, so that a
+// scan or a flood of bad connections costs one log line a second.
+type rateLimit struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+// allow reports whether an event at now may be logged, and how many were
+// dropped since the last one that was.
+func (r *rateLimit) allow(now time.Time) (dropped int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < time.Second {
+		r.dropped++
+		return 0, false
+	}
+	dropped, r.dropped, r.last = r.dropped, 0, now
+	return dropped, true
+}

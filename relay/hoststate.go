@@ -1,0 +1,308 @@
+package relay
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"time"
+)
+
+// Files in the host's state directory.
+const (
+	hostKeyFile = "host.key"    // the host's Ed25519 key, PKCS #8 PEM, 0600
+	guestsFile  = "guests.json" // paired guests and pending pairings
+	lockFile    = "lock"        // flock'ed while guests.json is rewritten
+)
+
+// HostState is the host's side of relay mode, kept in a directory that only
+// its owner may enter: the host key, the guests paired with it, and the
+// pairings not yet used. `relay pair` and `relay revoke` change it while
+// `relay serve` runs; the serving Host re-reads the guest list when the file
+// changes.
+//
+// Every change is a read-modify-write of guests.json under an exclusive lock,
+// written to a new file and renamed into place, so readers never see half a
+// file and concurrent commands never lose each other's changes.
+type HostState struct {
+	dir string
+	id  *identity
+}
+
+// GuestRecord is a paired guest.
+type GuestRecord struct {
+	// Name is what the host calls the guest; it labels logs and counters.
+	Name string `json:"name"`
+	// Key is the fingerprint of the guest's key, pinned when it joined.
+	Key Fingerprint `json:"key"`
+	// Paired is when the guest joined.
+	Paired time.Time `json:"paired"`
+	// Revoked is when `relay revoke` cut the guest off; zero while it may
+	// connect. A revoked guest keeps its record so that the host keeps
+	// refusing its key, and `relay list` shows what happened.
+	Revoked time.Time `json:"revoked,omitzero"`
+}
+
+// Active reports whether the guest may connect.
+func (g GuestRecord) Active() bool { return g.Revoked.IsZero() }
+
+// pendingPairing is a pairing token not yet used. Only the SHA-256 hash of
+// its secret is kept (in Fingerprint's text form), so the state file alone
+// cannot be turned into a token.
+type pendingPairing struct {
+	Name    string      `json:"name"`
+	Secret  Fingerprint `json:"secret"`
+	Expires time.Time   `json:"expires"`
+}
+
+// guestList is the content of guests.json.
+type guestList struct {
+	Guests   []GuestRecord    `json:"guests"`
+	Pairings []pendingPairing `json:"pairings,omitempty"`
+}
+
+func (l *guestList) find(name string) int {
+	return slices.IndexFunc(l.Guests, func(g GuestRecord) bool { return g.Name == name })
+}
+
+// byKey returns the guest with key fp, if any.
+func (l *guestList) byKey(fp Fingerprint) (GuestRecord, bool) {
+	for _, g := range l.Guests {
+		if g.Key.equal(fp) {
+			return g, true
+		}
+	}
+	return GuestRecord{}, false
+}
+
+// Errors of HostState that callers branch on.
+var (
+	ErrUnknownGuest = errors.New("relay: no guest of that name")
+	ErrGuestExists  = errors.New("relay: a guest of that name is paired")
+	ErrBadName      = errors.New("relay: guest names are 1 to 64 letters, digits, '.', '_' or '-'")
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckName reports whether name can name a guest.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: %q", ErrBadName, name)
+	}
+	return nil
+}
+
+// OpenHostState opens the state directory dir, creating it (mode 0700) and
+// the host key on first use. It refuses a directory or key file that others
+// may read or write.
+func OpenHostState(dir string) (*HostState, error) {
+	if err := makePrivateDir(dir); err != nil {
+		return nil, err
+	}
+	key, err := loadOrCreateKey(filepath.Join(dir, hostKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	id, err := newIdentity(key)
+	if err != nil {
+		return nil, err
+	}
+	return &HostState{dir: dir, id: id}, nil
+}
+
+// Dir is the state directory.
+func (s *HostState) Dir() string { return s.dir }
+
+// Fingerprint is the fingerprint of the host key, which guests pin.
+func (s *HostState) Fingerprint() Fingerprint { return s.id.fp }
+
+// Guests returns the paired guests, revoked ones included.
+func (s *HostState) Guests() ([]GuestRecord, error) {
+	l, _, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	return l.Guests, nil
+}
+
+// Pair creates a pairing token for a new guest called name, valid once until
+// ttl has passed. A pending token for the same name is replaced. A name that
+// belongs to an active guest is refused with ErrGuestExists; the name of a
+// revoked guest may be paired again, and the new key replaces the old one
+// when the guest joins.
+func (s *HostState) Pair(name string, ttl time.Duration, now time.Time) (Token, error) {
+	if err := CheckName(name); err != nil {
+		return Token{}, err
+	}
+	tok, err := newToken(s.id.fp)
+	if err != nil {
+		return Token{}, err
+	}
+	err = s.update(func(l *guestList) error {
+		if i := l.find(name); i >= 0 && l.Guests[i].Active() {
+			return fmt.Errorf("%w: %s", ErrGuestExists, name)
+		}
+		l.Pairings = slices.DeleteFunc(l.Pairings, func(p pendingPairing) bool {
+			return p.Name == name || !now.Before(p.Expires)
+		})
+		l.Pairings = append(l.Pairings, pendingPairing{Name: name, Secret: sha256.Sum256(tok.Secret[:]), Expires: now.Add(ttl)})
+		return nil
+	})
+	return tok, err
+}
+
+// Revoke cuts the guest called name off: the host refuses its key from now
+// on, and a serving Host closes its connection within
+// HostConfig.PollInterval. Its pending pairing, if any, is dropped.
+func (s *HostState) Revoke(name string, now time.Time) error {
+	return s.update(func(l *guestList) error {
+		n := len(l.Pairings)
+		l.Pairings = slices.DeleteFunc(l.Pairings, func(p pendingPairing) bool { return p.Name == name })
+		i := l.find(name)
+		if i < 0 {
+			if n != len(l.Pairings) {
+				return nil
+			}
+			return fmt.Errorf("%w: %s", ErrUnknownGuest, name)
+		}
+		if l.Guests[i].Active() {
+			l.Guests[i].Revoked = now
+		}
+		return nil
+	})
+}
+
+// errPairingRefused is the host's verdict on a secret that matches no
+// pending pairing, or one that expired. The host logs why; the guest is told
+// nothing more than that its pairing was refused.
+var errPairingRefused = errors.New("relay: pairing refused")
+
+// redeem uses the pending pairing whose secret is secret: it records the
+// guest's key fp under the pairing's name and drops the pairing. An expired
+// pairing is dropped too, and refused.
+func (s *HostState) redeem(secret [tokenSecretSize]byte, fp Fingerprint, now time.Time) (GuestRecord, error) {
+	var rec GuestRecord
+	expired := ""
+	sum := Fingerprint(sha256.Sum256(secret[:]))
+	err := s.update(func(l *guestList) error {
+		i := slices.IndexFunc(l.Pairings, func(p pendingPairing) bool { return p.Secret.equal(sum) })
+		if i < 0 {
+			return fmt.Errorf("%w: no pending pairing has that secret (wrong, or used already)", errPairingRefused)
+		}
+		p := l.Pairings[i]
+		l.Pairings = slices.Delete(l.Pairings, i, i+1)
+		if !now.Before(p.Expires) {
+			expired = p.Name
+			return nil
+		}
+		if g, ok := l.byKey(fp); ok {
+			return fmt.Errorf("relay: key %s is already paired as %s", fp, g.Name)
+		}
+		rec = GuestRecord{Name: p.Name, Key: fp, Paired: now}
+		if j := l.find(p.Name); j >= 0 {
+			if l.Guests[j].Active() {
+				return fmt.Errorf("%w: %s", ErrGuestExists, p.Name)
+			}
+			l.Guests[j] = rec
+		} else {
+			l.Guests = append(l.Guests, rec)
+		}
+		return nil
+	})
+	if err == nil && expired != "" {
+		err = fmt.Errorf("%w: the token for %s expired", errPairingRefused, expired)
+	}
+	return rec, err
+}
+
+// load reads guests.json; a missing file is an empty list. It also returns
+// the file's identity, to notice later changes.
+func (s *HostState) load() (*guestList, os.FileInfo, error) {
+	path := filepath.Join(s.dir, guestsFile)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return new(guestList), nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: read guest list: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("relay: read guest list: %w", err)
+	}
+	l := new(guestList)
+	if err := json.NewDecoder(f).Decode(l); err != nil {
+		return nil, nil, fmt.Errorf("relay: read guest list %s: %w", path, err)
+	}
+	return l, fi, nil
+}
+
+// changed reports whether guests.json is no longer the file fi describes.
+func (s *HostState) changed(fi os.FileInfo) bool {
+	now, err := os.Stat(filepath.Join(s.dir, guestsFile))
+	if err != nil {
+		return fi != nil || !errors.Is(err, fs.ErrNotExist)
+	}
+	return fi == nil || !os.SameFile(fi, now) || !fi.ModTime().Equal(now.ModTime()) || fi.Size() != now.Size()
+}
+
+// update applies fn to the guest list under the lock and writes the result,
+// unless fn fails.
+func (s *HostState) update(fn func(*guestList) error) error {
+	unlock, err := lockDir(filepath.Join(s.dir, lockFile))
+	if err != nil {
+		return fmt.Errorf("relay: lock %s: %w", s.dir, err)
+	}
+	defer unlock()
+	l, _, err := s.load()
+	if err != nil {
+		return err
+	}
+	if err := fn(l); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(l, "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(s.dir, guestsFile), append(b, '\n')); err != nil {
+		return fmt.Errorf("relay: write guest list: %w", err)
+	}
+	return nil
+}
+
+func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, err := generateKey()
+		if err != nil {
+			return nil, err
+		}
+		pemKey, err := marshalKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeFileAtomic(path, pemKey); err != nil {
+			return nil, fmt.Errorf("relay: write host key: %w", err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("relay: read host key: %w", err)
+	}
+	if err := checkPrivateFile(path); err != nil {
+		return nil, err
+	}
+	key, err := parseKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("relay: host key %s: %w", path, err)
+	}
+	return key, nil
+}
