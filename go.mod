@@ -2,6 +2,8 @@ module github.com/cardshare/cardshare
 
 go 1.26.8
 
+toolchain go1.26.10
+
 require (
 	github.com/hashicorp/yamux v0.1.2
 	github.com/mdlayher/vsock v1.4.0

@@ -6,6 +6,9 @@
 # fuzz target, and the cross-builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Build and test with the toolchain go.mod names (it carries the standard
+# library's security fixes), fetched from the Go module proxy if needed.
+export GOTOOLCHAIN=auto
 
 step() { printf '\n== %s\n' "$*"; }
 
