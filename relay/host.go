@@ -180,18 +180,27 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { h.watch(ctx) })
 
 	slots := make(chan struct{}, h.cfg.MaxHandshakes)
+	var pause time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("relay: accept: %w", err)
 			}
-			return fmt.Errorf("relay: accept: %w", err)
+			// Out of file descriptors, or a connection that failed
+			// before it was accepted: wait a little and go on, as
+			// net/http does.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			h.refused(ln.Addr(), fmt.Errorf("accept: %w", err))
+			if !sleep(ctx, pause) {
+				return nil
+			}
+			continue
 		}
+		pause = 0
 		select {
 		case slots <- struct{}{}:
 		default:
@@ -261,11 +270,10 @@ func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp Fingerprint) {
 		h.log.Warn("pairing refused", "addr", addr.String(), "err", err)
 		return
 	}
-	if err := writeHello(conn, hello{Guest: rec.Name}); err != nil {
-		h.log.Warn("pairing: guest left before the answer; it must pair again", "guest", rec.Name, "err", err)
-		return
-	}
 	h.log.Info("guest paired", "guest", rec.Name, "key", rec.Key.String(), "addr", addr.String())
+	if err := writeHello(conn, hello{Guest: rec.Name}); err != nil {
+		h.log.Warn("pairing: guest left before the answer; revoke it and pair again", "guest", rec.Name, "err", err)
+	}
 }
 
 // attach serves a paired guest's session until it ends.

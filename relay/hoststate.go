@@ -105,7 +105,14 @@ func OpenHostState(dir string) (*HostState, error) {
 	if err := makePrivateDir(dir); err != nil {
 		return nil, err
 	}
+	// Under the lock, so that two commands started at once (serve and
+	// pair) do not each make a key.
+	unlock, err := lockDir(filepath.Join(dir, lockFile))
+	if err != nil {
+		return nil, fmt.Errorf("relay: lock %s: %w", dir, err)
+	}
 	key, err := loadOrCreateKey(filepath.Join(dir, hostKeyFile))
+	unlock()
 	if err != nil {
 		return nil, err
 	}

@@ -215,3 +215,26 @@ func TestListenGuestSocket(t *testing.T) {
 		t.Errorf("default socket %q", p)
 	}
 }
+
+// Commands started at once (serve and pair) agree on the host key.
+func TestHostStateConcurrentOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "relay")
+	fps := make([]relay.Fingerprint, 10)
+	var wg sync.WaitGroup
+	for i := range fps {
+		wg.Go(func() {
+			s, err := relay.OpenHostState(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			fps[i] = s.Fingerprint()
+		})
+	}
+	wg.Wait()
+	for _, fp := range fps {
+		if fp != fps[0] {
+			t.Fatalf("host keys differ: %v", fps)
+		}
+	}
+}

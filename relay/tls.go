@@ -94,7 +94,7 @@ func newIdentity(key ed25519.PrivateKey) (*identity, error) {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "cardshare " + fp.String()},
+		Subject:      pkix.Name{CommonName: "cardshare"},
 		// Peers pin the key and ignore the dates; a wide window keeps
 		// clock skew between host and guest harmless.
 		NotBefore: time.Now().Add(-24 * time.Hour),

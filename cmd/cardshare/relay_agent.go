@@ -52,6 +52,7 @@ talk.`,
 }
 
 func runRelayAgent(ctx context.Context, g *globals, o *relayAgentOptions, stdout io.Writer) error {
+	defer oneProc()()
 	log := g.logger()
 	creds, err := relay.LoadCredentials(o.credentials)
 	if err != nil {

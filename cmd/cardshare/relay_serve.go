@@ -45,6 +45,7 @@ once. Each guest gets its own counters, logged when it detaches.`,
 }
 
 func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout io.Writer) error {
+	defer oneProc()()
 	log := g.logger()
 	daemon, err := pcsc.Probe(ctx, o.pcscdSocket)
 	if err != nil {

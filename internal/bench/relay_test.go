@@ -4,13 +4,17 @@ package bench
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,21 +23,31 @@ import (
 	"github.com/cardshare/cardshare/relay"
 )
 
-// pathRelayTLS is cardshare's relay mode in BenchmarkRelay.
-const pathRelayTLS = "relay-tls"
+// cardshare's relay mode in BenchmarkRelay: `relay serve` and `relay agent`
+// as two processes, as deployed; and both ends inside the benchmark process.
+// The Go pair is the floor for any Go relay here: two processes of
+// testdata/gorelay, io.Copy both ways, no TLS and no yamux.
+const (
+	pathGoPair   = "go-pair"
+	pathRelayCLI = "relay-tls"
+	pathRelayLib = "relay-tls-inprocess"
+)
 
 var relayPathNames = map[string]string{
 	pathDirect:   "direct",
-	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay`",
-	pathRelayTLS: "cardshare relay (TLS 1.3 + yamux)",
+	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay` (2 processes)",
+	pathGoPair:   "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
+	pathRelayCLI: "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
+	pathRelayLib: "the same, both ends in the benchmark process",
 }
 
 // BenchmarkRelay measures relay mode next to what it must beat, in one run
 // against the same pcscd and card: the direct socket; a socat pair over
 // loopback TCP with nodelay (two relay processes and one TCP hop, no
-// encryption); and cardshare's relay, host and agent in this process over
-// loopback TCP with TLS 1.3 and yamux. Rounds are interleaved as in
-// BenchmarkPaths, with the same flags.
+// encryption); and cardshare's relay over loopback TCP with TLS 1.3 and
+// yamux, once as the `relay serve` and `relay agent` processes and once with
+// both ends in this process (which also runs the card). Rounds are
+// interleaved as in BenchmarkPaths, with the same flags.
 //
 // After the rounds it measures what idle connections cost the relay: the
 // heap and stacks of idle pcsc-lite connections (host and agent ends
@@ -45,12 +59,14 @@ func BenchmarkRelay(b *testing.B) {
 	p.InsertCard(b)
 	bin := testenv.BuildClient(b)
 
+	r := startRelay(b, p.Socket, 1)
 	paths := []*path{
 		{id: pathDirect, socket: p.Socket, apdus: *flagAPDUs},
 		{id: pathSocatTCP, socket: startSocatPair(b, p.Socket), apdus: *flagAPDUs},
+		{id: pathGoPair, socket: startGoPair(b, p.Socket), apdus: *flagAPDUs},
+		{id: pathRelayCLI, socket: startRelayCLI(b, p.Socket), apdus: *flagAPDUs},
+		{id: pathRelayLib, socket: r.sockets[0], apdus: *flagAPDUs},
 	}
-	r := startRelay(b, p.Socket, 1)
-	paths = append(paths, &path{id: pathRelayTLS, socket: r.sockets[0], apdus: *flagAPDUs})
 	for _, pt := range paths {
 		waitReady(b, bin, pt.socket)
 	}
@@ -96,8 +112,8 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 			b.ReportMetric(s.perSec/direct.perSec, pt.id+"-x-direct")
 		}
 	}
-	relayS, socatS := summarize(paths[2].runs), summarize(paths[1].runs)
-	fmt.Fprintf(&t, "\nrelay ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
+	relayS, socatS := summarize(paths[3].runs), summarize(paths[1].runs)
+	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
 	fmt.Println(t.String())
 }
 
@@ -110,6 +126,76 @@ func startSocatPair(b *testing.B, pcscd string) string {
 	startSocat(b, "", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay", port), "UNIX-CONNECT:"+pcscd)
 	startSocat(b, socket, "UNIX-LISTEN:"+socket+",fork", fmt.Sprintf("TCP:127.0.0.1:%d,nodelay", port))
 	return socket
+}
+
+// startGoPair runs two gorelay processes in place of the socat pair.
+func startGoPair(b *testing.B, pcscd string) string {
+	b.Helper()
+	dir := sockDir(b)
+	bin := filepath.Join(dir, "gorelay")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/gorelay").CombinedOutput(); err != nil {
+		b.Fatalf("bench: build gorelay: %v\n%s", err, out)
+	}
+	socket := filepath.Join(dir, "go-pair.comm")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	startRelayProcess(b, bin, "tcp", addr, "unix", pcscd)
+	startRelayProcess(b, bin, "unix", socket, "tcp", addr)
+	return socket
+}
+
+// startRelayCLI builds cardshare and runs `relay serve` and `relay agent` as
+// two processes, paired through the CLI, and returns the guest socket.
+func startRelayCLI(b *testing.B, pcscd string) string {
+	b.Helper()
+	dir := sockDir(b)
+	bin := filepath.Join(dir, "cardshare")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput(); err != nil {
+		b.Fatalf("bench: build cardshare: %v\n%s", err, out)
+	}
+	state, creds, guest := filepath.Join(dir, "host"), filepath.Join(dir, "guest", "credentials.json"), filepath.Join(dir, "g", "pcscd.comm")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	startRelayProcess(b, bin, "relay", "serve", "--listen", addr, "--state-dir", state, "--pcscd-socket", pcscd)
+	out, err := exec.Command(bin, "relay", "pair", "--state-dir", state, "vm1").CombinedOutput()
+	if err != nil {
+		b.Fatalf("bench: relay pair: %v\n%s", err, out)
+	}
+	token := regexp.MustCompile(`cs1-\S+`).Find(out)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := exec.Command(bin, "relay", "join", "--credentials", creds, "--token", string(token), addr).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("bench: relay join: %v\n%s", err, out)
+		}
+		time.Sleep(50 * time.Millisecond) // serve is starting
+	}
+	startRelayProcess(b, bin, "relay", "agent", "--credentials", creds, "--socket", guest)
+	return guest
+}
+
+// flagRelayEnv adds environment variables to the relay processes.
+var flagRelayEnv = flag.String("relay-env", "", "comma-separated `VAR=value` pairs for the relay processes (cardshare relay serve and agent, gorelay), e.g. GOMAXPROCS=2")
+
+// startRelayProcess runs bin with args, and -relay-env, until the benchmark
+// ends.
+func startRelayProcess(b *testing.B, bin string, args ...string) {
+	b.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = os.Environ()
+	if *flagRelayEnv != "" {
+		cmd.Env = append(cmd.Env, strings.Split(*flagRelayEnv, ",")...)
+	}
+	out := new(lockedBuffer)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("bench: start %s: %v", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	b.Cleanup(func() { stopProcess(cmd, exited) })
 }
 
 // relayRun is a relay host and its agents in this process.
