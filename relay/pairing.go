@@ -79,7 +79,9 @@ func ParseToken(s string) (Token, error) {
 		return t, fmt.Errorf("%w: it is cut short or altered", ErrBadToken)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(b64)
-	if err != nil {
+	// The decoder skips newlines, so a token with some inside decodes
+	// to fewer bytes: that is an altered token, not the same one.
+	if err != nil || len(b) != tokenSecretSize+len(t.HostKey) {
 		return t, fmt.Errorf("%w: it is cut short or altered", ErrBadToken)
 	}
 	copy(t.Secret[:], b)

@@ -41,7 +41,10 @@ step "short fuzzing"
 for pkg in $(go list ./...); do
 	for fuzz in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
 		echo "$pkg $fuzz"
-		go test -run '^$' -fuzz "^${fuzz}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" >/dev/null
+		if ! out=$(go test -run '^$' -fuzz "^${fuzz}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" 2>&1); then
+			echo "$out"
+			exit 1
+		fi
 	done
 done
 
