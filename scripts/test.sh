@@ -41,7 +41,7 @@ step "short fuzzing"
 for pkg in $(go list ./...); do
 	for fuzz in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
 		echo "$pkg $fuzz"
-		if ! out=$(go test -run '^$' -fuzz "^${fuzz}\$" -fuzztime "${FUZZTIME:-10s}" "$pkg" 2>&1); then
+		if ! out=$(go test -run '^$' -fuzz "^${fuzz}\$" -fuzztime "${FUZZTIME:-50000x}" "$pkg" 2>&1); then
 			echo "$out"
 			exit 1
 		fi
