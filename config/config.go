@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -96,15 +97,17 @@ type Guest struct {
 	// the guest's files untouched.
 	SetupGuest bool
 
-	// Readers, Control and Audit are the reader policy. They are parsed
-	// and checked but NOT ENFORCED YET: the guest sees every reader and may
-	// send any command.
+	// Readers, Control and Audit are the guest's reader policy, which
+	// the relay enforces on every connection of the guest.
 	//
 	// Readers lists patterns (path.Match syntax: * ? [...]) of the host
-	// readers the guest may see. Empty means every reader.
+	// readers the guest may see and connect to; the others are hidden
+	// from every reader list and state, and connecting to one fails with
+	// SCARD_E_UNKNOWN_READER. Empty means every reader.
 	Readers []string
 	// Control is "allow" or "deny": whether the guest may send
-	// SCardControl (reader escape) commands. Empty means "allow".
+	// SCardControl (reader escape) commands; denied ones fail with
+	// SCARD_E_UNSUPPORTED_FEATURE. Empty means "allow".
 	Control string
 	// Audit logs one line per PC/SC call of the guest (command, reader,
 	// return code, sizes; never payload bytes). False logs none.
@@ -298,33 +301,33 @@ func (v *validator) guest(i int, g *Guest) {
 	}
 }
 
-// Warnings reports what the configuration asks for that cardshare does not
-// do yet: the reader policy keys, which are accepted but not enforced.
+// Warnings reports what is valid but most likely not what was meant: a
+// reader pattern without a wildcard that cannot match a reader name,
+// since pcscd names every reader "NAME XX YY" with two hex numbers
+// (src/readerfactory.c, RFAddReader).
 func (c *Config) Warnings() []*Error {
 	var ws []*Error
-	warn := func(i int, k, what string) {
-		line := c.lines[key(i, k)]
-		if line == 0 {
-			line = c.Guests[i].Line
-		}
-		ws = append(ws, &Error{File: c.File, Line: line,
-			Msg:  fmt.Sprintf("guest %q: %s is not enforced yet", c.Guests[i].label(), k),
-			Hint: what,
-		})
-	}
 	for i, g := range c.Guests {
-		if len(g.Readers) > 0 {
-			warn(i, "readers", "the guest sees every reader of the host until the reader policy is implemented")
-		}
-		if g.Control == "deny" {
-			warn(i, "control", "the guest may still send SCardControl commands until the reader policy is implemented")
-		}
-		if g.Audit {
-			warn(i, "audit", "no audit log is written until the reader policy is implemented")
+		for j, r := range g.Readers {
+			if strings.ContainsAny(r, `*?[\`) || slotSuffix.MatchString(r) {
+				continue
+			}
+			k := key(i, "readers."+strconv.Itoa(j))
+			line := c.lines[k]
+			if line == 0 {
+				line = g.Line
+			}
+			ws = append(ws, &Error{File: c.File, Line: line,
+				Msg:  fmt.Sprintf("guest %q: reader pattern %q matches no reader: pcscd names readers \"NAME XX YY\"", g.label(), r),
+				Hint: fmt.Sprintf("match every slot of the reader with %q, or name one with %q", r+"*", r+" 00 00"),
+			})
 		}
 	}
 	return ws
 }
+
+// slotSuffix ends a reader name: pcscd's slot numbers, in hex.
+var slotSuffix = regexp.MustCompile(` [0-9A-F]{2} [0-9A-F]{2}$`)
 
 // DefaultPath is the configuration file used without --config:
 // $XDG_CONFIG_HOME/cardshare/config.yaml, else

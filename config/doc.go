@@ -24,11 +24,11 @@
 //	    socket: /run/user/1000/cardshare/pcscd.comm
 //	    setup_guest: true
 //	  - vm: build                         # a VM name instead of a destination
-//	    readers: ["Yubico YubiKey*"]      # reserved: not enforced yet
-//	    control: deny                     # reserved: not enforced yet
-//	    audit: true                       # reserved: not enforced yet
+//	    readers: ["Yubico YubiKey*"]      # the readers the guest sees
+//	    control: deny                     # no SCardControl
+//	    audit: true                       # one log line per PC/SC call
 //
-// The reader policy keys (readers, control, audit) are parsed and checked
-// so that files written now stay valid, but nothing enforces them yet;
-// Warnings reports each use.
+// The reader policy keys (readers, control, audit) apply to every
+// connection of the guest (package relay). Warnings reports reader
+// patterns that cannot match.
 package config

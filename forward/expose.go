@@ -428,6 +428,10 @@ func (f *Forwarder) logCompat(c pcsc.Client) {
 		f.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
 		return
 	}
+	if d.Translates(c.Version) {
+		f.log.Info("guest libpcsclite and host pcscd speak different protocol versions; cardshare translates", "guest", c.String(), "host", d.String())
+		return
+	}
 	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
 	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
 }

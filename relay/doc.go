@@ -5,7 +5,11 @@
 // socket that an SSH server forwards, a yamux session or a plain Unix socket
 // is a net.Listener; the host pcscd socket or a yamux stream is reached
 // through a DialFunc. Serve joins the two, checks that each connection opens
-// as a pcsc-lite client does, and pipes the rest unchanged.
+// as a pcsc-lite client does, and pipes the rest unchanged. When the guest
+// and the daemon speak different protocol versions or reader array sizes,
+// or a reader policy or an audit log applies, a protocol-aware stage
+// (proxy.go, pcsc.Proxy) relays the connection message by message instead,
+// through the same Pipe logic.
 //
 // Relay mode is that idea over one long-lived TLS 1.3 connection per guest,
 // on TCP or vsock, multiplexed with yamux:

@@ -42,6 +42,21 @@ type Counts struct {
 // Pipe returns nil when both directions ended with EOF or a close that Pipe
 // itself caused, and the first real error otherwise.
 func Pipe(ctx context.Context, guest, host net.Conn, counts *Counts) error {
+	var up, down *atomic.Uint64
+	if counts != nil {
+		up, down = &counts.Up, &counts.Down
+	}
+	return pipe(ctx, guest, host,
+		func() error { return copyBytes(host, guest, up) },
+		func() error { return copyBytes(guest, host, down) })
+}
+
+// pipe is Pipe with the two directions given: up moves the guest's bytes
+// to the host and down the host's to the guest, each until its source
+// ends (nil) or fails. The byte relay copies; the protocol-aware stage
+// (proxy.go) parses. Either way the ending of a connection is handled
+// here, in one place.
+func pipe(ctx context.Context, guest, host net.Conn, up, down func() error) error {
 	var once sync.Once
 	closeBoth := func() {
 		once.Do(func() {
@@ -53,13 +68,9 @@ func Pipe(ctx context.Context, guest, host net.Conn, counts *Counts) error {
 	defer stop()
 	defer closeBoth()
 
-	var up, down *atomic.Uint64
-	if counts != nil {
-		up, down = &counts.Up, &counts.Down
-	}
 	errc := make(chan error, 1)
-	go func() { errc <- copyHalf(host, guest, up, closeBoth) }()
-	err := copyHalf(guest, host, down, closeBoth)
+	go func() { errc <- half(host, up, closeBoth) }()
+	err := half(guest, down, closeBoth)
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
@@ -69,9 +80,25 @@ func Pipe(ctx context.Context, guest, host net.Conn, counts *Counts) error {
 	return err
 }
 
-// copyHalf copies src to dst. On EOF it half-closes dst, or closes both
-// connections when dst cannot half-close. On an error it closes both.
-func copyHalf(dst, src net.Conn, n *atomic.Uint64, closeBoth func()) error {
+// half runs one direction whose destination is dst. When its source ends
+// it half-closes dst, or closes both connections when dst cannot
+// half-close. When it fails it closes both.
+func half(dst net.Conn, run func() error, closeBoth func()) error {
+	if err := run(); err != nil {
+		closeBoth()
+		return quiet(err)
+	}
+	if cw, ok := dst.(closeWriter); ok {
+		if cw.CloseWrite() == nil {
+			return nil
+		}
+	}
+	closeBoth()
+	return nil
+}
+
+// copyBytes copies src to dst until src ends (nil) or either fails.
+func copyBytes(dst, src net.Conn, n *atomic.Uint64) error {
 	buf := bufPool.Get().(*[bufSize]byte)
 	defer bufPool.Put(buf)
 	for {
@@ -82,22 +109,14 @@ func copyHalf(dst, src net.Conn, n *atomic.Uint64, closeBoth func()) error {
 				n.Add(uint64(nw))
 			}
 			if werr != nil {
-				closeBoth()
-				return quiet(werr)
+				return werr
 			}
 		}
 		if rerr == io.EOF {
-			if cw, ok := dst.(closeWriter); ok {
-				if cw.CloseWrite() == nil {
-					return nil
-				}
-			}
-			closeBoth()
 			return nil
 		}
 		if rerr != nil {
-			closeBoth()
-			return quiet(rerr)
+			return rerr
 		}
 	}
 }

@@ -139,7 +139,14 @@ type env struct {
 // serve runs relay.Serve from a guest socket to a fake daemon.
 func serve(t *testing.T, d pcsc.Daemon) *env {
 	t.Helper()
-	e := &env{fake: pcsctest.Start(t, d), log: new(syncBuffer), stats: new(relay.Stats), done: make(chan error, 1)}
+	return serveWith(t, pcsctest.Start(t, d), func(c *relay.Config) { c.Daemon = d })
+}
+
+// serveWith runs relay.Serve from a guest socket to fake, with the
+// configuration mod makes.
+func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*relay.Config)) *env {
+	t.Helper()
+	e := &env{fake: fake, log: new(syncBuffer), stats: new(relay.Stats), done: make(chan error, 1)}
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {
 		t.Fatal(err)
@@ -154,9 +161,11 @@ func serve(t *testing.T, d pcsc.Daemon) *env {
 	ctx, e.cancel = context.WithCancel(context.Background())
 	cfg := &relay.Config{
 		Logger:         slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Daemon:         d,
 		OpeningTimeout: 2 * time.Second,
 		Stats:          e.stats,
+	}
+	if mod != nil {
+		mod(cfg)
 	}
 	go func() { e.done <- relay.Serve(ctx, ln, relay.UnixDialer(e.fake.Socket), cfg) }()
 	t.Cleanup(func() {
@@ -224,9 +233,10 @@ func TestServeCancelSocket(t *testing.T) {
 }
 
 // A 4.4 client (pcsc-lite ≤ 2.2.3) against a strict 4.5 daemon (2.3.0–2.4.0)
-// fails; the host log must say why and what to do.
+// fails when the relay does not know the daemon and so cannot translate
+// (the agent end of relay mode); the host log must say why and what to do.
 func TestServeMismatchLogged(t *testing.T) {
-	e := serve(t, pcsc.Daemon{Version: pcsc.V45})
+	e := serveWith(t, pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V45}), nil)
 	c := e.dial(t)
 	if r := versionExchange(t, c, pcsc.V44); r.Accepted() || r.Version != pcsc.V45 {
 		t.Fatalf("reply %+v, want a 4.5 rejection", r)
@@ -242,9 +252,10 @@ func TestServeMismatchLogged(t *testing.T) {
 }
 
 // A pcsc-lite 2.4.1+ client retries with the daemon's version on the same
-// connection; that is legal and must work.
+// connection; that is legal and must work. (A relay that knows the daemon
+// translates instead: proxy_test.go.)
 func TestServeFallback(t *testing.T) {
-	e := serve(t, pcsc.Daemon{Version: pcsc.V44})
+	e := serveWith(t, pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44}), nil)
 	c := e.dial(t)
 	if r := versionExchange(t, c, pcsc.V45); r.Accepted() {
 		t.Fatalf("4.5 accepted by a 4.4 daemon")

@@ -35,9 +35,15 @@ type Config struct {
 	// are never logged, at any level. Nil discards.
 	Logger *slog.Logger
 
-	// Daemon is the host pcscd as probed at start. It words the error
-	// logged when the daemon rejects a guest's protocol version. The zero
-	// value means unknown; the daemon's reply is used then.
+	// Daemon is the host pcscd as probed at start. When it is known, a
+	// guest whose protocol version it would reject (a 4.4 guest and a
+	// 4.5-only daemon, or the reverse, or a 4.6 guest and an older
+	// daemon) is served by translation instead: the relay answers the
+	// guest's CMD_VERSION as a daemon of the guest's version would and
+	// speaks the daemon's version upstream. Its Readers sizes the host's
+	// reader arrays. It also words the error logged when the daemon
+	// rejects a guest. The zero value means unknown: versions are then
+	// relayed as they are, and the daemon's reply words the error.
 	Daemon pcsc.Daemon
 
 	// OpeningTimeout bounds the wait for a new connection's first message
@@ -53,6 +59,44 @@ type Config struct {
 
 	// Stats, when set, is updated as connections come and go.
 	Stats *Stats
+
+	// Policy limits what the guest may see and do with the host's
+	// readers (see pcsc.Policy). With a policy, every connection goes
+	// through the protocol-aware stage (proxy.go) instead of the byte
+	// relay. Nil means no policy.
+	Policy *pcsc.Policy
+
+	// Audit logs one line per PC/SC call of the guest at Info level:
+	// command, reader, return code, duration and byte sizes, never
+	// payload bytes. Like a policy, it makes every connection go through
+	// the protocol-aware stage. False logs none.
+	Audit bool
+
+	// GuestSlots is PCSCLITE_MAX_READERS_CONTEXTS of the guest's
+	// libpcsclite: how many reader records it reads from the host. It is
+	// 16 upstream and 48 in Fedora's builds, without a change of protocol
+	// version, and the guest cannot be asked. When it differs from the
+	// host's (Daemon.Readers), the proxy pads or truncates the reader
+	// arrays of old-API clients. Zero means 16.
+	GuestSlots int
+
+	// shared is what the proxied connections of this Serve share: the
+	// policy, the contexts issued to the guest, its reader events.
+	shared *pcsc.Guest
+}
+
+// Validate checks the reader policy and GuestSlots.
+func (c *Config) Validate() error {
+	if c == nil {
+		return nil
+	}
+	if err := c.Policy.Validate(); err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	if c.GuestSlots < 0 || c.GuestSlots > pcsc.MaxSlots {
+		return fmt.Errorf("relay: GuestSlots %d is not between 1 and %d", c.GuestSlots, pcsc.MaxSlots)
+	}
+	return nil
 }
 
 // DefaultConfig returns the configuration Serve uses for a nil *Config.
@@ -77,6 +121,13 @@ func (c *Config) withDefaults() Config {
 	if cc.Stats == nil {
 		cc.Stats = new(Stats)
 	}
+	// A policy or an audit log needs every connection proxied, which
+	// also lets SCARD_CANCEL be checked; an empty policy says so.
+	p := cc.Policy
+	if p == nil && cc.Audit {
+		p = new(pcsc.Policy)
+	}
+	cc.shared = pcsc.NewGuest(p)
 	return cc
 }
 
@@ -98,8 +149,15 @@ type Stats struct {
 // SCARD_CANCEL on the temporary socket of SCardCancel) before it dials, so a
 // peer that is not a pcsc-lite client never reaches pcscd. It then relays the
 // CMD_VERSION exchanges itself, to log a clear error when pcscd rejects the
-// guest's protocol version, and pipes the rest of the connection unchanged.
+// guest's protocol version, or translates them when Config.Daemon says it
+// would. It pipes the rest of the connection unchanged, unless the versions
+// or the reader array sizes of the two ends differ, or a policy or an audit
+// log applies: then the protocol-aware stage of proxy.go relays it message
+// by message.
 func Serve(ctx context.Context, ln net.Listener, dial DialFunc, cfg *Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	c := cfg.withDefaults()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -143,7 +201,7 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 	id := c.Stats.Total.Load()
 	log := c.Logger.With("conn", id)
 	start := time.Now()
-	host, err := open(ctx, guest, dial, c, log)
+	host, hs, err := open(ctx, guest, dial, c, log)
 	if err != nil {
 		c.Stats.Failed.Add(1)
 		guest.Close()
@@ -155,7 +213,11 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 	c.Stats.Open.Add(1)
 	defer c.Stats.Open.Add(-1)
 	var counts Counts
-	err = Pipe(ctx, guest, host, &counts)
+	if d, ok := c.stage(hs); ok {
+		err = proxy(ctx, guest, host, d, hs.prefix, c, log, &counts)
+	} else {
+		err = Pipe(ctx, guest, host, &counts)
+	}
 	up, down := counts.Up.Load(), counts.Down.Load()
 	c.Stats.Up.Add(up)
 	c.Stats.Down.Add(down)

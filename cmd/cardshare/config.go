@@ -29,9 +29,9 @@ guests:
     socket: /run/user/1000/cardshare/pcscd.comm   # default: a private path
     setup_guest: true                   # set PCSCLITE_CSOCK_NAME in the guest
   - vm: build                           # a VM name instead of a destination
-    readers: ["Yubico YubiKey*"]        # reader policy: not enforced yet
-    control: deny                       # reader policy: not enforced yet
-    audit: true                         # reader policy: not enforced yet`
+    readers: ["Yubico YubiKey*"]        # the readers the guest sees; default all
+    control: deny                       # refuse SCardControl; default allow
+    audit: true                         # log every PC/SC call; default false`
 
 func newConfigCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -44,8 +44,13 @@ guest's destination (or vm); unknown keys are errors. A complete example:
 
 ` + indent(configExample) + `
 
-readers, control and audit are the per-guest reader policy: they are checked
-now so that files stay valid, but not enforced yet; ` + "`config check`" + ` warns.`,
+readers, control and audit are the guest's reader policy. readers lists
+patterns (* ? [...], as shell globs) of the host readers the guest sees: the
+others are absent from its reader lists, and connecting to one fails with
+"Unknown reader". pcscd names readers "NAME XX YY", so end a pattern with *.
+control: deny refuses SCardControl (reader escape commands) with "not
+supported". audit: true logs one line per PC/SC call of the guest: command,
+reader, return code, duration and sizes, never data.`,
 	}
 	cmd.AddCommand(newConfigCheckCmd(g))
 	return cmd
@@ -61,7 +66,7 @@ func newConfigCheckCmd(g *globals) *cobra.Command {
 		Use:   "check",
 		Short: "Parse and validate the config file, and resolve every guest",
 		Long: `check reads the config file strictly, reports every problem with its file:line
-and a hint, warns about options that are not enforced yet, and resolves each
+and a hint, warns about reader patterns that match no reader, and resolves each
 guest's SSH destination (as ssh -G does) to show the address and user that
 ` + "`cardshare up`" + ` would connect to. It does not connect. The exit code is 0 when
 the file is usable and every guest resolves, 1 otherwise.`,
@@ -146,7 +151,30 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", g.Name, g.Line, dest, addr, user, sock, yesNo(g.SetupGuest))
 	}
 	tw.Flush()
+	for _, g := range c.Guests {
+		if p := policyText(g); p != "" {
+			fmt.Fprintf(stdout, "%s: %s\n", g.Name, p)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// policyText describes a guest's reader policy, or is empty for none.
+func policyText(g config.Guest) string {
+	var parts []string
+	if len(g.Readers) > 0 {
+		parts = append(parts, fmt.Sprintf("readers %q", g.Readers))
+	}
+	if g.Control == "deny" {
+		parts = append(parts, "control denied")
+	}
+	if g.Audit {
+		parts = append(parts, "audit log")
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "reader policy: " + strings.Join(parts, ", ")
 }
 
 func plural(n int, what string) string {

@@ -25,6 +25,9 @@ type exposeOptions struct {
 	pcscdSocket string
 	keepalive   time.Duration
 	setupGuest  bool
+	readers     []string
+	control     string
+	audit       bool
 }
 
 func newExposeCmd(g *globals) *cobra.Command {
@@ -51,12 +54,23 @@ The guest socket goes into a directory only the login user can enter
 reach the card. A stale socket from an earlier run is removed first. The guest
 needs only sshd, /bin/sh and pcsc-lite's client library; no cardshare binary.
 
-Before relaying, cardshare checks the pcsc-lite protocol version on both ends
-and logs an error naming both versions and the fix when they cannot talk.`,
+Before relaying, cardshare checks the pcsc-lite protocol version on both ends.
+When the guest's libpcsclite and the host's pcscd would reject each other
+(pcsc-lite 2.2 and older against 2.3–2.4.0, 2.5 against anything older), it
+translates between them; when it cannot, it logs an error naming both
+versions and the fix.
+
+--readers limits what the guest sees to the host readers whose names match
+one of the patterns (* ? [...], as in shell globs): the others are absent from
+every reader list, and connecting to one fails with "Unknown reader". pcscd
+names readers "NAME XX YY", so end a pattern with *. --control deny refuses
+SCardControl (reader escape commands), --audit logs every PC/SC call of the
+guest (command, reader, return code, time, sizes; never data).`,
 		Example: `  cardshare expose myvm
   cardshare expose vm1 vm2 vm3
   cardshare expose --accept-new -F ./ssh_config dev@192.168.122.10
   cardshare expose --guest-socket /home/me/.pcsc/pcscd.comm myvm
+  cardshare expose --readers 'Yubico YubiKey*' --control deny myvm
 
   # then, in the guest:
   export PCSCLITE_CSOCK_NAME=/run/user/1000/cardshare/pcscd.comm
@@ -67,6 +81,9 @@ and logs an error naming both versions and the fix when they cannot talk.`,
 			}
 			if o.guestSocket != "" && len(args) > 1 {
 				return &usageError{"--guest-socket names one path, but " + fmt.Sprint(len(args)) + " guests were given", "run one cardshare per guest that needs its own path, or drop --guest-socket for per-guest defaults"}
+			}
+			if _, err := guestPolicy(o.readers, o.control); err != nil {
+				return err
 			}
 			return nil
 		},
@@ -81,6 +98,9 @@ and logs an error naming both versions and the fix when they cannot talk.`,
 	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
 	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
+	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
+	f.StringVar(&o.control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guests")
+	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
 	return cmd
 }
 
@@ -130,6 +150,8 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	cfg.KeepaliveInterval = o.keepalive
 	cfg.Logger = log
 	cfg.Dial = forward.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
+	cfg.Relay.Policy, _ = guestPolicy(o.readers, o.control) // checked in Args
+	cfg.Relay.Audit = o.audit
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
 	defer setup.wait()
 	cfg.OnEvent = func(e forward.Event) {

@@ -366,6 +366,9 @@ func (f *fleet) forwardConfig(r *guestRun) *forward.Config {
 	}
 	c.Logger = f.log
 	c.Dial = forward.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.prompt, Logger: f.log}
+	// config.Validate has checked the patterns and the control value.
+	c.Relay.Policy, _ = guestPolicy(r.conf.Readers, r.conf.Control)
+	c.Relay.Audit = r.conf.Audit
 	t := r.spec.guest.Target
 	dest := t.Addr()
 	if t.User != "" {

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
@@ -134,21 +137,41 @@ func TestMismatchMessage(t *testing.T) {
 
 func TestProbe(t *testing.T) {
 	for _, d := range []pcsc.Daemon{
-		{Version: pcsc.V44},
-		{Version: pcsc.V45},
-		{Version: pcsc.V45, Lenient: true},
-		{Version: pcsc.V46, Lenient: true},
+		{Version: pcsc.V44, Readers: 16},
+		{Version: pcsc.V45, Readers: 16},
+		{Version: pcsc.V45, Lenient: true, Readers: 16},
+		{Version: pcsc.V46, Lenient: true, Readers: 16},
+		{Version: pcsc.V45, Readers: 48}, // Fedora's maxreaders patch
+		{Version: pcsc.V44, Readers: 32}, // RHEL 7's
 	} {
-		t.Run(d.String(), func(t *testing.T) {
-			fake := pcsctest.Start(t, d)
+		t.Run(fmt.Sprintf("%v, %d readers", d, d.Readers), func(t *testing.T) {
+			fake := pcsctest.Serve(t, d, "Virtual PCD 00 00")
 			got, err := pcsc.Probe(context.Background(), fake.Socket)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != d {
-				t.Errorf("Probe = %v, want %v", got, d)
+				t.Errorf("Probe = %+v, want %+v", got, d)
+			}
+			// Neither request leaves anything behind in the daemon.
+			if r := fake.Received(); !slices.Contains(r, pcsc.CmdGetReadersState) {
+				t.Errorf("daemon received %v", r)
 			}
 		})
+	}
+}
+
+// A peer that answers CMD_VERSION but not the array probe (pcsctest's echo
+// daemon) is probed at once, its array size unknown.
+func TestProbeEcho(t *testing.T) {
+	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
+	start := time.Now()
+	got, err := pcsc.Probe(context.Background(), fake.Socket)
+	if err != nil || got != (pcsc.Daemon{Version: pcsc.V44}) {
+		t.Fatalf("Probe = %+v, %v", got, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Probe took %v", d)
 	}
 }
 

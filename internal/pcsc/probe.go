@@ -1,6 +1,7 @@
 package pcsc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,5 +58,66 @@ func Probe(ctx context.Context, path string) (Daemon, error) {
 	if !r.Accepted() && r.RV != ReturnServiceStopped {
 		return d2, fmt.Errorf("pcsc: probe %s: CMD_VERSION answered with rv %#x", path, r.RV)
 	}
+	// The array size is a convenience: a daemon that does not answer as
+	// expected leaves it unknown, and the probe still succeeds.
+	d2.Readers, _ = probeSlots(c, r)
 	return d2, nil
+}
+
+// slotsMarker is pcscd's reply to SCARD_ESTABLISH_CONTEXT with scope 7:
+// the scope echoed, no context, SCARD_E_INVALID_VALUE (sheet §10.2).
+var slotsMarker = []byte{7, 0, 0, 0, 0, 0, 0, 0, 0x11, 0, 0x10, 0x80}
+
+// probeSlots measures the records of the daemon's CMD_GET_READERS_STATE
+// reply on a connection whose CMD_VERSION exchange got r (sheet §6): it
+// asks for the reader states and then for a context with an invalid
+// scope, whose reply is known, and counts the bytes before that reply.
+// Neither request changes anything in the daemon.
+func probeSlots(c net.Conn, r VersionReply) (int, error) {
+	if !r.Accepted() {
+		// A strict daemon: propose its own version on the same socket,
+		// as a client of pcsc-lite 2.4.1 falls back.
+		if _, err := c.Write(AppendVersionRequest(nil, r.Version)); err != nil {
+			return 0, err
+		}
+		var buf [versionSize]byte
+		r2, err := ReadVersionReply(c, &buf)
+		if err != nil {
+			return 0, err
+		}
+		if !r2.Accepted() {
+			return 0, errors.New("pcsc: daemon rejects its own version")
+		}
+	}
+	req := le.AppendUint32(nil, 0)
+	req = le.AppendUint32(req, CmdGetReadersState)
+	req = le.AppendUint32(req, EstablishSize)
+	req = le.AppendUint32(req, CmdEstablishContext)
+	req = le.AppendUint32(req, 7) // no such scope
+	req = le.AppendUint32(req, 0)
+	req = le.AppendUint32(req, 0)
+	if _, err := c.Write(req); err != nil {
+		return 0, err
+	}
+	max := MaxSlots*ReaderStateSize + len(slotsMarker)
+	buf := make([]byte, 0, DefaultSlots*ReaderStateSize+len(slotsMarker))
+	for len(buf) < max {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):min(cap(buf), max)])
+		buf = buf[:len(buf)+n]
+		if len(buf) >= headerSize && bytes.Equal(buf[:headerSize], req[:headerSize]) {
+			// Our own request back: a test double that echoes, not
+			// pcscd. A record cannot start so: reader names are text.
+			return 0, errors.New("pcsc: the daemon echoes requests")
+		}
+		if k := len(buf) - len(slotsMarker); k > 0 && k%ReaderStateSize == 0 && bytes.Equal(buf[k:], slotsMarker) {
+			return k / ReaderStateSize, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return 0, errors.New("pcsc: reader array larger than supported")
 }

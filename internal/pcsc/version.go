@@ -47,6 +47,12 @@ type Daemon struct {
 	// versions: pcsc-lite 2.4.1 (4.5 accepting 4.4) and 2.5.x (4.6 accepting
 	// 4.4 and 4.5). 2.3.0–2.4.0 speak 4.5 strictly and reject 4.4 clients.
 	Lenient bool
+	// Readers is the number of reader records the daemon sends for
+	// CMD_GET_READERS_STATE: its PCSCLITE_MAX_READERS_CONTEXTS, 16
+	// upstream but 48 in Fedora's builds and 32 in RHEL 7's, which the
+	// protocol version does not tell (sheet §3.2). Zero means not
+	// measured.
+	Readers int
 }
 
 // Releases names the pcsc-lite releases of the daemon.
@@ -80,6 +86,14 @@ func (d Daemon) Accepts(v Version) bool {
 		return v.Minor >= 4
 	}
 	return v.Major == 4 && v.Minor >= 4 && v.Minor < d.Version.Minor
+}
+
+// Translates reports whether cardshare's proxy serves a client proposing v
+// to d by translation: d would reject v, and both speak a protocol the
+// proxy knows (4.4, 4.5 or 4.6). Such a client works through cardshare
+// although it would not work with d directly.
+func (d Daemon) Translates(v Version) bool {
+	return d.Version.Known() && v.Known() && !d.Accepts(v)
 }
 
 // Mismatch explains why a client that proposed client was rejected by d, and

@@ -72,6 +72,22 @@ export LISTEN_FDS=1 LISTEN_PID=$$
 exec "$2" --foreground "$3" --config "$1/reader.conf.d"
 `
 
+// rootInstanceDir is where a chrooted pcscd (StartPCSCDIn) sees its
+// instance's directory.
+const rootInstanceDir = "/cardshare-testenv"
+
+// pcscdRootScript is pcscdScript for a pcscd in the root file system $4:
+// the instance's directory, /run, /dev and /proc are mounted into it, in
+// pcscd's own mount namespace.
+const pcscdRootScript = `set -e
+mount --bind "$1" "$4` + rootInstanceDir + `"
+mount --bind "$1/run" "$4/run"
+mount --bind /dev "$4/dev"
+mount -t proc proc "$4/proc"
+export LISTEN_FDS=1 LISTEN_PID=$$
+exec chroot "$4" "$2" --foreground "$3" --disable-polkit --config ` + rootInstanceDir + `/reader.conf.d
+`
+
 // PCSCDDebugEnv names an environment variable: set to 1, it makes every
 // StartPCSCD pcscd log at debug level (each command of each client) instead
 // of info level (readers, cards, errors). pcscd never logs APDUs here.
@@ -116,6 +132,7 @@ type PCSCD struct {
 	RunDir string
 
 	t      testing.TB
+	root   string // a Debian root file system to run pcscd from; "" is this system
 	dir    string // the instance's files: run, drivers, reader.conf.d, the log
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -139,15 +156,30 @@ type pcscdProcess struct {
 // if pcscd or vpcd is missing, or if the test does not run as root on Linux.
 func StartPCSCD(t testing.TB) *PCSCD {
 	t.Helper()
+	return startPCSCD(t, "")
+}
+
+// StartPCSCDIn is StartPCSCD for the pcscd of another Debian release,
+// installed with vsmartcard-vpcd in the root file system root (a
+// debootstrap chroot, as scripts/version-matrix.sh makes them): pcscd runs
+// chrooted there, in its namespaces, with --disable-polkit (releases since
+// 2.0 are built with polkit, and no polkitd runs).
+func StartPCSCDIn(t testing.TB, root string) *PCSCD {
+	t.Helper()
+	return startPCSCD(t, root)
+}
+
+func startPCSCD(t testing.TB, root string) *PCSCD {
+	t.Helper()
 	if err := checkPCSCDHost(); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	for _, f := range []string{pcscdPath, vpcdDriverPath} {
-		if _, err := os.Stat(f); err != nil {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Fatalf("testenv: %v\ntestenv: hint: %s", err, installTestDepsHint)
 		}
 	}
-	p := &PCSCD{t: t, dir: t.TempDir(), cards: make(map[*vcard.Card]string)}
+	p := &PCSCD{t: t, root: root, dir: t.TempDir(), cards: make(map[*vcard.Card]string)}
 	if err := p.prepare(); err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -175,10 +207,18 @@ func (p *PCSCD) prepare() error {
 		}
 	}
 	// The driver directory is hidden from pcscd (see pcscDriversDir), so it
-	// loads its own copy of vpcd.
+	// loads its own copy of vpcd. A chrooted pcscd loads its root's vpcd,
+	// and sees the instance's directory at rootInstanceDir.
 	driver := filepath.Join(p.dir, "libifdvpcd.so")
-	if err := copyVPCDDriver(driver, vpcdDriverPath); err != nil {
-		return err
+	if p.root == "" {
+		if err := copyVPCDDriver(driver, vpcdDriverPath); err != nil {
+			return err
+		}
+	} else {
+		driver = vpcdDriverPath
+		if err := os.MkdirAll(filepath.Join(p.root, rootInstanceDir), 0o755); err != nil {
+			return err
+		}
 	}
 	conf := fmt.Sprintf(pcscdReaderConf, driver)
 	if err := os.WriteFile(filepath.Join(p.dir, "reader.conf.d", "vpcd"), []byte(conf), 0o644); err != nil {
@@ -232,6 +272,9 @@ func (p *PCSCD) start() error {
 		level = "--debug"
 	}
 	cmd := exec.Command("/bin/sh", "-c", pcscdScript, "sh", p.dir, pcscdPath, level)
+	if p.root != "" {
+		cmd = exec.Command("/bin/sh", "-c", pcscdRootScript, "sh", p.dir, pcscdPath, level, p.root)
+	}
 	cmd.ExtraFiles = []*os.File{lnFile} // fd 3 = SD_LISTEN_FDS_START
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

@@ -70,7 +70,9 @@ func readReaderStates(ctx context.Context, socket string) ([]readerRecord, error
 	if _, err := io.ReadFull(c, reply[:]); err != nil {
 		return nil, fmt.Errorf("read CMD_VERSION reply: %w", err)
 	}
-	if rv := le.Uint32(reply[8:]); rv != 0 {
+	// pcscd does not make a rejected client stop: a strict 4.5 daemon
+	// (pcsc-lite 2.3.0–2.4.0) answers CMD_GET_READERS_STATE all the same.
+	if rv := le.Uint32(reply[8:]); rv != 0 && (le.Uint32(reply[0:]) != 4 || le.Uint32(reply[4:]) < 4) {
 		return nil, fmt.Errorf("pcscd refused protocol 4.4: rv %#x", rv)
 	}
 	buf := make([]byte, readersStateMsgSize)

@@ -1,8 +1,11 @@
 // Package pcsctest serves a fake pcscd on a Unix socket for unit tests.
 //
-// The fake answers CMD_VERSION as a daemon of the given version would and
-// echoes every byte after an accepted handshake back to the client, which is
-// enough to test relays. End-to-end tests use the real pcscd instead.
+// Start's fake answers CMD_VERSION as a daemon of the given version would
+// and echoes every byte after an accepted handshake back to the client,
+// which is enough to test byte relays. Serve's fake speaks the protocol of
+// the given version: contexts, readers that tests plug in and out, cards
+// that echo APDUs, reader arrays of any size, events and cancel. End-to-end
+// tests use the real pcscd instead.
 package pcsctest
 
 import (
@@ -22,10 +25,18 @@ type Daemon struct {
 	Socket string
 	pcsc.Daemon
 
-	ln    net.Listener
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-	wg    sync.WaitGroup
+	ln       net.Listener
+	protocol bool // Serve's fake rather than Start's
+	mu       sync.Mutex
+	conns    map[net.Conn]bool
+	wg       sync.WaitGroup
+
+	// Serve's state, guarded by mu.
+	slots      []*slot
+	events     uint32 // CMD_GET_READER_EVENTS
+	registered map[*conn]bool
+	contexts   map[uint32]*conn
+	received   []uint32
 }
 
 // Start serves a fake daemon speaking d on a new socket in a temporary
@@ -80,7 +91,11 @@ func (d *Daemon) serve() {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.handle(c)
+			if d.protocol {
+				d.speak(c)
+			} else {
+				d.echo(c)
+			}
 			d.mu.Lock()
 			delete(d.conns, c)
 			d.mu.Unlock()
@@ -89,7 +104,7 @@ func (d *Daemon) serve() {
 	}
 }
 
-func (d *Daemon) handle(c net.Conn) {
+func (d *Daemon) echo(c net.Conn) {
 	var buf [pcsc.OpeningMax]byte
 	for {
 		o, raw, err := pcsc.ReadOpening(c, &buf)

@@ -1,0 +1,7 @@
+// Package matrix runs real pcsc-lite clients of three Debian releases
+// against real pcscd daemons of the same three, directly through a byte
+// relay and through cardshare's relay, and prints the compatibility
+// tables. It has no code of its own, only TestVersionMatrix, which runs
+// when scripts/version-matrix.sh has made the releases' chroots and set
+// CARDSHARE_MATRIX_CACHE.
+package matrix

@@ -1,0 +1,5 @@
+//go:build !race
+
+package pcsc_test
+
+const raceEnabled = false

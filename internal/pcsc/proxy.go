@@ -1,0 +1,736 @@
+package pcsc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Dialect is what each end of a proxied connection speaks once the
+// CMD_VERSION exchange is over.
+type Dialect struct {
+	// Guest is the protocol whose messages the client sends and expects:
+	// the version it proposed in the CMD_VERSION that was accepted, or
+	// the daemon's if that is older (sheet §5.2).
+	Guest Version
+	// Host is the protocol the daemon serves the connection with.
+	Host Version
+	// GuestSlots is the client library's PCSCLITE_MAX_READERS_CONTEXTS:
+	// the records it reads for CMD_GET_READERS_STATE and the old WAIT
+	// dump. Zero means DefaultSlots.
+	GuestSlots int
+	// HostSlots is what the daemon sends for those (Daemon.Readers).
+	// Zero means DefaultSlots.
+	HostSlots int
+}
+
+func (d Dialect) slots() (guest, host int) {
+	guest, host = d.GuestSlots, d.HostSlots
+	if guest <= 0 {
+		guest = DefaultSlots
+	}
+	if host <= 0 {
+		host = DefaultSlots
+	}
+	return guest, host
+}
+
+// Translates reports whether the messages after the handshake differ
+// between the ends, so that a byte relay would break the connection:
+// CMD_GET_READER_EVENTS for a 4.5 client of a 4.4 daemon, the reader state
+// API of a 4.6 client of an older daemon, or reader arrays of different
+// sizes for clients of the old API.
+func (d Dialect) Translates() bool {
+	gs, hs := d.slots()
+	switch {
+	case d.Guest.Minor >= 5 && d.Host.Minor < 5:
+		return true
+	case d.Guest.newAPI():
+		return !d.Host.newAPI()
+	}
+	return gs != hs
+}
+
+// Validate checks that the proxy can join the two ends.
+func (d Dialect) Validate() error {
+	gs, hs := d.slots()
+	switch {
+	case !d.Guest.Known() || !d.Host.Known():
+		return fmt.Errorf("pcsc: cannot proxy protocol %s to %s: only 4.4, 4.5 and 4.6 are known", d.Guest, d.Host)
+	case d.Host.newAPI() && !d.Guest.newAPI():
+		return fmt.Errorf("pcsc: cannot proxy protocol %s to %s: a 4.6 daemon serves older clients itself", d.Guest, d.Host)
+	case gs > MaxSlots || hs > MaxSlots:
+		return fmt.Errorf("pcsc: reader arrays of %d and %d records: at most %d are supported", gs, hs, MaxSlots)
+	}
+	return nil
+}
+
+// Call is one PC/SC call of a guest, for an audit log. It never holds
+// payload bytes.
+type Call struct {
+	Command      uint32 // as the guest sent it
+	Reader       string // the reader the call is about, when known
+	RV           uint32 // the return code the guest got; see HasRV
+	HasRV        bool   // false for replies without one (reader arrays)
+	Duration     time.Duration
+	RequestBytes int  // header, struct and data the guest sent
+	ReplyBytes   int  // what the guest received
+	Local        bool // answered by the proxy, without pcscd
+	Event        bool // the registration's signal rather than a call
+}
+
+// Notice says what the proxy did instead of relaying, and why: a refusal
+// by the policy, or something it could not translate faithfully.
+type Notice struct {
+	Command uint32
+	Reader  string
+	RV      uint32 // the return code the guest got, 0 if none
+	Reason  string
+}
+
+// ProxyConfig configures a Proxy.
+type ProxyConfig struct {
+	Dialect Dialect
+	// Guest is the state the guest's connections share. Nil means a
+	// guest of its own, without a policy.
+	Guest *Guest
+	// OnCall, when set, is called once per completed call, from the
+	// goroutine of either direction. It must not keep the *Call.
+	OnCall func(*Call)
+	// OnNotice, when set, is called for each refusal and each loss of
+	// fidelity.
+	OnNotice func(*Notice)
+	// Up and Down, when set, count the bytes sent to the host and to the
+	// guest.
+	Up, Down *atomic.Uint64
+	// Prefix holds bytes of the guest's stream that were read before the
+	// proxy started; Requests handles them before reading more. At most
+	// OpeningMax bytes.
+	Prefix []byte
+}
+
+// queueLen bounds the requests in flight on one connection. libpcsclite
+// waits for each reply before its next request, so at most a WAIT and the
+// request after it are outstanding; a client that sends more without
+// reading is not libpcsclite, and cardshare does not buffer for it.
+const queueLen = 16
+
+// proxyBufSize is each direction's read buffer: every fixed unit fits,
+// and data passes through in pieces.
+const proxyBufSize = 16 << 10
+
+var proxyBufs = sync.Pool{New: func() any { return new([proxyBufSize]byte) }}
+
+// zeroRecord pads reader arrays for a client that reads more records than
+// the daemon sends.
+var zeroRecord [ReaderStateSize]byte
+
+// entry is a request in flight: how its reply arrives and what the guest
+// gets of it.
+type entry struct {
+	reply    Reply  // the host's reply to expect
+	guestCmd uint32 // the command the guest sent
+	sized    bool   // reply.Records is the last CMD_GET_READERS_STATE_SIZE answer
+	out      int    // records the guest reads of an array reply
+	swallow  bool   // the guest expects no reply: read it, send nothing
+	localN   int    // >0: no host reply; send local[:localN]
+	local    [ConnectSize]byte
+	rv       uint32
+	hasRV    bool
+	reader   string
+	start    time.Time
+	reqBytes int
+	repBytes int
+}
+
+// card is a card handle issued on the connection, for the audit log.
+type card struct {
+	h    uint32
+	name string
+}
+
+// Proxy relays one pcsc-lite connection after its CMD_VERSION exchange,
+// message by message: it translates between the dialects of the two ends
+// and applies the guest's policy. Requests and Replies each run one
+// direction, in goroutines of their own; Close ends its bookkeeping once
+// both have returned.
+type Proxy struct {
+	guest, host io.ReadWriter
+	d           Dialect
+	gslots      int
+	hslots      int
+	g           *Guest
+	onCall      func(*Call)
+	onNotice    func(*Notice)
+	up, down    *atomic.Uint64
+	emulate     bool // answer CMD_GET_READER_EVENTS from the arrays seen
+	prefix      []byte
+
+	// Requests' own.
+	reqs     RequestScanner
+	dropping bool // the current request was answered locally: drop its data
+	reqCall  Call
+
+	// Replies' own.
+	reps     ReplyScanner
+	lastSize int      // the last CMD_GET_READERS_STATE_SIZE answer
+	set      uint64   // visible reader names of the array being read
+	contexts []uint32 // hContexts issued on this connection
+	repCall  Call
+
+	// mu guards the queue, the registration, cards, and the writes to
+	// the guest that do not answer the head of the queue.
+	mu         sync.Mutex
+	q          [queueLen]entry
+	qHead      int
+	qLen       int
+	registered bool
+	cards      []card
+}
+
+// NewProxy returns a proxy between the guest's and the host's ends of a
+// connection whose CMD_VERSION exchange is done.
+func NewProxy(guest, host io.ReadWriter, cfg ProxyConfig) (*Proxy, error) {
+	if err := cfg.Dialect.Validate(); err != nil {
+		return nil, err
+	}
+	g := cfg.Guest
+	if g == nil {
+		g = NewGuest(nil)
+	}
+	p := &Proxy{
+		guest: guest, host: host, d: cfg.Dialect, g: g,
+		onCall: cfg.OnCall, onNotice: cfg.OnNotice, up: cfg.Up, down: cfg.Down,
+	}
+	if len(cfg.Prefix) > OpeningMax {
+		return nil, errors.New("pcsc: proxy prefix longer than an opening message")
+	}
+	p.prefix = cfg.Prefix
+	p.gslots, p.hslots = cfg.Dialect.slots()
+	p.reqs.Version = cfg.Dialect.Guest
+	// The guest's reader events must follow the readers it sees; pcscd's
+	// counter also moves for readers the policy hides.
+	p.emulate = cfg.Dialect.Host.Minor < 5 || g.policy.Filters()
+	return p, nil
+}
+
+// Close forgets the contexts issued on the connection, so that the guest's
+// SCARD_CANCEL no longer reaches them. Call it after Requests and Replies
+// have returned.
+func (p *Proxy) Close() {
+	for _, h := range p.contexts {
+		p.g.dropContext(h)
+	}
+	p.contexts = nil
+}
+
+// Requests relays the guest's requests to the host until the guest ends
+// its stream (nil) or an error. An ErrProtocol means the guest broke the
+// protocol, and the connection must close.
+func (p *Proxy) Requests() error {
+	bp := proxyBufs.Get().(*[proxyBufSize]byte)
+	defer proxyBufs.Put(bp)
+	buf := bp[:]
+	r, w, out := 0, copy(buf, p.prefix), 0
+	p.prefix = nil
+	var rerr error
+	for {
+		err := p.requests(buf[:w], &r, &out)
+		if ferr := p.toHost(buf[out:r]); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return err
+		}
+		r, w, out = compact(buf, r, w)
+		if rerr != nil {
+			return endOf(rerr)
+		}
+		var nr int
+		nr, rerr = p.guest.Read(buf[w:])
+		w += nr
+	}
+}
+
+// requests handles the whole units in buf[*r:]. The units that go to the
+// host stay where they are, to be sent together from *out; a unit that
+// does not go sends those before it first.
+func (p *Proxy) requests(buf []byte, r, out *int) error {
+	for {
+		u, err := p.reqs.Next(buf[*r:])
+		if err != nil || u.Len == 0 {
+			return err
+		}
+		keep, err := p.request(u, buf[*r:*r+u.Len])
+		if err != nil {
+			return err
+		}
+		if !keep {
+			if err := p.toHost(buf[*out:*r]); err != nil {
+				return err
+			}
+			*out = *r + u.Len
+		}
+		*r += u.Len
+	}
+}
+
+// endOf is the result of a direction whose source failed with err: nil
+// for the end of the stream.
+func endOf(err error) error {
+	if err == io.EOF {
+		return nil
+	}
+	return err
+}
+
+// compact moves the unread bytes buf[r:w] to the front when the room
+// after them could not hold a whole fixed unit.
+func compact(buf []byte, r, w int) (int, int, int) {
+	if r == w {
+		return 0, 0, 0
+	}
+	if len(buf)-w < maxRequestFixedSize {
+		copy(buf, buf[r:w])
+		return 0, w - r, 0
+	}
+	return r, w, r
+}
+
+func (p *Proxy) toHost(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := p.host.Write(b)
+	if p.up != nil {
+		p.up.Add(uint64(n))
+	}
+	return err
+}
+
+func (p *Proxy) toGuest(b []byte) error {
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := p.guest.Write(b)
+	if p.down != nil {
+		p.down.Add(uint64(n))
+	}
+	return err
+}
+
+// request handles one unit of the guest's stream. It reports whether the
+// unit goes to the host; msg may be rewritten in place.
+func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
+	if u.Kind == KindData {
+		return !p.dropping, nil
+	}
+	p.dropping = false
+	cmd := u.Command
+	body := msg[HeaderSize:]
+	e := entry{guestCmd: cmd, reqBytes: u.Len}
+	switch cmd {
+	case CmdTransmit:
+		e.reqBytes += int(le.Uint32(body[offTransmitSendLen:]))
+	case CmdControl:
+		e.reqBytes += int(le.Uint32(body[offControlSendLen:]))
+	}
+	if p.onCall != nil {
+		e.start = time.Now()
+	}
+
+	switch cmd {
+	case CmdVersion:
+		return false, fmt.Errorf("%w: client sent CMD_VERSION after the handshake", ErrProtocol)
+
+	case CmdConnect:
+		name := cString(body[offConnectReader : offConnectReader+MaxReaderName-1])
+		if !p.g.allows(name) {
+			var rep [ConnectSize]byte
+			copy(rep[:], body)
+			le.PutUint32(rep[offConnectCard:], 0)
+			le.PutUint32(rep[offConnectProtocol:], 0)
+			le.PutUint32(rep[ConnectSize-4:], ReturnUnknownReader)
+			p.notice(cmd, string(name), ReturnUnknownReader, "the guest's reader policy hides this reader")
+			return false, p.answer(&e, rep[:], string(name))
+		}
+		if p.onCall != nil {
+			e.reader = string(name)
+		}
+
+	case CmdControl:
+		if p.g.policy.DenyControl {
+			p.dropping = true
+			var rep [ControlSize]byte
+			copy(rep[:], body)
+			le.PutUint32(rep[offControlReturned:], 0)
+			le.PutUint32(rep[ControlSize-4:], ReturnUnsupported)
+			p.notice(cmd, p.cardReader(le.Uint32(body)), ReturnUnsupported, "the guest's policy denies SCardControl")
+			return false, p.answer(&e, rep[:], "")
+		}
+
+	case CmdCancel:
+		if h := le.Uint32(body[offCancelContext:]); p.g.guards() && !p.g.OwnsContext(h) {
+			var rep [CancelSize]byte
+			copy(rep[:], body)
+			le.PutUint32(rep[CancelSize-4:], ReturnInvalidHandle)
+			p.notice(cmd, "", ReturnInvalidHandle, "the context was not issued to this guest")
+			return false, p.answer(&e, rep[:], "")
+		}
+
+	case CmdGetReaderEvents:
+		if p.emulate {
+			var rep [ReaderEventsSize]byte
+			le.PutUint32(rep[:], p.g.readerEvents())
+			return false, p.answer(&e, rep[:], "")
+		}
+
+	case CmdGetReadersStateSize:
+		if !p.d.Host.newAPI() {
+			// The old API's array has a fixed size, which never shrinks
+			// as libpcsclite 2.5 requires (sheet §3.3).
+			var rep [ArraySizeSize]byte
+			le.PutUint32(rep[:], uint32(p.hslots))
+			return false, p.answer(&e, rep[:], "")
+		}
+
+	case CmdGetReadersStateArray:
+		if !p.d.Host.newAPI() {
+			le.PutUint32(msg[4:], CmdGetReadersState)
+			e.reply, e.out = Reply{CmdGetReadersState, p.hslots}, p.hslots
+			return true, p.push(&e, false)
+		}
+		e.reply, e.sized = Reply{Command: cmd}, true
+		return true, p.push(&e, false)
+
+	case CmdGetReadersState:
+		e.reply, e.out = Reply{cmd, p.hslots}, p.gslots
+		return true, p.push(&e, false)
+
+	case CmdWaitReaderStateChange:
+		switch {
+		case p.d.Guest.newAPI() && p.d.Host.newAPI():
+			return true, p.register()
+		case p.d.Guest.newAPI():
+			// The old daemon dumps its array, which the 4.6 client does
+			// not read: it asks for the array next.
+			e.reply, e.swallow = Reply{cmd, p.hslots}, true
+		default:
+			e.reply, e.out = Reply{cmd, p.hslots}, p.gslots
+		}
+		return true, p.push(&e, true)
+
+	case CmdStopWaiting:
+		// Its answer, if any, is the registration's signal.
+		return true, nil
+	}
+	e.reply = Reply{Command: cmd}
+	if p.onCall != nil && e.reader == "" && cmd != CmdConnect && carriesCard(cmd) {
+		e.reader = p.cardReader(le.Uint32(body[offCardHandle:]))
+	}
+	return true, p.push(&e, false)
+}
+
+// carriesCard reports whether the request struct of cmd opens with hCard.
+func carriesCard(cmd uint32) bool {
+	switch cmd {
+	case CmdReconnect, CmdDisconnect, CmdBeginTransaction, CmdEndTransaction,
+		CmdTransmit, CmdControl, CmdStatus, CmdGetAttrib, CmdSetAttrib:
+		return true
+	}
+	return false
+}
+
+// cardReader is the reader of card handle h, when the audit log tracks it.
+func (p *Proxy) cardReader(h uint32) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.cards {
+		if c.h == h {
+			return c.name
+		}
+	}
+	return ""
+}
+
+var errQueueFull = fmt.Errorf("%w: client sent %d requests without reading a reply", ErrProtocol, queueLen)
+
+// push queues e before its request goes to the host, so that the reply
+// always finds it; registers notes a WAIT registration.
+func (p *Proxy) push(e *entry, registers bool) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.qLen == queueLen {
+		return errQueueFull
+	}
+	p.q[(p.qHead+p.qLen)%queueLen] = *e
+	p.qLen++
+	if registers {
+		p.registered = true
+	}
+	return nil
+}
+
+func (p *Proxy) register() error {
+	p.mu.Lock()
+	p.registered = true
+	p.mu.Unlock()
+	return nil
+}
+
+// answer sends the guest the reply rep that the proxy made for e's
+// request: now if nothing is in flight, else after the replies before it.
+func (p *Proxy) answer(e *entry, rep []byte, reader string) error {
+	e.localN = copy(e.local[:], rep)
+	e.rv, e.hasRV = le.Uint32(rep[len(rep)-4:]), len(rep) >= 8
+	e.reader = reader
+	p.mu.Lock()
+	if p.qLen > 0 {
+		defer p.mu.Unlock()
+		if p.qLen == queueLen {
+			return errQueueFull
+		}
+		p.q[(p.qHead+p.qLen)%queueLen] = *e
+		p.qLen++
+		return nil
+	}
+	err := p.toGuest(rep)
+	p.mu.Unlock()
+	p.audit(&p.reqCall, e, true)
+	return err
+}
+
+func (p *Proxy) notice(cmd uint32, reader string, rv uint32, reason string) {
+	if p.onNotice != nil {
+		p.onNotice(&Notice{Command: cmd, Reader: reader, RV: rv, Reason: reason})
+	}
+}
+
+func (p *Proxy) audit(c *Call, e *entry, local bool) {
+	if p.onCall == nil {
+		return
+	}
+	*c = Call{Command: e.guestCmd, Reader: e.reader, RV: e.rv, HasRV: e.hasRV,
+		Duration: time.Since(e.start), RequestBytes: e.reqBytes, Local: local}
+	if local {
+		c.ReplyBytes = e.localN
+	} else {
+		c.ReplyBytes = e.repBytes
+	}
+	p.onCall(c)
+}
+
+// head returns the entry whose reply comes next, and the registration.
+func (p *Proxy) head() (*entry, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.qLen == 0 {
+		return nil, p.registered
+	}
+	e := &p.q[p.qHead]
+	if e.sized {
+		e.reply.Records, e.out, e.sized = p.lastSize, p.lastSize, false
+	}
+	return e, p.registered
+}
+
+// Replies relays the host's replies to the guest until the host ends its
+// stream (nil) or an error. An ErrProtocol means the host sent what no
+// request asked for, and the connection must close.
+func (p *Proxy) Replies() error {
+	bp := proxyBufs.Get().(*[proxyBufSize]byte)
+	defer proxyBufs.Put(bp)
+	buf := bp[:]
+	r, w, out := 0, 0, 0
+	var rerr error
+	for {
+		for {
+			e, registered := p.head()
+			var want *Reply
+			if e != nil {
+				want = &e.reply
+			}
+			u, err := p.reps.Next(buf[r:w], want, registered)
+			if err != nil || u.Len == 0 {
+				if ferr := p.toGuest(buf[out:r]); ferr != nil {
+					return ferr
+				}
+				out = r
+				if err != nil {
+					return err
+				}
+				break
+			}
+			unit := buf[r : r+u.Len]
+			if u.Kind == KindSignal {
+				if err := p.signal(unit); err != nil {
+					return err
+				}
+				r += u.Len
+				out = r
+				continue
+			}
+			keep := p.replyUnit(e, u, unit)
+			if keep {
+				e.repBytes += u.Len
+			} else {
+				if err := p.toGuest(buf[out:r]); err != nil {
+					return err
+				}
+				out = r + u.Len
+			}
+			r += u.Len
+			if u.Last {
+				if err := p.toGuest(buf[out:r]); err != nil {
+					return err
+				}
+				out = r
+				if err := p.complete(e); err != nil {
+					return err
+				}
+			}
+		}
+		r, w, out = compact(buf, r, w)
+		if rerr != nil {
+			return endOf(rerr)
+		}
+		var nr int
+		nr, rerr = p.host.Read(buf[w:])
+		w += nr
+	}
+}
+
+// signal passes on the registration's signal.
+func (p *Proxy) signal(unit []byte) error {
+	p.mu.Lock()
+	p.registered = false
+	err := p.toGuest(unit)
+	p.mu.Unlock()
+	if p.onCall != nil {
+		p.repCall = Call{Command: CmdWaitReaderStateChange, RV: le.Uint32(unit[4:]), HasRV: true, ReplyBytes: len(unit), Event: true}
+		p.onCall(&p.repCall)
+	}
+	return err
+}
+
+// replyUnit handles one unit of the reply to e, and reports whether it
+// goes to the guest; unit may be rewritten in place.
+func (p *Proxy) replyUnit(e *entry, u Unit, unit []byte) bool {
+	switch u.Kind {
+	case KindReply:
+		rv := le.Uint32(unit[len(unit)-4:])
+		e.rv, e.hasRV = rv, true
+		if rv == ReturnSuccess {
+			p.track(u.Command, unit)
+		}
+	case KindArraySize:
+		p.lastSize = int(le.Uint32(unit))
+	case KindRecord:
+		return p.record(e, u, unit)
+	}
+	return !e.swallow
+}
+
+// track notes the handles a successful reply issues or ends.
+func (p *Proxy) track(cmd uint32, rep []byte) {
+	switch cmd {
+	case CmdEstablishContext:
+		h := le.Uint32(rep[offEstablishContext:])
+		p.contexts = append(p.contexts, h)
+		p.g.addContext(h)
+	case CmdReleaseContext:
+		h := le.Uint32(rep[offReleaseContext:])
+		for i, c := range p.contexts {
+			if c == h {
+				p.contexts = append(p.contexts[:i], p.contexts[i+1:]...)
+				p.g.dropContext(h)
+				break
+			}
+		}
+	case CmdConnect:
+		if p.onCall != nil {
+			name := string(cString(rep[offConnectReader : offConnectReader+MaxReaderName-1]))
+			p.mu.Lock()
+			p.cards = append(p.cards, card{le.Uint32(rep[offConnectCard:]), name})
+			p.mu.Unlock()
+		}
+	case CmdDisconnect:
+		if p.onCall != nil {
+			h := le.Uint32(rep[offCardHandle:])
+			p.mu.Lock()
+			for i, c := range p.cards {
+				if c.h == h {
+					p.cards = append(p.cards[:i], p.cards[i+1:]...)
+					break
+				}
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// record filters one reader record of an array reply: a reader the policy
+// hides becomes an unused slot, all zero, so that the array keeps its size
+// (sheet §11.3).
+func (p *Proxy) record(e *entry, u Unit, rec []byte) bool {
+	name := ReaderName(rec)
+	if !e.swallow && u.Index >= e.out {
+		if len(name) > 0 && p.g.allows(name) && p.g.firstCut(name) {
+			p.notice(e.guestCmd, string(name), 0, fmt.Sprintf(
+				"the reader is in slot %d of the host's %d-record array, and the guest's libpcsclite reads %d: the guest cannot see it",
+				u.Index+1, e.reply.Records, e.out))
+		}
+		return false
+	}
+	if len(name) > 0 {
+		if p.g.allows(name) {
+			p.set ^= nameHash(name)
+		} else {
+			clear(rec)
+		}
+	}
+	return !e.swallow
+}
+
+// complete finishes the reply to the head of the queue: it pads a short
+// array, logs the call, and sends the answers the proxy made for requests
+// that came after it.
+func (p *Proxy) complete(e *entry) error {
+	if e.reply.Records > 0 {
+		p.g.observe(p.set)
+		p.set = 0
+		if !e.swallow {
+			for range e.out - e.reply.Records {
+				if err := p.toGuest(zeroRecord[:]); err != nil {
+					return err
+				}
+				e.repBytes += ReaderStateSize
+			}
+		}
+	}
+	p.audit(&p.repCall, e, false)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pop()
+	for p.qLen > 0 && p.q[p.qHead].localN > 0 {
+		l := &p.q[p.qHead]
+		if err := p.toGuest(l.local[:l.localN]); err != nil {
+			return err
+		}
+		p.audit(&p.repCall, l, true)
+		p.pop()
+	}
+	return nil
+}
+
+func (p *Proxy) pop() {
+	p.q[p.qHead] = entry{}
+	p.qHead = (p.qHead + 1) % queueLen
+	p.qLen--
+}
+
+// IsProtocol reports whether err is a protocol violation by a peer.
+func IsProtocol(err error) bool { return errors.Is(err, ErrProtocol) }

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Runs the three-version rig: real pcsc-lite of Debian bookworm (1.9.9,
+# protocol 4.4), trixie (2.3.3, 4.5 strict) and sid (2.5.3, 4.6), every
+# client against every daemon, through a byte relay and through cardshare,
+# and prints the two 3×3 tables (TestVersionMatrix in internal/matrix).
+# Each cell runs the C test client (list, hello, a blocking wait that sees
+# a card inserted) and the release's pcsc_scan (reader plug and play).
+#
+# bookworm is this machine. trixie and sid are debootstrap chroots, made
+# once and cached outside the checkout in $CARDSHARE_MATRIX_CACHE (default
+# ~/.cache/cardshare-matrix); delete a directory there to rebuild it. Each
+# daemon runs in a private mount and network namespace with vpcd's two
+# readers, as the other end-to-end tests' pcscd does; the C test client
+# runs inside each chroot on that release's libpcsclite. Needs root, the
+# Debian mirror, and about 700 MB the first time; later runs take about a
+# minute.
+#
+# Usage: scripts/version-matrix.sh [go test flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "version-matrix: needs root (chroots, namespaces)" >&2
+	exit 1
+fi
+cache=${CARDSHARE_MATRIX_CACHE:-$HOME/.cache/cardshare-matrix}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+mkdir -p "$cache"
+
+command -v debootstrap >/dev/null || apt-get install -y debootstrap
+command -v pcsc_scan >/dev/null || apt-get install -y pcsc-tools
+
+# chroot_apt runs apt-get in a chroot with /proc and /dev mounted, and no
+# service started by a package's scripts.
+chroot_apt() {
+	local root=$1
+	shift
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	mount -t proc proc "$root/proc"
+	mount --bind /dev "$root/dev"
+	local rc=0
+	DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get "$@" || rc=$?
+	umount "$root/dev" "$root/proc"
+	return $rc
+}
+
+for suite in trixie sid; do
+	root=$cache/$suite
+	[ -e "$root/.cardshare-ready-2" ] && continue
+	echo "version-matrix: building the $suite chroot in $root"
+	rm -rf "$root"
+	debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$cache/$suite.log" 2>&1 || {
+		tail -n 20 "$cache/$suite.log" >&2
+		exit 1
+	}
+	# sid's Release file is often past its Valid-Until date on mirrors.
+	echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99cardshare"
+	# pcscd pulls in polkitd, dbus and systemd (logind), which debootstrap
+	# cannot choose between; apt can. The daemons run without them
+	# (--disable-polkit).
+	chroot_apt "$root" update >>"$cache/$suite.log" 2>&1
+	chroot_apt "$root" install -y --no-install-recommends pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools >>"$cache/$suite.log" 2>&1 || {
+		tail -n 20 "$cache/$suite.log" >&2
+		exit 1
+	}
+	chroot "$root" dpkg-query -W pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools
+	touch "$root/.cardshare-ready-2"
+done
+
+CARDSHARE_MATRIX_CACHE=$cache go test -count=1 -run '^TestVersionMatrix$' -timeout 15m -v "$@" ./internal/matrix
