@@ -95,7 +95,17 @@ func TestExposeManyClients(t *testing.T) {
 }
 
 func echoOnce(sock, msg string) error {
-	c, err := net.Dial("unix", sock)
+	// The guest sshd's listen backlog is finite: a burst of connects can
+	// find it full (EAGAIN on a Unix socket). Retry as a client would.
+	var c net.Conn
+	var err error
+	for try := 0; ; try++ {
+		c, err = net.Dial("unix", sock)
+		if !errors.Is(err, syscall.EAGAIN) || try == 50 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		return err
 	}
