@@ -265,6 +265,10 @@ func (a *Agent) logCompat(h hello) {
 		a.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
 		return
 	}
+	if d.Translates(c.Version) {
+		a.log.Info("guest libpcsclite and host pcscd speak different protocol versions; the host translates", "guest", c.String(), "host", d.String())
+		return
+	}
 	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
 	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
 }
