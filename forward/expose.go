@@ -57,6 +57,14 @@ type Config struct {
 	// take to answer before it counts as a dead forward. Zero means 2 s.
 	StaleProbe time.Duration
 
+	// SocketCheck is how often a guest whose forward is up is asked
+	// whether the guest socket is still there. Removing it (rm, a /tmp
+	// cleaner) leaves sshd listening on a path no client can reach, and
+	// nothing else would notice; a check that finds it gone reconnects,
+	// which creates it again. Each check runs `[ -S path ]` in the guest.
+	// Zero means 30 s.
+	SocketCheck time.Duration
+
 	// Relay configures the relay of each guest connection; its Logger,
 	// Daemon and Stats are set per guest.
 	Relay relay.Config
@@ -78,6 +86,7 @@ func DefaultConfig() *Config {
 		MinBackoff:        time.Second,
 		MaxBackoff:        30 * time.Second,
 		StaleProbe:        2 * time.Second,
+		SocketCheck:       30 * time.Second,
 	}
 }
 
@@ -103,6 +112,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if cc.StaleProbe <= 0 {
 		cc.StaleProbe = d.StaleProbe
+	}
+	if cc.SocketCheck <= 0 {
+		cc.SocketCheck = d.SocketCheck
 	}
 	if cc.Logger == nil {
 		cc.Logger = slog.New(slog.DiscardHandler)
@@ -361,6 +373,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	defer stopServe()
 	served := make(chan error, 1)
 	go func() { served <- relay.Serve(serveCtx, ln, relay.UnixDialer(f.cfg.HostSocket), &rc) }()
+	gone := watchSocket(serveCtx, client, info.Socket, f.cfg.SocketCheck)
 
 	select {
 	case <-ctx.Done():
@@ -368,6 +381,11 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		f.cleanup(client, info.Socket)
 		return true, nil
 	case err := <-lost:
+		stopServe()
+		<-served
+		return true, err
+	case err := <-gone:
+		// Reconnecting prepares the path again, its directory included.
 		stopServe()
 		<-served
 		return true, err
@@ -434,6 +452,31 @@ func (f *Forwarder) logCompat(c pcsc.Client) {
 	}
 	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
 	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
+}
+
+// watchSocket checks every interval that the guest socket is still at
+// sock, and reports on the returned channel when it is not. It stops when
+// ctx is done. A check that fails (the connection is going away) is left to
+// the keepalive to report.
+func watchSocket(ctx context.Context, c *ssh.Client, sock string, interval time.Duration) <-chan error {
+	gone := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			out, err := runScript(ctx, c, checkScript, "sock", sock)
+			if err == nil && strings.TrimSpace(string(out)) == "missing" {
+				gone <- fmt.Errorf("%w: %s", ErrSocketRemoved, sock)
+				return
+			}
+		}
+	}()
+	return gone
 }
 
 // keepalive sends keepalive@openssh.com requests every interval and

@@ -137,6 +137,12 @@ func guestOf(t *testing.T, s *testenv.SSHD, socket string) forward.Guest {
 // the guest socket.
 func guestClient(t *testing.T, s *testenv.SSHD, socket string, args ...string) (string, error) {
 	t.Helper()
+	return runAsGuest(t, s, socket, clientBin(t, s), args...)
+}
+
+// clientBin returns the C client, copied where the guest user can run it.
+func clientBin(t *testing.T, s *testenv.SSHD) string {
+	t.Helper()
 	bin := filepath.Join(s.Dir, "pcscclient")
 	if _, err := os.Stat(bin); err != nil {
 		src, err := os.ReadFile(testenv.BuildClient(t))
@@ -147,7 +153,7 @@ func guestClient(t *testing.T, s *testenv.SSHD, socket string, args ...string) (
 			t.Fatal(err)
 		}
 	}
-	return runAsGuest(t, s, socket, bin, args...)
+	return bin
 }
 
 func runAsGuest(t *testing.T, s *testenv.SSHD, socket, bin string, args ...string) (string, error) {
@@ -307,11 +313,13 @@ func TestExposeSocketInUse(t *testing.T) {
 			c.Close()
 		}
 	}()
+	started := time.Now()
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, nil)
 	ev := e.wait(t, forward.StateFailed)
 	if !errors.Is(ev.Err, forward.ErrSocketInUse) {
 		t.Fatalf("err = %v, want ErrSocketInUse", ev.Err)
 	}
+	t.Logf("fault: foreign listener: refused after %v: %v", time.Since(started).Round(time.Millisecond), ev.Err)
 	err = e.stop(t)
 	if !errors.Is(err, forward.ErrSocketInUse) {
 		t.Errorf("Expose = %v, want ErrSocketInUse", err)
@@ -350,22 +358,30 @@ func TestExposeReconnects(t *testing.T) {
 		waitErr <- err
 	}()
 	time.Sleep(500 * time.Millisecond)
+	killed := time.Now()
 	s.Kill(syscall.SIGKILL)
 	if n := s.KillSessions(syscall.SIGKILL); n == 0 {
 		t.Fatal("no sshd session to kill")
 	}
+	var saw error
 	select {
-	case err := <-waitErr:
-		if err == nil {
+	case saw = <-waitErr:
+		if saw == nil {
 			t.Error("the waiting client succeeded after its connection died")
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the waiting client hung after the guest's sshd died")
 	}
+	failed := time.Since(killed)
 	e.wait(t, forward.StateBackoff)
+	restarted := time.Now()
 	s.Restart(t)
 	up = e.wait(t, forward.StateUp)
 	mustHello(t, s, up.Socket)
+	if saw != nil {
+		t.Logf("fault: client saw %q after %v; forward up again %v after sshd restarted",
+			pcscError(saw.Error()), failed.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
+	}
 }
 
 // A guest that freezes (SIGSTOP, as a hung VM) is noticed by the keepalive.
@@ -379,16 +395,20 @@ func TestExposeKeepaliveDetectsFrozenGuest(t *testing.T) {
 		c.KeepaliveTimeout = time.Second
 	})
 	e.wait(t, forward.StateUp)
+	frozen := time.Now()
 	s.KillSessions(syscall.SIGSTOP)
 	ev := e.wait(t, forward.StateBackoff)
 	if !strings.Contains(ev.Err.Error(), "keepalive") {
 		t.Errorf("lost because %v, want a keepalive timeout", ev.Err)
 	}
+	detected := time.Since(frozen)
 	// The frozen session still holds the old socket; the new connection
 	// finds it silent, treats it as a dead forward, and takes over.
 	up := e.wait(t, forward.StateUp)
 	mustHello(t, s, up.Socket)
 	s.KillSessions(syscall.SIGCONT)
+	t.Logf("fault: frozen guest detected after %v (keepalive 500ms + 1s); forward up again after %v",
+		detected.Round(time.Millisecond), time.Since(frozen).Round(time.Millisecond))
 }
 
 func TestExposeTwoGuests(t *testing.T) {
@@ -499,5 +519,40 @@ func TestExposeLargeMessagesAndHalfClose(t *testing.T) {
 	}
 	if !strings.Contains(e.log.String(), "closing guest connection") {
 		t.Errorf("no log line for the malformed connection:\n%s", e.log)
+	}
+}
+
+// At debug level, a full hello-world exchange and a short transmit loop leave
+// none of the card's bytes in the log: not the AID, not the SELECT, not the
+// answer, in any encoding; neither through the byte relay nor through the
+// protocol-aware stage with its audit log of every PC/SC call.
+func TestExposeLogsNoCardData(t *testing.T) {
+	t.Parallel()
+	for _, audit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("audit=%v", audit), func(t *testing.T) {
+			t.Parallel()
+			p := testenv.StartPCSCD(t)
+			p.InsertCard(t)
+			s := testenv.StartSSHD(t, testenv.SSHDOptions{})
+			e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, func(c *forward.Config) { c.Relay.Audit = audit })
+			up := e.wait(t, forward.StateUp)
+			mustHello(t, s, up.Socket)
+			if out, err := guestClient(t, s, up.Socket, "bench", "20"); err != nil {
+				t.Fatalf("bench: %v: %s", err, out)
+			}
+			if err := e.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			log := e.log.String()
+			if !strings.Contains(log, "level=DEBUG") || !strings.Contains(log, "guest connection closed") {
+				t.Fatalf("the log has no debug events for the connections:\n%s", log)
+			}
+			if audit && !strings.Contains(log, "SCARD_TRANSMIT") {
+				t.Fatalf("the audit log has no SCARD_TRANSMIT line:\n%s", log)
+			}
+			if found := testenv.CardDataIn(log); len(found) > 0 {
+				t.Errorf("card data in the debug log: %q\n%s", found, log)
+			}
+		})
 	}
 }

@@ -53,6 +53,7 @@ func TestExposeManyClients(t *testing.T) {
 	before := runtime.NumGoroutine()
 
 	const clients = 200
+	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for i := range clients {
@@ -76,6 +77,7 @@ func TestExposeManyClients(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d clients failed", failed, clients)
 	}
+	t.Logf("fault: %d clients at once, each its own connection: all echoed in %v", clients, time.Since(start).Round(time.Millisecond))
 
 	// A client that disconnects in the middle of a message.
 	c, err := net.Dial("unix", up.Socket)
@@ -85,6 +87,7 @@ func TestExposeManyClients(t *testing.T) {
 	c.Write(pcsc.AppendVersionRequest(nil, pcsc.V44)[:10])
 	c.Close()
 
+	vanished := time.Now()
 	deadline := time.Now().Add(15 * time.Second)
 	for fake.Conns() != 0 || runtime.NumGoroutine() > before+5 {
 		if time.Now().After(deadline) {
@@ -92,6 +95,7 @@ func TestExposeManyClients(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	t.Logf("fault: a client vanished mid-message: its daemon connection closed within %v", time.Since(vanished).Round(time.Millisecond))
 }
 
 func echoOnce(sock, msg string) error {

@@ -23,6 +23,10 @@ const maxSocketPath = 103
 // ErrSocketInUse means a live listener already holds the guest socket path.
 var ErrSocketInUse = errors.New("guest socket is in use by another listener")
 
+// ErrSocketRemoved means the guest socket disappeared while the forward was
+// up; the forward reconnects to create it again.
+var ErrSocketRemoved = errors.New("guest socket was removed")
+
 // ErrUnsafeDir means the directory of the guest socket lets other guest
 // users create files in it, so one of them could create the socket path
 // first and receive the card traffic, PINs included.
@@ -99,6 +103,10 @@ if [ -z "$rel" ] && command -v pkg >/dev/null 2>&1; then rel=$(pkg query %v pcsc
 if [ -z "$rel" ] && command -v pkg_info >/dev/null 2>&1; then rel=$(pkg_info -E pcsc-lite 2>/dev/null | sed 's/^pcsc-lite-//'); fi
 if [ -z "$rel" ] && command -v pkg-config >/dev/null 2>&1; then rel=$(pkg-config --modversion libpcsclite 2>/dev/null); fi
 echo "release=$rel"
+`
+
+// checkScript reports whether the guest socket is gone.
+const checkScript = `[ -S "$sock" ] || echo missing
 `
 
 // removeScript removes the guest socket if it is still a socket.

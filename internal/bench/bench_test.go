@@ -313,11 +313,7 @@ func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *locke
 // counted apart. The -cli-env settings go into its environment.
 func startCLI(b *testing.B, s *testenv.SSHD, host, guest string) int {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "cardshare")
-	// go test puts its own go first in PATH.
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput(); err != nil {
-		b.Fatalf("bench: build cardshare: %v\n%s", err, out)
-	}
+	bin := buildCardshare(b)
 	os.Remove(guest)
 	cmd := exec.Command(bin, "expose", "-F", s.ConfigFile, "--pcscd-socket", host, "--guest-socket", guest, s.HostAlias)
 	cmd.Env = os.Environ()
@@ -338,6 +334,18 @@ func startCLI(b *testing.B, s *testenv.SSHD, host, guest string) int {
 	})
 	waitSocket(b, guest, exited, out)
 	return cmd.Process.Pid
+}
+
+// buildCardshare builds cmd/cardshare into a temporary directory of the
+// benchmark and returns the binary's path.
+func buildCardshare(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "cardshare")
+	// go test puts its own go first in PATH.
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput(); err != nil {
+		b.Fatalf("bench: build cardshare: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // sockDir returns a new directory with a path short enough for sun_path.

@@ -16,4 +16,10 @@
 // Run it with scripts/bench.sh, or:
 //
 //	go test -run '^$' -bench Paths -benchtime 1x ./internal/bench -args -rounds=5 -apdus=3000
+//
+// BenchmarkScale (scripts/scale.sh) runs one `cardshare up` with a hundred
+// guests on one sshd and a client on every guest at once: start-up time,
+// RSS, threads, descriptors and CPU idle and under load, aggregate and
+// per-guest APDU rates. BenchmarkSoak (scripts/soak.sh) sends a million
+// APDUs through one guest and samples the relay after every client run.
 package bench

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The scale benchmark: one `cardshare up` process exposing the host pcscd to
+# GUESTS guests, all served by one real sshd on loopback (each guest its own
+# socket), then a C client on the real libpcsclite on every guest at once
+# (internal/bench BenchmarkScale). Prints start-up time, the process's RSS,
+# threads, descriptors and CPU idle and under load, the aggregate APDU rate
+# next to the same clients on the host socket directly, each guest's rate,
+# and (in-process run) goroutines. Needs root and what
+# scripts/install-test-deps.sh installs. Not part of CI: a run takes about two
+# minutes on 2 cores.
+#
+# usage: scripts/scale.sh [-g GUESTS] [-n APDUS] [-i IDLE] [-e CLI_ENV] [-P]
+#                         [-- GO_TEST_FLAGS...]
+#   -g  guests (default 100)
+#   -n  APDUs per guest client (default 500)
+#   -i  how long to watch the idle process for its CPU use (default 10s)
+#   -e  comma-separated VAR=value for the cardshare process, e.g. GOMAXPROCS=2
+#   -P  skip the in-process run that counts goroutines
+# The same settings can come from the environment: GUESTS, APDUS, IDLE,
+# CLI_ENV. Flags after -- go to go test, e.g. -- -v.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { awk '/^# usage:/ { on = 1 } on && !/^#/ { exit } on { sub(/^# ?/, ""); print }' "$0"; }
+
+guests=${GUESTS:-100}
+apdus=${APDUS:-500}
+idle=${IDLE:-10s}
+cli_env=${CLI_ENV:-}
+inproc=true
+while getopts g:n:i:e:Ph opt; do
+	case $opt in
+	g) guests=$OPTARG ;;
+	n) apdus=$OPTARG ;;
+	i) idle=$OPTARG ;;
+	e) cli_env=$OPTARG ;;
+	P) inproc=false ;;
+	h)
+		usage
+		exit 0
+		;;
+	*)
+		usage >&2
+		exit 2
+		;;
+	esac
+done
+shift $((OPTIND - 1))
+
+go test -run '^$' -bench '^BenchmarkScale$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
+	-args -scale-guests="$guests" -scale-apdus="$apdus" -scale-idle="$idle" -scale-inproc="$inproc" -cli-env="$cli_env"
