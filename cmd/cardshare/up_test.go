@@ -252,8 +252,17 @@ func TestUpReload(t *testing.T) {
 		t.Errorf("guests after a refused reload: %+v", s.Guests)
 	}
 	checkUntouched(t, alpha, s.guest("alpha"), open)
-	if log := up.stderr.String(); !strings.Contains(log, "config reload refused") || !strings.Contains(log, `hint="did you mean \"keepalive\"?"`) {
-		t.Errorf("log lacks the refused reload with its hint:\n%s", log)
+	// The status can change before the log line has come through the
+	// process's stderr pipe: wait for it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		log := up.stderr.String()
+		if strings.Contains(log, "config reload refused") && strings.Contains(log, `hint="did you mean \"keepalive\"?"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("log lacks the refused reload with its hint:\n%s", log)
+			break
+		}
 	}
 
 	// Reload with a file that parses but whose ssh_config is gone: no guest
