@@ -55,7 +55,7 @@ func (g guestInfo) Client() (pcsc.Client, bool) {
 // the directory 0700, refuses a directory that other users can write to,
 // and reports the path, whether something is already there, and the guest's
 // pcsc-lite release.
-const prepareScript = `
+const prepareScript = defaultDirFunc + `
 umask 077
 fail() { echo "error=$*"; exit 0; }
 owner_ok() { # $1 is owned by us or root, and no one else may write to it
@@ -68,15 +68,7 @@ owner_ok() { # $1 is owned by us or root, and no one else may write to it
 	return 0
 }
 if [ -z "$want" ]; then
-	dir=
-	if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "$XDG_RUNTIME_DIR" ]; then
-		dir=$XDG_RUNTIME_DIR/cardshare
-	elif [ -n "${HOME:-}" ] && [ -d "$HOME" ]; then
-		dir=$HOME/.cardshare
-	fi
-	if [ -z "$dir" ] || [ ${#dir} -gt $((max - 12)) ]; then
-		dir=/tmp/cardshare-$(id -u)
-	fi
+	default_dir
 	[ -d "$dir" ] || mkdir "$dir" || fail "cannot create $dir"
 	[ -L "$dir" ] && fail "$dir is a symbolic link"
 	[ "$(ls -ldn "$dir" | awk '{print $3}')" = "$(id -u)" ] || fail "$dir is not owned by $(id -un)"
@@ -107,6 +99,22 @@ echo "release=$rel"
 
 // checkScript reports whether the guest socket is gone.
 const checkScript = `[ -S "$sock" ] || echo missing
+`
+
+// defaultDirFunc defines default_dir, which sets dir to the default guest
+// socket directory; prepareScript and surveyScript share it, and
+// DefaultGuestSocket mirrors it in Go. It needs $max.
+const defaultDirFunc = `default_dir() {
+	dir=
+	if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "$XDG_RUNTIME_DIR" ]; then
+		dir=$XDG_RUNTIME_DIR/cardshare
+	elif [ -n "${HOME:-}" ] && [ -d "$HOME" ]; then
+		dir=$HOME/.cardshare
+	fi
+	if [ -z "$dir" ] || [ ${#dir} -gt $((max - 12)) ]; then
+		dir=/tmp/cardshare-$(id -u)
+	fi
+}
 `
 
 // removeScript removes the guest socket if it is still a socket.

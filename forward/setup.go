@@ -148,7 +148,7 @@ const (
 // prepareScript does), the OS and init system, the login shell, and the
 // exact bytes of the files setup may change. Each file is reported as
 // "file=W N PATH" followed by its N bytes and a newline.
-const surveyScript = `
+const surveyScript = defaultDirFunc + `
 umask 022
 fail() { echo "error=$*"; exit 0; }
 [ -n "${HOME:-}" ] && [ -d "$HOME" ] || fail "the login user has no home directory"
@@ -165,15 +165,7 @@ echo "shell=$sh"
 [ -w . ] && echo "homewritable=1"
 sock=$want
 if [ -z "$sock" ]; then
-	dir=
-	if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "$XDG_RUNTIME_DIR" ]; then
-		dir=$XDG_RUNTIME_DIR/cardshare
-	elif [ -n "${HOME:-}" ] && [ -d "$HOME" ]; then
-		dir=$HOME/.cardshare
-	fi
-	if [ -z "$dir" ] || [ ${#dir} -gt $((max - 12)) ]; then
-		dir=/tmp/cardshare-$(id -u)
-	fi
+	default_dir
 	sock=$dir/pcscd.comm
 fi
 echo "socket=$sock"
