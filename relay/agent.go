@@ -47,6 +47,17 @@ type AgentConfig struct {
 
 	// Dial connects to the host's address; nil means DialAddr.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+
+	// HostListener, when set, is where the agent waits for the host to
+	// connect (Credentials.Listen), instead of dialing Credentials.Host.
+	// The agent closes it when Run returns. The host still proves its
+	// pinned key and this guest its own, in a TLS handshake in which the
+	// guest is the client as always; whoever else connects learns nothing
+	// (the guest's key is sent only to a host that proved the pinned key)
+	// and is cut off after ConnectTimeout. A new authenticated connection
+	// from the host replaces the one the agent had, which the host may have
+	// given up on before the agent noticed.
+	HostListener net.Listener
 }
 
 // DefaultAgentConfig returns the configuration used for a nil *AgentConfig.
@@ -141,7 +152,11 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	served := make(chan error, 1)
 	go func() { served <- Serve(ctx, ln, a.Dial, &rc) }()
 	looped := make(chan error, 1)
-	go func() { looped <- a.keepConnected(ctx) }()
+	if a.cfg.HostListener != nil {
+		go func() { looped <- a.awaitHost(ctx, a.cfg.HostListener) }()
+	} else {
+		go func() { looped <- a.keepConnected(ctx) }()
+	}
 	select {
 	case err := <-looped:
 		cancel()
@@ -217,12 +232,19 @@ func (a *Agent) connect(ctx context.Context) (*yamux.Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	return a.handshake(ctx, raw, a.creds.Host)
+}
+
+// handshake authenticates both ways on raw, a connection to or from the host
+// at peer, reads the host's hello and starts the session. It closes raw when
+// it fails, and when ctx is done before it finishes.
+func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamux.Session, error) {
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
 	defer stop()
 	conn := tls.Client(raw, guestTLSConfig(a.id, a.creds.HostKey, protoRelay))
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, handshakeError(a.creds.Host, err)
+		return nil, handshakeError(peer, err)
 	}
 	// In TLS 1.3 the client's handshake ends before the host has checked
 	// the client's key: a refusal arrives as an alert instead of the hello.
@@ -231,17 +253,17 @@ func (a *Agent) connect(ctx context.Context) (*yamux.Session, error) {
 		raw.Close()
 		switch {
 		case isRemoteAlert(err):
-			return nil, fmt.Errorf("%w (%s)", ErrGuestRefused, a.creds.Host)
+			return nil, fmt.Errorf("%w (%s)", ErrGuestRefused, peer)
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("relay: no hello from %s within %v", a.creds.Host, a.cfg.ConnectTimeout)
+			return nil, fmt.Errorf("relay: no hello from %s within %v", peer, a.cfg.ConnectTimeout)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, fmt.Errorf("relay: %s closed the connection during the handshake", a.creds.Host)
+			return nil, fmt.Errorf("relay: %s closed the connection during the handshake", peer)
 		}
-		return nil, fmt.Errorf("relay: read hello from %s: %w", a.creds.Host, err)
+		return nil, fmt.Errorf("relay: read hello from %s: %w", peer, err)
 	}
 	if !stop() {
 		raw.Close()
-		return nil, fmt.Errorf("relay: connecting to %s timed out", a.creds.Host)
+		return nil, fmt.Errorf("relay: connecting to %s timed out", peer)
 	}
 	raw.SetDeadline(time.Time{})
 	sess, err := newSession(conn, true, a.cfg.Mux, a.log)
@@ -249,9 +271,98 @@ func (a *Agent) connect(ctx context.Context) (*yamux.Session, error) {
 		raw.Close()
 		return nil, err
 	}
-	a.log.Info("connected to host", "host", a.creds.Host, "guest", h.Guest, "host_key", a.creds.HostKey.String())
+	a.log.Info("connected to host", "host", peer, "guest", h.Guest, "host_key", a.creds.HostKey.String())
 	a.logCompat(h)
 	return sess, nil
+}
+
+// maxAgentHandshakes caps the connections that may be in their handshake at
+// once on HostListener: the host makes one at a time, so more are someone
+// else's, and are closed as soon as they are accepted.
+const maxAgentHandshakes = 4
+
+// awaitHost accepts the host's connections on ln until ctx is done or the
+// host refuses this guest, making each authenticated one the session.
+func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	context.AfterFunc(ctx, func() { ln.Close() })
+	var fails rateLimit
+	a.log.Info("waiting for the host to connect", "listen", ln.Addr().String(), "host_key", a.creds.HostKey.String())
+	slots := make(chan struct{}, maxAgentHandshakes)
+	var pause time.Duration
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				if err := context.Cause(ctx); errors.Is(err, ErrGuestRefused) {
+					return err
+				}
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("relay: accept: %w", err)
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			if !sleep(ctx, pause) {
+				return nil
+			}
+			continue
+		}
+		pause = 0
+		select {
+		case slots <- struct{}{}:
+		default:
+			raw.Close()
+			continue
+		}
+		peer := raw.RemoteAddr().String()
+		wg.Go(func() {
+			hctx, hcancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
+			sess, err := a.handshake(hctx, raw, peer)
+			hcancel()
+			<-slots
+			if err != nil {
+				if errors.Is(err, ErrGuestRefused) {
+					a.log.Error("giving up", "host", peer, "err", err)
+					cancel(err)
+				} else if n, ok := fails.allow(time.Now()); ok && ctx.Err() == nil {
+					a.log.Warn("refused connection", "addr", peer, "err", err, "not_logged", n)
+				}
+				return
+			}
+			a.serveSession(ctx, sess, peer)
+		})
+	}
+}
+
+// serveSession makes sess the session until it ends or ctx is done; a
+// session the agent had is closed.
+func (a *Agent) serveSession(ctx context.Context, sess *yamux.Session, peer string) {
+	a.mu.Lock()
+	old := a.sess
+	a.sess = sess
+	a.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	select {
+	case <-sess.CloseChan():
+	case <-ctx.Done():
+	}
+	a.mu.Lock()
+	current := a.sess == sess
+	if current {
+		a.sess = nil
+	}
+	a.mu.Unlock()
+	sess.Close()
+	if current && ctx.Err() == nil {
+		a.log.Warn("connection to host lost; waiting for the host to reconnect", "host", peer)
+	}
 }
 
 // logCompat compares the guest's libpcsclite with the host pcscd.

@@ -15,8 +15,13 @@ import (
 type Credentials struct {
 	// Guest is the name the host gave the guest at pairing.
 	Guest string
-	// Host is the host's address, as DialAddr parses it.
+	// Host is the host's address, as DialAddr parses it. Empty when the
+	// host connects to the guest instead (Listen).
 	Host string
+	// Listen is where the agent waits for the host to connect, as
+	// ListenAddr parses it, for a guest that the host can reach but that
+	// cannot reach the host. Empty when the guest connects to the host.
+	Listen string
 	// HostKey is the fingerprint of the host key, from the pairing token.
 	HostKey Fingerprint
 	// Key is the guest's own key, pinned by the host at pairing.
@@ -26,7 +31,8 @@ type Credentials struct {
 // credentialsFile is the JSON form of Credentials.
 type credentialsFile struct {
 	Guest   string      `json:"guest"`
-	Host    string      `json:"host"`
+	Host    string      `json:"host,omitempty"`
+	Listen  string      `json:"listen,omitempty"`
 	HostKey Fingerprint `json:"host_key"`
 	Key     string      `json:"key"` // PKCS #8 PEM
 }
@@ -41,7 +47,7 @@ func (c *Credentials) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(credentialsFile{Guest: c.Guest, Host: c.Host, HostKey: c.HostKey, Key: string(k)}, "", "\t")
+	b, err := json.MarshalIndent(credentialsFile{Guest: c.Guest, Host: c.Host, Listen: c.Listen, HostKey: c.HostKey, Key: string(k)}, "", "\t")
 	if err != nil {
 		return err
 	}
@@ -75,8 +81,8 @@ func LoadCredentials(path string) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: credentials %s: %w", path, err)
 	}
-	if f.Host == "" {
-		return nil, fmt.Errorf("relay: credentials %s name no host", path)
+	if (f.Host == "") == (f.Listen == "") {
+		return nil, fmt.Errorf("relay: credentials %s must name either the host's address or where to listen for it", path)
 	}
-	return &Credentials{Guest: f.Guest, Host: f.Host, HostKey: f.HostKey, Key: key}, nil
+	return &Credentials{Guest: f.Guest, Host: f.Host, Listen: f.Listen, HostKey: f.HostKey, Key: key}, nil
 }

@@ -242,3 +242,34 @@ func TestRelayRevokeDuringWait(t *testing.T) {
 	}
 	a.done <- nil
 }
+
+// The reverse direction end to end: the host dials the agent.
+func TestReverseRelayHelloWorld(t *testing.T) {
+	t.Parallel()
+	_, h := realHost(t, fastDial)
+	ln := guestListener(t, "127.0.0.1:0")
+	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
+	a.waitConnected(t)
+	mustHello(t, a.socket)
+	out, err := testenv.RunClient(t, testenv.BuildClient(t), a.socket, "list")
+	if err != nil || !strings.Contains(out, testenv.VPCDReader) {
+		t.Fatalf("list: %q, %v", out, err)
+	}
+}
+
+// The agent that the host dialed vanishes mid-wait: the program gets an
+// error, the host's side of the session ends and pcscd is freed.
+func TestReverseRelayDeadPeerDuringWait(t *testing.T) {
+	t.Parallel()
+	_, h := realHost(t, fastDial)
+	ln := guestListener(t, "127.0.0.1:0")
+	proxy := startCutProxy(t, ln.Addr().String())
+	a := startAgent(t, h.joinListeningVia(t, "vm1", ln, proxy.addr), listenAgent(ln))
+	a.waitConnected(t)
+	w := startWaiter(t, a.socket)
+	waitFor(t, func() bool { return h.host.Status()[0].Open == 1 })
+
+	proxy.Cut()
+	w.mustFail(t, 5*time.Second)
+	waitFor(t, func() bool { st := h.host.Status()[0]; return !st.Connected && st.Open == 0 })
+}

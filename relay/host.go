@@ -54,11 +54,23 @@ type HostConfig struct {
 	// within this time; handshakes always see the current list. Zero means
 	// 250 ms.
 	PollInterval time.Duration
+
+	// DialGuest connects to a guest that the host dials (GuestRecord.Dial);
+	// nil means DialAddr.
+	DialGuest func(ctx context.Context, addr string) (net.Conn, error)
+
+	// MinBackoff and MaxBackoff bound the wait between attempts to reach a
+	// guest that the host dials, which doubles after each failure, with
+	// jitter. For a pending pairing the wait stays at most 2 s, so that a
+	// guest that just started `relay join --listen` is paired at once. Zero
+	// means 1 s and 30 s.
+	MinBackoff, MaxBackoff time.Duration
 }
 
 // DefaultHostConfig returns the configuration used for a nil *HostConfig.
 func DefaultHostConfig() *HostConfig {
-	return &HostConfig{HandshakeTimeout: 10 * time.Second, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond}
+	return &HostConfig{HandshakeTimeout: 10 * time.Second, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond,
+		MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
 }
 
 func (c *HostConfig) withDefaults() HostConfig {
@@ -81,13 +93,26 @@ func (c *HostConfig) withDefaults() HostConfig {
 	if cc.PollInterval <= 0 {
 		cc.PollInterval = d.PollInterval
 	}
+	if cc.DialGuest == nil {
+		cc.DialGuest = DialAddr
+	}
+	if cc.MinBackoff <= 0 {
+		cc.MinBackoff = d.MinBackoff
+	}
+	if cc.MaxBackoff < cc.MinBackoff {
+		cc.MaxBackoff = max(d.MaxBackoff, cc.MinBackoff)
+	}
 	return cc
 }
 
 // Host is the host's end of relay mode. It accepts connections from paired
 // guests, authenticates them by their pinned keys, and relays each yamux
-// stream they open to the host pcscd; it also completes pairings. One Host
-// serves any number of guests, each with its own counters.
+// stream they open to the host pcscd; it also completes pairings. Guests
+// paired with an address to dial (HostState.PairDial) are connected to
+// instead, and reconnected with backoff; on those connections the TLS and
+// yamux roles stay as they are, so the guest is still the TLS client whose
+// key the host checks. One Host serves any number of guests, each with its
+// own counters.
 type Host struct {
 	state *HostState
 	cfg   HostConfig
@@ -110,6 +135,14 @@ type hostGuest struct {
 	since    time.Time
 	sessions uint64
 	reason   string // why the host closed sess, if it did
+
+	// For a guest that the host dials: where, what the dialing does now
+	// (connecting, backing-off), until when it waits, and why the last
+	// attempt or session ended.
+	dial     string
+	dialing  string
+	retryAt  time.Time
+	lastErr  string
 }
 
 // NewHost returns a Host for the guests paired in state.
@@ -165,9 +198,10 @@ func (h *Host) refreshLocked() error {
 	return nil
 }
 
-// Serve accepts guest connections on ln until ctx is done or ln fails, and
-// returns after every connection it started has ended. Serve closes ln when
-// ctx is done.
+// Serve accepts guest connections on ln and dials the guests paired with an
+// address, until ctx is done or ln fails, and returns after every connection
+// it started has ended. Serve closes ln when ctx is done. A nil ln only
+// dials.
 func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -175,9 +209,14 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 		cancel()
 		wg.Wait()
 	}()
+	wg.Go(func() { h.watch(ctx) })
+	wg.Go(func() { h.dialGuests(ctx) })
+	if ln == nil {
+		<-ctx.Done()
+		return nil
+	}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	wg.Go(func() { h.watch(ctx) })
 
 	slots := make(chan struct{}, h.cfg.MaxHandshakes)
 	var pause time.Duration
@@ -208,18 +247,20 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 			conn.Close()
 			continue
 		}
-		wg.Go(func() { h.handle(ctx, conn, slots) })
+		wg.Go(func() {
+			var once sync.Once
+			h.handle(ctx, conn, func() { once.Do(func() { <-slots }) }, nil)
+		})
 	}
 }
 
-// handle authenticates one connection and serves it.
-func (h *Host) handle(ctx context.Context, raw net.Conn, slots chan struct{}) {
-	inHandshake := true
-	defer func() {
-		if inHandshake {
-			<-slots
-		}
-	}()
+// handle authenticates one connection and serves it. It calls done when the
+// handshake is over, at the latest when it returns. want is the guest (or
+// pairing) that the host dialed, nil for a connection it accepted; the peer
+// must be that guest. handle returns why the handshake failed, and nil once
+// a pairing or session it started has ended.
+func (h *Host) handle(ctx context.Context, raw net.Conn, done func(), want *dialTarget) error {
+	defer done()
 	addr := raw.RemoteAddr()
 	hctx, cancel := context.WithTimeout(ctx, h.cfg.HandshakeTimeout)
 	defer cancel()
@@ -230,31 +271,38 @@ func (h *Host) handle(ctx context.Context, raw net.Conn, slots chan struct{}) {
 	conn := tls.Server(raw, h.tls)
 	if err := conn.HandshakeContext(hctx); err != nil {
 		raw.Close()
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && want == nil {
 			h.refused(addr, err)
 		}
-		return
+		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	cs := conn.ConnectionState()
 	fp, err := peerFingerprint(cs)
 	if err != nil {
 		raw.Close()
-		return
+		return err
+	}
+	if err := want.check(cs.NegotiatedProtocol, fp); err != nil {
+		raw.Close()
+		return err
 	}
 	if cs.NegotiatedProtocol == protoPair {
 		h.pair(conn, addr, fp)
 		conn.Close()
-		return
+		return nil
 	}
 	if !stop() {
 		raw.Close()
-		h.refused(addr, errors.New("handshake timed out"))
-		return
+		err := errors.New("handshake timed out")
+		if want == nil {
+			h.refused(addr, err)
+		}
+		return err
 	}
 	raw.SetDeadline(time.Time{})
-	inHandshake = false
-	<-slots
+	done()
 	h.attach(ctx, conn, addr, fp)
+	return nil
 }
 
 // pair completes a pairing: it reads the token's secret and, if a pending
@@ -315,11 +363,15 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 	sess.Close()
 	reason := h.unregister(rec.Name, sess)
 	switch {
+	case reason != "":
 	case ctx.Err() != nil:
 		reason = "host stopping"
-	case reason == "" && err != nil:
+	case err != nil:
 		reason = strings.TrimPrefix(err.Error(), "relay: accept: ")
 	}
+	h.mu.Lock()
+	g.lastErr = reason
+	h.mu.Unlock()
 	log.Info("guest detached", "reason", reason, "connections", g.stats.Total.Load(),
 		"up_bytes", g.stats.Up.Load(), "down_bytes", g.stats.Down.Load())
 }
@@ -340,7 +392,7 @@ func (h *Host) register(rec GuestRecord, sess *yamux.Session, addr net.Addr) (*h
 	}
 	g := h.guests[rec.Name]
 	if g == nil || !g.key.equal(rec.Key) {
-		g = &hostGuest{key: rec.Key}
+		g = &hostGuest{key: rec.Key, dial: rec.Dial}
 		h.guests[rec.Name] = g
 	}
 	old := g.sess
@@ -421,6 +473,13 @@ type GuestStatus struct {
 	Addr      string    // where the current or last session came from
 	Since     time.Time // when the current or last session began
 	Sessions  uint64    // sessions since the host started
+	// Dial is where the host connects to the guest; "" when the guest
+	// connects to the host. Dialing says what the host does about it while
+	// not Connected: "connecting", or "backing-off" until RetryAt.
+	Dial, Dialing string
+	RetryAt       time.Time
+	// LastError is why the last session or attempt ended; "" if none did.
+	LastError string
 	// Open, Connections, Failed, BytesUp and BytesDown count the guest's
 	// relayed pcsc-lite connections since the host started.
 	Open                int64
@@ -437,6 +496,7 @@ func (h *Host) Status() []GuestStatus {
 	for name, g := range h.guests {
 		out = append(out, GuestStatus{
 			Name: name, Connected: g.sess != nil, Addr: g.addr, Since: g.since, Sessions: g.sessions,
+			Dial: g.dial, Dialing: g.dialing, RetryAt: g.retryAt, LastError: g.lastErr,
 			Open: g.stats.Open.Load(), Connections: g.stats.Total.Load(), Failed: g.stats.Failed.Load(),
 			BytesUp: g.stats.Up.Load(), BytesDown: g.stats.Down.Load(),
 		})

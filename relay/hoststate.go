@@ -47,6 +47,10 @@ type GuestRecord struct {
 	// connect. A revoked guest keeps its record so that the host keeps
 	// refusing its key, and `relay list` shows what happened.
 	Revoked time.Time `json:"revoked,omitzero"`
+	// Dial is where the host connects to the guest's agent, as DialAddr
+	// parses it, for a guest that the host can reach but that cannot reach
+	// the host. Empty when the guest connects to the host.
+	Dial string `json:"dial,omitempty"`
 }
 
 // Active reports whether the guest may connect.
@@ -59,6 +63,7 @@ type pendingPairing struct {
 	Name    string      `json:"name"`
 	Secret  Fingerprint `json:"secret"`
 	Expires time.Time   `json:"expires"`
+	Dial    string      `json:"dial,omitempty"` // GuestRecord.Dial to be
 }
 
 // guestList is the content of guests.json.
@@ -144,7 +149,19 @@ func (s *HostState) Guests() ([]GuestRecord, error) {
 // revoked guest may be paired again, and the new key replaces the old one
 // when the guest joins.
 func (s *HostState) Pair(name string, ttl time.Duration, now time.Time) (Token, error) {
+	return s.PairDial(name, "", ttl, now)
+}
+
+// PairDial is Pair for a guest that the host connects to, at addr (as
+// DialAddr parses it), instead of the guest connecting to the host: a
+// serving Host dials addr until the guest joins with the token
+// (JoinListening), and from then on keeps a connection to it up. An empty
+// addr is Pair.
+func (s *HostState) PairDial(name, addr string, ttl time.Duration, now time.Time) (Token, error) {
 	if err := CheckName(name); err != nil {
+		return Token{}, err
+	}
+	if err := CheckAddr(addr); addr != "" && err != nil {
 		return Token{}, err
 	}
 	tok, err := newToken(s.id.fp)
@@ -158,7 +175,7 @@ func (s *HostState) Pair(name string, ttl time.Duration, now time.Time) (Token, 
 		l.Pairings = slices.DeleteFunc(l.Pairings, func(p pendingPairing) bool {
 			return p.Name == name || !now.Before(p.Expires)
 		})
-		l.Pairings = append(l.Pairings, pendingPairing{Name: name, Secret: sha256.Sum256(tok.Secret[:]), Expires: now.Add(ttl)})
+		l.Pairings = append(l.Pairings, pendingPairing{Name: name, Secret: sha256.Sum256(tok.Secret[:]), Expires: now.Add(ttl), Dial: addr})
 		return nil
 	})
 	return tok, err
@@ -211,7 +228,7 @@ func (s *HostState) redeem(secret [tokenSecretSize]byte, fp Fingerprint, now tim
 		if g, ok := l.byKey(fp); ok {
 			return fmt.Errorf("relay: key %s is already paired as %s", fp, g.Name)
 		}
-		rec = GuestRecord{Name: p.Name, Key: fp, Paired: now}
+		rec = GuestRecord{Name: p.Name, Key: fp, Paired: now, Dial: p.Dial}
 		if j := l.find(p.Name); j >= 0 {
 			if l.Guests[j].Active() {
 				return fmt.Errorf("%w: %s", ErrGuestExists, p.Name)

@@ -189,28 +189,96 @@ func Join(ctx context.Context, addr string, tok Token, cfg *JoinConfig) (*Creden
 	if err != nil {
 		return nil, err
 	}
+	h, err := pairOn(ctx, raw, id, tok, addr, c.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Credentials{Guest: h.Guest, Host: addr, HostKey: tok.HostKey, Key: key}, nil
+}
+
+// pairOn pairs over raw, a connection to or from the host at peer, and
+// closes it.
+func pairOn(ctx context.Context, raw net.Conn, id *identity, tok Token, peer string, timeout time.Duration) (hello, error) {
 	conn := tls.Client(raw, guestTLSConfig(id, tok.HostKey, protoPair))
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
 	defer stop()
 	if err := conn.HandshakeContext(ctx); err != nil {
-		return nil, handshakeError(addr, err)
+		return hello{}, handshakeError(peer, err)
 	}
 	if _, err := conn.Write(tok.Secret[:]); err != nil {
-		return nil, fmt.Errorf("relay: pair with %s: %w", addr, err)
+		return hello{}, fmt.Errorf("relay: pair with %s: %w", peer, err)
 	}
 	h, err := readHello(conn)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("relay: pair with %s: no answer within %v", addr, c.Timeout)
+			return hello{}, fmt.Errorf("relay: pair with %s: no answer within %v", peer, timeout)
 		}
 		if isRemoteAlert(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, ErrPairingRefused
+			return hello{}, ErrPairingRefused
 		}
-		return nil, fmt.Errorf("relay: pair with %s: %w", addr, err)
+		return hello{}, fmt.Errorf("relay: pair with %s: %w", peer, err)
 	}
-	return &Credentials{Guest: h.Guest, Host: addr, HostKey: tok.HostKey, Key: key}, nil
+	return h, nil
 }
+
+// JoinListening pairs this guest with a host that connects to it instead:
+// the host's `relay pair --dial` names this guest's address, and its
+// `relay serve` connects there. JoinListening accepts connections on ln
+// until one comes from the host that tok names and the pairing is done, or
+// the host refuses it, or cfg.Timeout passes (zero means 10 min, a token's
+// default lifetime). Connections from anyone else are closed after their
+// handshake fails; they learn nothing. The caller sets Credentials.Listen.
+func JoinListening(ctx context.Context, ln net.Listener, tok Token, cfg *JoinConfig) (*Credentials, error) {
+	var c JoinConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	key, err := generateKey()
+	if err != nil {
+		return nil, err
+	}
+	id, err := newIdentity(key)
+	if err != nil {
+		return nil, err
+	}
+	var last error
+	for {
+		raw, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				err := fmt.Errorf("relay: the host did not connect to %s within %v", ln.Addr(), c.Timeout)
+				if last != nil {
+					err = fmt.Errorf("%w; the last connection failed: %w", err, last)
+				}
+				return nil, err
+			}
+			return nil, fmt.Errorf("relay: accept: %w", err)
+		}
+		peer := raw.RemoteAddr().String()
+		hctx, hcancel := context.WithTimeout(ctx, pairHandshakeTimeout)
+		h, err := pairOn(hctx, raw, id, tok, peer, pairHandshakeTimeout)
+		hcancel()
+		if errors.Is(err, ErrPairingRefused) {
+			return nil, err
+		}
+		if err != nil {
+			last = err // not the host: a scan, or a stale attempt
+			continue
+		}
+		return &Credentials{Guest: h.Guest, HostKey: tok.HostKey, Key: key}, nil
+	}
+}
+
+// pairHandshakeTimeout bounds one connection of JoinListening.
+const pairHandshakeTimeout = 10 * time.Second
 
 // handshakeError words a failed TLS handshake with the host.
 func handshakeError(addr string, err error) error {

@@ -2,8 +2,10 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 )
 
@@ -23,6 +25,28 @@ func ListenAddr(ctx context.Context, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("relay: listen: %w", err)
 	}
 	return tcpListener{ln}, nil
+}
+
+// ErrBadAddr means an address that a host cannot dial.
+var ErrBadAddr = errors.New("relay: bad address: want HOST:PORT or vsock://CID:PORT")
+
+// CheckAddr reports whether DialAddr can dial addr: HOST:PORT with both
+// parts, or vsock://CID:PORT.
+func CheckAddr(addr string) error {
+	if rest, ok := strings.CutPrefix(addr, vsockScheme); ok {
+		if _, own, _, err := parseVsock(rest); err != nil || own {
+			return fmt.Errorf("%w: %q", ErrBadAddr, addr)
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%w: %q", ErrBadAddr, addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("%w: %q", ErrBadAddr, addr)
+	}
+	return nil
 }
 
 // DialAddr connects to addr as ListenAddr parses it.
