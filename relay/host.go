@@ -139,10 +139,10 @@ type hostGuest struct {
 	// For a guest that the host dials: where, what the dialing does now
 	// (connecting, backing-off), until when it waits, and why the last
 	// attempt or session ended.
-	dial     string
-	dialing  string
-	retryAt  time.Time
-	lastErr  string
+	dial    string
+	dialing string
+	retryAt time.Time
+	lastErr string
 }
 
 // NewHost returns a Host for the guests paired in state.
