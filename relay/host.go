@@ -287,9 +287,9 @@ func (h *Host) handle(ctx context.Context, raw net.Conn, done func(), want *dial
 		return err
 	}
 	if cs.NegotiatedProtocol == protoPair {
-		h.pair(conn, addr, fp)
+		err := h.pair(conn, addr, fp)
 		conn.Close()
-		return nil
+		return err
 	}
 	if !stop() {
 		raw.Close()
@@ -306,22 +306,24 @@ func (h *Host) handle(ctx context.Context, raw net.Conn, done func(), want *dial
 }
 
 // pair completes a pairing: it reads the token's secret and, if a pending
-// pairing has it, pins the guest's key.
-func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp Fingerprint) {
+// pairing has it, pins the guest's key. It returns why it refused.
+func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp Fingerprint) error {
 	var secret [tokenSecretSize]byte
 	if _, err := io.ReadFull(conn, secret[:]); err != nil {
-		h.refused(addr, fmt.Errorf("pairing: read secret: %w", err))
-		return
+		err = fmt.Errorf("pairing: read secret: %w", err)
+		h.refused(addr, err)
+		return err
 	}
 	rec, err := h.state.redeem(secret, fp, time.Now())
 	if err != nil {
 		h.log.Warn("pairing refused", "addr", addr.String(), "err", err)
-		return
+		return err
 	}
 	h.log.Info("guest paired", "guest", rec.Name, "key", rec.Key.String(), "addr", addr.String())
 	if err := writeHello(conn, hello{Guest: rec.Name}); err != nil {
 		h.log.Warn("pairing: guest left before the answer; revoke it and pair again", "guest", rec.Name, "err", err)
 	}
+	return nil
 }
 
 // attach serves a paired guest's session until it ends.
@@ -470,6 +472,7 @@ func (h *Host) watch(ctx context.Context) {
 type GuestStatus struct {
 	Name      string
 	Connected bool
+	Revoked   bool      // the guest list no longer accepts its key
 	Addr      string    // where the current or last session came from
 	Since     time.Time // when the current or last session began
 	Sessions  uint64    // sessions since the host started
@@ -487,19 +490,30 @@ type GuestStatus struct {
 	BytesUp, BytesDown  uint64
 }
 
-// Status returns a snapshot of every guest that connected since the host
-// started, sorted by name.
+// Status returns a snapshot of every active guest in the guest list and of
+// every other guest that connected since the host started, sorted by name.
 func (h *Host) Status() []GuestStatus {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.refreshLocked() // on error h.list is nil: watch logs it
 	var out []GuestStatus
 	for name, g := range h.guests {
+		rec, ok := h.list.byKey(g.key)
 		out = append(out, GuestStatus{
-			Name: name, Connected: g.sess != nil, Addr: g.addr, Since: g.since, Sessions: g.sessions,
+			Name: name, Connected: g.sess != nil, Revoked: !ok || !rec.Active() || rec.Name != name,
+			Addr: g.addr, Since: g.since, Sessions: g.sessions,
 			Dial: g.dial, Dialing: g.dialing, RetryAt: g.retryAt, LastError: g.lastErr,
 			Open: g.stats.Open.Load(), Connections: g.stats.Total.Load(), Failed: g.stats.Failed.Load(),
 			BytesUp: g.stats.Up.Load(), BytesDown: g.stats.Down.Load(),
 		})
+	}
+	if h.list != nil {
+		for _, rec := range h.list.Guests {
+			if g := h.guests[rec.Name]; rec.Active() && (g == nil || !g.key.equal(rec.Key)) {
+				out = slices.DeleteFunc(out, func(s GuestStatus) bool { return s.Name == rec.Name })
+				out = append(out, GuestStatus{Name: rec.Name, Dial: rec.Dial})
+			}
+		}
 	}
 	slices.SortFunc(out, func(a, b GuestStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -132,8 +132,8 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		if err == nil {
 			err = h.handle(ctx, raw, func() {}, &t)
 		}
-		if ctx.Err() != nil {
-			return
+		if ctx.Err() != nil || (err == nil && t.pairing) {
+			return // a pairing is done once
 		}
 		if err == nil {
 			failing = false
