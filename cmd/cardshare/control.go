@@ -36,8 +36,10 @@ const StatusVersion = 1
 //
 //	{
 //	  "version": 1,                   // StatusVersion
-//	  "pid": 4242,                    // process of `cardshare up`
-//	  "config": "/home/me/.config/cardshare/config.yaml",
+//	  "mode": "up",                   // "up" (SSH forwards) or "relay" (`cardshare relay serve`)
+//	  "pid": 4242,                    // process of `cardshare up` or `relay serve`
+//	  "config": "/home/me/.config/cardshare/config.yaml",  // relay: the state directory
+//	  "listen": "",                   // relay: where it listens for guests ("" when it only dials)
 //	  "started": "2025-05-01T09:00:00.123Z",
 //	  "loaded": "2025-05-01T09:30:00.456Z",  // last successful (re)load
 //	  "reload_error": "",             // why the last reload was refused or partly applied; "" if it was not
@@ -51,8 +53,10 @@ const StatusVersion = 1
 //	    "destination": "dev@127.0.0.1:2222",  // as configured ("" when vm is used)
 //	    "vm": "",                     // as configured ("" when destination is used)
 //	    "address": "127.0.0.1:2222",  // host:port connected to; "" if not resolved
+//	                                  // relay: the guest's address (where it connected from, or where the host dials it)
 //	    "user": "dev",                // SSH login user; "" if not resolved
 //	    "state": "up",                // connecting | up | backing-off | failed | stopped
+//	                                  // relay also: disconnected (waiting for the guest) | revoked
 //	    "since": "2025-05-01T09:00:01.789Z",  // when state began; for "up", connected since
 //	    "retry_at": null,             // next attempt, only in "backing-off"
 //	    "socket": "/run/user/1000/cardshare/pcscd.comm",  // guest socket path; "" before the first connection
@@ -71,10 +75,20 @@ const StatusVersion = 1
 // A guest that is configured but could not be resolved (its ssh_config
 // entry is broken, say) is listed with state "failed" and the reason in
 // last_error. Counters restart when a reload restarts the guest.
+//
+// `cardshare relay serve` serves the same document with mode "relay" on its
+// own control socket (relay.sock beside control.sock): one entry per paired
+// guest, counters since serve started; "destination", "vm", "user",
+// "socket", "guest_protocol" and "guest_release" are "" (the guest's agent
+// checks its own libpcsclite), "loaded" is when serve started and
+// "reload_error" is "". "mode" and "listen" were added within version 1:
+// a document without "mode" comes from `cardshare up`.
 type StatusV1 struct {
 	Version     int           `json:"version"`
+	Mode        string        `json:"mode"`
 	PID         int           `json:"pid"`
 	Config      string        `json:"config"`
+	Listen      string        `json:"listen"`
 	Started     time.Time     `json:"started"`
 	Loaded      time.Time     `json:"loaded"`
 	ReloadError string        `json:"reload_error"`
@@ -111,11 +125,17 @@ type GuestStatus struct {
 	LastError         string     `json:"last_error"`
 }
 
+// Modes of StatusV1.
+const (
+	modeUp    = "up"
+	modeRelay = "relay"
+)
+
 // errNotRunning means nothing serves the control socket.
-var errNotRunning = errors.New("cardshare up is not running")
+var errNotRunning = errors.New("cardshare is not running")
 
 // errAlreadyRunning means another process serves the control socket.
-var errAlreadyRunning = errors.New("another cardshare up is running")
+var errAlreadyRunning = errors.New("another cardshare is running")
 
 // defaultControlSocket is $XDG_RUNTIME_DIR/cardshare/control.sock, else
 // control.sock in a cardshare directory of the user's cache directory.
@@ -128,6 +148,16 @@ func defaultControlSocket() (string, error) {
 		return "", fmt.Errorf("no directory for the control socket: %w", err)
 	}
 	return filepath.Join(d, "cardshare", "control.sock"), nil
+}
+
+// defaultRelayControlSocket is the control socket of `relay serve`, beside
+// that of `up`, so that both can run.
+func defaultRelayControlSocket() (string, error) {
+	p, err := defaultControlSocket()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(filepath.Dir(p), "relay.sock"), nil
 }
 
 // maxControlPath keeps the control socket path inside sun_path.
@@ -175,7 +205,7 @@ func listenControl(path string) (net.Listener, error) {
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
 			return nil, withHint(fmt.Errorf("%w (its control socket is %s)", errAlreadyRunning, path),
-				"stop it first (`systemctl --user stop cardshare`, or Ctrl-C in its terminal), or give this one its own --control-socket")
+				"stop it first (`systemctl --user stop cardshare`, or Ctrl-C in its terminal), or give this one its own --control-socket (and `cardshare status` the same flag)")
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("remove stale control socket: %w", err)
@@ -224,21 +254,24 @@ func queryStatus(ctx context.Context, path string) (*StatusV1, error) {
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, withHint(fmt.Errorf("%w: nothing serves %s", errNotRunning, path),
-				"start it with `cardshare up`, or `systemctl --user start cardshare` for the service; a `cardshare up` with its own --control-socket needs the same flag here")
+				"start it with `cardshare up` (or `systemctl --user start cardshare` for the service) or `cardshare relay serve`; one started with its own --control-socket needs the same flag here")
 		}
-		return nil, fmt.Errorf("ask cardshare up at %s: %w", path, err)
+		return nil, fmt.Errorf("ask cardshare at %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("ask cardshare up at %s: %s", path, resp.Status)
+		return nil, fmt.Errorf("ask cardshare at %s: %s", path, resp.Status)
 	}
 	var s StatusV1
 	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
 		return nil, fmt.Errorf("read status from %s: %w", path, err)
 	}
 	if s.Version != StatusVersion {
-		return nil, withHint(fmt.Errorf("the running cardshare up speaks status version %d; this cardshare reads %d", s.Version, StatusVersion),
-			"use the same cardshare binary for `up` and `status`")
+		return nil, withHint(fmt.Errorf("the running cardshare speaks status version %d; this cardshare reads %d", s.Version, StatusVersion),
+			"use the same cardshare binary for `up`, `relay serve` and `status`")
+	}
+	if s.Mode == "" {
+		s.Mode = modeUp
 	}
 	return &s, nil
 }

@@ -134,7 +134,7 @@ func TestStatusJSONFields(t *testing.T) {
 	json.Unmarshal(b, &m)
 	var top map[string]any
 	json.Unmarshal(b, &top)
-	for _, k := range []string{"version", "pid", "config", "started", "loaded", "reload_error", "host", "guests"} {
+	for _, k := range []string{"version", "mode", "pid", "config", "listen", "started", "loaded", "reload_error", "host", "guests"} {
 		if _, ok := top[k]; !ok {
 			t.Errorf("top level lacks %q", k)
 		}
@@ -151,7 +151,7 @@ func TestStatusJSONFields(t *testing.T) {
 			t.Errorf("guest lacks %q", k)
 		}
 	}
-	if len(top) != 8 || len(m.Host) != 3 || len(m.Guests[0]) != 18 {
+	if len(top) != 10 || len(m.Host) != 3 || len(m.Guests[0]) != 18 {
 		t.Errorf("fields added without updating the documented schema and this test: %s", b)
 	}
 }

@@ -33,7 +33,12 @@ $XDG_CONFIG_HOME/cardshare/relay (~/.config/cardshare/relay), mode 0700.`,
   host$  cardshare relay pair vm1                         # prints the token
   guest$ cardshare relay join --token cs1-... 192.168.122.1:7743
   guest$ cardshare relay agent                            # prints the export line
-  host$  cardshare relay revoke vm1`,
+  host$  cardshare relay revoke vm1
+
+  # a guest the host can reach but that cannot reach the host: the host dials
+  host$  cardshare relay pair --dial 10.0.0.5:7744 vm2
+  guest$ cardshare relay join --token cs1-... --listen :7744
+  guest$ cardshare relay agent`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -100,6 +105,8 @@ func relayHint(err error) string {
 		return "revoke the old guest first with `cardshare relay revoke NAME`, or pair under another name"
 	case errors.Is(err, relay.ErrUnknownGuest):
 		return "`cardshare relay list` shows the paired guests"
+	case errors.Is(err, relay.ErrBadAddr):
+		return "give the guest's address as this host reaches it, HOST:PORT (10.0.0.5:7744), or vsock://CID:PORT for a VM socket"
 	case errors.Is(err, relay.ErrBadName):
 		return "name the guest like a host name: `vm1`, `build-runner.2`"
 	case errors.Is(err, relay.ErrSocketInUse):

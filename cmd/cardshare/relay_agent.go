@@ -17,6 +17,7 @@ import (
 type relayAgentOptions struct {
 	credentials string
 	socket      string
+	listen      string
 }
 
 func newRelayAgentCmd(g *globals) *cobra.Command {
@@ -35,11 +36,18 @@ get "Service not available" at once instead of hanging, and connections that
 were open end with an error, so the host pcscd frees their card locks. A host
 that refuses this guest's key (revoked) ends the agent.
 
+A guest that joined with --listen waits there for the host to connect
+instead (the host dials it; ` + "`relay pair --dial`" + `), and takes each new
+authenticated connection from the host as the session, so a host that
+restarted is back at once. Until the host connects, programs get "Service not
+available". Whoever else connects learns nothing and is cut off.
+
 The agent compares the guest's libpcsclite with the host pcscd when it can
 read the release from the package manager, and logs what to do if they cannot
 talk.`,
 		Example: `  cardshare relay agent
-  cardshare relay agent --socket /home/me/.pcsc/pcscd.comm`,
+  cardshare relay agent --socket /home/me/.pcsc/pcscd.comm
+  cardshare relay agent --listen :7744     # wait for the host on another port than at join`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return relayError(runRelayAgent(cmd.Context(), g, o, cmd.OutOrStdout()))
@@ -48,6 +56,7 @@ talk.`,
 	f := cmd.Flags()
 	f.StringVar(&o.credentials, "credentials", o.credentials, "credentials `file` that `relay join` wrote")
 	f.StringVar(&o.socket, "socket", "", "guest socket `path` (default: pcscd.comm in a directory only this user can enter)")
+	f.StringVar(&o.listen, "listen", "", "wait on `address` for the host to connect (default: where `relay join --listen` waited; the host must dial it there)")
 	return cmd
 }
 
@@ -72,9 +81,23 @@ func runRelayAgent(ctx context.Context, g *globals, o *relayAgentOptions, stdout
 		cfg.Client = &c
 		log.Info("guest libpcsclite", "client", c.String())
 	}
+	if o.listen != "" {
+		creds.Listen = o.listen
+	}
+	if creds.Listen != "" {
+		hl, err := relay.ListenAddr(ctx, creds.Listen)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		cfg.HostListener = hl
+	}
 	a, err := relay.NewAgent(creds, cfg)
 	if err != nil {
 		ln.Close()
+		if cfg.HostListener != nil {
+			cfg.HostListener.Close()
+		}
 		return err
 	}
 	fmt.Fprintf(stdout, "export PCSCLITE_CSOCK_NAME=%s\n", socket)

@@ -31,6 +31,9 @@ func newRelayListCmd() *cobra.Command {
 				if !g.Active() {
 					status = "revoked " + g.Revoked.Local().Format(time.DateTime)
 				}
+				if g.Dial != "" {
+					status += ", host dials " + g.Dial
+				}
 				fmt.Fprintf(w, "%s\t%s\t%s\n", g.Name, g.Key, status)
 			}
 			return nil

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +15,7 @@ import (
 type relayPairOptions struct {
 	stateDir string
 	expires  time.Duration
+	dial     string
 }
 
 func newRelayPairCmd() *cobra.Command {
@@ -26,9 +29,16 @@ this host, and this host pins the key the guest proves with the secret. The
 token works once, within --expires; pairing NAME again replaces an unused one.
 
 Treat the token as a password until it is used: whoever joins with it first
-becomes NAME. ` + "`relay serve`" + ` need not run yet, but must run when the guest joins.`,
+becomes NAME. ` + "`relay serve`" + ` need not run yet, but must run when the guest joins.
+
+--dial ADDR is for a guest that this host can reach but that cannot reach
+this host (behind NAT, or a network that only lets the host in): ` + "`relay serve`" + `
+then connects to the guest's agent at ADDR, for the pairing and from then on,
+reconnecting with backoff. The guest joins with --listen instead of an
+address. Authentication is the same both ways round.`,
 		Example: `  cardshare relay pair vm1
-  cardshare relay pair --expires 1h ci-runner-3`,
+  cardshare relay pair --expires 1h ci-runner-3
+  cardshare relay pair --dial 10.0.0.5:7744 appliance    # the host connects to the guest`,
 		Args: relayArgs(1, "pair needs the new guest's name", "`cardshare relay pair vm1`"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return relayError(runRelayPair(o, args[0], cmd.OutOrStdout()))
@@ -37,6 +47,7 @@ becomes NAME. ` + "`relay serve`" + ` need not run yet, but must run when the gu
 	f := cmd.Flags()
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
 	f.DurationVar(&o.expires, "expires", o.expires, "how long the token stays valid")
+	f.StringVar(&o.dial, "dial", "", "the host connects to the guest's agent at `address` (HOST:PORT or vsock://CID:PORT) instead of the guest connecting to the host")
 	return cmd
 }
 
@@ -49,22 +60,42 @@ func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 		return err
 	}
 	now := time.Now()
-	tok, err := state.Pair(name, o.expires, now)
+	tok, err := state.PairDial(name, o.dial, o.expires, now)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, `pairing token for %s, valid once until %s:
-
-    %s
-
-in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT
+	fmt.Fprintf(stdout, "pairing token for %s, valid once until %s:\n\n    %s\n\n", name, now.Add(o.expires).Format("15:04:05"), tok)
+	if o.dial == "" {
+		fmt.Fprintf(stdout, `in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT
 over vsock):
 
     cardshare relay join --token %s HOST:PORT
+`, tok)
+	} else {
+		fmt.Fprintf(stdout, `in the guest, listening where this host will connect to it (%s):
 
-host key %s (the token carries it; the guest checks it)
-`, name, now.Add(o.expires).Format("15:04:05"), tok, tok, state.Fingerprint())
+    cardshare relay join --token %s --listen %s
+
+`+"`cardshare relay serve`"+` on this host connects there, for the pairing and from then on.
+`, o.dial, tok, listenSide(o.dial))
+	}
+	fmt.Fprintf(stdout, "\nhost key %s (the token carries it; the guest checks it)\n", state.Fingerprint())
 	return nil
+}
+
+// listenSide is what a guest listens on for a host that dials addr: the
+// same port on every address (behind NAT the guest's own address differs),
+// or the port on the guest's own vsock CID.
+func listenSide(addr string) string {
+	if rest, ok := strings.CutPrefix(addr, "vsock://"); ok {
+		if _, port, ok := strings.Cut(rest, ":"); ok {
+			return "vsock://:" + port
+		}
+	}
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		return ":" + port
+	}
+	return addr
 }
 
 // relayArgs wants n positional arguments, with a usage error otherwise.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +18,7 @@ type relayServeOptions struct {
 	listen      string
 	stateDir    string
 	pcscdSocket string
+	control     string
 }
 
 func newRelayServeCmd(g *globals) *cobra.Command {
@@ -26,19 +30,27 @@ func newRelayServeCmd(g *globals) *cobra.Command {
 to the host pcscd, until Ctrl-C. ADDR is HOST:PORT for TCP, or vsock://:PORT
 (vsock://CID:PORT) for VM sockets, which need no guest network.
 
+Guests paired with ` + "`relay pair --dial ADDR`" + ` are connected to instead, at their
+address, and reconnected with backoff (1 s doubling to 30 s); --listen none
+serves only those.
+
 Every connection starts with a TLS 1.3 handshake in which both ends prove
 their pinned keys; a peer without a paired key learns nothing and is cut off
 within 10 seconds. Guests paired or revoked while serve runs take effect at
-once. Each guest gets its own counters, logged when it detaches.`,
+once. Each guest gets its own counters: ` + "`cardshare status`" + ` shows them (through
+a control socket, by default relay.sock beside that of ` + "`cardshare up`" + `), and
+they are logged when a guest detaches.`,
 		Example: `  cardshare relay serve --listen 0.0.0.0:7743
-  cardshare relay serve --listen vsock://:7743`,
+  cardshare relay serve --listen vsock://:7743
+  cardshare relay serve --listen none       # only dial guests paired with --dial`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return relayError(runRelayServe(cmd.Context(), g, o, cmd.OutOrStdout()))
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.listen, "listen", o.listen, "`address` to listen on: HOST:PORT or vsock://[CID]:PORT")
+	f.StringVar(&o.listen, "listen", o.listen, "`address` to listen on: HOST:PORT, vsock://[CID]:PORT, or none")
+	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/relay.sock)")
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
 	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
 	return cmd
@@ -47,6 +59,7 @@ once. Each guest gets its own counters, logged when it detaches.`,
 func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout io.Writer) error {
 	defer oneProc()()
 	log := g.logger()
+	started := time.Now()
 	daemon, err := pcsc.Probe(ctx, o.pcscdSocket)
 	if err != nil {
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
@@ -56,19 +69,97 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	if err != nil {
 		return err
 	}
-	ln, err := relay.ListenAddr(ctx, o.listen)
+	ctl := o.control
+	if ctl == "" {
+		if ctl, err = defaultRelayControlSocket(); err != nil {
+			return err
+		}
+	}
+	var ln net.Listener
+	listen := ""
+	if o.listen != "none" {
+		if ln, err = relay.ListenAddr(ctx, o.listen); err != nil {
+			return err
+		}
+		listen = ln.Addr().String()
+	}
+	cln, err := listenControl(ctl)
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
-	fmt.Fprintf(stdout, "relay: listening on %s\nrelay: host key %s\n", ln.Addr(), state.Fingerprint())
 	h := relay.NewHost(state, &relay.HostConfig{
 		Logger: log,
 		Dial:   relay.UnixDialer(o.pcscdSocket),
 		Relay:  relay.Config{Daemon: daemon},
 	})
+	srv := serveControl(cln, func() StatusV1 {
+		return relayStatus(h, state, daemon, o.pcscdSocket, listen, started)
+	}, log)
+	defer srv.Close()
+	log.Info("control socket", "path", ctl)
+	if ln != nil {
+		fmt.Fprintf(stdout, "relay: listening on %s\n", listen)
+	} else {
+		fmt.Fprintln(stdout, "relay: not listening; dialing the guests paired with --dial")
+	}
+	fmt.Fprintf(stdout, "relay: host key %s\n", state.Fingerprint())
 	err = h.Serve(ctx, ln)
 	if err == nil {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// relayStatus is the StatusV1 document of `relay serve`.
+func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, listen string, started time.Time) StatusV1 {
+	s := StatusV1{
+		Version: StatusVersion,
+		Mode:    modeRelay,
+		PID:     os.Getpid(),
+		Config:  state.Dir(),
+		Listen:  listen,
+		Started: started.UTC(),
+		Loaded:  started.UTC(),
+		Host:    HostStatus{PCSCDSocket: socket, Protocol: d.Version.String(), Releases: d.Releases()},
+		Guests:  []GuestStatus{},
+	}
+	for _, g := range h.Status() {
+		gs := GuestStatus{
+			Name:              g.Name,
+			Address:           g.Addr,
+			Since:             g.Since.UTC(),
+			HostProtocol:      d.Version.String(),
+			OpenConnections:   g.Open,
+			Connections:       g.Connections,
+			FailedConnections: g.Failed,
+			BytesUp:           g.BytesUp,
+			BytesDown:         g.BytesDown,
+			LastError:         g.LastError,
+		}
+		if g.Dial != "" {
+			gs.Address = g.Dial
+		}
+		switch {
+		case g.Connected:
+			gs.State = "up"
+		case g.Revoked:
+			gs.State = "revoked"
+		case g.Dialing == "backing-off":
+			gs.State = "backing-off"
+			at := g.RetryAt.UTC()
+			gs.RetryAt = &at
+		case g.Dialing != "":
+			gs.State = g.Dialing
+		default:
+			gs.State = "disconnected"
+		}
+		if g.Since.IsZero() {
+			gs.Since = started.UTC()
+		}
+		s.Guests = append(s.Guests, gs)
+	}
+	return s
 }

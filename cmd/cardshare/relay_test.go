@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -79,7 +80,8 @@ func TestCLIRelay(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "g", "pcscd.comm")
 
-	serve := runBackground(t, "relay", "serve", "--listen", "127.0.0.1:0", "--state-dir", state, "--pcscd-socket", p.Socket)
+	serve := runBackground(t, "relay", "serve", "--listen", "127.0.0.1:0", "--state-dir", state, "--pcscd-socket", p.Socket,
+		"--control-socket", filepath.Join(sockDir, "ctl", "relay.sock"))
 	addr := serve.waitOut(t, `relay: listening on (\S+)`)
 
 	code, out, errs := cli(t, "", "relay", "pair", "--state-dir", state, "vm1")
@@ -147,4 +149,88 @@ func mustHelloCLI(t *testing.T, socket string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// The reverse direction through the CLI: the host pairs a guest with
+// --dial, the guest joins with --listen, serve dials the agent, a real
+// libpcsclite client gets its hello, and `cardshare status` shows the
+// guest's counters.
+func TestCLIRelayReverse(t *testing.T) {
+	t.Parallel()
+	p := testenv.StartPCSCD(t)
+	p.InsertCard(t)
+	state := filepath.Join(t.TempDir(), "host")
+	creds := filepath.Join(t.TempDir(), "guest", "credentials.json")
+	sockDir, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "g", "pcscd.comm")
+	ctl := filepath.Join(sockDir, "ctl", "relay.sock")
+	guestAddr := freePort(t)
+
+	code, out, errs := cli(t, "", "relay", "pair", "--state-dir", state, "--dial", guestAddr, "vm2")
+	if code != 0 || !strings.Contains(out, "--listen :") {
+		t.Fatalf("pair: exit %d:\n%s%s", code, out, errs)
+	}
+	token := regexp.MustCompile(`cs1-\S+`).FindString(out)
+	if code, _, errs := cli(t, "", "relay", "pair", "--state-dir", state, "--dial", "10.0.0.5", "vm3"); code != 1 ||
+		!strings.Contains(errs, "hint: give the guest's address") {
+		t.Errorf("pair with a bad --dial: exit %d: %s", code, errs)
+	}
+
+	serve := runBackground(t, "relay", "serve", "--listen", "none", "--state-dir", state, "--pcscd-socket", p.Socket,
+		"--control-socket", ctl)
+	serve.waitOut(t, `relay: not listening`)
+
+	code, out, errs = cli(t, "", "relay", "join", "--credentials", creds, "--token", token, "--listen", guestAddr)
+	if code != 0 || !strings.Contains(out, "as vm2") {
+		t.Fatalf("join: exit %d\n%s%s\nserve:\n%s", code, out, errs, &serve.err)
+	}
+	agent := runBackground(t, "relay", "agent", "--credentials", creds, "--socket", sock)
+	agent.waitOut(t, `export PCSCLITE_CSOCK_NAME=(\S+)`)
+	mustHelloCLI(t, sock)
+
+	code, out, errs = cli(t, "", "status", "--control-socket", ctl)
+	if code != 0 || !regexp.MustCompile(`(?m)^vm2\s+up\s+.*1 total.*`+regexp.QuoteMeta(guestAddr)).MatchString(out) {
+		t.Errorf("status: exit %d:\n%s%s", code, out, errs)
+	}
+	code, out, _ = cli(t, "", "status", "--json", "--control-socket", ctl)
+	if code != 0 || !strings.Contains(out, `"mode": "relay"`) || !strings.Contains(out, `"state": "up"`) {
+		t.Errorf("status --json: exit %d:\n%s", code, out)
+	}
+	code, out, _ = cli(t, "", "relay", "list", "--state-dir", state)
+	if code != 0 || !strings.Contains(out, "host dials "+guestAddr) {
+		t.Errorf("list: exit %d:\n%s", code, out)
+	}
+
+	// The agent goes away: status says so, and the agent back on the
+	// same address is dialed again.
+	if code := agent.stop(t); code != 0 {
+		t.Fatalf("agent: exit %d:\n%s", code, &agent.err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, out, _ := cli(t, "", "status", "--control-socket", ctl)
+		if regexp.MustCompile(`(?m)^vm2\s+(backing-off|connecting)`).MatchString(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status after the agent stopped:\n%s", out)
+		}
+	}
+	agent = runBackground(t, "relay", "agent", "--credentials", creds, "--socket", sock)
+	agent.waitOut(t, `export PCSCLITE_CSOCK_NAME=(\S+)`)
+	mustHelloCLI(t, sock)
+}
+
+// freePort returns a loopback address that nothing listened on a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

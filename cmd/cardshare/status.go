@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,17 +22,19 @@ func newStatusCmd() *cobra.Command {
 	o := &statusOptions{}
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the guests of the running `cardshare up`",
-		Long: `status asks the running ` + "`cardshare up`" + ` over its control socket how each guest is
-doing: state (connecting, up, backing-off with the next retry, failed), the
-guest socket path, since when, open and total client connections, bytes
-relayed, the guest's and the host's pcsc-lite protocol versions, and the last
-error.
+		Short: "Show the guests of the running `cardshare up` and `relay serve`",
+		Long: `status asks the running ` + "`cardshare up`" + ` and ` + "`cardshare relay serve`" + ` over their
+control sockets how each guest is doing: state (connecting, up, backing-off
+with the next retry, failed; for relay guests also disconnected and revoked),
+the guest socket path or the relay guest's address, since when, open and
+total client connections, bytes relayed, the guest's and the host's pcsc-lite
+protocol versions, and the last error.
 
---json prints a stable document for scripts: {"version": 1, ...}, with every
-field always present; see the README for the schema. New fields may appear
-within version 1; a field changes meaning or goes away only with a new
-version.`,
+--json prints a stable document for scripts: {"version": 1, "mode": "up", ...},
+with every field always present; see the README for the schema. New fields
+may appear within version 1; a field changes meaning or goes away only with a
+new version. When both ` + "`up`" + ` and ` + "`relay serve`" + ` run, --json prints both documents,
+one after the other (jq reads them as a stream).`,
 		Example: `  cardshare status
   cardshare status --json | jq -r '.guests[] | select(.state != "up") | .name'`,
 		Args: cobra.NoArgs,
@@ -40,54 +44,97 @@ version.`,
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.json, "json", false, "print the status document as JSON (schema version 1)")
-	f.StringVar(&o.control, "control-socket", "", "control socket `path` of the `cardshare up` to ask (default $XDG_RUNTIME_DIR/cardshare/control.sock)")
+	f.StringVar(&o.control, "control-socket", "", "control socket `path` of the one process to ask (default: both $XDG_RUNTIME_DIR/cardshare/control.sock of `up` and relay.sock of `relay serve`)")
 	return cmd
 }
 
 func runStatus(ctx context.Context, o *statusOptions, stdout io.Writer) error {
-	path := o.control
-	if path == "" {
-		var err error
-		if path, err = defaultControlSocket(); err != nil {
+	paths := []string{o.control}
+	if o.control == "" {
+		up, err := defaultControlSocket()
+		if err != nil {
 			return err
 		}
+		relay, err := defaultRelayControlSocket()
+		if err != nil {
+			return err
+		}
+		paths = []string{up, relay}
 	}
-	s, err := queryStatus(ctx, path)
-	if err != nil {
-		return err
+	var docs []*StatusV1
+	var notRunning error
+	for _, p := range paths {
+		s, err := queryStatus(ctx, p)
+		if errors.Is(err, errNotRunning) && len(paths) > 1 {
+			notRunning = err
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		docs = append(docs, s)
 	}
-	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(s)
+	if len(docs) == 0 {
+		return withHint(fmt.Errorf("%w: nothing serves %s", errNotRunning, strings.Join(paths, " or ")), hint(notRunning))
 	}
-	printStatus(stdout, s, time.Now())
+	for i, s := range docs {
+		if o.json {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(s); err != nil {
+				return err
+			}
+			continue
+		}
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		printStatus(stdout, s, time.Now())
+	}
 	return nil
 }
 
 // printStatus writes s as a table for people.
 func printStatus(w io.Writer, s *StatusV1, now time.Time) {
-	fmt.Fprintf(w, "cardshare up, pid %d, running for %s\n", s.PID, age(now, s.Started))
-	fmt.Fprintf(w, "config %s, loaded %s ago\n", s.Config, age(now, s.Loaded))
+	relay := s.Mode == modeRelay
+	if relay {
+		fmt.Fprintf(w, "cardshare relay serve, pid %d, running for %s\n", s.PID, age(now, s.Started))
+		fmt.Fprintf(w, "state %s, listening on %s\n", s.Config, orDash(s.Listen))
+	} else {
+		fmt.Fprintf(w, "cardshare up, pid %d, running for %s\n", s.PID, age(now, s.Started))
+		fmt.Fprintf(w, "config %s, loaded %s ago\n", s.Config, age(now, s.Loaded))
+	}
 	fmt.Fprintf(w, "host pcscd %s: protocol %s (%s)\n", s.Host.PCSCDSocket, s.Host.Protocol, s.Host.Releases)
 	if s.ReloadError != "" {
 		fmt.Fprintf(w, "last reload: %s\n", s.ReloadError)
 	}
 	if len(s.Guests) == 0 {
-		fmt.Fprintln(w, "\nno guests configured")
+		if relay {
+			fmt.Fprintln(w, "\nno guests paired: `cardshare relay pair NAME`")
+		} else {
+			fmt.Fprintln(w, "\nno guests configured")
+		}
 		return
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "GUEST\tSTATE\tSINCE\tCONNECTIONS\tUP/DOWN\tPROTOCOL\tGUEST SOCKET")
+	last := "GUEST SOCKET"
+	if relay {
+		last = "GUEST ADDRESS"
+	}
+	fmt.Fprintf(tw, "GUEST\tSTATE\tSINCE\tCONNECTIONS\tUP/DOWN\tPROTOCOL\t%s\n", last)
 	for _, g := range s.Guests {
 		since := age(now, g.Since)
 		if g.RetryAt != nil {
 			since += ", retry in " + until(now, *g.RetryAt)
 		}
 		proto := orDash(g.GuestProtocol) + " → " + orDash(g.HostProtocol)
+		where := g.Socket
+		if relay {
+			where = g.Address
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d open, %d total\t%s / %s\t%s\t%s\n", g.Name, g.State, since,
-			g.OpenConnections, g.Connections, sizeSI(g.BytesUp), sizeSI(g.BytesDown), proto, orDash(g.Socket))
+			g.OpenConnections, g.Connections, sizeSI(g.BytesUp), sizeSI(g.BytesDown), proto, orDash(where))
 	}
 	tw.Flush()
 	first := true

@@ -39,6 +39,37 @@ build: dial tcp 127.0.0.1:2223: connect: connection refused
 	}
 }
 
+func TestPrintStatusRelay(t *testing.T) {
+	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	s := &StatusV1{
+		Version: 1, Mode: modeRelay, PID: 77, Config: "/home/me/.config/cardshare/relay", Listen: "[::]:7743",
+		Started: now.Add(-time.Hour), Loaded: now.Add(-time.Hour),
+		Host: HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
+		Guests: []GuestStatus{
+			{Name: "vm1", State: "up", Since: now.Add(-time.Minute), Address: "192.168.122.5:40112",
+				HostProtocol: "4.4", OpenConnections: 2, Connections: 9, BytesUp: 1200, BytesDown: 4000},
+			{Name: "vm2", State: "disconnected", Since: now.Add(-time.Hour), HostProtocol: "4.4"},
+			{Name: "vm3", State: "revoked", Since: now.Add(-time.Hour), HostProtocol: "4.4", LastError: "revoked"},
+		},
+	}
+	var b strings.Builder
+	printStatus(&b, s, now)
+	want := `cardshare relay serve, pid 77, running for 1h0m0s
+state /home/me/.config/cardshare/relay, listening on [::]:7743
+host pcscd /run/pcscd/pcscd.comm: protocol 4.4 (pcsc-lite 1.8.24–2.2.3)
+
+GUEST  STATE         SINCE   CONNECTIONS      UP/DOWN          PROTOCOL  GUEST ADDRESS
+vm1    up            1m0s    2 open, 9 total  1.2 kB / 4.0 kB  - → 4.4   192.168.122.5:40112
+vm2    disconnected  1h0m0s  0 open, 0 total  0 B / 0 B        - → 4.4   -
+vm3    revoked       1h0m0s  0 open, 0 total  0 B / 0 B        - → 4.4   -
+
+vm3: revoked
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
 func TestSizeSI(t *testing.T) {
 	for n, want := range map[uint64]string{0: "0 B", 999: "999 B", 1000: "1.0 kB", 1549: "1.5 kB", 12345: "12 kB",
 		999_499: "999 kB", 999_500: "1.0 MB", 5_000_000_000: "5.0 GB"} {

@@ -467,6 +467,7 @@ func (f *fleet) status() StatusV1 {
 	f.mu.Lock()
 	s := StatusV1{
 		Version:     StatusVersion,
+		Mode:        modeUp,
 		PID:         os.Getpid(),
 		Config:      f.file,
 		Started:     f.started.UTC(),
