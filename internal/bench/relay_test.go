@@ -154,7 +154,8 @@ func startRelayCLI(b *testing.B, pcscd string) string {
 	}
 	state, creds, guest := filepath.Join(dir, "host"), filepath.Join(dir, "guest", "credentials.json"), filepath.Join(dir, "g", "pcscd.comm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	startRelayProcess(b, bin, "relay", "serve", "--listen", addr, "--state-dir", state, "--pcscd-socket", pcscd)
+	startRelayProcess(b, bin, "relay", "serve", "--listen", addr, "--state-dir", state, "--pcscd-socket", pcscd,
+		"--control-socket", filepath.Join(dir, "ctl", "relay.sock"))
 	out, err := exec.Command(bin, "relay", "pair", "--state-dir", state, "vm1").CombinedOutput()
 	if err != nil {
 		b.Fatalf("bench: relay pair: %v\n%s", err, out)
