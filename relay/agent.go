@@ -150,7 +150,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	rc.Logger = a.log
 	rc.Stats = &a.stats
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, ln, a.Dial, &rc) }()
+	go func() { served <- Serve(ctx, rawListener{ln}, a.Dial, &rc) }()
 	looped := make(chan error, 1)
 	if a.cfg.HostListener != nil {
 		go func() { looped <- a.awaitHost(ctx, a.cfg.HostListener) }()

@@ -129,6 +129,10 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	return c.wn, err
 }
 
+// SyscallConn gives access to the descriptor, as the wrapped connection
+// does.
+func (c *rawConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
 // CloseWrite half-closes c when the wrapped connection can, so that Pipe
 // still half-closes through the wrapper.
 func (c *rawConn) CloseWrite() error {

@@ -49,7 +49,8 @@ func CheckAddr(addr string) error {
 	return nil
 }
 
-// DialAddr connects to addr as ListenAddr parses it.
+// DialAddr connects to addr as ListenAddr parses it. TCP connections have
+// TCP_NODELAY set and do their I/O with RawIO.
 func DialAddr(ctx context.Context, addr string) (net.Conn, error) {
 	if rest, ok := strings.CutPrefix(addr, vsockScheme); ok {
 		return dialVsock(ctx, rest)
@@ -60,7 +61,7 @@ func DialAddr(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, fmt.Errorf("relay: connect: %w", err)
 	}
 	noDelay(c)
-	return c, nil
+	return RawIO(c), nil
 }
 
 // noDelay turns Nagle's algorithm off. Go does that for every TCP connection
@@ -73,13 +74,26 @@ func noDelay(c net.Conn) {
 	}
 }
 
-// tcpListener sets TCP_NODELAY on the connections it accepts.
+// tcpListener sets TCP_NODELAY on the connections it accepts, and does
+// their I/O with RawIO.
 type tcpListener struct{ net.Listener }
 
 func (l tcpListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		noDelay(c)
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	noDelay(c)
+	return RawIO(c), nil
+}
+
+// rawListener does the I/O of the connections it accepts with RawIO.
+type rawListener struct{ net.Listener }
+
+func (l rawListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return RawIO(c), nil
 }

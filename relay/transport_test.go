@@ -12,7 +12,7 @@ import (
 func TestTransportNoDelay(t *testing.T) {
 	a, b := tcpPair(t)
 	for name, c := range map[string]net.Conn{"dialed": a, "accepted": b} {
-		raw, err := c.(*net.TCPConn).SyscallConn()
+		raw, err := c.(syscall.Conn).SyscallConn()
 		if err != nil {
 			t.Fatal(err)
 		}

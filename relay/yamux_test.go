@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,14 +276,29 @@ func TestFrameWriter(t *testing.T) {
 	}
 }
 
+// setSockBuf sets a socket buffer size of c, which DialAddr and ListenAddr
+// return wrapped (RawIO).
+func setSockBuf(t *testing.T, c net.Conn, opt, size int) {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	rc.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, size) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+}
+
 // A write that times out on a stuck connection closes the session, so that
 // the peer does not wait forever for what was not sent (yamux#142).
 func TestStreamWriteTimeoutClosesSession(t *testing.T) {
 	a, a2 := tcpPair(t)
 	b2, b := tcpPair(t)
 	// Small buffers fill before the stream's 256 KiB window runs out.
-	a.(*net.TCPConn).SetWriteBuffer(4 << 10)
-	a2.(*net.TCPConn).SetReadBuffer(4 << 10)
+	setSockBuf(t, a, syscall.SO_SNDBUF, 4<<10)
+	setSockBuf(t, a2, syscall.SO_RCVBUF, 4<<10)
 	var bh blackhole
 	bh.pipeThrough(t, a2, b2)
 	cfg := &MuxConfig{KeepaliveInterval: time.Hour, WriteTimeout: 200 * time.Millisecond}
