@@ -11,12 +11,23 @@ import (
 	"syscall"
 )
 
-// bufSize holds the largest pcsc-lite message in one read: an extended APDU
-// (MAX_BUFFER_SIZE_EXTENDED, 65548 bytes) plus the 8-byte header and the
-// 32-byte transmit_struct.
-const bufSize = 64 << 10
+// A connection's copy starts with a small buffer and takes a large one only
+// while messages do not fit. pcsc-lite messages are nearly all a few hundred
+// bytes; the largest common one, the reader state array (DefaultSlots records
+// of 184 bytes, 2944 bytes), fits smallBufSize. Only extended APDUs
+// (MAX_BUFFER_SIZE_EXTENDED, 65548 bytes, plus the 8-byte header and the
+// 32-byte transmit_struct) and the arrays of a pcscd built with more slots
+// need more. A 64 KiB buffer for each direction of every open connection
+// was most of the relay's memory under load.
+const (
+	smallBufSize = 4 << 10
+	bigBufSize   = 64 << 10
+)
 
-var bufPool = sync.Pool{New: func() any { return new([bufSize]byte) }}
+var (
+	smallBufs = sync.Pool{New: func() any { return new([smallBufSize]byte) }}
+	bigBufs   = sync.Pool{New: func() any { return new([bigBufSize]byte) }}
+)
 
 // closeWriter is a connection that can close its sending half:
 // *net.UnixConn, *net.TCPConn, and the channels of golang.org/x/crypto/ssh.
@@ -98,11 +109,24 @@ func half(dst net.Conn, run func() error, closeBoth func()) error {
 }
 
 // copyBytes copies src to dst until src ends (nil) or either fails.
+//
+// It reads into a small buffer. A read that fills it means more bytes are
+// waiting: the next reads go to a large buffer, until one does not fill
+// that either, which hands the large buffer back. So an idle connection
+// holds only small buffers whatever it carried before, and relaying small
+// messages touches no pool.
 func copyBytes(dst, src net.Conn, n *atomic.Uint64) error {
-	buf := bufPool.Get().(*[bufSize]byte)
-	defer bufPool.Put(buf)
+	small := smallBufs.Get().(*[smallBufSize]byte)
+	defer smallBufs.Put(small)
+	var big *[bigBufSize]byte
+	defer func() {
+		if big != nil {
+			bigBufs.Put(big)
+		}
+	}()
+	buf := small[:]
 	for {
-		nr, rerr := src.Read(buf[:])
+		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			if n != nil {
@@ -117,6 +141,15 @@ func copyBytes(dst, src net.Conn, n *atomic.Uint64) error {
 		}
 		if rerr != nil {
 			return rerr
+		}
+		switch {
+		case big == nil && nr == len(buf):
+			big = bigBufs.Get().(*[bigBufSize]byte)
+			buf = big[:]
+		case big != nil && nr < len(buf):
+			bigBufs.Put(big)
+			big = nil
+			buf = small[:]
 		}
 	}
 }
