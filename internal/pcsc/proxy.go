@@ -118,9 +118,12 @@ type ProxyConfig struct {
 // reading is not libpcsclite, and cardshare does not buffer for it.
 const queueLen = 16
 
-// proxyBufSize is each direction's read buffer: every fixed unit fits,
-// and data passes through in pieces.
-const proxyBufSize = 16 << 10
+// proxyBufSize is each direction's read buffer. Every fixed unit fits
+// (the largest is maxRequestFixedSize, 288 bytes), and so does a default
+// reader array (DefaultSlots records, 2944 bytes) in one read; APDU data
+// and larger arrays pass through in pieces. It is held for as long as the
+// connection is open, so it is as small as the common messages allow.
+const proxyBufSize = 4 << 10
 
 var proxyBufs = sync.Pool{New: func() any { return new([proxyBufSize]byte) }}
 

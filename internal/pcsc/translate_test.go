@@ -2,12 +2,14 @@ package pcsc_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -264,6 +266,40 @@ func TestProxyIdentity(t *testing.T) {
 				expect(t, to, who, s.b, i)
 			}
 			p.end(t)
+		})
+	}
+}
+
+// An extended APDU and its response, each larger than the proxy's
+// buffers, pass through whole.
+func TestProxyExtendedAPDU(t *testing.T) {
+	for name, d := range map[string]pcsc.Dialect{
+		"4.4":        {Guest: pcsc.V44, Host: pcsc.V44},
+		"4.5 on 4.4": {Guest: pcsc.V45, Host: pcsc.V44},
+	} {
+		t.Run(name, func(t *testing.T) {
+			x := startProxy(t, d, nil, false)
+			req, rep := transmitExchange(t)
+			const apduLen, respLen = 65536, 65538 // Lc of 65536; 65536 bytes and SW1 SW2
+			hdr := slices.Clone(req[0])
+			st := slices.Clone(req[1])
+			binary.LittleEndian.PutUint32(st[12:], apduLen) // cbSendLength
+			apdu := bytes.Repeat([]byte{0xA5}, apduLen)
+			go func() {
+				for _, b := range [][]byte{hdr, st, apdu} {
+					x.client.Write(b)
+				}
+			}()
+			expect(t, x.daemon, "host", slices.Concat(hdr, st, apdu), 0)
+			rst := slices.Clone(rep[0])
+			binary.LittleEndian.PutUint32(rst[24:], respLen) // pcbRecvLength
+			resp := bytes.Repeat([]byte{0x5A}, respLen)
+			go func() {
+				x.daemon.Write(rst)
+				x.daemon.Write(resp)
+			}()
+			expect(t, x.client, "guest", slices.Concat(rst, resp), 1)
+			x.end(t)
 		})
 	}
 }
