@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // DefaultPort is where vpcd listens for the card of its first slot with the
@@ -32,6 +33,7 @@ type Card struct {
 	conn   net.Conn
 	r      io.Reader // conn, re-arming TCP_QUICKACK before each read
 	closed atomic.Bool
+	delay  atomic.Int64 // time.Duration; see SetDelay
 	applet applet
 }
 
@@ -77,6 +79,15 @@ func New(conn net.Conn) (*Card, error) {
 	return c, nil
 }
 
+// SetDelay makes the card take d to answer each APDU from now on, as a real
+// card's processing time does: a PIV card or a YubiKey takes some 2 to 20 ms
+// per command. With a delay the card, not the path to it, bounds the rate of
+// APDUs (one reader answers one APDU at a time), which is what benchmarks of
+// many clients sharing a reader need. Control commands (ATR, power) are
+// answered at once. Zero, the default, answers APDUs at once too. SetDelay
+// may be called while Serve runs.
+func (c *Card) SetDelay(d time.Duration) { c.delay.Store(int64(max(d, 0))) }
+
 // Serve answers vpcd until the card is removed, ctx ends, or vpcd goes away.
 // It returns nil after Close, ctx.Err() after ctx ends, and an error wrapping
 // io.EOF when vpcd closed the connection (pcscd stopped, or the reader was
@@ -89,6 +100,9 @@ func (c *Card) Serve(ctx context.Context) error {
 	for {
 		var err error
 		in, err = readFrame(c.r, in)
+		if d := time.Duration(c.delay.Load()); err == nil && d > 0 && len(in) > 1 {
+			time.Sleep(d)
+		}
 		if err == nil {
 			reply := c.handle(out[:0], in)
 			if reply == nil {

@@ -155,6 +155,45 @@ func TestServeSession(t *testing.T) {
 	}
 }
 
+// With a delay set, each APDU is answered no sooner than the delay after it
+// arrived, and the answers are unchanged.
+func TestServeDelay(t *testing.T) {
+	cardEnd, vpcdEnd := net.Pipe()
+	defer vpcdEnd.Close()
+	c, err := New(cardEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = 30 * time.Millisecond
+	c.SetDelay(delay)
+	done := serve(context.Background(), c)
+	v := fakeVPCD{t, vpcdEnd}
+	v.send([]byte{ctrlATR})
+	if got := v.recv(); string(got) != ATR {
+		t.Fatalf("ATR = % X, want % X", got, ATR)
+	}
+	for _, tt := range []struct{ cmd, want string }{
+		{selectHello, "\x90\x00"},
+		{"00 00 00 00", Greeting + "\x90\x00"},
+	} {
+		start := time.Now()
+		if got := v.transmit(tt.cmd); string(got) != tt.want {
+			t.Fatalf("%s = % X, want % X", tt.cmd, got, tt.want)
+		}
+		if d := time.Since(start); d < delay {
+			t.Errorf("%s answered after %v, want at least %v", tt.cmd, d, delay)
+		}
+	}
+	c.SetDelay(0)
+	if got := v.transmit("00 00 00 00"); string(got) != Greeting+"\x90\x00" {
+		t.Fatalf("hello without delay = %q", got)
+	}
+	c.Close()
+	if err := wait(t, done); err != nil {
+		t.Errorf("Serve after Close = %v, want nil", err)
+	}
+}
+
 func TestServeEnds(t *testing.T) {
 	t.Run("vpcd closes", func(t *testing.T) {
 		cardEnd, vpcdEnd := net.Pipe()

@@ -21,5 +21,8 @@
 // answers "Hello world!" 90 00. Other commands get the status words an ISO
 // 7816-4 card would give. Power off, power on and reset deselect the applet.
 //
+// The card answers at once unless Card.SetDelay gives it a real card's
+// processing time per APDU.
+//
 // The card never logs or prints APDU bytes.
 package vcard
