@@ -9,29 +9,38 @@
 # scripts/install-test-deps.sh installs. Not part of CI: a run takes about two
 # minutes on 2 cores.
 #
-# usage: scripts/scale.sh [-g GUESTS] [-n APDUS] [-i IDLE] [-e CLI_ENV] [-P]
-#                         [-- GO_TEST_FLAGS...]
+# The virtual card answers at once, so by default the run measures what the
+# path costs in CPU. With -d it takes that long per APDU, as a real card does
+# (a PIV card or YubiKey takes 2-20 ms), and the reader, which answers one
+# APDU at a time, is the bound that cardshare should reach: compare its
+# APDU/s with the direct clients' in the same run.
+#
+# usage: scripts/scale.sh [-g GUESTS] [-n APDUS] [-d DELAY] [-i IDLE] [-e CLI_ENV]
+#                         [-P] [-- GO_TEST_FLAGS...]
 #   -g  guests (default 100)
-#   -n  APDUs per guest client (default 500)
+#   -n  APDUs per guest client (default 500; 50 with -d)
+#   -d  the card's time per APDU, e.g. 5ms (default 0: at once)
 #   -i  how long to watch the idle process for its CPU use (default 10s)
 #   -e  comma-separated VAR=value for the cardshare process, e.g. GOMAXPROCS=2
 #   -P  skip the in-process run that counts goroutines
-# The same settings can come from the environment: GUESTS, APDUS, IDLE,
-# CLI_ENV. Flags after -- go to go test, e.g. -- -v.
+# The same settings can come from the environment: GUESTS, APDUS,
+# CARD_DELAY, IDLE, CLI_ENV. Flags after -- go to go test, e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() { awk '/^# usage:/ { on = 1 } on && !/^#/ { exit } on { sub(/^# ?/, ""); print }' "$0"; }
 
 guests=${GUESTS:-100}
-apdus=${APDUS:-500}
+apdus=${APDUS:-}
+delay=${CARD_DELAY:-0}
 idle=${IDLE:-10s}
 cli_env=${CLI_ENV:-}
 inproc=true
-while getopts g:n:i:e:Ph opt; do
+while getopts g:n:d:i:e:Ph opt; do
 	case $opt in
 	g) guests=$OPTARG ;;
 	n) apdus=$OPTARG ;;
+	d) delay=$OPTARG ;;
 	i) idle=$OPTARG ;;
 	e) cli_env=$OPTARG ;;
 	P) inproc=false ;;
@@ -46,6 +55,10 @@ while getopts g:n:i:e:Ph opt; do
 	esac
 done
 shift $((OPTIND - 1))
+if [[ -z $apdus ]]; then
+	# With a 5 ms card, 100 guests of 50 APDUs take about 25 s per run.
+	if [[ $delay == 0 || $delay == 0s ]]; then apdus=500; else apdus=50; fi
+fi
 
 go test -run '^$' -bench '^BenchmarkScale$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
-	-args -scale-guests="$guests" -scale-apdus="$apdus" -scale-idle="$idle" -scale-inproc="$inproc" -cli-env="$cli_env"
+	-args -scale-guests="$guests" -scale-apdus="$apdus" -scale-idle="$idle" -scale-inproc="$inproc" -scale-card-delay="$delay" -cli-env="$cli_env"

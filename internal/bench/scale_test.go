@@ -34,6 +34,7 @@ var (
 	flagScaleAPDUs  = flag.Int("scale-apdus", 500, "APDUs of each guest's client in BenchmarkScale")
 	flagScaleIdle   = flag.Duration("scale-idle", 10*time.Second, "how long BenchmarkScale watches the idle `cardshare up` for its CPU use")
 	flagScaleInproc = flag.Bool("scale-inproc", true, "BenchmarkScale: also run forward.Expose for all guests in the test process, where goroutines can be counted")
+	flagScaleDelay  = flag.Duration("scale-card-delay", 0, "BenchmarkScale: the virtual card takes this long to answer each APDU, as a real card does (a PIV card or YubiKey: 2–20 ms); 0 answers at once, and the machine's CPU is the bound")
 )
 
 // scaleSSHDConfig is what one sshd needs to serve a hundred guests that
@@ -52,15 +53,22 @@ var scaleSSHDConfig = []string{"MaxStartups 1000"}
 // forward.Expose in the test process, to count goroutines, which a process
 // does not show from outside.
 //
+// The test card answers at once, so the aggregate rate measures the CPU the
+// path costs: with many guests on 2 cores, cardshare and the guests' sshd
+// compete with pcscd and the card for it. A real card takes milliseconds
+// per APDU and one reader answers one APDU at a time; -scale-card-delay
+// gives the card such a delay, so that the runs show whether cardshare
+// keeps the reader as busy as direct clients do.
+//
 // The benchmark runs once whatever b.N is; run it with -benchtime 1x, or
 // scripts/scale.sh.
 func BenchmarkScale(b *testing.B) {
 	n, apdus := *flagScaleGuests, *flagScaleAPDUs
-	if n < 1 || apdus < 1 {
-		b.Fatal("bench: -scale-guests and -scale-apdus must be positive")
+	if n < 1 || apdus < 1 || *flagScaleDelay < 0 {
+		b.Fatal("bench: -scale-guests and -scale-apdus must be positive, -scale-card-delay not negative")
 	}
 	p := testenv.StartPCSCD(b)
-	p.InsertCard(b)
+	p.InsertCard(b).SetDelay(*flagScaleDelay)
 	bin := testenv.BuildClient(b)
 	s := testenv.StartSSHD(b, testenv.SSHDOptions{Config: scaleSSHDConfig})
 	s.Run(b, "mkdir -m 700 scale")
@@ -72,7 +80,13 @@ func BenchmarkScale(b *testing.B) {
 	fmt.Printf("sshd: %s (testenv's config otherwise)\n", strings.Join(scaleSSHDConfig, ", "))
 
 	waitReady(b, bin, p.Socket)
-	single := runClients(b, bin, []string{p.Socket}, 3000, &cpuWatch{pcscd: p.PID}, nil)
+	// The single client runs for under a second at full speed, and for
+	// about three with a card delay.
+	singleAPDUs := 3000
+	if d := *flagScaleDelay; d > 0 {
+		singleAPDUs = max(100, int(3*time.Second/d))
+	}
+	single := runClients(b, bin, []string{p.Socket}, singleAPDUs, &cpuWatch{pcscd: p.PID}, nil)
 	direct := runClients(b, bin, slices.Repeat([]string{p.Socket}, n), apdus, &cpuWatch{pcscd: p.PID}, nil)
 
 	up := scaleProcess(b, bin, p, s, sockets, apdus)
@@ -596,8 +610,8 @@ func scaleInProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD,
 
 func reportScale(b *testing.B, n, apdus int, single, direct clientsRun, up *scaleUp, in *scaleInproc) {
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%d guests on one sshd, one `cardshare up` process (%s); %d APDUs per guest client, all clients at once\n\n",
-		n, cliEnvNote(), apdus)
+	fmt.Fprintf(&t, "\n%d guests on one sshd, one `cardshare up` process (%s); %d APDUs per guest client, all clients at once; %s\n\n",
+		n, cliEnvNote(), apdus, cardDelayNote())
 
 	t.WriteString("| | APDU/s, all clients | × direct, same clients | per client APDU/s min / median / max | failed clients |\n|---|---:|---:|---|---:|\n")
 	row := func(name string, r clientsRun, ref float64) {
@@ -664,8 +678,13 @@ func reportScale(b *testing.B, n, apdus int, single, direct clientsRun, up *scal
 	}
 	fmt.Println(t.String())
 
+	if d := *flagScaleDelay; d > 0 {
+		fmt.Printf("card delay %v: one reader answers at most %.0f APDU/s; direct clients reached %.0f (%.2f of that), cardshare %.2f× direct\n\n",
+			d, float64(time.Second)/float64(d), direct.perSec(), direct.perSec()*d.Seconds(), up.clients.perSec()/direct.perSec())
+	}
 	b.ReportMetric(up.clients.perSec(), "cardshare-APDU/s")
 	b.ReportMetric(direct.perSec(), "direct-APDU/s")
+	b.ReportMetric(up.clients.perSec()/direct.perSec(), "cardshare-x-direct")
 	b.ReportMetric(float64(up.idle.rssKB)/1024, "idle-RSS-MB")
 	b.ReportMetric(float64(up.load.rssKB)/1024, "load-RSS-MB")
 	b.ReportMetric(up.allUp.Seconds(), "startup-s")
@@ -677,6 +696,14 @@ func ratioMinMedian(rs []float64) float64 {
 		return 0
 	}
 	return rs[0] / median(rs)
+}
+
+// cardDelayNote describes the card's answer time.
+func cardDelayNote() string {
+	if *flagScaleDelay == 0 {
+		return "the card answers at once"
+	}
+	return fmt.Sprintf("the card takes %v per APDU", *flagScaleDelay)
 }
 
 // cliEnvNote describes the environment of the cardshare processes.
