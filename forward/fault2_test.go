@@ -4,14 +4,11 @@ import (
 	"bufio"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/pprof"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,52 +28,6 @@ import (
 // These tests do not run in parallel, so that the goroutine and descriptor
 // counts are this test's alone. Each logs a "fault:" line with what the
 // client saw and how long recovery took (go test -v -run Fault ./forward).
-
-// usage counts what a leak would leave behind.
-type usage struct {
-	goroutines int
-	fds        map[string]string // fd number → what it is
-}
-
-func snapshot(t *testing.T) usage {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := usage{runtime.NumGoroutine(), map[string]string{}}
-	for _, e := range ents {
-		u.fds[e.Name()], _ = os.Readlink("/proc/self/fd/" + e.Name())
-	}
-	return u
-}
-
-// checkNoLeak waits up to 10 s for the goroutines and file descriptors to
-// come back to before. Connections end asynchronously: a relay notices a
-// closed peer only when its read returns.
-func checkNoLeak(t *testing.T, before usage) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		now := snapshot(t)
-		if now.goroutines <= before.goroutines && len(now.fds) <= len(before.fds) {
-			return
-		}
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for fd, what := range now.fds {
-				if before.fds[fd] != what {
-					fmt.Fprintf(&b, "new fd %s: %s\n", fd, what)
-				}
-			}
-			pprof.Lookup("goroutine").WriteTo(&b, 1)
-			t.Errorf("leak: %d goroutines and %d fds, before the fault %d and %d\n%s",
-				now.goroutines, len(now.fds), before.goroutines, len(before.fds), b.String())
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // bgClient is the C client running as the guest user in the background.
 type bgClient struct {
@@ -193,7 +144,7 @@ func TestFaultSSHDKilledMidTransmit(t *testing.T) {
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, nil)
 	up := e.wait(t, forward.StateUp)
 	mustHello(t, s, up.Socket)
-	before := snapshot(t)
+	before := testenv.Snapshot(t)
 
 	n := e.opened()
 	c := startGuestClient(t, s, up.Socket, "bench", "10000000")
@@ -211,7 +162,7 @@ func TestFaultSSHDKilledMidTransmit(t *testing.T) {
 	up = e.wait(t, forward.StateUp)
 	back := time.Since(killed)
 	mustHello(t, s, up.Socket)
-	checkNoLeak(t, before)
+	testenv.CheckNoLeak(t, before)
 	t.Logf("fault: client saw %q after %v; forward up again after %v", c.saw(),
 		c.ended.Sub(killed).Round(time.Millisecond), back.Round(time.Millisecond))
 }
@@ -226,7 +177,7 @@ func TestFaultGuestSocketDeleted(t *testing.T) {
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, func(c *forward.Config) { c.SocketCheck = check })
 	up := e.wait(t, forward.StateUp)
 	mustHello(t, s, up.Socket)
-	before := snapshot(t)
+	before := testenv.Snapshot(t)
 
 	for _, victim := range []string{up.Socket, filepath.Dir(up.Socket)} {
 		removed := time.Now()
@@ -253,7 +204,7 @@ func TestFaultGuestSocketDeleted(t *testing.T) {
 		t.Logf("fault: %s removed: client saw %q; forward up again after %v (check every %v)",
 			filepath.Base(victim), saw, back.Round(time.Millisecond), check)
 	}
-	checkNoLeak(t, before)
+	testenv.CheckNoLeak(t, before)
 }
 
 // The host pcscd restarts while clients of two guests wait in
@@ -274,7 +225,7 @@ func TestFaultHostPCSCDRestartMidWait(t *testing.T) {
 	for name, s := range guests {
 		mustHello(t, s, socks[name])
 	}
-	before := snapshot(t)
+	before := testenv.Snapshot(t)
 
 	var clients []*bgClient
 	for name, s := range guests {
@@ -311,7 +262,7 @@ drain:
 			break drain
 		}
 	}
-	checkNoLeak(t, before)
+	testenv.CheckNoLeak(t, before)
 	t.Logf("fault: client saw %q after %v; hello again after %v (pcscd restart and card insertion included)",
 		clients[0].saw(), clients[0].ended.Sub(restarted).Round(time.Millisecond), back.Round(time.Millisecond))
 }
@@ -326,7 +277,7 @@ func TestFaultSilentClient(t *testing.T) {
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, func(c *forward.Config) { c.Relay.OpeningTimeout = timeout })
 	up := e.wait(t, forward.StateUp)
 	mustHello(t, s, up.Socket)
-	before := snapshot(t)
+	before := testenv.Snapshot(t)
 
 	connected := time.Now()
 	var silent []net.Conn
@@ -361,7 +312,7 @@ func TestFaultSilentClient(t *testing.T) {
 		}
 	}
 	mustHello(t, s, up.Socket)
-	checkNoLeak(t, before)
+	testenv.CheckNoLeak(t, before)
 	t.Logf("fault: 5 silent clients saw EOF after %v (OpeningTimeout %v); a hello meanwhile worked",
 		dropped.Round(time.Millisecond), timeout)
 }
@@ -375,7 +326,7 @@ func TestFaultHugeLength(t *testing.T) {
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, nil)
 	up := e.wait(t, forward.StateUp)
 	mustHello(t, s, up.Socket)
-	before := snapshot(t)
+	before := testenv.Snapshot(t)
 
 	n := e.opened()
 	busy := startGuestClient(t, s, up.Socket, "bench", "3000")
@@ -418,7 +369,7 @@ func TestFaultHugeLength(t *testing.T) {
 		t.Errorf("the other client: %s", busy.saw())
 	}
 	mustHello(t, s, up.Socket)
-	checkNoLeak(t, before)
+	testenv.CheckNoLeak(t, before)
 }
 
 // Command codes of pcsc-lite's winscard_msg.h (enum pcsc_msg_commands); the

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,13 +82,14 @@ func TestRelayHelloWorld(t *testing.T) {
 	}
 }
 
-// cutProxy relays TCP connections to target until Cut; then it swallows
-// everything without closing, as a peer that vanished (VM paused, host
-// frozen, cable pulled).
+// cutProxy relays TCP connections to target. Cut makes the connections
+// open at that moment swallow everything without closing, as a peer that
+// vanished (VM paused, host frozen, cable pulled); connections made later
+// work, as after the peer came back.
 type cutProxy struct {
-	addr string
-	mu   sync.Mutex
-	cut  bool
+	addr  string
+	mu    sync.Mutex
+	conns []*atomic.Bool // the cut flag of each connection so far
 }
 
 func startCutProxy(t *testing.T, target string) *cutProxy {
@@ -110,27 +112,36 @@ func startCutProxy(t *testing.T, target string) *cutProxy {
 				continue
 			}
 			t.Cleanup(func() { c.Close(); s.Close() })
-			go p.copy(c, s)
-			go p.copy(s, c)
+			cut := new(atomic.Bool)
+			p.mu.Lock()
+			p.conns = append(p.conns, cut)
+			p.mu.Unlock()
+			go cutCopy(c, s, cut)
+			go cutCopy(s, c, cut)
 		}
 	}()
 	return p
 }
 
+// Cut freezes the connections open now.
 func (p *cutProxy) Cut() {
 	p.mu.Lock()
-	p.cut = true
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Store(true)
+	}
 }
 
-func (p *cutProxy) copy(dst, src net.Conn) {
+// cutCopy copies src to dst until src ends, dropping what comes once cut.
+// A cut connection closes nothing on its own: only when one end gives up
+// and closes does the proxy close the other, and free its descriptors.
+func cutCopy(dst, src net.Conn, cut *atomic.Bool) {
+	defer dst.Close()
+	defer src.Close()
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		p.mu.Lock()
-		cut := p.cut
-		p.mu.Unlock()
-		if n > 0 && !cut {
+		if n > 0 && !cut.Load() {
 			dst.Write(buf[:n])
 		}
 		if err != nil {
