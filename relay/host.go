@@ -366,6 +366,8 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 	reason := h.unregister(rec.Name, sess)
 	switch {
 	case reason != "":
+	case errors.Is(context.Cause(ctx), errNotWanted):
+		reason = errNotWanted.Error()
 	case ctx.Err() != nil:
 		reason = "host stopping"
 	case err != nil:

@@ -25,6 +25,10 @@ func (t dialTarget) id() string {
 	return "guest " + t.name + " " + t.addr + " " + t.key.String()
 }
 
+// errNotWanted is why the host ends a session it dialed when the guest list
+// no longer has the guest at that address.
+var errNotWanted = errors.New("revoked, paired again or given another address")
+
 // errWrongPeer means the host dialed a guest's address and something else
 // answered there: another guest's key, or a pairing where a session was due.
 var errWrongPeer = errors.New("relay: the peer at that address is not the guest paired there")
@@ -49,11 +53,11 @@ func (t *dialTarget) check(proto string, fp Fingerprint) error {
 // done. A guest revoked, paired again or given another address has its loop
 // stopped, and its session, if any, is cut off by watch.
 func (h *Host) dialGuests(ctx context.Context) {
-	running := make(map[string]context.CancelFunc)
+	running := make(map[string]context.CancelCauseFunc)
 	var wg sync.WaitGroup
 	defer func() {
 		for _, stop := range running {
-			stop()
+			stop(nil)
 		}
 		wg.Wait()
 	}()
@@ -63,13 +67,13 @@ func (h *Host) dialGuests(ctx context.Context) {
 		want := h.dialTargets(time.Now())
 		for id, stop := range running {
 			if _, ok := want[id]; !ok {
-				stop()
+				stop(errNotWanted)
 				delete(running, id)
 			}
 		}
 		for id, target := range want {
 			if _, ok := running[id]; !ok {
-				tctx, stop := context.WithCancel(ctx)
+				tctx, stop := context.WithCancelCause(ctx)
 				running[id] = stop
 				wg.Go(func() { h.dialLoop(tctx, target) })
 			}

@@ -163,7 +163,7 @@ func TestReverseRevoke(t *testing.T) {
 	if a.agent.Connected() {
 		t.Error("the host dialed a revoked guest again")
 	}
-	if !strings.Contains(h.log.String(), "reason=revoked") {
+	if !strings.Contains(h.log.String(), "reason=revoked") && !strings.Contains(h.log.String(), `reason="revoked, paired again`) {
 		t.Errorf("host log:\n%s", h.log)
 	}
 }
@@ -281,7 +281,7 @@ func TestJoinListeningIgnoresOthers(t *testing.T) {
 	if _, err := h.state.PairDial("vm3", ln2.Addr().String(), time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = relay.JoinListening(context.Background(), ln2, wrong, &relay.JoinConfig{Timeout: 1500 * time.Millisecond})
+	_, err = relay.JoinListening(context.Background(), ln2, wrong, &relay.JoinConfig{Timeout: 3 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "did not connect") || !errors.Is(err, relay.ErrHostKeyMismatch) {
 		t.Errorf("join with another host's token: %v, want a timeout naming the key mismatch", err)
 	}

@@ -270,7 +270,9 @@ func JoinListening(ctx context.Context, ln net.Listener, tok Token, cfg *JoinCon
 			return nil, err
 		}
 		if err != nil {
-			last = err // not the host: a scan, or a stale attempt
+			if ctx.Err() == nil {
+				last = err // not the host: a scan, or a stale attempt
+			}
 			continue
 		}
 		return &Credentials{Guest: h.Guest, HostKey: tok.HostKey, Key: key}, nil
