@@ -293,50 +293,32 @@ func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
 	var fails rateLimit
 	a.log.Info("waiting for the host to connect", "listen", ln.Addr().String(), "host_key", a.creds.HostKey.String())
 	slots := make(chan struct{}, maxAgentHandshakes)
-	var pause time.Duration
-	for {
-		raw, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				if err := context.Cause(ctx); errors.Is(err, ErrGuestRefused) {
-					return err
-				}
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("relay: accept: %w", err)
-			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			if !sleep(ctx, pause) {
-				return nil
-			}
-			continue
+	refuse := func(addr net.Addr, err error) {
+		if n, ok := fails.allow(time.Now()); ok && ctx.Err() == nil {
+			a.log.Warn("refused connection", "addr", addr.String(), "err", err, "not_logged", n)
 		}
-		pause = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			raw.Close()
-			continue
-		}
-		peer := raw.RemoteAddr().String()
-		wg.Go(func() {
-			hctx, hcancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
-			sess, err := a.handshake(hctx, raw, peer)
-			hcancel()
-			<-slots
-			if err != nil {
-				if errors.Is(err, ErrGuestRefused) {
-					a.log.Error("giving up", "host", peer, "err", err)
-					cancel(err)
-				} else if n, ok := fails.allow(time.Now()); ok && ctx.Err() == nil {
-					a.log.Warn("refused connection", "addr", peer, "err", err, "not_logged", n)
-				}
-				return
-			}
-			a.serveSession(ctx, sess, peer)
-		})
 	}
+	err := acceptHandshakes(ctx, ln, slots, &wg, refuse, func(raw net.Conn, release func()) {
+		peer := raw.RemoteAddr()
+		hctx, hcancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
+		sess, err := a.handshake(hctx, raw, peer.String())
+		hcancel()
+		release()
+		if err != nil {
+			if errors.Is(err, ErrGuestRefused) {
+				a.log.Error("giving up", "host", peer.String(), "err", err)
+				cancel(err)
+			} else {
+				refuse(peer, err)
+			}
+			return
+		}
+		a.serveSession(ctx, sess, peer.String())
+	})
+	if cause := context.Cause(ctx); err == nil && errors.Is(cause, ErrGuestRefused) {
+		return cause
+	}
+	return err
 }
 
 // serveSession makes sess the session until it ends or ctx is done; a

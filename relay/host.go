@@ -219,39 +219,9 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 	defer stop()
 
 	slots := make(chan struct{}, h.cfg.MaxHandshakes)
-	var pause time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("relay: accept: %w", err)
-			}
-			// Out of file descriptors, or a connection that failed
-			// before it was accepted: wait a little and go on, as
-			// net/http does.
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			h.refused(ln.Addr(), fmt.Errorf("accept: %w", err))
-			if !sleep(ctx, pause) {
-				return nil
-			}
-			continue
-		}
-		pause = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			h.refused(conn.RemoteAddr(), errors.New("too many connections in their handshake"))
-			conn.Close()
-			continue
-		}
-		wg.Go(func() {
-			var once sync.Once
-			h.handle(ctx, conn, func() { once.Do(func() { <-slots }) }, nil)
-		})
-	}
+	return acceptHandshakes(ctx, ln, slots, &wg, h.refused, func(c net.Conn, release func()) {
+		h.handle(ctx, c, release, nil)
+	})
 }
 
 // handle authenticates one connection and serves it. It calls done when the

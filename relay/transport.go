@@ -7,6 +7,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // A relay address is "HOST:PORT" for TCP, or "vsock://CID:PORT" for VM
@@ -96,4 +98,48 @@ func (l rawListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return RawIO(c), nil
+}
+
+// acceptHandshakes accepts on ln until ctx is done (nil) or ln fails, and
+// runs handle for each connection in a goroutine of wg, holding one of the
+// slots of slots: handle calls release when the connection's handshake is
+// over (more than once is fine). A connection that finds every slot taken
+// is passed to refuse and closed at once, so unauthenticated peers cost at
+// most len(slots) handshakes. Accept errors that are not the listener's end
+// (out of descriptors, a connection reset before it was accepted) are passed
+// to refuse and retried after a growing pause, as net/http does.
+func acceptHandshakes(ctx context.Context, ln net.Listener, slots chan struct{}, wg *sync.WaitGroup,
+	refuse func(addr net.Addr, err error), handle func(c net.Conn, release func())) error {
+	var pause time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("relay: accept: %w", err)
+			}
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			refuse(ln.Addr(), fmt.Errorf("accept: %w", err))
+			if !sleep(ctx, pause) {
+				return nil
+			}
+			continue
+		}
+		pause = 0
+		select {
+		case slots <- struct{}{}:
+		default:
+			refuse(c.RemoteAddr(), errors.New("too many connections in their handshake"))
+			c.Close()
+			continue
+		}
+		wg.Go(func() {
+			var once sync.Once
+			release := func() { once.Do(func() { <-slots }) }
+			defer release()
+			handle(c, release)
+		})
+	}
 }
