@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cardshare/cardshare/relay"
 )
 
 // Guest environment setup: what makes the guest's programs find the socket
@@ -782,25 +783,10 @@ func checkPlainPath(p string) error {
 }
 
 // DefaultGuestSocket returns the guest socket path that Expose chooses
-// when none is given, computed in the guest itself from its environment:
-// $XDG_RUNTIME_DIR/cardshare/pcscd.comm, else ~/.cardshare/pcscd.comm, else
-// /tmp/cardshare-UID/pcscd.comm when those are too long for a Unix socket.
-// It mirrors prepareScript, for `cardshare guest env`.
+// when none is given, as the guest's shell computes it (default_dir), for
+// `cardshare guest env`. Relay mode's agent uses the same function.
 func DefaultGuestSocket(getenv func(string) string, uid int) string {
-	isDir := func(p string) bool {
-		fi, err := os.Stat(p)
-		return err == nil && fi.IsDir()
-	}
-	dir := ""
-	if x := getenv("XDG_RUNTIME_DIR"); x != "" && isDir(x) {
-		dir = x + "/cardshare"
-	} else if h := getenv("HOME"); h != "" && isDir(h) {
-		dir = h + "/.cardshare"
-	}
-	if dir == "" || len(dir) > maxSocketPath-12 {
-		dir = "/tmp/cardshare-" + strconv.Itoa(uid)
-	}
-	return dir + "/pcscd.comm"
+	return relay.GuestSocketFor(getenv, uid)
 }
 
 // ExportLine is the sh line that points programs at socket.

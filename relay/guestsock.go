@@ -19,22 +19,27 @@ const maxSocketPath = 103
 var ErrSocketInUse = errors.New("relay: guest socket is in use by another listener")
 
 // DefaultGuestSocket returns where the agent serves pcsc-lite in the guest
-// when not told otherwise, the same place as SSH mode: pcscd.comm in
-// $XDG_RUNTIME_DIR/cardshare, else ~/.cardshare, else /tmp/cardshare-UID when
-// those paths are too long for a socket. Only the user can enter the
-// directory, so other guest users cannot reach the card.
-func DefaultGuestSocket() string {
-	const name = "pcscd.comm"
-	var dir string
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && isDir(d) {
-		dir = filepath.Join(d, "cardshare")
-	} else if h, err := os.UserHomeDir(); err == nil && isDir(h) {
-		dir = filepath.Join(h, ".cardshare")
+// when not told otherwise: GuestSocketFor this process's environment and
+// user, the same place as SSH mode.
+func DefaultGuestSocket() string { return GuestSocketFor(os.Getenv, os.Getuid()) }
+
+// GuestSocketFor returns the default guest socket of the user uid whose
+// environment getenv reads: pcscd.comm in $XDG_RUNTIME_DIR/cardshare, else
+// ~/.cardshare, else /tmp/cardshare-UID when those are missing or too long
+// for a socket. Only the user can enter the directory, so other guest users
+// cannot reach the card. SSH mode computes the same in the guest's shell
+// (forward's default_dir); both modes use this for what they print.
+func GuestSocketFor(getenv func(string) string, uid int) string {
+	dir := ""
+	if x := getenv("XDG_RUNTIME_DIR"); x != "" && isDir(x) {
+		dir = x + "/cardshare"
+	} else if h := getenv("HOME"); h != "" && isDir(h) {
+		dir = h + "/.cardshare"
 	}
-	if dir == "" || len(dir)+1+len(name) > maxSocketPath {
-		dir = filepath.Join(os.TempDir(), "cardshare-"+strconv.Itoa(os.Getuid()))
+	if dir == "" || len(dir) > maxSocketPath-12 {
+		dir = "/tmp/cardshare-" + strconv.Itoa(uid)
 	}
-	return filepath.Join(dir, name)
+	return dir + "/pcscd.comm"
 }
 
 func isDir(p string) bool {
