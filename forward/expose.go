@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -271,7 +270,7 @@ func (f *Forwarder) event(e Event) {
 // socket. It returns nil then, or the error of a first attempt that
 // retrying cannot fix (see Expose).
 func (f *Forwarder) Run(ctx context.Context) error {
-	backoff := f.cfg.MinBackoff
+	backoff := relay.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
 	everUp := false
 	for {
 		f.event(Event{State: StateConnecting})
@@ -282,16 +281,14 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		}
 		if up {
 			everUp = true
-			backoff = f.cfg.MinBackoff
+			backoff.Reset()
 		}
 		if !everUp && permanent(err) {
 			f.log.Error("giving up on guest", "err", err)
 			f.event(Event{State: StateFailed, Err: err})
 			return err
 		}
-		// Full jitter keeps many guests from reconnecting in lockstep
-		// after the host wakes up.
-		wait := backoff/2 + rand.N(backoff/2+1)
+		wait := backoff.Next()
 		f.log.Warn("guest connection lost; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		f.event(Event{State: StateBackoff, Err: err, Retry: time.Now().Add(wait)})
 		select {
@@ -300,7 +297,6 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, f.cfg.MaxBackoff)
 	}
 }
 

@@ -172,7 +172,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 // keepConnected connects, waits for the session to end, and starts over,
 // until ctx is done or the host refuses this guest.
 func (a *Agent) keepConnected(ctx context.Context) error {
-	backoff := a.cfg.MinBackoff
+	backoff := Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for {
 		start := time.Now()
 		sess, err := a.connect(ctx)
@@ -187,12 +187,11 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 				a.log.Error("giving up", "host", a.creds.Host, "err", err)
 				return err
 			}
-			wait := jitter(backoff)
+			wait := backoff.Next()
 			a.log.Warn("cannot reach host; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
 			if !sleep(ctx, wait) {
 				return nil
 			}
-			backoff = min(2*backoff, a.cfg.MaxBackoff)
 			continue
 		}
 
@@ -207,14 +206,13 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 			return nil
 		}
 		if time.Since(start) > a.cfg.MaxBackoff {
-			backoff = a.cfg.MinBackoff
+			backoff.Reset()
 		}
-		wait := jitter(backoff)
+		wait := backoff.Next()
 		a.log.Warn("connection to host lost; reconnecting", "host", a.creds.Host, "in", wait.Round(time.Millisecond))
 		if !sleep(ctx, wait) {
 			return nil
 		}
-		backoff = min(2*backoff, a.cfg.MaxBackoff)
 	}
 }
 
@@ -366,9 +364,27 @@ func (a *Agent) logCompat(h hello) {
 	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
 }
 
-// jitter spreads reconnects over [d/2, d], so that guests do not reconnect
-// in lockstep after the host comes back.
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d/2+1) }
+// Backoff is the wait between attempts to reach a peer: it starts at Min,
+// doubles after each attempt up to Max, and starts over at Min after Reset.
+// Each wait is spread over [d/2, d], so that many guests do not reconnect in
+// lockstep after the other end comes back.
+type Backoff struct {
+	Min, Max time.Duration
+	cur      time.Duration
+}
+
+// Next returns the wait before the next attempt, and doubles the one after.
+func (b *Backoff) Next() time.Duration {
+	if b.cur < b.Min {
+		b.cur = b.Min
+	}
+	d := b.cur/2 + rand.N(b.cur/2+1)
+	b.cur = min(2*b.cur, b.Max)
+	return d
+}
+
+// Reset makes the next wait Min again, after a connection that worked.
+func (b *Backoff) Reset() { b.cur = b.Min }
 
 // sleep waits d or until ctx is done, and reports whether d passed.
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -119,7 +119,7 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		maxBackoff = min(maxBackoff, 2*time.Second)
 		log.Info("connecting to pair", "hint", "run `cardshare relay join --listen ADDR --token TOKEN` in the guest")
 	}
-	backoff := h.cfg.MinBackoff
+	backoff := Backoff{Min: h.cfg.MinBackoff, Max: maxBackoff}
 	failing := false
 	for {
 		if !t.pairing && h.connected(t.name) {
@@ -142,7 +142,7 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		if err == nil {
 			failing = false
 			if time.Since(start) > maxBackoff {
-				backoff = h.cfg.MinBackoff
+				backoff.Reset()
 			}
 		} else if !failing {
 			log.Warn("cannot reach guest; retrying", "err", err)
@@ -150,7 +150,7 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		} else {
 			log.Debug("cannot reach guest; retrying", "err", err)
 		}
-		wait := jitter(backoff)
+		wait := backoff.Next()
 		reason := ""
 		if err != nil {
 			reason = err.Error()
@@ -159,7 +159,6 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		if !sleep(ctx, wait) {
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
@@ -177,11 +178,7 @@ func Join(ctx context.Context, addr string, tok Token, cfg *JoinConfig) (*Creden
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 
-	key, err := generateKey()
-	if err != nil {
-		return nil, err
-	}
-	id, err := newIdentity(key)
+	key, id, err := newGuestKey()
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +191,16 @@ func Join(ctx context.Context, addr string, tok Token, cfg *JoinConfig) (*Creden
 		return nil, err
 	}
 	return &Credentials{Guest: h.Guest, Host: addr, HostKey: tok.HostKey, Key: key}, nil
+}
+
+// newGuestKey makes the key a guest joins with, and its TLS identity.
+func newGuestKey() (ed25519.PrivateKey, *identity, error) {
+	key, err := generateKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	id, err := newIdentity(key)
+	return key, id, err
 }
 
 // pairOn pairs over raw, a connection to or from the host at peer, and
@@ -241,11 +248,7 @@ func JoinListening(ctx context.Context, ln net.Listener, tok Token, cfg *JoinCon
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	key, err := generateKey()
-	if err != nil {
-		return nil, err
-	}
-	id, err := newIdentity(key)
+	key, id, err := newGuestKey()
 	if err != nil {
 		return nil, err
 	}
