@@ -126,6 +126,11 @@ func TestCLIRelay(t *testing.T) {
 	if _, err := os.Lstat(sock); err == nil {
 		t.Errorf("agent left its socket behind")
 	}
+	// The agent may see the host's refusal before the host has logged it;
+	// stopping serve then would drop the log line.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(serve.err.String(), "refused connection") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if code := serve.stop(t); code != 0 {
 		t.Errorf("serve: exit %d:\n%s", code, &serve.err)
 	}
