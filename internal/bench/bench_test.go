@@ -79,9 +79,20 @@ type path struct {
 	runs   []testenv.Bench
 
 	// pid is the host-side relay process (ssh or cardshare), 0 for
-	// none or this process; proc sums its use over the measured runs.
+	// none or this process; pids are all the relay processes of a path
+	// with several (BenchmarkRelay). proc sums their use over the
+	// measured runs.
 	pid  int
+	pids []int
 	proc procUse
+}
+
+// relayPIDs returns the relay processes whose use runBench measures.
+func (pt *path) relayPIDs() []int {
+	if pt.pid != 0 {
+		return append([]int{pt.pid}, pt.pids...)
+	}
+	return pt.pids
 }
 
 // BenchmarkPaths measures APDU round trips from the real libpcsclite to the
@@ -196,9 +207,14 @@ func selectedPaths() ([]string, error) {
 // what the host-side relay process used meanwhile to pt.proc.
 func runBench(b *testing.B, bin string, pt *path, n int) testenv.Bench {
 	b.Helper()
-	if pt.pid != 0 {
-		before := readProcUse(pt.pid)
-		defer func() { pt.proc.add(readProcUse(pt.pid).sub(before)) }()
+	if pids := pt.relayPIDs(); len(pids) > 0 {
+		before := readProcsUse(pids)
+		defer func() {
+			// socat forks a child per connection: its use counts once
+			// the parent has reaped it.
+			time.Sleep(20 * time.Millisecond)
+			pt.proc.add(readProcsUse(pids).sub(before))
+		}()
 	}
 	out, err := testenv.RunClient(b, bin, pt.socket, "bench", strconv.Itoa(n))
 	if err != nil {
@@ -371,7 +387,7 @@ func freePort(b *testing.B) int {
 
 // startSocat runs socat with two addresses and, when socket is set, waits
 // for it to appear. A TCP listener needs no wait: waitReady retries.
-func startSocat(b *testing.B, socket, from, to string) {
+func startSocat(b *testing.B, socket, from, to string) int {
 	b.Helper()
 	cmd := exec.Command("socat", from, to)
 	out := new(lockedBuffer)
@@ -386,6 +402,7 @@ func startSocat(b *testing.B, socket, from, to string) {
 	if socket != "" {
 		waitSocket(b, socket, exited, out)
 	}
+	return cmd.Process.Pid
 }
 
 // procUse is what a process used: CPU time and context switches, summed
@@ -406,10 +423,35 @@ func (u procUse) sub(v procUse) procUse {
 	return procUse{u.cpu - v.cpu, u.voluntary - v.voluntary, u.involuntary - v.involuntary}
 }
 
+// readProcsUse sums readProcUse over pids.
+func readProcsUse(pids []int) procUse {
+	var u procUse
+	for _, pid := range pids {
+		u.add(readProcUse(pid))
+	}
+	return u
+}
+
+// clockTick is the unit of the CPU times in /proc/PID/stat (USER_HZ).
+const clockTick = 10 * time.Millisecond
+
 // readProcUse reads pid's use from /proc: schedstat has each thread's CPU
-// time in ns, status its context switches.
+// time in ns, status its context switches, and stat the CPU time of its
+// children that ended (socat's, one per connection; their context switches
+// are not known).
 func readProcUse(pid int) procUse {
 	var u procUse
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command name, which may hold spaces: state
+		// is the first, cutime and cstime the 14th and 15th.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 14 {
+				cu, _ := strconv.ParseInt(f[13], 10, 64)
+				cs, _ := strconv.ParseInt(f[14], 10, 64)
+				u.cpu += time.Duration(cu+cs) * clockTick
+			}
+		}
+	}
 	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	for _, t := range tasks {
 		if b, err := os.ReadFile(filepath.Join(t, "schedstat")); err == nil {

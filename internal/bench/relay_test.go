@@ -25,10 +25,13 @@ import (
 
 // cardshare's relay mode in BenchmarkRelay: `relay serve` and `relay agent`
 // as two processes, as deployed; and both ends inside the benchmark process.
-// The Go pair is the floor for any Go relay here: two processes of
-// testdata/gorelay, io.Copy both ways, no TLS and no yamux.
+// The Go pairs bound what any Go relay does here, with no TLS and no yamux:
+// testdata/gorelay (io.Copy both ways, the runtime's poller) is the floor,
+// testdata/epollrelay (one thread in its own epoll loop, as socat) the
+// ceiling.
 const (
 	pathGoPair   = "go-pair"
+	pathEpoll    = "go-epoll-pair"
 	pathRelayCLI = "relay-tls"
 	pathRelayLib = "relay-tls-inprocess"
 )
@@ -37,6 +40,7 @@ var relayPathNames = map[string]string{
 	pathDirect:   "direct",
 	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay` (2 processes)",
 	pathGoPair:   "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
+	pathEpoll:    "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
 	pathRelayCLI: "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
 	pathRelayLib: "the same, both ends in the benchmark process",
 }
@@ -61,11 +65,19 @@ func BenchmarkRelay(b *testing.B) {
 
 	r := startRelay(b, p.Socket, 1)
 	paths := []*path{
-		{id: pathDirect, socket: p.Socket, apdus: *flagAPDUs},
-		{id: pathSocatTCP, socket: startSocatPair(b, p.Socket), apdus: *flagAPDUs},
-		{id: pathGoPair, socket: startGoPair(b, p.Socket), apdus: *flagAPDUs},
-		{id: pathRelayCLI, socket: startRelayCLI(b, p.Socket), apdus: *flagAPDUs},
-		{id: pathRelayLib, socket: r.sockets[0], apdus: *flagAPDUs},
+		{id: pathDirect, socket: p.Socket},
+		{id: pathSocatTCP},
+		{id: pathGoPair},
+		{id: pathEpoll},
+		{id: pathRelayCLI},
+		{id: pathRelayLib, socket: r.sockets[0]},
+	}
+	paths[1].socket, paths[1].pids = startSocatPair(b, p.Socket)
+	paths[2].socket, paths[2].pids = startGoPair(b, p.Socket, "gorelay")
+	paths[3].socket, paths[3].pids = startGoPair(b, p.Socket, "epollrelay")
+	paths[4].socket, paths[4].pids = startRelayCLI(b, p.Socket)
+	for _, pt := range paths {
+		pt.apdus = *flagAPDUs
 	}
 	for _, pt := range paths {
 		waitReady(b, bin, pt.socket)
@@ -98,13 +110,22 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 	direct := summarize(paths[0].runs)
 	var t strings.Builder
 	fmt.Fprintf(&t, "\n%d rounds, interleaved, in %v\n\n", *flagRounds, elapsed.Round(100*time.Millisecond))
-	t.WriteString("| path | APDUs | APDU/s | × direct | median µs | p99 µs | > 10 ms | max ms |\n")
-	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	t.WriteString("| path | APDUs | APDU/s | × direct | median µs | p99 µs | > 10 ms | max ms | relay CPU µs | relay sleeps |\n")
+	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, pt := range paths {
 		s := summarize(pt.runs)
-		fmt.Fprintf(&t, "| %s | %d | %.0f | %s | %.0f | %.0f (%.0f) | %.1f %% | %.1f |\n",
+		cpu, sleeps := "–", "–"
+		if len(pt.pids) > 0 {
+			n := float64(s.count)
+			cpu = fmt.Sprintf("%.0f", float64(pt.proc.cpu.Microseconds())/n)
+			if pt.id != pathSocatTCP {
+				sleeps = fmt.Sprintf("%.1f", float64(pt.proc.voluntary)/n)
+			}
+			b.ReportMetric(float64(pt.proc.cpu.Microseconds())/n, pt.id+"-relay-cpu-us/APDU")
+		}
+		fmt.Fprintf(&t, "| %s | %d | %.0f | %s | %.0f | %.0f (%.0f) | %.1f %% | %.1f | %s | %s |\n",
 			relayPathNames[pt.id], s.count, s.perSec, formatRatio(s.perSec/direct.perSec), s.medianUS, s.p99US, s.worstP99US,
-			100*float64(s.over10)/float64(s.count), s.maxUS/1e3)
+			100*float64(s.over10)/float64(s.count), s.maxUS/1e3, cpu, sleeps)
 		b.ReportMetric(s.perSec, pt.id+"-APDU/s")
 		b.ReportMetric(s.p99US, pt.id+"-p99-us")
 		b.ReportMetric(100*float64(s.over10)/float64(s.count), pt.id+"-over10ms-%")
@@ -112,40 +133,42 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 			b.ReportMetric(s.perSec/direct.perSec, pt.id+"-x-direct")
 		}
 	}
-	relayS, socatS := summarize(paths[3].runs), summarize(paths[1].runs)
+	relayS, socatS := summarize(paths[4].runs), summarize(paths[1].runs)
+	t.WriteString("\nrelay CPU and sleeps are per APDU, summed over the path's two relay processes: CPU time of all threads (socat's from the children it forks per connection, at 10 ms resolution), and voluntary context switches (socat's are not known). Every sleep costs a wake-up on the APDU's path.\n")
 	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
 	fmt.Println(t.String())
 }
 
 // startSocatPair runs the socat pair of baseline.md: one socat serves the
 // guest socket and connects over TCP to the other, which connects to pcscd.
-func startSocatPair(b *testing.B, pcscd string) string {
+func startSocatPair(b *testing.B, pcscd string) (string, []int) {
 	b.Helper()
 	socket := filepath.Join(sockDir(b), "socat-tcp.comm")
 	port := freePort(b)
-	startSocat(b, "", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay", port), "UNIX-CONNECT:"+pcscd)
-	startSocat(b, socket, "UNIX-LISTEN:"+socket+",fork", fmt.Sprintf("TCP:127.0.0.1:%d,nodelay", port))
-	return socket
+	host := startSocat(b, "", fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,nodelay", port), "UNIX-CONNECT:"+pcscd)
+	guest := startSocat(b, socket, "UNIX-LISTEN:"+socket+",fork", fmt.Sprintf("TCP:127.0.0.1:%d,nodelay", port))
+	return socket, []int{host, guest}
 }
 
-// startGoPair runs two gorelay processes in place of the socat pair.
-func startGoPair(b *testing.B, pcscd string) string {
+// startGoPair runs two processes of testdata/name in place of the socat
+// pair.
+func startGoPair(b *testing.B, pcscd, name string) (string, []int) {
 	b.Helper()
 	dir := sockDir(b)
-	bin := filepath.Join(dir, "gorelay")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/gorelay").CombinedOutput(); err != nil {
-		b.Fatalf("bench: build gorelay: %v\n%s", err, out)
+	bin := filepath.Join(dir, name)
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/"+name).CombinedOutput(); err != nil {
+		b.Fatalf("bench: build %s: %v\n%s", name, err, out)
 	}
-	socket := filepath.Join(dir, "go-pair.comm")
+	socket := filepath.Join(dir, name+".comm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	startRelayProcess(b, bin, "tcp", addr, "unix", pcscd)
-	startRelayProcess(b, bin, "unix", socket, "tcp", addr)
-	return socket
+	host := startRelayProcess(b, bin, "tcp", addr, "unix", pcscd)
+	guest := startRelayProcess(b, bin, "unix", socket, "tcp", addr)
+	return socket, []int{host, guest}
 }
 
 // startRelayCLI builds cardshare and runs `relay serve` and `relay agent` as
 // two processes, paired through the CLI, and returns the guest socket.
-func startRelayCLI(b *testing.B, pcscd string) string {
+func startRelayCLI(b *testing.B, pcscd string) (string, []int) {
 	b.Helper()
 	dir := sockDir(b)
 	bin := filepath.Join(dir, "cardshare")
@@ -154,7 +177,7 @@ func startRelayCLI(b *testing.B, pcscd string) string {
 	}
 	state, creds, guest := filepath.Join(dir, "host"), filepath.Join(dir, "guest", "credentials.json"), filepath.Join(dir, "g", "pcscd.comm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	startRelayProcess(b, bin, "relay", "serve", "--listen", addr, "--state-dir", state, "--pcscd-socket", pcscd,
+	host := startRelayProcess(b, bin, "relay", "serve", "--listen", addr, "--state-dir", state, "--pcscd-socket", pcscd,
 		"--control-socket", filepath.Join(dir, "ctl", "relay.sock"))
 	out, err := exec.Command(bin, "relay", "pair", "--state-dir", state, "vm1").CombinedOutput()
 	if err != nil {
@@ -172,16 +195,16 @@ func startRelayCLI(b *testing.B, pcscd string) string {
 		}
 		time.Sleep(50 * time.Millisecond) // serve is starting
 	}
-	startRelayProcess(b, bin, "relay", "agent", "--credentials", creds, "--socket", guest)
-	return guest
+	agent := startRelayProcess(b, bin, "relay", "agent", "--credentials", creds, "--socket", guest)
+	return guest, []int{host, agent}
 }
 
 // flagRelayEnv adds environment variables to the relay processes.
 var flagRelayEnv = flag.String("relay-env", "", "comma-separated `VAR=value` pairs for the relay processes (cardshare relay serve and agent, gorelay), e.g. GOMAXPROCS=2")
 
 // startRelayProcess runs bin with args, and -relay-env, until the benchmark
-// ends.
-func startRelayProcess(b *testing.B, bin string, args ...string) {
+// ends, and returns its PID.
+func startRelayProcess(b *testing.B, bin string, args ...string) int {
 	b.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = os.Environ()
@@ -197,6 +220,7 @@ func startRelayProcess(b *testing.B, bin string, args ...string) {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	b.Cleanup(func() { stopProcess(cmd, exited) })
+	return cmd.Process.Pid
 }
 
 // relayRun is a relay host and its agents in this process.
