@@ -64,10 +64,6 @@ type Target struct {
 	// ConnectTimeout bounds the TCP connect and the server's part of the
 	// key exchange; zero means Dial's default (15 s).
 	ConnectTimeout time.Duration
-	// ServerAliveInterval and ServerAliveCountMax configure keepalives;
-	// zero interval means none were configured.
-	ServerAliveInterval time.Duration
-	ServerAliveCountMax int
 }
 
 // Addr returns HostName and Port as host:port.
@@ -213,7 +209,7 @@ func sshGArgs(dest, configFile string) ([]string, error) {
 // OpenSSH 9.2 expands ~ and tokens in userknownhostsfile and identityagent
 // but prints identityfile as written, so identity files are expanded here.
 func parseSSHG(out []byte, env localEnv) (Target, error) {
-	t := Target{Port: 22, ServerAliveCountMax: 3, StrictHostKeyChecking: "ask"}
+	t := Target{Port: 22, StrictHostKeyChecking: "ask"}
 	var origHost, agent string
 	var agentSet bool
 	var rawIDs []string
@@ -256,10 +252,6 @@ func parseSSHG(out []byte, env localEnv) (Target, error) {
 			}
 		case "connecttimeout":
 			t.ConnectTimeout, err = seconds(val)
-		case "serveraliveinterval":
-			t.ServerAliveInterval, err = seconds(val)
-		case "serveralivecountmax":
-			t.ServerAliveCountMax, err = strconv.Atoi(val)
 		}
 		if err != nil {
 			return Target{}, fmt.Errorf("ssh -G printed bad %s %q", key, val)
@@ -448,6 +440,5 @@ func resolveBuiltin(dest string, env localEnv) (Target, error) {
 		KnownHostsFiles:       []string{filepath.Join(ssh, "known_hosts")},
 		GlobalKnownHostsFiles: []string{"/etc/ssh/ssh_known_hosts"},
 		StrictHostKeyChecking: "ask",
-		ServerAliveCountMax:   3,
 	}, nil
 }

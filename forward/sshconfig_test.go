@@ -109,7 +109,6 @@ func TestParseSSHG(t *testing.T) {
 			IdentityAgent:         "/tmp/agent.sock",
 			GlobalKnownHostsFiles: globalKH,
 			StrictHostKeyChecking: "no",
-			ServerAliveCountMax:   3,
 		}},
 		{"sshg-lima.txt", Target{
 			User: "alice", HostName: "127.0.0.1", Port: 60022,
@@ -118,8 +117,6 @@ func TestParseSSHG(t *testing.T) {
 			IdentityAgent:         "/tmp/agent.sock",
 			GlobalKnownHostsFiles: globalKH,
 			StrictHostKeyChecking: "no",
-			ServerAliveInterval:   300 * time.Second, // BatchMode yes implies it
-			ServerAliveCountMax:   3,
 		}},
 		{"sshg-defaults.txt", Target{
 			User: "bob", HostName: "::1", Port: 2222,
@@ -128,7 +125,6 @@ func TestParseSSHG(t *testing.T) {
 			KnownHostsFiles:       []string{"/root/.ssh/known_hosts", "/root/.ssh/known_hosts2"},
 			GlobalKnownHostsFiles: globalKH,
 			StrictHostKeyChecking: "ask",
-			ServerAliveCountMax:   3,
 		}},
 		{"sshg-agentenv.txt", Target{
 			User: "root", HostName: "envagent", Port: 22,
@@ -137,7 +133,6 @@ func TestParseSSHG(t *testing.T) {
 			KnownHostsFiles:       []string{"/root/.ssh/known_hosts", "/root/.ssh/known_hosts2"},
 			GlobalKnownHostsFiles: globalKH,
 			StrictHostKeyChecking: "yes",
-			ServerAliveCountMax:   3,
 		}},
 		{"sshg-jump.txt", Target{
 			User: "dave", HostName: "10.0.0.5", Port: 22,
@@ -148,8 +143,6 @@ func TestParseSSHG(t *testing.T) {
 			StrictHostKeyChecking: "accept-new",
 			ProxyJump:             []string{"bastion", "carol@hop2:2200"},
 			ConnectTimeout:        7 * time.Second,
-			ServerAliveInterval:   20 * time.Second,
-			ServerAliveCountMax:   4,
 		}},
 	}
 	for _, tt := range tests {
@@ -248,7 +241,6 @@ func TestResolveBuiltin(t *testing.T) {
 		KnownHostsFiles:       []string{filepath.Join(home, ".ssh/known_hosts")},
 		GlobalKnownHostsFiles: []string{"/etc/ssh/ssh_known_hosts"},
 		StrictHostKeyChecking: "ask",
-		ServerAliveCountMax:   3,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("resolveBuiltin:\n got %+v\nwant %+v", got, want)
