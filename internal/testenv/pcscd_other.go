@@ -14,4 +14,6 @@ func checkPCSCDHost() error {
 
 func pcscdSysProcAttr() *syscall.SysProcAttr { return nil }
 
+func killWithParent() *syscall.SysProcAttr { return nil }
+
 func dialInNetns(pid, port int) (*net.TCPConn, error) { return nil, errors.ErrUnsupported }

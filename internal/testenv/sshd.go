@@ -318,7 +318,7 @@ func (s *SSHD) start() error {
 	cmd := exec.Command(sshdPath, "-D", "-e", "-f", s.ServerConfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Stop the listener if the test binary dies without running cleanups.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = killWithParent()
 	if err := cmd.Start(); err != nil {
 		return err
 	}
