@@ -48,10 +48,12 @@ var relayPathNames = map[string]string{
 // BenchmarkRelay measures relay mode next to what it must beat, in one run
 // against the same pcscd and card: the direct socket; a socat pair over
 // loopback TCP with nodelay (two relay processes and one TCP hop, no
-// encryption); and cardshare's relay over loopback TCP with TLS 1.3 and
-// yamux, once as the `relay serve` and `relay agent` processes and once with
-// both ends in this process (which also runs the card). Rounds are
-// interleaved as in BenchmarkPaths, with the same flags.
+// encryption); the same pair as two Go programs, gorelay and epollrelay;
+// and cardshare's relay over loopback TCP with TLS 1.3 and yamux, once as
+// the `relay serve` and `relay agent` processes and once with both ends in
+// this process (which also runs the card). Rounds are interleaved as in
+// BenchmarkPaths, with the same flags. For each pair of relay processes it
+// reports their CPU time and sleeps per APDU.
 //
 // After the rounds it measures what idle connections cost the relay: the
 // heap and stacks of idle pcsc-lite connections (host and agent ends
