@@ -3,7 +3,7 @@
 # dependencies (Debian/Ubuntu, as root), then formatting, module tidiness,
 # vet, staticcheck, govulncheck, all tests with the race detector (the
 # end-to-end tests run real pcscd, libpcsclite and sshd), a short fuzz run per
-# fuzz target, and the cross-builds.
+# fuzz target, the cross-builds, and one tiny run of every benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Build and test with the toolchain go.mod names (it carries the standard
@@ -53,3 +53,9 @@ done
 
 step "go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+step "benchmarks, one tiny run each (checks that they work; the numbers mean nothing)"
+go test -run '^$' -bench . -benchtime 1x ./internal/pcsc
+go test -run '^$' -bench . -benchtime 1x -timeout 10m ./internal/bench -args -rounds=1 -apdus=50 \
+	-slow-apdus=20 -warmup=0 -paths=all -scale-guests=5 -scale-apdus=20 -scale-idle=1s \
+	-soak-apdus=200 -soak-chunk=100
