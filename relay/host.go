@@ -31,7 +31,8 @@ type HostConfig struct {
 
 	// Relay configures the relay of each stream to pcscd, which checks the
 	// guest's protocol version the way every mode does. Its Logger and
-	// Stats are set per guest. Relay.Daemon is also sent to each guest, so
+	// Stats are set per guest, and so is its Policy for a guest paired with
+	// one (GuestRecord.Policy). Relay.Daemon is also sent to each guest, so
 	// that its agent can compare its own libpcsclite.
 	Relay Config
 
@@ -134,7 +135,8 @@ type hostGuest struct {
 	addr     string
 	since    time.Time
 	sessions uint64
-	reason   string // why the host closed sess, if it did
+	reason   string      // why the host closed sess, if it did
+	served   GuestRecord // the record sess was attached under: its policy
 
 	// For a guest that the host dials: where, what the dialing does now
 	// (connecting, backing-off), until when it waits, and why the last
@@ -318,17 +320,22 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 		log.Error("cannot start session", "err", err)
 		return
 	}
-	g, err := h.register(rec, sess, addr)
+	g, rec, err := h.register(rec, sess, addr)
 	if err != nil {
 		sess.Close()
 		h.refused(addr, err)
 		return
 	}
-	log.Info("guest attached", "addr", addr.String())
+	rc := h.cfg.Relay
+	if p := rec.Policy(); p != nil {
+		rc.Policy = p
+		log.Info("guest attached", "addr", addr.String(), "readers", p.Readers, "deny_control", p.DenyControl)
+	} else {
+		log.Info("guest attached", "addr", addr.String())
+	}
 
 	// Serve closes the session when ctx is done; the session ends Serve
 	// when it closes for any other reason.
-	rc := h.cfg.Relay
 	rc.Logger = log
 	rc.Stats = &g.stats
 	err = Serve(ctx, streamListener{sess}, h.cfg.Dial, &rc)
@@ -354,15 +361,16 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 // that the guest is active: a revocation may have come since the handshake.
 // A session the guest had already is closed; the new one proved the same
 // key, so it is the guest reconnecting before the host noticed it gone.
-func (h *Host) register(rec GuestRecord, sess *yamux.Session, addr net.Addr) (*hostGuest, error) {
+func (h *Host) register(rec GuestRecord, sess *yamux.Session, addr net.Addr) (*hostGuest, GuestRecord, error) {
 	h.mu.Lock()
 	if err := h.refreshLocked(); err != nil {
 		h.mu.Unlock()
-		return nil, err
+		return nil, rec, err
 	}
-	if cur, ok := h.list.byKey(rec.Key); !ok || !cur.Active() || cur.Name != rec.Name {
+	cur, ok := h.list.byKey(rec.Key)
+	if !ok || !cur.Active() || cur.Name != rec.Name {
 		h.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s", errNotPaired, rec.Key)
+		return nil, rec, fmt.Errorf("%w: %s", errNotPaired, rec.Key)
 	}
 	g := h.guests[rec.Name]
 	if g == nil || !g.key.equal(rec.Key) {
@@ -370,13 +378,13 @@ func (h *Host) register(rec GuestRecord, sess *yamux.Session, addr net.Addr) (*h
 		h.guests[rec.Name] = g
 	}
 	old := g.sess
-	g.sess, g.addr, g.since, g.reason = sess, addr.String(), time.Now(), ""
+	g.sess, g.addr, g.since, g.reason, g.served = sess, addr.String(), time.Now(), "", cur
 	g.sessions++
 	h.mu.Unlock()
 	if old != nil {
 		old.Close() // its attach logs "replaced by a new connection"
 	}
-	return g, nil
+	return g, cur, nil
 }
 
 // unregister forgets sess and returns why the host closed it, if it did.
@@ -426,10 +434,19 @@ func (h *Host) watch(ctx context.Context) {
 			if g.sess == nil {
 				continue
 			}
-			if cur, ok := h.list.byKey(g.key); g.reason == "" && (!ok || !cur.Active() || cur.Name != name) {
-				g.reason = "revoked"
-				cut = append(cut, g.sess)
+			if g.reason != "" {
+				continue
 			}
+			switch cur, ok := h.list.byKey(g.key); {
+			case !ok || !cur.Active() || cur.Name != name:
+				g.reason = "revoked"
+			case !cur.samePolicy(g.served):
+				// The guest reconnects at once, under the new policy.
+				g.reason = "reader policy changed"
+			default:
+				continue
+			}
+			cut = append(cut, g.sess)
 		}
 		h.mu.Unlock()
 		// Closing a session may wait for its connection (TLS close_notify);

@@ -103,7 +103,13 @@ func (e *hostEnv) stop(t *testing.T) {
 // join pairs a new guest called name.
 func (e *hostEnv) join(t *testing.T, name string) *relay.Credentials {
 	t.Helper()
-	tok, err := e.state.Pair(name, time.Minute, time.Now())
+	return e.joinWith(t, name, relay.PairOptions{})
+}
+
+// joinWith is join with pairing options.
+func (e *hostEnv) joinWith(t *testing.T, name string, o relay.PairOptions) *relay.Credentials {
+	t.Helper()
+	tok, err := e.state.PairWith(name, o, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

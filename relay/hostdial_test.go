@@ -43,7 +43,7 @@ func (e *hostEnv) joinListening(t *testing.T, name string, ln net.Listener) *rel
 // to ln.
 func (e *hostEnv) joinListeningVia(t *testing.T, name string, ln net.Listener, addr string) *relay.Credentials {
 	t.Helper()
-	tok, err := e.state.PairDial(name, addr, time.Minute, time.Now())
+	tok, err := e.state.PairWith(name, relay.PairOptions{Dial: addr}, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestJoinListeningIgnoresOthers(t *testing.T) {
 		c.MinBackoff, c.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
 	})
 	ln := guestListener(t, "127.0.0.1:0")
-	tok, err := h.state.PairDial("vm1", ln.Addr().String(), time.Minute, time.Now())
+	tok, err := h.state.PairWith("vm1", relay.PairOptions{Dial: ln.Addr().String()}, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func TestJoinListeningIgnoresOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln2 := guestListener(t, "127.0.0.1:0")
-	if _, err := h.state.PairDial("vm3", ln2.Addr().String(), time.Minute, time.Now()); err != nil {
+	if _, err := h.state.PairWith("vm3", relay.PairOptions{Dial: ln2.Addr().String()}, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	_, err = relay.JoinListening(context.Background(), ln2, wrong, &relay.JoinConfig{Timeout: 3 * time.Second})

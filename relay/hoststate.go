@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
 // Files in the host's state directory.
@@ -51,10 +53,47 @@ type GuestRecord struct {
 	// parses it, for a guest that the host can reach but that cannot reach
 	// the host. Empty when the guest connects to the host.
 	Dial string `json:"dial,omitempty"`
+	// Readers and DenyControl are the guest's reader policy, as in
+	// pcsc.Policy: the reader name patterns it may see and use (empty:
+	// all), and whether SCardControl is refused.
+	Readers     []string `json:"readers,omitempty"`
+	DenyControl bool     `json:"deny_control,omitempty"`
 }
 
 // Active reports whether the guest may connect.
 func (g GuestRecord) Active() bool { return g.Revoked.IsZero() }
+
+// Policy returns the guest's reader policy, nil when it may use everything.
+func (g GuestRecord) Policy() *pcsc.Policy {
+	if len(g.Readers) == 0 && !g.DenyControl {
+		return nil
+	}
+	return &pcsc.Policy{Readers: slices.Clone(g.Readers), DenyControl: g.DenyControl}
+}
+
+// samePolicy reports whether g and o have the same reader policy.
+func (g GuestRecord) samePolicy(o GuestRecord) bool {
+	return slices.Equal(g.Readers, o.Readers) && g.DenyControl == o.DenyControl
+}
+
+// setPolicy stores p in g; nil allows everything.
+func (g *GuestRecord) setPolicy(p *pcsc.Policy) {
+	g.Readers, g.DenyControl = nil, false
+	if p != nil {
+		g.Readers, g.DenyControl = slices.Clone(p.Readers), p.DenyControl
+	}
+}
+
+// PairOptions are what a pairing settles besides the guest's name.
+type PairOptions struct {
+	// Dial is where the host connects to the guest's agent (HOST:PORT or
+	// vsock://CID:PORT), for a guest that the host can reach but that
+	// cannot reach the host; empty when the guest connects to the host.
+	Dial string
+	// Policy limits what the guest sees of the host's readers; nil lets
+	// it use every reader. SetPolicy changes it later.
+	Policy *pcsc.Policy
+}
 
 // pendingPairing is a pairing token not yet used. Only the SHA-256 hash of
 // its secret is kept (in Fingerprint's text form), so the state file alone
@@ -63,7 +102,10 @@ type pendingPairing struct {
 	Name    string      `json:"name"`
 	Secret  Fingerprint `json:"secret"`
 	Expires time.Time   `json:"expires"`
-	Dial    string      `json:"dial,omitempty"` // GuestRecord.Dial to be
+	// The GuestRecord to be: its Dial and policy.
+	Dial        string   `json:"dial,omitempty"`
+	Readers     []string `json:"readers,omitempty"`
+	DenyControl bool     `json:"deny_control,omitempty"`
 }
 
 // guestList is the content of guests.json.
@@ -149,21 +191,26 @@ func (s *HostState) Guests() ([]GuestRecord, error) {
 // revoked guest may be paired again, and the new key replaces the old one
 // when the guest joins.
 func (s *HostState) Pair(name string, ttl time.Duration, now time.Time) (Token, error) {
-	return s.PairDial(name, "", ttl, now)
+	return s.PairWith(name, PairOptions{}, ttl, now)
 }
 
-// PairDial is Pair for a guest that the host connects to, at addr (as
-// DialAddr parses it), instead of the guest connecting to the host: a
-// serving Host dials addr until the guest joins with the token
-// (JoinListening), and from then on keeps a connection to it up. An empty
-// addr is Pair.
-func (s *HostState) PairDial(name, addr string, ttl time.Duration, now time.Time) (Token, error) {
+// PairWith is Pair with options. With o.Dial the host connects to the
+// guest instead of the guest connecting to the host: a serving Host dials
+// o.Dial until the guest joins with the token (JoinListening), and from
+// then on keeps a connection to it up. o.Policy is the guest's reader
+// policy once it joins.
+func (s *HostState) PairWith(name string, o PairOptions, ttl time.Duration, now time.Time) (Token, error) {
 	if err := CheckName(name); err != nil {
 		return Token{}, err
 	}
-	if err := CheckAddr(addr); addr != "" && err != nil {
+	if err := CheckAddr(o.Dial); o.Dial != "" && err != nil {
 		return Token{}, err
 	}
+	if err := o.Policy.Validate(); err != nil {
+		return Token{}, err
+	}
+	var rec GuestRecord
+	rec.setPolicy(o.Policy)
 	tok, err := newToken(s.id.fp)
 	if err != nil {
 		return Token{}, err
@@ -175,7 +222,10 @@ func (s *HostState) PairDial(name, addr string, ttl time.Duration, now time.Time
 		l.Pairings = slices.DeleteFunc(l.Pairings, func(p pendingPairing) bool {
 			return p.Name == name || !now.Before(p.Expires)
 		})
-		l.Pairings = append(l.Pairings, pendingPairing{Name: name, Secret: sha256.Sum256(tok.Secret[:]), Expires: now.Add(ttl), Dial: addr})
+		l.Pairings = append(l.Pairings, pendingPairing{
+			Name: name, Secret: sha256.Sum256(tok.Secret[:]), Expires: now.Add(ttl),
+			Dial: o.Dial, Readers: rec.Readers, DenyControl: rec.DenyControl,
+		})
 		return nil
 	})
 	return tok, err
@@ -197,6 +247,38 @@ func (s *HostState) Revoke(name string, now time.Time) error {
 		}
 		if l.Guests[i].Active() {
 			l.Guests[i].Revoked = now
+		}
+		return nil
+	})
+}
+
+// SetPolicy replaces the reader policy of the guest called name, or of its
+// pending pairing; nil lets it use every reader. A serving Host cuts the
+// guest's connection within HostConfig.PollInterval, so that its next one,
+// made at once, is served under the new policy.
+func (s *HostState) SetPolicy(name string, p *pcsc.Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	return s.update(func(l *guestList) error {
+		found := false
+		for i := range l.Pairings {
+			if l.Pairings[i].Name == name {
+				var rec GuestRecord
+				rec.setPolicy(p)
+				l.Pairings[i].Readers, l.Pairings[i].DenyControl = rec.Readers, rec.DenyControl
+				found = true
+			}
+		}
+		i := l.find(name)
+		switch {
+		case i >= 0 && l.Guests[i].Active():
+			l.Guests[i].setPolicy(p)
+		case found:
+		case i >= 0:
+			return fmt.Errorf("relay: %s was revoked; pair it again with the policy", name)
+		default:
+			return fmt.Errorf("%w: %s", ErrUnknownGuest, name)
 		}
 		return nil
 	})
@@ -228,7 +310,7 @@ func (s *HostState) redeem(secret [tokenSecretSize]byte, fp Fingerprint, now tim
 		if g, ok := l.byKey(fp); ok {
 			return fmt.Errorf("relay: key %s is already paired as %s", fp, g.Name)
 		}
-		rec = GuestRecord{Name: p.Name, Key: fp, Paired: now, Dial: p.Dial}
+		rec = GuestRecord{Name: p.Name, Key: fp, Paired: now, Dial: p.Dial, Readers: p.Readers, DenyControl: p.DenyControl}
 		if j := l.find(p.Name); j >= 0 {
 			if l.Guests[j].Active() {
 				return fmt.Errorf("%w: %s", ErrGuestExists, p.Name)

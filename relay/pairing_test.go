@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay"
 )
 
@@ -236,5 +237,41 @@ func TestHostStateConcurrentOpen(t *testing.T) {
 		if fp != fps[0] {
 			t.Fatalf("host keys differ: %v", fps)
 		}
+	}
+}
+
+func TestSetPolicy(t *testing.T) {
+	s, err := relay.OpenHostState(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	yubi := &pcsc.Policy{Readers: []string{"Yubico*"}}
+	if _, err := s.PairWith("vm1", relay.PairOptions{Policy: &pcsc.Policy{Readers: []string{"["}}}, time.Minute, time.Now()); err == nil {
+		t.Error("PairWith took a malformed reader pattern")
+	}
+	if _, err := s.PairWith("vm1", relay.PairOptions{Policy: yubi}, time.Minute, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// A pending pairing's policy can change before the guest joins.
+	if err := s.SetPolicy("vm1", &pcsc.Policy{DenyControl: true}); err != nil {
+		t.Errorf("SetPolicy on a pending pairing: %v", err)
+	}
+	if err := s.SetPolicy("vm2", yubi); !errors.Is(err, relay.ErrUnknownGuest) {
+		t.Errorf("SetPolicy on an unknown guest: %v, want ErrUnknownGuest", err)
+	}
+	if err := s.SetPolicy("vm1", &pcsc.Policy{Readers: []string{"["}}); err == nil {
+		t.Error("SetPolicy took a malformed reader pattern")
+	}
+	if err := s.Revoke("vm1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetPolicy("vm1", yubi); !errors.Is(err, relay.ErrUnknownGuest) {
+		t.Errorf("SetPolicy after the pairing was revoked: %v, want ErrUnknownGuest", err)
+	}
+	if (relay.GuestRecord{}).Policy() != nil {
+		t.Error("a record without a policy has one")
+	}
+	if p := (relay.GuestRecord{Readers: []string{"A*"}}).Policy(); p == nil || p.Readers[0] != "A*" || p.DenyControl {
+		t.Errorf("Policy() = %+v", p)
 	}
 }

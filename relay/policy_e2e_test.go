@@ -163,3 +163,50 @@ func startPolicyWaiter(t *testing.T, bin, socket, reader string) *policyWaiter {
 	}()
 	return w
 }
+
+// TestRelayGuestPolicy pairs a relay guest with a reader policy and changes
+// it while the guest is attached, with the real pcscd and libpcsclite: the
+// guest sees only its reader, and after SetPolicy the host cuts its session
+// and the agent's next one serves the new policy.
+func TestRelayGuestPolicy(t *testing.T) {
+	t.Parallel()
+	_, h := realHost(t, nil)
+	creds := h.joinWith(t, "vm1", relay.PairOptions{
+		Policy: &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}, DenyControl: true},
+	})
+	a := startAgent(t, creds, nil)
+	a.waitConnected(t)
+	bin := testenv.BuildClient(t)
+	list := func() string {
+		out, err := testenv.RunClient(t, bin, a.socket, "list")
+		if err != nil {
+			return err.Error()
+		}
+		return out
+	}
+	if out := list(); out != testenv.VPCDSecondReader+"\n" {
+		t.Fatalf("list under the policy: %q", out)
+	}
+	_, err := testenv.RunClient(t, bin, a.socket, "-r", testenv.VPCDReader, "hello")
+	if err == nil || !strings.Contains(err.Error(), "0x80100009") {
+		t.Fatalf("hello on the hidden reader: %v, want SCARD_E_UNKNOWN_READER", err)
+	}
+	if !strings.Contains(h.log.String(), "deny_control=true") {
+		t.Errorf("host did not log the guest's policy:\n%s", h.log)
+	}
+
+	if err := h.state.SetPolicy("vm1", nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for out := list(); out != testenv.VPCDReader+"\n"+testenv.VPCDSecondReader+"\n"; out = list() {
+		if time.Now().After(deadline) {
+			t.Fatalf("list after the policy was lifted: %q\nhost log:\n%s", out, h.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	mustHello(t, a.socket)
+	if !strings.Contains(h.log.String(), `reason="reader policy changed"`) {
+		t.Errorf("host log lacks why it cut the session:\n%s", h.log)
+	}
+}
