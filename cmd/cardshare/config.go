@@ -161,14 +161,19 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 
 // policyText describes a guest's reader policy, or is empty for none.
 func policyText(g config.Guest) string {
+	return readerPolicyText(g.Readers, g.Control == "deny", g.Audit)
+}
+
+// readerPolicyText describes a reader policy, or is empty for none.
+func readerPolicyText(readers []string, denyControl, audit bool) string {
 	var parts []string
-	if len(g.Readers) > 0 {
-		parts = append(parts, fmt.Sprintf("readers %q", g.Readers))
+	if len(readers) > 0 {
+		parts = append(parts, fmt.Sprintf("readers %q", readers))
 	}
-	if g.Control == "deny" {
+	if denyControl {
 		parts = append(parts, "control denied")
 	}
-	if g.Audit {
+	if audit {
 		parts = append(parts, "audit log")
 	}
 	if len(parts) == 0 {

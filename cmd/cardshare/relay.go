@@ -26,6 +26,7 @@ authenticated by keys pinned at pairing: no CA, no passwords, no plaintext.
 Pair each guest once: ` + "`relay pair NAME`" + ` on the host prints a one-time token
 (valid 10 minutes) that ` + "`relay join`" + ` in the guest uses to exchange keys.
 ` + "`relay revoke NAME`" + ` cuts a guest off at once, open connections included.
+` + "`relay policy NAME --readers PATTERN`" + ` limits the host readers a guest may use.
 
 Host state (host key, paired guests) and guest credentials live in
 $XDG_CONFIG_HOME/cardshare/relay (~/.config/cardshare/relay), mode 0700.`,
@@ -33,6 +34,7 @@ $XDG_CONFIG_HOME/cardshare/relay (~/.config/cardshare/relay), mode 0700.`,
   host$  cardshare relay pair vm1                         # prints the token
   guest$ cardshare relay join --token cs1-... 192.168.122.1:7743
   guest$ cardshare relay agent                            # prints the export line
+  host$  cardshare relay policy vm1 --readers 'Yubico YubiKey*'
   host$  cardshare relay revoke vm1
 
   # a guest the host can reach but that cannot reach the host: the host dials
@@ -43,7 +45,7 @@ $XDG_CONFIG_HOME/cardshare/relay (~/.config/cardshare/relay), mode 0700.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	cmd.AddCommand(newRelayServeCmd(g), newRelayPairCmd(), newRelayListCmd(), newRelayRevokeCmd(),
-		newRelayJoinCmd(g), newRelayAgentCmd(g))
+		newRelayPolicyCmd(), newRelayJoinCmd(g), newRelayAgentCmd(g))
 	return cmd
 }
 

@@ -34,6 +34,9 @@ func newRelayListCmd() *cobra.Command {
 				if g.Dial != "" {
 					status += ", host dials " + g.Dial
 				}
+				if p := readerPolicyText(g.Readers, g.DenyControl, false); p != "" {
+					status += ", " + p
+				}
 				fmt.Fprintf(w, "%s\t%s\t%s\n", g.Name, g.Key, status)
 			}
 			return nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/cardshare/cardshare/relay"
 )
@@ -16,6 +17,8 @@ type relayPairOptions struct {
 	stateDir string
 	expires  time.Duration
 	dial     string
+	readers  []string
+	control  string
 }
 
 func newRelayPairCmd() *cobra.Command {
@@ -35,10 +38,16 @@ becomes NAME. ` + "`relay serve`" + ` need not run yet, but must run when the gu
 this host (behind NAT, or a network that only lets the host in): ` + "`relay serve`" + `
 then connects to the guest's agent at ADDR, for the pairing and from then on,
 reconnecting with backoff. The guest joins with --listen instead of an
-address. Authentication is the same both ways round.`,
+address. Authentication is the same both ways round.
+
+--readers and --control set the guest's reader policy, as for ` + "`cardshare expose`" + `:
+the guest sees and uses only the host readers whose names match a pattern
+(* ? [...]; pcscd names readers "NAME XX YY", so end a pattern with *), and
+--control deny refuses it SCardControl. ` + "`relay policy`" + ` changes it later.`,
 		Example: `  cardshare relay pair vm1
   cardshare relay pair --expires 1h ci-runner-3
-  cardshare relay pair --dial 10.0.0.5:7744 appliance    # the host connects to the guest`,
+  cardshare relay pair --dial 10.0.0.5:7744 appliance    # the host connects to the guest
+  cardshare relay pair --readers 'Yubico YubiKey*' --control deny vm2`,
 		Args: relayArgs(1, "pair needs the new guest's name", "`cardshare relay pair vm1`"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return relayError(runRelayPair(o, args[0], cmd.OutOrStdout()))
@@ -48,23 +57,38 @@ address. Authentication is the same both ways round.`,
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
 	f.DurationVar(&o.expires, "expires", o.expires, "how long the token stays valid")
 	f.StringVar(&o.dial, "dial", "", "the host connects to the guest's agent at `address` (HOST:PORT or vsock://CID:PORT) instead of the guest connecting to the host")
+	addPolicyFlags(f, &o.readers, &o.control)
 	return cmd
+}
+
+// addPolicyFlags adds the reader policy flags of the relay commands, which
+// expose has too.
+func addPolicyFlags(f *pflag.FlagSet, readers *[]string, control *string) {
+	f.StringArrayVar(readers, "readers", nil, "show the guest only the host readers matching `pattern` (* ? [...]; repeat for more)")
+	f.StringVar(control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guest")
 }
 
 func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 	if o.expires <= 0 {
 		return &usageError{"--expires must be positive", "for example --expires 30m"}
 	}
+	policy, err := guestPolicy(o.readers, o.control)
+	if err != nil {
+		return err
+	}
 	state, err := relay.OpenHostState(o.stateDir)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	tok, err := state.PairDial(name, o.dial, o.expires, now)
+	tok, err := state.PairWith(name, relay.PairOptions{Dial: o.dial, Policy: policy}, o.expires, now)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "pairing token for %s, valid once until %s:\n\n    %s\n\n", name, now.Add(o.expires).Format("15:04:05"), tok)
+	if policy != nil {
+		fmt.Fprintf(stdout, "%s\n\n", readerPolicyText(policy.Readers, policy.DenyControl, false))
+	}
 	if o.dial == "" {
 		fmt.Fprintf(stdout, `in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT
 over vsock):

@@ -19,6 +19,7 @@ type relayServeOptions struct {
 	stateDir    string
 	pcscdSocket string
 	control     string
+	audit       bool
 }
 
 func newRelayServeCmd(g *globals) *cobra.Command {
@@ -36,10 +37,12 @@ serves only those.
 
 Every connection starts with a TLS 1.3 handshake in which both ends prove
 their pinned keys; a peer without a paired key learns nothing and is cut off
-within 10 seconds. Guests paired or revoked while serve runs take effect at
-once. Each guest gets its own counters: ` + "`cardshare status`" + ` shows them (through
-a control socket, by default relay.sock beside that of ` + "`cardshare up`" + `), and
-they are logged when a guest detaches.`,
+within 10 seconds. Guests paired, revoked or given a reader policy
+(` + "`relay policy`" + `) while serve runs take effect at once. --audit logs every
+PC/SC call of the guests (command, reader, return code, time, sizes; never
+data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
+(through a control socket, by default relay.sock beside that of
+` + "`cardshare up`" + `), and they are logged when a guest detaches.`,
 		Example: `  cardshare relay serve --listen 0.0.0.0:7743
   cardshare relay serve --listen vsock://:7743
   cardshare relay serve --listen none       # only dial guests paired with --dial`,
@@ -53,6 +56,7 @@ they are logged when a guest detaches.`,
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/relay.sock)")
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
 	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
+	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
 	return cmd
 }
 
@@ -93,7 +97,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	h := relay.NewHost(state, &relay.HostConfig{
 		Logger: log,
 		Dial:   relay.UnixDialer(o.pcscdSocket),
-		Relay:  relay.Config{Daemon: daemon},
+		Relay:  relay.Config{Daemon: daemon, Audit: o.audit},
 	})
 	srv := serveControl(cln, func() StatusV1 {
 		return relayStatus(h, state, daemon, o.pcscdSocket, listen, started)

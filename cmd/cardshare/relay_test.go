@@ -109,6 +109,27 @@ func TestCLIRelay(t *testing.T) {
 	}
 	mustHelloCLI(t, sock)
 
+	// A reader policy set while the guest is attached applies at once:
+	// the guest sees only the second reader.
+	if code, out, errs := cli(t, "", "relay", "policy", "--state-dir", state, "--readers", testenv.VPCDSecondReader, "vm1"); code != 0 ||
+		!strings.Contains(out, `vm1: reader policy: readers ["`+testenv.VPCDSecondReader+`"]`) {
+		t.Fatalf("policy: exit %d: %s%s", code, out, errs)
+	}
+	if code, out, errs := cli(t, "", "relay", "list", "--state-dir", state); code != 0 || !strings.Contains(out, "reader policy: readers") {
+		t.Errorf("list: exit %d: %s%s", code, out, errs)
+	}
+	bin := testenv.BuildClient(t)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		out, err := testenv.RunClient(t, bin, sock, "list")
+		if err == nil && out == testenv.VPCDSecondReader+"\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readers through the policy: %q, %v\nserve:\n%s", out, err, &serve.err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	if code, out, errs := cli(t, "", "relay", "revoke", "--state-dir", state, "vm1"); code != 0 || !strings.Contains(out, "revoked vm1") {
 		t.Fatalf("revoke: exit %d: %s%s", code, out, errs)
 	}
@@ -134,7 +155,7 @@ func TestCLIRelay(t *testing.T) {
 	if code := serve.stop(t); code != 0 {
 		t.Errorf("serve: exit %d:\n%s", code, &serve.err)
 	}
-	for _, want := range []string{"guest paired", "guest attached", "reason=revoked", "refused connection"} {
+	for _, want := range []string{"guest paired", "guest attached", `reason="reader policy changed"`, "reason=revoked", "refused connection"} {
 		if !strings.Contains(serve.err.String(), want) {
 			t.Errorf("serve log lacks %q:\n%s", want, &serve.err)
 		}
