@@ -81,7 +81,7 @@ func TestCLIRelay(t *testing.T) {
 	sock := filepath.Join(sockDir, "g", "pcscd.comm")
 
 	serve := runBackground(t, "relay", "serve", "--listen", "127.0.0.1:0", "--state-dir", state, "--pcscd-socket", p.Socket,
-		"--control-socket", filepath.Join(sockDir, "ctl", "relay.sock"))
+		"--control-socket", filepath.Join(sockDir, "ctl", "relay.sock"), "--audit")
 	addr := serve.waitOut(t, `relay: listening on (\S+)`)
 
 	code, out, errs := cli(t, "", "relay", "pair", "--state-dir", state, "vm1")
@@ -155,10 +155,14 @@ func TestCLIRelay(t *testing.T) {
 	if code := serve.stop(t); code != 0 {
 		t.Errorf("serve: exit %d:\n%s", code, &serve.err)
 	}
-	for _, want := range []string{"guest paired", "guest attached", `reason="reader policy changed"`, "reason=revoked", "refused connection"} {
+	for _, want := range []string{"guest paired", "guest attached", `reason="reader policy changed"`, "reason=revoked", "refused connection",
+		`msg="pcsc call" guest=vm1`, "cmd=SCARD_TRANSMIT"} {
 		if !strings.Contains(serve.err.String(), want) {
 			t.Errorf("serve log lacks %q:\n%s", want, &serve.err)
 		}
+	}
+	if log := serve.err.String(); strings.Contains(log, "Hello world") || strings.Contains(strings.ToLower(log), "48656c6c6f") {
+		t.Errorf("card data in the audit log:\n%s", log)
 	}
 }
 
