@@ -472,6 +472,9 @@ type GuestStatus struct {
 	RetryAt       time.Time
 	// LastError is why the last session or attempt ended; "" if none did.
 	LastError string
+	// Policy is the guest's reader policy (GuestRecord.Policy); nil when
+	// it may use every reader, or when HostConfig.Relay.Policy applies.
+	Policy *pcsc.Policy
 	// Open, Connections, Failed, BytesUp and BytesDown count the guest's
 	// relayed pcsc-lite connections since the host started.
 	Open                int64
@@ -489,7 +492,7 @@ func (h *Host) Status() []GuestStatus {
 	for name, g := range h.guests {
 		rec, ok := h.list.byKey(g.key)
 		out = append(out, GuestStatus{
-			Name: name, Connected: g.sess != nil, Revoked: !ok || !rec.Active() || rec.Name != name,
+			Name: name, Connected: g.sess != nil, Revoked: !ok || !rec.Active() || rec.Name != name, Policy: rec.Policy(),
 			Addr: g.addr, Since: g.since, Sessions: g.sessions,
 			Dial: g.dial, Dialing: g.dialing, RetryAt: g.retryAt, LastError: g.lastErr,
 			Open: g.stats.Open.Load(), Connections: g.stats.Total.Load(), Failed: g.stats.Failed.Load(),
@@ -500,7 +503,7 @@ func (h *Host) Status() []GuestStatus {
 		for _, rec := range h.list.Guests {
 			if g := h.guests[rec.Name]; rec.Active() && (g == nil || !g.key.equal(rec.Key)) {
 				out = slices.DeleteFunc(out, func(s GuestStatus) bool { return s.Name == rec.Name })
-				out = append(out, GuestStatus{Name: rec.Name, Dial: rec.Dial})
+				out = append(out, GuestStatus{Name: rec.Name, Dial: rec.Dial, Policy: rec.Policy()})
 			}
 		}
 	}

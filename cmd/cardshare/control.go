@@ -123,6 +123,20 @@ type GuestStatus struct {
 	BytesUp           uint64     `json:"bytes_up"`
 	BytesDown         uint64     `json:"bytes_down"`
 	LastError         string     `json:"last_error"`
+	// The guest's reader policy: the reader name patterns it is limited to
+	// (empty: every reader), "allow" or "deny" for SCardControl, and
+	// whether its calls are logged.
+	Readers []string `json:"readers"`
+	Control string   `json:"control"`
+	Audit   bool     `json:"audit"`
+}
+
+// setPolicy fills g's policy fields; readers may be nil.
+func (g *GuestStatus) setPolicy(readers []string, denyControl, audit bool) {
+	g.Readers, g.Control, g.Audit = append([]string{}, readers...), "allow", audit
+	if denyControl {
+		g.Control = "deny"
+	}
 }
 
 // Modes of StatusV1.

@@ -100,7 +100,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 		Relay:  relay.Config{Daemon: daemon, Audit: o.audit},
 	})
 	srv := serveControl(cln, func() StatusV1 {
-		return relayStatus(h, state, daemon, o.pcscdSocket, listen, started)
+		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)
 	}, log)
 	defer srv.Close()
 	log.Info("control socket", "path", ctl)
@@ -118,7 +118,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 }
 
 // relayStatus is the StatusV1 document of `relay serve`.
-func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, listen string, started time.Time) StatusV1 {
+func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) StatusV1 {
 	s := StatusV1{
 		Version: StatusVersion,
 		Mode:    modeRelay,
@@ -142,6 +142,11 @@ func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, l
 			BytesUp:           g.BytesUp,
 			BytesDown:         g.BytesDown,
 			LastError:         g.LastError,
+		}
+		if p := g.Policy; p != nil {
+			gs.setPolicy(p.Readers, p.DenyControl, audit)
+		} else {
+			gs.setPolicy(nil, false, audit)
 		}
 		if g.Dial != "" {
 			gs.Address = g.Dial

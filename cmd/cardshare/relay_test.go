@@ -118,6 +118,10 @@ func TestCLIRelay(t *testing.T) {
 	if code, out, errs := cli(t, "", "relay", "list", "--state-dir", state); code != 0 || !strings.Contains(out, "reader policy: readers") {
 		t.Errorf("list: exit %d: %s%s", code, out, errs)
 	}
+	if code, out, errs := cli(t, "", "status", "--control-socket", filepath.Join(sockDir, "ctl", "relay.sock")); code != 0 ||
+		!strings.Contains(out, `vm1: reader policy: readers ["`+testenv.VPCDSecondReader+`"], audit log`) {
+		t.Errorf("status: exit %d: %s%s", code, out, errs)
+	}
 	bin := testenv.BuildClient(t)
 	for deadline := time.Now().Add(15 * time.Second); ; {
 		out, err := testenv.RunClient(t, bin, sock, "list")

@@ -139,6 +139,16 @@ func printStatus(w io.Writer, s *StatusV1, now time.Time) {
 	tw.Flush()
 	first := true
 	for _, g := range s.Guests {
+		if p := readerPolicyText(g.Readers, g.Control == "deny", g.Audit); p != "" {
+			if first {
+				fmt.Fprintln(w)
+				first = false
+			}
+			fmt.Fprintf(w, "%s: %s\n", g.Name, p)
+		}
+	}
+	first = true
+	for _, g := range s.Guests {
 		if g.LastError == "" || g.State == "up" {
 			continue
 		}

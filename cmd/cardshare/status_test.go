@@ -47,7 +47,8 @@ func TestPrintStatusRelay(t *testing.T) {
 		Host: HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
 		Guests: []GuestStatus{
 			{Name: "vm1", State: "up", Since: now.Add(-time.Minute), Address: "192.168.122.5:40112",
-				HostProtocol: "4.4", OpenConnections: 2, Connections: 9, BytesUp: 1200, BytesDown: 4000},
+				HostProtocol: "4.4", OpenConnections: 2, Connections: 9, BytesUp: 1200, BytesDown: 4000,
+				Readers: []string{"Yubico YubiKey*"}, Control: "deny"},
 			{Name: "vm2", State: "disconnected", Since: now.Add(-time.Hour), HostProtocol: "4.4"},
 			{Name: "vm3", State: "revoked", Since: now.Add(-time.Hour), HostProtocol: "4.4", LastError: "revoked"},
 		},
@@ -62,6 +63,8 @@ GUEST  STATE         SINCE   CONNECTIONS      UP/DOWN          PROTOCOL  GUEST A
 vm1    up            1m0s    2 open, 9 total  1.2 kB / 4.0 kB  - → 4.4   192.168.122.5:40112
 vm2    disconnected  1h0m0s  0 open, 0 total  0 B / 0 B        - → 4.4   -
 vm3    revoked       1h0m0s  0 open, 0 total  0 B / 0 B        - → 4.4   -
+
+vm1: reader policy: readers ["Yubico YubiKey*"], control denied
 
 vm3: revoked
 `

@@ -492,6 +492,7 @@ func (r *guestRun) status() GuestStatus {
 		Socket:       r.conf.Socket,
 		HostProtocol: r.spec.host.daemon.Version.String(),
 	}
+	g.setPolicy(r.conf.Readers, r.conf.Control == "deny", r.conf.Audit)
 	if r.fwd == nil {
 		g.State, g.Since, g.LastError = string(forward.StateFailed), r.at.UTC(), errText(r.err)
 		return g
