@@ -25,12 +25,14 @@ import (
 
 // cardshare's relay mode in BenchmarkRelay: `relay serve` and `relay agent`
 // as two processes, as deployed; and both ends inside the benchmark process.
-// The Go pairs bound what any Go relay does here, with no TLS and no yamux:
-// testdata/gorelay (io.Copy both ways, the runtime's poller) is the floor,
-// testdata/epollrelay (one thread in its own epoll loop, as socat) the
-// ceiling.
+// The Go pairs do socat's job with no TLS and no yamux: testdata/gorelay
+// (io.Copy both ways over the runtime's poller) plainly, and with
+// relay.RawIO as cardshare reads and writes, so that it differs from
+// cardshare's relay only in TLS and yamux; testdata/epollrelay (one thread
+// in its own epoll loop, as socat) is the ceiling of a Go relay.
 const (
 	pathGoPair   = "go-pair"
+	pathGoRaw    = "go-pair-rawio"
 	pathEpoll    = "go-epoll-pair"
 	pathRelayCLI = "relay-tls"
 	pathRelayLib = "relay-tls-inprocess"
@@ -40,6 +42,7 @@ var relayPathNames = map[string]string{
 	pathDirect:   "direct",
 	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay` (2 processes)",
 	pathGoPair:   "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
+	pathGoRaw:    "the same with RawIO, as cardshare (2 processes)",
 	pathEpoll:    "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
 	pathRelayCLI: "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
 	pathRelayLib: "the same, both ends in the benchmark process",
@@ -70,14 +73,16 @@ func BenchmarkRelay(b *testing.B) {
 		{id: pathDirect, socket: p.Socket},
 		{id: pathSocatTCP},
 		{id: pathGoPair},
+		{id: pathGoRaw},
 		{id: pathEpoll},
 		{id: pathRelayCLI},
 		{id: pathRelayLib, socket: r.sockets[0]},
 	}
 	paths[1].socket, paths[1].pids = startSocatPair(b, p.Socket)
 	paths[2].socket, paths[2].pids = startGoPair(b, p.Socket, "gorelay")
-	paths[3].socket, paths[3].pids = startGoPair(b, p.Socket, "epollrelay")
-	paths[4].socket, paths[4].pids = startRelayCLI(b, p.Socket)
+	paths[3].socket, paths[3].pids = startGoPair(b, p.Socket, "gorelay", "-rawio")
+	paths[4].socket, paths[4].pids = startGoPair(b, p.Socket, "epollrelay")
+	paths[5].socket, paths[5].pids = startRelayCLI(b, p.Socket)
 	for _, pt := range paths {
 		pt.apdus = *flagAPDUs
 	}
@@ -135,7 +140,7 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 			b.ReportMetric(s.perSec/direct.perSec, pt.id+"-x-direct")
 		}
 	}
-	relayS, socatS := summarize(paths[4].runs), summarize(paths[1].runs)
+	relayS, socatS := summarize(paths[5].runs), summarize(paths[1].runs)
 	t.WriteString("\nrelay CPU and sleeps are per APDU, summed over the path's two relay processes: CPU time of all threads (socat's from the children it forks per connection, at 10 ms resolution), and voluntary context switches (socat's are not known). Every sleep costs a wake-up on the APDU's path.\n")
 	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
 	fmt.Println(t.String())
@@ -152,9 +157,9 @@ func startSocatPair(b *testing.B, pcscd string) (string, []int) {
 	return socket, []int{host, guest}
 }
 
-// startGoPair runs two processes of testdata/name in place of the socat
-// pair.
-func startGoPair(b *testing.B, pcscd, name string) (string, []int) {
+// startGoPair runs two processes of testdata/name, with flags, in place of
+// the socat pair.
+func startGoPair(b *testing.B, pcscd, name string, flags ...string) (string, []int) {
 	b.Helper()
 	dir := sockDir(b)
 	bin := filepath.Join(dir, name)
@@ -163,8 +168,8 @@ func startGoPair(b *testing.B, pcscd, name string) (string, []int) {
 	}
 	socket := filepath.Join(dir, name+".comm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	host := startRelayProcess(b, bin, "tcp", addr, "unix", pcscd)
-	guest := startRelayProcess(b, bin, "unix", socket, "tcp", addr)
+	host := startRelayProcess(b, bin, append(flags, "tcp", addr, "unix", pcscd)...)
+	guest := startRelayProcess(b, bin, append(flags, "unix", socket, "tcp", addr)...)
 	return socket, []int{host, guest}
 }
 
