@@ -25,14 +25,16 @@ import (
 
 // cardshare's relay mode in BenchmarkRelay: `relay serve` and `relay agent`
 // as two processes, as deployed; and both ends inside the benchmark process.
-// The Go pairs do socat's job with no TLS and no yamux: testdata/gorelay
-// (io.Copy both ways over the runtime's poller) plainly, and with
-// relay.RawIO as cardshare reads and writes, so that it differs from
-// cardshare's relay only in TLS and yamux; testdata/epollrelay (one thread
-// in its own epoll loop, as socat) is the ceiling of a Go relay.
+// The Go pairs do socat's job without yamux: testdata/gorelay (io.Copy both
+// ways over the runtime's poller) plainly; with relay.RawIO as cardshare
+// reads and writes, so that it differs from cardshare's relay only in TLS
+// and yamux; and with TLS 1.3 on the TCP leg too, so that it differs only
+// in yamux. testdata/epollrelay (one thread in its own epoll loop, as socat)
+// is the ceiling of a Go relay.
 const (
 	pathGoPair   = "go-pair"
 	pathGoRaw    = "go-pair-rawio"
+	pathGoTLS    = "go-pair-rawio-tls"
 	pathEpoll    = "go-epoll-pair"
 	pathRelayCLI = "relay-tls"
 	pathRelayLib = "relay-tls-inprocess"
@@ -43,6 +45,7 @@ var relayPathNames = map[string]string{
 	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay` (2 processes)",
 	pathGoPair:   "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
 	pathGoRaw:    "the same with RawIO, as cardshare (2 processes)",
+	pathGoTLS:    "the same with TLS 1.3 on the TCP leg (2 processes)",
 	pathEpoll:    "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
 	pathRelayCLI: "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
 	pathRelayLib: "the same, both ends in the benchmark process",
@@ -74,6 +77,7 @@ func BenchmarkRelay(b *testing.B) {
 		{id: pathSocatTCP},
 		{id: pathGoPair},
 		{id: pathGoRaw},
+		{id: pathGoTLS},
 		{id: pathEpoll},
 		{id: pathRelayCLI},
 		{id: pathRelayLib, socket: r.sockets[0]},
@@ -81,8 +85,9 @@ func BenchmarkRelay(b *testing.B) {
 	paths[1].socket, paths[1].pids = startSocatPair(b, p.Socket)
 	paths[2].socket, paths[2].pids = startGoPair(b, p.Socket, "gorelay")
 	paths[3].socket, paths[3].pids = startGoPair(b, p.Socket, "gorelay", "-rawio")
-	paths[4].socket, paths[4].pids = startGoPair(b, p.Socket, "epollrelay")
-	paths[5].socket, paths[5].pids = startRelayCLI(b, p.Socket)
+	paths[4].socket, paths[4].pids = startGoPair(b, p.Socket, "gorelay", "-rawio", "-tls")
+	paths[5].socket, paths[5].pids = startGoPair(b, p.Socket, "epollrelay")
+	paths[6].socket, paths[6].pids = startRelayCLI(b, p.Socket)
 	for _, pt := range paths {
 		pt.apdus = *flagAPDUs
 	}
@@ -140,7 +145,7 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 			b.ReportMetric(s.perSec/direct.perSec, pt.id+"-x-direct")
 		}
 	}
-	relayS, socatS := summarize(paths[5].runs), summarize(paths[1].runs)
+	relayS, socatS := summarize(paths[6].runs), summarize(paths[1].runs)
 	t.WriteString("\nrelay CPU and sleeps are per APDU, summed over the path's two relay processes: CPU time of all threads (socat's from the children it forks per connection, at 10 ms resolution), and voluntary context switches (socat's are not known). Every sleep costs a wake-up on the APDU's path.\n")
 	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
 	fmt.Println(t.String())
