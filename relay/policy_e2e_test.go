@@ -210,3 +210,32 @@ func TestRelayGuestPolicy(t *testing.T) {
 		t.Errorf("host log lacks why it cut the session:\n%s", h.log)
 	}
 }
+
+// The same for a guest that the host dials: after SetPolicy the host cuts
+// the session and dials again, and the new session serves the new policy.
+func TestReverseRelayGuestPolicy(t *testing.T) {
+	t.Parallel()
+	_, h := realHost(t, fastDial)
+	ln := guestListener(t, "127.0.0.1:0")
+	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
+	a.waitConnected(t)
+	mustHello(t, a.socket)
+	if err := h.state.SetPolicy("vm1", &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}}); err != nil {
+		t.Fatal(err)
+	}
+	bin := testenv.BuildClient(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		out, err := testenv.RunClient(t, bin, a.socket, "list")
+		if err == nil && out == testenv.VPCDSecondReader+"\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("list under the new policy: %q, %v\nhost log:\n%s", out, err, h.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(h.log.String(), `reason="reader policy changed"`) {
+		t.Errorf("host log lacks why it cut the session:\n%s", h.log)
+	}
+}
