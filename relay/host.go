@@ -109,7 +109,7 @@ func (c *HostConfig) withDefaults() HostConfig {
 // Host is the host's end of relay mode. It accepts connections from paired
 // guests, authenticates them by their pinned keys, and relays each yamux
 // stream they open to the host pcscd; it also completes pairings. Guests
-// paired with an address to dial (HostState.PairDial) are connected to
+// paired with an address to dial (PairOptions.Dial) are connected to
 // instead, and reconnected with backoff; on those connections the TLS and
 // yamux roles stay as they are, so the guest is still the TLS client whose
 // key the host checks. One Host serves any number of guests, each with its
@@ -367,8 +367,8 @@ func (h *Host) register(rec GuestRecord, sess *yamux.Session, addr net.Addr) (*h
 		h.mu.Unlock()
 		return nil, rec, err
 	}
-	cur, ok := h.list.byKey(rec.Key)
-	if !ok || !cur.Active() || cur.Name != rec.Name {
+	cur, ok := h.list.current(rec.Key, rec.Name)
+	if !ok {
 		h.mu.Unlock()
 		return nil, rec, fmt.Errorf("%w: %s", errNotPaired, rec.Key)
 	}
@@ -437,8 +437,8 @@ func (h *Host) watch(ctx context.Context) {
 			if g.reason != "" {
 				continue
 			}
-			switch cur, ok := h.list.byKey(g.key); {
-			case !ok || !cur.Active() || cur.Name != name:
+			switch cur, ok := h.list.current(g.key, name); {
+			case !ok:
 				g.reason = "revoked"
 			case !cur.samePolicy(g.served):
 				// The guest reconnects at once, under the new policy.
@@ -490,9 +490,10 @@ func (h *Host) Status() []GuestStatus {
 	h.refreshLocked() // on error h.list is nil: watch logs it
 	var out []GuestStatus
 	for name, g := range h.guests {
-		rec, ok := h.list.byKey(g.key)
+		// While the list cannot be read, nobody counts as revoked.
+		rec, ok := h.list.current(g.key, name)
 		out = append(out, GuestStatus{
-			Name: name, Connected: g.sess != nil, Revoked: !ok || !rec.Active() || rec.Name != name, Policy: rec.Policy(),
+			Name: name, Connected: g.sess != nil, Revoked: h.list != nil && !ok, Policy: rec.Policy(),
 			Addr: g.addr, Since: g.since, Sessions: g.sessions,
 			Dial: g.dial, Dialing: g.dialing, RetryAt: g.retryAt, LastError: g.lastErr,
 			Open: g.stats.Open.Load(), Connections: g.stats.Total.Load(), Failed: g.stats.Failed.Load(),

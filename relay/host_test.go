@@ -379,6 +379,23 @@ func TestUnknownGuestRefused(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(h.log.String(), "not paired") })
 }
 
+// While the guest list cannot be read, Status still answers, and a guest
+// whose session goes on is not shown as revoked: an unreadable file is no
+// revocation.
+func TestStatusWithUnreadableGuestList(t *testing.T) {
+	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
+	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	a := startAgent(t, h.join(t, "vm1"), nil)
+	a.waitConnected(t)
+	if err := os.WriteFile(filepath.Join(h.state.Dir(), "guests.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := h.host.Status()
+	if len(st) != 1 || st[0].Name != "vm1" || !st[0].Connected || st[0].Revoked {
+		t.Errorf("status %+v, want vm1 connected and not revoked", st)
+	}
+}
+
 // Revoking a guest cuts it off at once: open connections end, pcscd sees
 // them closed, and the agent's reconnect is refused.
 func TestRevokeCutsOff(t *testing.T) {

@@ -118,14 +118,25 @@ func (l *guestList) find(name string) int {
 	return slices.IndexFunc(l.Guests, func(g GuestRecord) bool { return g.Name == name })
 }
 
-// byKey returns the guest with key fp, if any.
+// byKey returns the guest with key fp, if any. A nil list has none.
 func (l *guestList) byKey(fp Fingerprint) (GuestRecord, bool) {
+	if l == nil {
+		return GuestRecord{}, false
+	}
 	for _, g := range l.Guests {
 		if g.Key.equal(fp) {
 			return g, true
 		}
 	}
 	return GuestRecord{}, false
+}
+
+// current returns the record of the guest called name with key fp, and
+// whether it may still connect under that name: not revoked, not paired
+// again with another key or under another name.
+func (l *guestList) current(fp Fingerprint, name string) (GuestRecord, bool) {
+	g, ok := l.byKey(fp)
+	return g, ok && g.Active() && g.Name == name
 }
 
 // Errors of HostState that callers branch on.
