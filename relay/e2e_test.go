@@ -258,9 +258,7 @@ func TestRelayRevokeDuringWait(t *testing.T) {
 func TestReverseRelayHelloWorld(t *testing.T) {
 	t.Parallel()
 	_, h := realHost(t, fastDial)
-	ln := guestListener(t, "127.0.0.1:0")
-	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
-	a.waitConnected(t)
+	a, _ := h.listeningGuest(t, "vm1")
 	mustHello(t, a.socket)
 	out, err := testenv.RunClient(t, testenv.BuildClient(t), a.socket, "list")
 	if err != nil || !strings.Contains(out, testenv.VPCDReader) {

@@ -130,13 +130,11 @@ func TestRelayFaultHostRestartMidTransmit(t *testing.T) {
 // lasts, and the session with the host goes on.
 func TestRelayFaultStrangersOnAgentPort(t *testing.T) {
 	_, h := realHost(t, fastDial)
-	ln := guestListener(t, "127.0.0.1:0")
-	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
-	a.waitConnected(t)
+	a, addr := h.listeningGuest(t, "vm1")
 	mustHello(t, a.socket)
 	before := testenv.Snapshot(t)
 	for range 20 {
-		c, err := relay.DialAddr(t.Context(), ln.Addr().String())
+		c, err := relay.DialAddr(t.Context(), addr)
 		if err != nil {
 			t.Fatal(err)
 		}

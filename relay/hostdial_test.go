@@ -58,6 +58,17 @@ func (e *hostEnv) joinListeningVia(t *testing.T, name string, ln net.Listener, a
 	return creds
 }
 
+// listeningGuest pairs a guest called name that listens on a loopback port
+// for the host to dial it, and starts its agent there, connected. It returns
+// the agent and the address it listens on.
+func (e *hostEnv) listeningGuest(t *testing.T, name string) (*agentEnv, string) {
+	t.Helper()
+	ln := guestListener(t, "127.0.0.1:0")
+	a := startAgent(t, e.joinListening(t, name, ln), listenAgent(ln))
+	a.waitConnected(t)
+	return a, ln.Addr().String()
+}
+
 func listenAgent(ln net.Listener) func(*relay.AgentConfig) {
 	return func(c *relay.AgentConfig) { c.HostListener = ln }
 }
@@ -65,17 +76,15 @@ func listenAgent(ln net.Listener) func(*relay.AgentConfig) {
 func TestReverseRelays(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
 	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
-	ln := guestListener(t, "127.0.0.1:0")
-	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
-	a.waitConnected(t)
+	a, addr := h.listeningGuest(t, "vm1")
 	c := a.dial(t)
 	if r := versionExchange(t, c, pcsc.V44); !r.Accepted() {
 		t.Fatalf("rejected: %+v", r)
 	}
 	echo(t, c, "establish")
 	st := h.host.Status()
-	if len(st) != 1 || !st[0].Connected || st[0].Dial != ln.Addr().String() || st[0].Open != 1 {
-		t.Errorf("host status %+v, want vm1 connected, dialed at %s, 1 open", st, ln.Addr())
+	if len(st) != 1 || !st[0].Connected || st[0].Dial != addr || st[0].Open != 1 {
+		t.Errorf("host status %+v, want vm1 connected, dialed at %s, 1 open", st, addr)
 	}
 	if !strings.Contains(h.log.String(), "guest paired") || !strings.Contains(a.log.String(), "waiting for the host to connect") {
 		t.Errorf("logs lack the pairing or the wait:\nhost:\n%s\nagent:\n%s", h.log, a.log)
@@ -124,9 +133,7 @@ func TestReverseAgentRestart(t *testing.T) {
 func TestReverseHostRestart(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
 	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
-	ln := guestListener(t, "127.0.0.1:0")
-	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
-	a.waitConnected(t)
+	a, _ := h.listeningGuest(t, "vm1")
 	h.stop(t)
 	waitFor(t, func() bool { return !a.agent.Connected() })
 	if _, err := a.agent.Dial(context.Background()); !errors.Is(err, relay.ErrNotConnected) {
@@ -147,9 +154,7 @@ func TestReverseHostRestart(t *testing.T) {
 func TestReverseRevoke(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
 	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
-	ln := guestListener(t, "127.0.0.1:0")
-	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
-	a.waitConnected(t)
+	a, _ := h.listeningGuest(t, "vm1")
 	c := a.dial(t)
 	versionExchange(t, c, pcsc.V44)
 	if err := h.state.Revoke("vm1", time.Now()); err != nil {
@@ -174,14 +179,12 @@ func TestReverseRevoke(t *testing.T) {
 func TestReverseImpostorHost(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
 	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
-	ln := guestListener(t, "127.0.0.1:0")
-	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
-	a.waitConnected(t)
+	a, addr := h.listeningGuest(t, "vm1")
 
 	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, ClientAuth: tls.RequestClientCert,
 		NextProtos: []string{"cardshare-relay/1"}}
 	for range 3 {
-		raw, err := net.Dial("tcp", ln.Addr().String())
+		raw, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +200,7 @@ func TestReverseImpostorHost(t *testing.T) {
 		raw.Close()
 	}
 	// Garbage and silence cost a handshake slot each, for a while.
-	g, err := net.Dial("tcp", ln.Addr().String())
+	g, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

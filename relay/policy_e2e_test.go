@@ -216,9 +216,7 @@ func TestRelayGuestPolicy(t *testing.T) {
 func TestReverseRelayGuestPolicy(t *testing.T) {
 	t.Parallel()
 	_, h := realHost(t, fastDial)
-	ln := guestListener(t, "127.0.0.1:0")
-	a := startAgent(t, h.joinListening(t, "vm1", ln), listenAgent(ln))
-	a.waitConnected(t)
+	a, _ := h.listeningGuest(t, "vm1")
 	mustHello(t, a.socket)
 	if err := h.state.SetPolicy("vm1", &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}}); err != nil {
 		t.Fatal(err)

@@ -143,11 +143,11 @@ func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, l
 			BytesDown:         g.BytesDown,
 			LastError:         g.LastError,
 		}
-		if p := g.Policy; p != nil {
-			gs.setPolicy(p.Readers, p.DenyControl, audit)
-		} else {
-			gs.setPolicy(nil, false, audit)
+		var p pcsc.Policy
+		if g.Policy != nil {
+			p = *g.Policy
 		}
+		gs.setPolicy(p.Readers, p.DenyControl, audit)
 		if g.Dial != "" {
 			gs.Address = g.Dial
 		}
