@@ -26,7 +26,7 @@ func ListenAddr(ctx context.Context, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listen: %w", err)
 	}
-	return tcpListener{ln}, nil
+	return rawListener{ln}, nil
 }
 
 // ErrBadAddr means an address that a host cannot dial.
@@ -76,20 +76,8 @@ func noDelay(c net.Conn) {
 	}
 }
 
-// tcpListener sets TCP_NODELAY on the connections it accepts, and does
-// their I/O with RawIO.
-type tcpListener struct{ net.Listener }
-
-func (l tcpListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	noDelay(c)
-	return RawIO(c), nil
-}
-
-// rawListener does the I/O of the connections it accepts with RawIO.
+// rawListener does the I/O of the connections it accepts with RawIO, and
+// sets TCP_NODELAY on TCP ones.
 type rawListener struct{ net.Listener }
 
 func (l rawListener) Accept() (net.Conn, error) {
@@ -97,6 +85,7 @@ func (l rawListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	noDelay(c)
 	return RawIO(c), nil
 }
 
