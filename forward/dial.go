@@ -14,7 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/cpu"
 
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/internal/rawio"
 )
 
 // DefaultConnectTimeout applies when a Target has no ConnectTimeout.
@@ -131,7 +131,7 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 	if via == nil {
 		conn, err = new(net.Dialer).DialContext(dctx, "tcp", addr)
 		if err == nil {
-			conn = relay.RawIO(conn)
+			conn = rawio.RawIO(conn)
 		}
 	} else {
 		conn, err = via.DialContext(dctx, "tcp", addr)

@@ -12,8 +12,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cardshare/cardshare/internal/backoff"
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
-	"github.com/cardshare/cardshare/relay"
 )
 
 // Guest is a guest to expose the host pcscd to.
@@ -66,7 +68,7 @@ type Config struct {
 
 	// Relay configures the relay of each guest connection; its Logger,
 	// Daemon and Stats are set per guest.
-	Relay relay.Config
+	Relay bridge.Config
 
 	// Logger receives lifecycle events. Nil discards.
 	Logger *slog.Logger
@@ -200,7 +202,7 @@ type Forwarder struct {
 	guest Guest
 	cfg   *Config
 	log   *slog.Logger
-	stats relay.Stats
+	stats bridge.Stats
 
 	mu     sync.Mutex
 	status Status
@@ -270,7 +272,7 @@ func (f *Forwarder) event(e Event) {
 // socket. It returns nil then, or the error of a first attempt that
 // retrying cannot fix (see Expose).
 func (f *Forwarder) Run(ctx context.Context) error {
-	backoff := relay.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
+	backoff := backoff.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
 	everUp := false
 	for {
 		f.event(Event{State: StateConnecting})
@@ -368,7 +370,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)
-	go func() { served <- relay.Serve(serveCtx, ln, relay.UnixDialer(f.cfg.HostSocket), &rc) }()
+	go func() { served <- bridge.Serve(serveCtx, ln, hostpcsc.Socket{Path: f.cfg.HostSocket}.Dial, &rc) }()
 	gone := watchSocket(serveCtx, client, info.Socket, f.cfg.SocketCheck)
 
 	select {

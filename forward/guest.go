@@ -103,7 +103,7 @@ const checkScript = `[ -S "$sock" ] || echo missing
 
 // defaultDirFunc defines default_dir, which sets dir to the default guest
 // socket directory; prepareScript and surveyScript share it, and
-// relay.GuestSocketFor mirrors it in Go. It needs $max.
+// unixsock.GuestSocketFor mirrors it in Go. It needs $max.
 const defaultDirFunc = `default_dir() {
 	dir=
 	if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "$XDG_RUNTIME_DIR" ]; then

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // Guest environment setup: what makes the guest's programs find the socket
@@ -786,7 +786,7 @@ func checkPlainPath(p string) error {
 // when none is given, as the guest's shell computes it (default_dir), for
 // `cardshare guest env`. Relay mode's agent uses the same function.
 func DefaultGuestSocket(getenv func(string) string, uid int) string {
-	return relay.GuestSocketFor(getenv, uid)
+	return unixsock.GuestSocketFor(getenv, uid)
 }
 
 // ExportLine is the sh line that points programs at socket.

@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/cardshare/cardshare/internal/accept"
+	"github.com/cardshare/cardshare/internal/backoff"
+	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
@@ -26,7 +28,7 @@ type AgentConfig struct {
 	// Relay configures the relay of each guest connection, which checks the
 	// client's protocol version before anything reaches the host. Its
 	// Logger and Stats are set by the Agent.
-	Relay Config
+	Relay bridge.Config
 
 	// Mux tunes the yamux session; nil means DefaultMuxConfig(). The
 	// keepalive settings decide how soon a dead host is noticed.
@@ -96,7 +98,7 @@ type Agent struct {
 	cfg   AgentConfig
 	log   *slog.Logger
 	id    *identity
-	stats Stats
+	stats bridge.Stats
 
 	mu   sync.Mutex
 	sess *yamux.Session
@@ -113,7 +115,7 @@ func NewAgent(creds *Credentials, cfg *AgentConfig) (*Agent, error) {
 }
 
 // Stats counts the guest connections the agent relayed.
-func (a *Agent) Stats() *Stats { return &a.stats }
+func (a *Agent) Stats() *bridge.Stats { return &a.stats }
 
 // Connected reports whether the agent has a session with the host now.
 func (a *Agent) Connected() bool {
@@ -150,7 +152,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	rc.Logger = a.log
 	rc.Stats = &a.stats
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, rawListener{ln}, a.Dial, &rc) }()
+	go func() { served <- bridge.Serve(ctx, rawListener{ln}, a.Dial, &rc) }()
 	looped := make(chan error, 1)
 	if a.cfg.HostListener != nil {
 		go func() { looped <- a.awaitHost(ctx, a.cfg.HostListener) }()
@@ -172,7 +174,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 // keepConnected connects, waits for the session to end, and starts over,
 // until ctx is done or the host refuses this guest.
 func (a *Agent) keepConnected(ctx context.Context) error {
-	backoff := Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
+	retry := backoff.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for {
 		start := time.Now()
 		sess, err := a.connect(ctx)
@@ -187,9 +189,9 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 				a.log.Error("giving up", "host", a.creds.Host, "err", err)
 				return err
 			}
-			wait := backoff.Next()
+			wait := retry.Next()
 			a.log.Warn("cannot reach host; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 			continue
@@ -206,11 +208,11 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 			return nil
 		}
 		if time.Since(start) > a.cfg.MaxBackoff {
-			backoff.Reset()
+			retry.Reset()
 		}
-		wait := backoff.Next()
+		wait := retry.Next()
 		a.log.Warn("connection to host lost; reconnecting", "host", a.creds.Host, "in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -282,21 +284,20 @@ const maxAgentHandshakes = 4
 // awaitHost accepts the host's connections on ln until ctx is done or the
 // host refuses this guest, making each authenticated one the session.
 func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer ln.Close()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	context.AfterFunc(ctx, func() { ln.Close() })
 	var fails rateLimit
 	a.log.Info("waiting for the host to connect", "listen", ln.Addr().String(), "host_key", a.creds.HostKey.String())
-	slots := make(chan struct{}, maxAgentHandshakes)
 	refuse := func(addr net.Addr, err error) {
+		if errors.Is(err, accept.ErrBusy) {
+			err = errTooManyHandshakes
+		}
 		if n, ok := fails.allow(time.Now()); ok && ctx.Err() == nil {
 			a.log.Warn("refused connection", "addr", addr.String(), "err", err, "not_logged", n)
 		}
 	}
-	err := acceptHandshakes(ctx, ln, slots, &wg, refuse, func(raw net.Conn, release func()) {
+	err := accept.Loop(ctx, ln, accept.Config{Slots: maxAgentHandshakes, Refuse: refuse}, func(ctx context.Context, raw net.Conn, release func()) {
 		peer := raw.RemoteAddr()
 		hctx, hcancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
 		sess, err := a.handshake(hctx, raw, peer.String())
@@ -316,7 +317,10 @@ func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
 	if cause := context.Cause(ctx); err == nil && errors.Is(cause, ErrGuestRefused) {
 		return cause
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
 }
 
 // serveSession makes sess the session until it ends or ctx is done; a
@@ -362,38 +366,4 @@ func (a *Agent) logCompat(h hello) {
 	}
 	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
 	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
-}
-
-// Backoff is the wait between attempts to reach a peer: it starts at Min,
-// doubles after each attempt up to Max, and starts over at Min after Reset.
-// Each wait is spread over [d/2, d], so that many guests do not reconnect in
-// lockstep after the other end comes back.
-type Backoff struct {
-	Min, Max time.Duration
-	cur      time.Duration
-}
-
-// Next returns the wait before the next attempt, and doubles the one after.
-func (b *Backoff) Next() time.Duration {
-	if b.cur < b.Min {
-		b.cur = b.Min
-	}
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	b.cur = min(2*b.cur, b.Max)
-	return d
-}
-
-// Reset makes the next wait Min again, after a connection that worked.
-func (b *Backoff) Reset() { b.cur = b.Min }
-
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

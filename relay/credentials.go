@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // Credentials are what a guest needs to connect to its host: where the host
@@ -40,8 +42,8 @@ type credentialsFile struct {
 // Save writes c to path with mode 0600, creating its directory with mode
 // 0700 when missing. It replaces an existing file at once, never partly.
 func (c *Credentials) Save(path string) error {
-	if err := makePrivateDir(filepath.Dir(path)); err != nil {
-		return err
+	if err := unixsock.MkdirPrivate(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 	k, err := marshalKey(c.Key)
 	if err != nil {
@@ -51,7 +53,7 @@ func (c *Credentials) Save(path string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, append(b, '\n')); err != nil {
+	if err := unixsock.WriteFileAtomic(path, append(b, '\n')); err != nil {
 		return fmt.Errorf("relay: save credentials: %w", err)
 	}
 	return nil
@@ -70,8 +72,8 @@ func LoadCredentials(path string) (*Credentials, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: read credentials: %w", err)
 	}
-	if err := checkPrivateFile(path); err != nil {
-		return nil, err
+	if err := unixsock.CheckPrivateFile(path); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
 	}
 	var f credentialsFile
 	if err := json.Unmarshal(b, &f); err != nil {

@@ -16,6 +16,9 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/cardshare/cardshare/internal/accept"
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
@@ -26,15 +29,16 @@ type HostConfig struct {
 	// connection. Nil discards.
 	Logger *slog.Logger
 
-	// Dial reaches the host pcscd. Nil means UnixDialer(pcsc.DefaultSocket).
-	Dial DialFunc
+	// Dial reaches the host's PC/SC: a hostpcsc.Source's Dial. Nil means
+	// the pcscd socket at pcsc.DefaultSocket (hostpcsc.Socket{}).
+	Dial bridge.DialFunc
 
 	// Relay configures the relay of each stream to pcscd, which checks the
 	// guest's protocol version the way every mode does. Its Logger and
 	// Stats are set per guest, and so is its Policy for a guest paired with
 	// one (GuestRecord.Policy). Relay.Daemon is also sent to each guest, so
 	// that its agent can compare its own libpcsclite.
-	Relay Config
+	Relay bridge.Config
 
 	// Mux tunes the yamux sessions; nil means DefaultMuxConfig().
 	Mux *MuxConfig
@@ -83,7 +87,7 @@ func (c *HostConfig) withDefaults() HostConfig {
 		cc.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cc.Dial == nil {
-		cc.Dial = UnixDialer(pcsc.DefaultSocket)
+		cc.Dial = hostpcsc.Socket{}.Dial
 	}
 	if cc.HandshakeTimeout <= 0 {
 		cc.HandshakeTimeout = d.HandshakeTimeout
@@ -129,7 +133,7 @@ type Host struct {
 
 // hostGuest is a guest the host has seen since it started.
 type hostGuest struct {
-	stats    Stats
+	stats    bridge.Stats
 	key      Fingerprint
 	sess     *yamux.Session // the current session, or nil
 	addr     string
@@ -217,13 +221,19 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 		<-ctx.Done()
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-
-	slots := make(chan struct{}, h.cfg.MaxHandshakes)
-	return acceptHandshakes(ctx, ln, slots, &wg, h.refused, func(c net.Conn, release func()) {
+	refuse := func(addr net.Addr, err error) {
+		if errors.Is(err, accept.ErrBusy) {
+			err = errTooManyHandshakes
+		}
+		h.refused(addr, err)
+	}
+	err := accept.Loop(ctx, ln, accept.Config{Slots: h.cfg.MaxHandshakes, Refuse: refuse}, func(ctx context.Context, c net.Conn, release func()) {
 		h.handle(ctx, c, release, nil)
 	})
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
 }
 
 // handle authenticates one connection and serves it. It calls done when the
@@ -338,7 +348,7 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 	// when it closes for any other reason.
 	rc.Logger = log
 	rc.Stats = &g.stats
-	err = Serve(ctx, streamListener{sess}, h.cfg.Dial, &rc)
+	err = bridge.Serve(ctx, streamListener{sess}, h.cfg.Dial, &rc)
 	sess.Close()
 	reason := h.unregister(rec.Name, sess)
 	switch {
@@ -348,7 +358,11 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 	case ctx.Err() != nil:
 		reason = "host stopping"
 	case err != nil:
-		reason = strings.TrimPrefix(err.Error(), "relay: accept: ")
+		// The session's end, as yamux words it, is the reason.
+		reason = err.Error()
+		if ae := (*accept.Error)(nil); errors.As(err, &ae) {
+			reason = ae.Err.Error()
+		}
 	}
 	h.mu.Lock()
 	g.lastErr = reason

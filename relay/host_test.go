@@ -19,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 )
 
@@ -37,14 +40,14 @@ type hostEnv struct {
 	host   *relay.Host
 	addr   string
 	log    *syncBuffer
-	dial   relay.DialFunc
+	dial   bridge.DialFunc
 	mod    func(*relay.HostConfig)
 	cancel context.CancelFunc
 	done   chan error
 }
 
 // startHost serves relay mode on a loopback port, relaying to dial.
-func startHost(t *testing.T, dial relay.DialFunc, mod func(*relay.HostConfig)) *hostEnv {
+func startHost(t *testing.T, dial bridge.DialFunc, mod func(*relay.HostConfig)) *hostEnv {
 	t.Helper()
 	state, err := relay.OpenHostState(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
@@ -66,7 +69,7 @@ func (e *hostEnv) start(t *testing.T) {
 	cfg := &relay.HostConfig{
 		Logger:           slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Dial:             e.dial,
-		Relay:            relay.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}, OpeningTimeout: 2 * time.Second},
+		Relay:            bridge.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}, OpeningTimeout: 2 * time.Second},
 		Mux:              fastMux(),
 		HandshakeTimeout: 2 * time.Second,
 		PollInterval:     20 * time.Millisecond,
@@ -140,13 +143,13 @@ func startAgent(t *testing.T, creds *relay.Credentials, mod func(*relay.AgentCon
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &agentEnv{socket: filepath.Join(dir, "g", "pcscd.comm"), log: new(syncBuffer), done: make(chan error, 1)}
-	ln, err := relay.ListenGuestSocket(e.socket)
+	ln, err := unixsock.ListenGuestSocket(e.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &relay.AgentConfig{
 		Logger:         slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Relay:          relay.Config{OpeningTimeout: 2 * time.Second},
+		Relay:          bridge.Config{OpeningTimeout: 2 * time.Second},
 		Mux:            fastMux(),
 		ConnectTimeout: 2 * time.Second,
 		MinBackoff:     20 * time.Millisecond,
@@ -203,7 +206,7 @@ func echo(t *testing.T, c net.Conn, msg string) {
 
 func TestRelayModeRelays(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 
@@ -243,7 +246,7 @@ func TestRelayModeChecksOpeningOnBothEnds(t *testing.T) {
 	// The host relay is not told the daemon's version, so it cannot
 	// translate (proxy_test.go covers that): the rejection passes through.
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V45})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 
@@ -303,7 +306,7 @@ func selfSigned(t *testing.T) tls.Certificate {
 }
 
 func TestPairingRefusals(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	ctx := context.Background()
 
 	good, err := h.state.Pair("vm1", time.Minute, time.Now())
@@ -360,9 +363,9 @@ func TestPairingRefusals(t *testing.T) {
 // A guest whose key the host does not know (never paired, or paired with
 // another host) is refused, and the agent gives up instead of retrying.
 func TestUnknownGuestRefused(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	creds := h.join(t, "vm1")
-	other := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	other := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	stranger := other.join(t, "vm1")
 	stranger.Host, stranger.HostKey = h.addr, creds.HostKey
 
@@ -384,7 +387,7 @@ func TestUnknownGuestRefused(t *testing.T) {
 // revocation.
 func TestStatusWithUnreadableGuestList(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 	if err := os.WriteFile(filepath.Join(h.state.Dir(), "guests.json"), []byte("{not json"), 0o600); err != nil {
@@ -400,7 +403,7 @@ func TestStatusWithUnreadableGuestList(t *testing.T) {
 // them closed, and the agent's reconnect is refused.
 func TestRevokeCutsOff(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	b := startAgent(t, h.join(t, "vm2"), nil)
 	a.waitConnected(t)
@@ -439,7 +442,7 @@ func TestRevokeCutsOff(t *testing.T) {
 // While the agent has no session, guest programs get "Service not
 // available" at once instead of waiting.
 func TestAgentFailsFastWhileDown(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	creds := h.join(t, "vm1")
 	h.stop(t)
 	a := startAgent(t, creds, nil)
@@ -459,7 +462,7 @@ func TestAgentFailsFastWhileDown(t *testing.T) {
 // connections work.
 func TestHostRestartAgentReconnects(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 	c := a.dial(t)
@@ -535,7 +538,7 @@ func recorder(t *testing.T, target string) (addr string, sent func() []byte) {
 // refused and logged, none reaches pcscd, and the host goes on serving.
 func TestHostSurvivesBadPeers(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), func(c *relay.HostConfig) {
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, func(c *relay.HostConfig) {
 		c.HandshakeTimeout = 300 * time.Millisecond
 		c.MaxHandshakes = 4
 	})
@@ -627,7 +630,7 @@ func TestHostSurvivesBadPeers(t *testing.T) {
 // back before the host noticed it gone.
 func TestReconnectReplacesSession(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	creds := h.join(t, "vm1")
 	a := startAgent(t, creds, nil)
 	a.waitConnected(t)

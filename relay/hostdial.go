@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/backoff"
 )
 
 // dialTarget is a guest, or a pending pairing, that the host connects to.
@@ -119,11 +121,11 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		maxBackoff = min(maxBackoff, 2*time.Second)
 		log.Info("connecting to pair", "hint", "run `cardshare relay join --listen ADDR --token TOKEN` in the guest")
 	}
-	backoff := Backoff{Min: h.cfg.MinBackoff, Max: maxBackoff}
+	retry := backoff.Backoff{Min: h.cfg.MinBackoff, Max: maxBackoff}
 	failing := false
 	for {
 		if !t.pairing && h.connected(t.name) {
-			if !sleep(ctx, h.cfg.MinBackoff) {
+			if !backoff.Sleep(ctx, h.cfg.MinBackoff) {
 				return
 			}
 			continue
@@ -142,7 +144,7 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		if err == nil {
 			failing = false
 			if time.Since(start) > maxBackoff {
-				backoff.Reset()
+				retry.Reset()
 			}
 		} else if !failing {
 			log.Warn("cannot reach guest; retrying", "err", err)
@@ -150,13 +152,13 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		} else {
 			log.Debug("cannot reach guest; retrying", "err", err)
 		}
-		wait := backoff.Next()
+		wait := retry.Next()
 		reason := ""
 		if err != nil {
 			reason = err.Error()
 		}
 		h.setDialing(t, "backing-off", time.Now().Add(wait), reason)
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
 	}

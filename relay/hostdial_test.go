@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/relay"
@@ -75,7 +76,7 @@ func listenAgent(ln net.Listener) func(*relay.AgentConfig) {
 
 func TestReverseRelays(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, addr := h.listeningGuest(t, "vm1")
 	c := a.dial(t)
 	if r := versionExchange(t, c, pcsc.V44); !r.Accepted() {
@@ -95,7 +96,7 @@ func TestReverseRelays(t *testing.T) {
 // redialing, and says so in its status meanwhile.
 func TestReverseAgentRestart(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	ln := guestListener(t, "127.0.0.1:0")
 	creds := h.joinListening(t, "vm1", ln)
 	a := startAgent(t, creds, listenAgent(ln))
@@ -132,7 +133,7 @@ func TestReverseAgentRestart(t *testing.T) {
 // A host restart: the new host dials the agent, which takes the new session.
 func TestReverseHostRestart(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, _ := h.listeningGuest(t, "vm1")
 	h.stop(t)
 	waitFor(t, func() bool { return !a.agent.Connected() })
@@ -153,7 +154,7 @@ func TestReverseHostRestart(t *testing.T) {
 // Revoking a dialed guest cuts its session and stops the dialing.
 func TestReverseRevoke(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, _ := h.listeningGuest(t, "vm1")
 	c := a.dial(t)
 	versionExchange(t, c, pcsc.V44)
@@ -178,7 +179,7 @@ func TestReverseRevoke(t *testing.T) {
 // session with the real host.
 func TestReverseImpostorHost(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, addr := h.listeningGuest(t, "vm1")
 
 	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, ClientAuth: tls.RequestClientCert,
@@ -218,7 +219,7 @@ func TestReverseImpostorHost(t *testing.T) {
 // else) listens refuses it, and keeps trying.
 func TestReverseWrongGuestAtAddress(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	ln1 := guestListener(t, "127.0.0.1:0")
 	vm1 := h.joinListening(t, "vm1", ln1)
 	ln2 := guestListener(t, "127.0.0.1:0")
@@ -247,7 +248,7 @@ func TestReverseWrongGuestAtAddress(t *testing.T) {
 
 // JoinListening waits through connections that are not the host.
 func TestJoinListeningIgnoresOthers(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), func(c *relay.HostConfig) {
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, func(c *relay.HostConfig) {
 		c.MinBackoff, c.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
 	})
 	ln := guestListener(t, "127.0.0.1:0")
@@ -275,7 +276,7 @@ func TestJoinListeningIgnoresOthers(t *testing.T) {
 	}
 
 	// A token for another host never pairs: the wait ends with the reason.
-	other := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	other := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	wrong, err := other.state.Pair("vm9", time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)

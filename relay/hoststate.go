@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // Files in the host's state directory.
@@ -160,12 +161,12 @@ func CheckName(name string) error {
 // the host key on first use. It refuses a directory or key file that others
 // may read or write.
 func OpenHostState(dir string) (*HostState, error) {
-	if err := makePrivateDir(dir); err != nil {
-		return nil, err
+	if err := unixsock.MkdirPrivate(dir); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
 	}
 	// Under the lock, so that two commands started at once (serve and
 	// pair) do not each make a key.
-	unlock, err := lockDir(filepath.Join(dir, lockFile))
+	unlock, err := unixsock.Lock(filepath.Join(dir, lockFile))
 	if err != nil {
 		return nil, fmt.Errorf("relay: lock %s: %w", dir, err)
 	}
@@ -373,7 +374,7 @@ func (s *HostState) changed(fi os.FileInfo) bool {
 // update applies fn to the guest list under the lock and writes the result,
 // unless fn fails.
 func (s *HostState) update(fn func(*guestList) error) error {
-	unlock, err := lockDir(filepath.Join(s.dir, lockFile))
+	unlock, err := unixsock.Lock(filepath.Join(s.dir, lockFile))
 	if err != nil {
 		return fmt.Errorf("relay: lock %s: %w", s.dir, err)
 	}
@@ -389,7 +390,7 @@ func (s *HostState) update(fn func(*guestList) error) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(s.dir, guestsFile), append(b, '\n')); err != nil {
+	if err := unixsock.WriteFileAtomic(filepath.Join(s.dir, guestsFile), append(b, '\n')); err != nil {
 		return fmt.Errorf("relay: write guest list: %w", err)
 	}
 	return nil
@@ -406,7 +407,7 @@ func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := writeFileAtomic(path, pemKey); err != nil {
+		if err := unixsock.WriteFileAtomic(path, pemKey); err != nil {
 			return nil, fmt.Errorf("relay: write host key: %w", err)
 		}
 		return key, nil
@@ -414,8 +415,8 @@ func loadOrCreateKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: read host key: %w", err)
 	}
-	if err := checkPrivateFile(path); err != nil {
-		return nil, err
+	if err := unixsock.CheckPrivateFile(path); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
 	}
 	key, err := parseKey(b)
 	if err != nil {

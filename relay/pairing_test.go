@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 )
 
@@ -78,7 +79,7 @@ func TestHostStateFiles(t *testing.T) {
 	// A key file others may read is refused; a directory of ours is
 	// tightened.
 	os.Chmod(filepath.Join(dir, "host.key"), 0o644)
-	if _, err := relay.OpenHostState(dir); !errors.Is(err, relay.ErrUnsafePermissions) {
+	if _, err := relay.OpenHostState(dir); !errors.Is(err, unixsock.ErrUnsafePermissions) {
 		t.Errorf("key mode 0644: %v, want ErrUnsafePermissions", err)
 	}
 	os.Chmod(filepath.Join(dir, "host.key"), 0o600)
@@ -134,7 +135,7 @@ func TestHostStateConcurrentPairs(t *testing.T) {
 // A revoked name can be paired again; the new key replaces the old, which
 // stays refused.
 func TestRepairAfterRevoke(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	old := h.join(t, "vm1")
 	if _, err := h.state.Pair("vm1", time.Minute, time.Now()); !errors.Is(err, relay.ErrGuestExists) {
 		t.Fatalf("pairing an active name: %v, want ErrGuestExists", err)
@@ -157,7 +158,7 @@ func TestRepairAfterRevoke(t *testing.T) {
 }
 
 func TestCredentialsFile(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	creds := h.join(t, "vm1")
 	path := filepath.Join(t.TempDir(), "guest", "credentials.json")
 	if err := creds.Save(path); err != nil {
@@ -174,46 +175,11 @@ func TestCredentialsFile(t *testing.T) {
 		t.Errorf("loaded %+v, saved %+v", back, creds)
 	}
 	os.Chmod(path, 0o644)
-	if _, err := relay.LoadCredentials(path); !errors.Is(err, relay.ErrUnsafePermissions) {
+	if _, err := relay.LoadCredentials(path); !errors.Is(err, unixsock.ErrUnsafePermissions) {
 		t.Errorf("mode 0644: %v, want ErrUnsafePermissions", err)
 	}
 	if _, err := relay.LoadCredentials(path + ".missing"); !errors.Is(err, relay.ErrNoCredentials) {
 		t.Errorf("missing file: %v, want ErrNoCredentials", err)
-	}
-}
-
-func TestListenGuestSocket(t *testing.T) {
-	base, err := os.MkdirTemp("", "cs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	sock := filepath.Join(base, "d", "pcscd.comm")
-	ln, err := relay.ListenGuestSocket(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(filepath.Dir(sock)); fi.Mode().Perm() != 0o700 {
-		t.Errorf("socket directory mode %v, want 0700", fi.Mode().Perm())
-	}
-	if _, err := relay.ListenGuestSocket(sock); !errors.Is(err, relay.ErrSocketInUse) {
-		t.Errorf("second listener: %v, want ErrSocketInUse", err)
-	}
-	// A socket left behind by a crash is replaced.
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close()
-	ln, err = relay.ListenGuestSocket(sock)
-	if err != nil {
-		t.Fatalf("over a stale socket: %v", err)
-	}
-	ln.Close()
-	file := filepath.Join(base, "d", "file")
-	os.WriteFile(file, nil, 0o600)
-	if _, err := relay.ListenGuestSocket(file); err == nil {
-		t.Error("listening over a regular file: no error")
-	}
-	if p := relay.DefaultGuestSocket(); !filepath.IsAbs(p) || filepath.Base(p) != "pcscd.comm" {
-		t.Errorf("default socket %q", p)
 	}
 }
 

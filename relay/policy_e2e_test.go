@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
 	"github.com/cardshare/cardshare/relay"
@@ -47,7 +49,7 @@ func TestPolicyRealPCSCD(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- relay.Serve(ctx, ln, relay.UnixDialer(p.Socket), &relay.Config{
+		done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: p.Socket}.Dial, &bridge.Config{
 			Logger: slog.New(slog.NewTextHandler(log, nil)),
 			Daemon: d,
 			Policy: &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}},

@@ -220,6 +220,10 @@ func (c *streamConn) fixErr(err error) error {
 	return err
 }
 
+// closeWriter is a connection that can close its sending half, as
+// bridge.Pipe looks for.
+type closeWriter interface{ CloseWrite() error }
+
 // streamListener accepts the streams of a session as streamConns, so that
 // Serve can use a session as its listener.
 type streamListener struct{ s *yamux.Session }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 )
 
@@ -111,9 +112,9 @@ func relayHint(err error) string {
 		return "give the guest's address as this host reaches it, HOST:PORT (10.0.0.5:7744), or vsock://CID:PORT for a VM socket"
 	case errors.Is(err, relay.ErrBadName):
 		return "name the guest like a host name: `vm1`, `build-runner.2`"
-	case errors.Is(err, relay.ErrSocketInUse):
+	case errors.Is(err, unixsock.ErrSocketInUse):
 		return "another agent (or a forward) serves that path; stop it, or choose another path with --socket"
-	case errors.Is(err, relay.ErrUnsafePermissions):
+	case errors.Is(err, unixsock.ErrUnsafePermissions):
 		return "keys live there: make it this user's own and private, as the error says"
 	case errors.As(err, &oe) && oe.Op == "dial":
 		return "is `cardshare relay serve` running on the host, and its port open to this guest (firewall)? for vsock, the host is vsock://2:PORT"

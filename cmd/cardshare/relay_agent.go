@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 )
 
@@ -69,11 +70,11 @@ func runRelayAgent(ctx context.Context, g *globals, o *relayAgentOptions, stdout
 	}
 	socket := o.socket
 	if socket == "" {
-		socket = relay.DefaultGuestSocket()
+		socket = unixsock.DefaultGuestSocket()
 	}
-	ln, err := relay.ListenGuestSocket(socket)
+	ln, err := unixsock.ListenGuestSocket(socket)
 	if err != nil {
-		return err
+		return fmt.Errorf("relay: %w", err)
 	}
 	cfg := relay.DefaultAgentConfig()
 	cfg.Logger = log

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay"
 )
@@ -64,7 +66,8 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	defer oneProc()()
 	log := g.logger()
 	started := time.Now()
-	daemon, err := pcsc.Probe(ctx, o.pcscdSocket)
+	src := hostpcsc.Socket{Path: o.pcscdSocket}
+	daemon, err := src.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
 	}
@@ -96,8 +99,8 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	}
 	h := relay.NewHost(state, &relay.HostConfig{
 		Logger: log,
-		Dial:   relay.UnixDialer(o.pcscdSocket),
-		Relay:  relay.Config{Daemon: daemon, Audit: o.audit},
+		Dial:   src.Dial,
+		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit},
 	})
 	srv := serveControl(cln, func() StatusV1 {
 		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)

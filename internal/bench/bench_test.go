@@ -24,9 +24,9 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
-	"github.com/cardshare/cardshare/relay"
 )
 
 // Flags of the test binary; pass them after -args (scripts/bench.sh does).
@@ -779,7 +779,7 @@ func BenchmarkPipe(b *testing.B) {
 		hostEnd, daemon := unixPair(b)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- relay.Pipe(ctx, guestEnd, hostEnd, nil) }()
+		go func() { done <- bridge.Pipe(ctx, guestEnd, hostEnd, nil) }()
 		benchExchange(b, client, daemon)
 		cancel()
 		if err := <-done; err != nil {

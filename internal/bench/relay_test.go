@@ -18,15 +18,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 )
 
 // cardshare's relay mode in BenchmarkRelay: `relay serve` and `relay agent`
 // as two processes, as deployed; and both ends inside the benchmark process.
 // The Go pairs do socat's job without yamux: testdata/gorelay (io.Copy both
-// ways over the runtime's poller) plainly; with relay.RawIO as cardshare
+// ways over the runtime's poller) plainly; with rawio.RawIO as cardshare
 // reads and writes, so that it differs from cardshare's relay only in TLS
 // and yamux; and with TLS 1.3 on the TCP leg too, so that it differs only
 // in yamux. testdata/epollrelay (one thread in its own epoll loop, as socat)
@@ -273,7 +276,7 @@ func startRelay(b *testing.B, pcscd string, n int) *relayRun {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.host = relay.NewHost(state, &relay.HostConfig{Logger: log, Dial: relay.UnixDialer(pcscd), Relay: relay.Config{Daemon: daemon}})
+	r.host = relay.NewHost(state, &relay.HostConfig{Logger: log, Dial: hostpcsc.Socket{Path: pcscd}.Dial, Relay: bridge.Config{Daemon: daemon}})
 	running := 1 + n
 	exited := make(chan struct{}, running)
 	go func() { r.host.Serve(ctx, ln); exited <- struct{}{} }()
@@ -298,7 +301,7 @@ func startRelay(b *testing.B, pcscd string, n int) *relayRun {
 			b.Fatal(err)
 		}
 		sock := filepath.Join(dir, name, "pcscd.comm")
-		gl, err := relay.ListenGuestSocket(sock)
+		gl, err := unixsock.ListenGuestSocket(sock)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,9 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
-	"github.com/cardshare/cardshare/relay"
 )
 
 // release is a Debian release whose pcsc-lite the matrix runs.
@@ -92,7 +93,7 @@ func TestVersionMatrix(t *testing.T) {
 		for _, c := range rels {
 			var res cell
 			for _, mode := range []string{"bytes", "cardshare"} {
-				cfg := &relay.Config{Logger: slog.New(slog.NewTextHandler(log, nil))}
+				cfg := &bridge.Config{Logger: slog.New(slog.NewTextHandler(log, nil))}
 				if mode == "cardshare" {
 					cfg.Daemon = d.probed
 				}
@@ -143,7 +144,7 @@ func TestVersionMatrix(t *testing.T) {
 }
 
 // serve runs relay.Serve on a new socket at path until the test ends.
-func serve(t *testing.T, path, pcscd string, cfg *relay.Config) string {
+func serve(t *testing.T, path, pcscd string, cfg *bridge.Config) string {
 	t.Helper()
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
@@ -153,7 +154,7 @@ func serve(t *testing.T, path, pcscd string, cfg *relay.Config) string {
 	os.Chmod(path, 0o666)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- relay.Serve(ctx, ln, relay.UnixDialer(pcscd), cfg) }()
+	go func() { done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: pcscd}.Dial, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done

@@ -1,6 +1,6 @@
 //go:build unix
 
-package relay
+package unixsock
 
 import (
 	"fmt"
@@ -22,10 +22,10 @@ func checkOwner(path string, fi fs.FileInfo) error {
 	return nil
 }
 
-// lockDir takes an exclusive lock on the file at path, creating it, and
+// Lock takes an exclusive lock on the file at path, creating it, and
 // returns the function that releases it. The lock ends with the process too,
 // so a crash never leaves it held.
-func lockDir(path string) (unlock func(), err error) {
+func Lock(path string) (unlock func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err

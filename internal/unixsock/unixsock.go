@@ -1,4 +1,4 @@
-package relay
+package unixsock
 
 import (
 	"errors"
@@ -11,12 +11,12 @@ import (
 	"time"
 )
 
-// maxSocketPath keeps socket paths inside sun_path on every Unix: 108 bytes
-// on Linux and 104 on the BSDs and macOS, each with a NUL.
-const maxSocketPath = 103
+// MaxPath keeps socket paths inside sun_path on every Unix: 108 bytes on
+// Linux and 104 on the BSDs and macOS, each with a NUL.
+const MaxPath = 103
 
-// ErrSocketInUse means a live listener already serves the guest socket path.
-var ErrSocketInUse = errors.New("relay: guest socket is in use by another listener")
+// ErrSocketInUse means a live listener already serves the socket path.
+var ErrSocketInUse = errors.New("guest socket is in use by another listener")
 
 // DefaultGuestSocket returns where the agent serves pcsc-lite in the guest
 // when not told otherwise: GuestSocketFor this process's environment and
@@ -36,7 +36,7 @@ func GuestSocketFor(getenv func(string) string, uid int) string {
 	} else if h := getenv("HOME"); h != "" && isDir(h) {
 		dir = h + "/.cardshare"
 	}
-	if dir == "" || len(dir) > maxSocketPath-12 {
+	if dir == "" || len(dir) > MaxPath-12 {
 		dir = "/tmp/cardshare-" + strconv.Itoa(uid)
 	}
 	return dir + "/pcscd.comm"
@@ -53,37 +53,40 @@ func isDir(p string) bool {
 // socket left at path by an earlier run is removed; one that a live listener
 // serves is not (ErrSocketInUse).
 func ListenGuestSocket(path string) (net.Listener, error) {
-	if !filepath.IsAbs(path) || len(path) > maxSocketPath {
-		return nil, fmt.Errorf("relay: guest socket %q must be an absolute path of at most %d bytes", path, maxSocketPath)
+	if !filepath.IsAbs(path) || len(path) > MaxPath {
+		return nil, fmt.Errorf("guest socket %q must be an absolute path of at most %d bytes", path, MaxPath)
 	}
-	if err := makePrivateDir(filepath.Dir(path)); err != nil {
+	if err := MkdirPrivate(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	if err := clearStaleSocket(path); err != nil {
+	if err := ClearStale(path); err != nil {
 		return nil, err
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("relay: listen on %s: %w", path, err)
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("relay: %w", err)
+		return nil, err
 	}
 	return ln, nil
 }
 
-// clearStaleSocket removes a socket at path that nothing serves.
-func clearStaleSocket(path string) error {
+// ClearStale removes a socket at path that nothing serves: one left behind
+// by a process that ended without removing it. It refuses to remove a file
+// that is not a socket, and a socket that a live listener serves
+// (ErrSocketInUse).
+func ClearStale(path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("relay: %w", err)
+		return err
 	}
 	if fi.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("relay: %s exists and is not a socket; refusing to replace it", path)
+		return fmt.Errorf("%s exists and is not a socket; refusing to replace it", path)
 	}
 	c, err := net.DialTimeout("unix", path, time.Second)
 	if err == nil {
@@ -91,7 +94,7 @@ func clearStaleSocket(path string) error {
 		return fmt.Errorf("%w: %s", ErrSocketInUse, path)
 	}
 	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("relay: remove stale socket: %w", err)
+		return fmt.Errorf("remove stale socket: %w", err)
 	}
 	return nil
 }

@@ -1,15 +1,15 @@
 //go:build !unix
 
-package relay
+package unixsock
 
 import "io/fs"
 
 // checkOwner is a no-op where files have no Unix owner.
 func checkOwner(string, fs.FileInfo) error { return nil }
 
-// lockDir does not lock where flock is missing: concurrent `relay pair` and
+// Lock does not lock where flock is missing: concurrent `relay pair` and
 // `relay revoke` commands may then lose each other's change.
-func lockDir(string) (func(), error) { return func() {}, nil }
+func Lock(string) (func(), error) { return func() {}, nil }
 
 // privateModes says that file modes do not keep other users out here, so
 // they are not checked.

@@ -1,4 +1,4 @@
-package relay
+package bridge
 
 import (
 	"context"
@@ -6,28 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/accept"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
-// DialFunc opens a connection to the host pcscd: a Unix socket, a yamux
-// stream, or anything else that reaches it.
+// DialFunc opens a connection that speaks pcsc-lite's client protocol to
+// the host: the pcscd socket (a hostpcsc.Source's Dial), a yamux stream, or
+// anything else that reaches it.
 type DialFunc func(ctx context.Context) (net.Conn, error)
-
-// UnixDialer returns a DialFunc for the pcscd socket at path.
-func UnixDialer(path string) DialFunc {
-	var d net.Dialer
-	return func(ctx context.Context) (net.Conn, error) {
-		c, err := d.DialContext(ctx, "unix", path)
-		if err != nil {
-			return nil, err
-		}
-		return RawIO(c), nil
-	}
-}
 
 // Config tunes Serve. A nil *Config means DefaultConfig().
 type Config struct {
@@ -91,10 +80,10 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	if err := c.Policy.Validate(); err != nil {
-		return fmt.Errorf("relay: %w", err)
+		return fmt.Errorf("bridge: %w", err)
 	}
 	if c.GuestSlots < 0 || c.GuestSlots > pcsc.MaxSlots {
-		return fmt.Errorf("relay: GuestSlots %d is not between 1 and %d", c.GuestSlots, pcsc.MaxSlots)
+		return fmt.Errorf("bridge: GuestSlots %d is not between 1 and %d", c.GuestSlots, pcsc.MaxSlots)
 	}
 	return nil
 }
@@ -159,46 +148,27 @@ func Serve(ctx context.Context, ln net.Listener, dial DialFunc, cfg *Config) err
 		return err
 	}
 	c := cfg.withDefaults()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	slots := make(chan struct{}, c.MaxConns)
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("relay: accept: %w", err)
-		}
-		c.Stats.Total.Add(1)
-		select {
-		case slots <- struct{}{}:
-		default:
+	refuse := func(_ net.Addr, err error) {
+		if errors.Is(err, accept.ErrBusy) {
+			c.Stats.Total.Add(1)
 			c.Stats.Failed.Add(1)
 			c.Logger.Warn("refusing guest connection: too many open", "max", c.MaxConns)
-			conn.Close()
-			continue
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			serveConn(ctx, conn, dial, &c)
-		}()
+		c.Logger.Warn("cannot accept guest connections; retrying", "err", err)
 	}
+	err := accept.Loop(ctx, ln, accept.Config{Slots: c.MaxConns, Refuse: refuse},
+		func(ctx context.Context, conn net.Conn, _ func()) {
+			serveConn(ctx, conn, dial, &c)
+		})
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	return nil
 }
 
 func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
-	id := c.Stats.Total.Load()
+	id := c.Stats.Total.Add(1)
 	log := c.Logger.With("conn", id)
 	start := time.Now()
 	host, hs, err := open(ctx, guest, dial, c, log)

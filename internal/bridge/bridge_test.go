@@ -1,4 +1,4 @@
-package relay_test
+package bridge_test
 
 import (
 	"bytes"
@@ -17,9 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
-	"github.com/cardshare/cardshare/relay"
 )
 
 // unixPair returns the two ends of a connected Unix stream socket.
@@ -70,8 +71,8 @@ func TestPipeHalfClose(t *testing.T) {
 	guestApp, guestEnd := unixPair(t)
 	hostEnd, hostApp := unixPair(t)
 	done := make(chan error, 1)
-	var counts relay.Counts
-	go func() { done <- relay.Pipe(context.Background(), guestEnd, hostEnd, &counts) }()
+	var counts bridge.Counts
+	go func() { done <- bridge.Pipe(context.Background(), guestEnd, hostEnd, &counts) }()
 
 	// The guest sends a request and closes its sending half, as a client
 	// that is done talking; the host must still be able to answer.
@@ -100,7 +101,7 @@ func TestPipeCancelClosesBoth(t *testing.T) {
 	hostEnd, hostApp := unixPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- relay.Pipe(ctx, guestEnd, hostEnd, nil) }()
+	go func() { done <- bridge.Pipe(ctx, guestEnd, hostEnd, nil) }()
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Pipe: %v", err)
@@ -117,7 +118,7 @@ func TestPipeCancelClosesBoth(t *testing.T) {
 func TestPipeLargeMessage(t *testing.T) {
 	guestApp, guestEnd := unixPair(t)
 	hostEnd, hostApp := unixPair(t)
-	go relay.Pipe(context.Background(), guestEnd, hostEnd, nil)
+	go bridge.Pipe(context.Background(), guestEnd, hostEnd, nil)
 	// An extended APDU: header, transmit_struct and 65536 bytes.
 	msg := bytes.Repeat([]byte{0xA5}, 8+32+65536)
 	go func() { guestApp.Write(msg); guestApp.(*net.UnixConn).CloseWrite() }()
@@ -131,22 +132,22 @@ type env struct {
 	fake   *pcsctest.Daemon
 	socket string
 	log    *syncBuffer
-	stats  *relay.Stats
+	stats  *bridge.Stats
 	done   chan error
 	cancel context.CancelFunc
 }
 
-// serve runs relay.Serve from a guest socket to a fake daemon.
+// serve runs bridge.Serve from a guest socket to a fake daemon.
 func serve(t *testing.T, d pcsc.Daemon) *env {
 	t.Helper()
-	return serveWith(t, pcsctest.Start(t, d), func(c *relay.Config) { c.Daemon = d })
+	return serveWith(t, pcsctest.Start(t, d), func(c *bridge.Config) { c.Daemon = d })
 }
 
-// serveWith runs relay.Serve from a guest socket to fake, with the
+// serveWith runs bridge.Serve from a guest socket to fake, with the
 // configuration mod makes.
-func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*relay.Config)) *env {
+func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*bridge.Config)) *env {
 	t.Helper()
-	e := &env{fake: fake, log: new(syncBuffer), stats: new(relay.Stats), done: make(chan error, 1)}
+	e := &env{fake: fake, log: new(syncBuffer), stats: new(bridge.Stats), done: make(chan error, 1)}
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +160,7 @@ func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*relay.Config)) *en
 	}
 	var ctx context.Context
 	ctx, e.cancel = context.WithCancel(context.Background())
-	cfg := &relay.Config{
+	cfg := &bridge.Config{
 		Logger:         slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		OpeningTimeout: 2 * time.Second,
 		Stats:          e.stats,
@@ -167,7 +168,7 @@ func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*relay.Config)) *en
 	if mod != nil {
 		mod(cfg)
 	}
-	go func() { e.done <- relay.Serve(ctx, ln, relay.UnixDialer(e.fake.Socket), cfg) }()
+	go func() { e.done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: e.fake.Socket}.Dial, cfg) }()
 	t.Cleanup(func() {
 		e.cancel()
 		if err := <-e.done; err != nil {

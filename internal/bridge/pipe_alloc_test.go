@@ -1,6 +1,6 @@
 //go:build !race
 
-package relay
+package bridge
 
 import (
 	"context"

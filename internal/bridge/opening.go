@@ -1,4 +1,4 @@
-package relay
+package bridge
 
 import (
 	"bytes"
@@ -64,7 +64,7 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 	var buf [pcsc.OpeningMax]byte
 	o, raw, err := pcsc.ReadOpening(guest, &buf)
 	if err != nil {
-		return nil, handshake{}, fmt.Errorf("relay: read opening message: %w", err)
+		return nil, handshake{}, fmt.Errorf("bridge: read opening message: %w", err)
 	}
 
 	dctx, cancel := context.WithTimeout(ctx, c.OpeningTimeout)
@@ -74,7 +74,7 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 		// Answer as a missing daemon would look to the client, so the
 		// guest sees "Service not available" at once instead of a hang.
 		guest.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
-		return nil, handshake{}, fmt.Errorf("relay: connect to host pcscd: %w", err)
+		return nil, handshake{}, fmt.Errorf("bridge: connect to host pcscd: %w", err)
 	}
 	mu.Lock()
 	host = h
@@ -116,7 +116,10 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 			}
 			hs := handshake{guest: o.Version, host: r.Version, daemon: r.Version, translated: translate}
 			if !translate {
-				// Both ends speak the older of the two (sheet §5.2).
+				// Both ends speak the older of the two: the client
+				// stores the daemon's minor, and the daemon serves an
+				// older client in its own dialect (pcsc-lite 2.5.1
+				// src/winscard_clnt.c:593-642, src/winscard_svc.c:393-436).
 				if r.Version.Minor < o.Version.Minor {
 					hs.guest = r.Version
 				}
@@ -142,20 +145,20 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 	}
 }
 
-var errOpeningTimeout = errors.New("relay: opening handshake timed out")
+var errOpeningTimeout = errors.New("bridge: opening handshake timed out")
 
 // exchangeVersion sends one CMD_VERSION request to the daemon and passes its
 // reply to the guest.
 func exchangeVersion(guest, host net.Conn, req []byte, rbuf *[12]byte) (pcsc.VersionReply, error) {
 	if err := writeAll(host, req); err != nil {
-		return pcsc.VersionReply{}, fmt.Errorf("relay: send CMD_VERSION to host pcscd: %w", err)
+		return pcsc.VersionReply{}, fmt.Errorf("bridge: send CMD_VERSION to host pcscd: %w", err)
 	}
 	r, err := pcsc.ReadVersionReply(host, rbuf)
 	if err != nil {
-		return r, fmt.Errorf("relay: read CMD_VERSION reply from host pcscd: %w", err)
+		return r, fmt.Errorf("bridge: read CMD_VERSION reply from host pcscd: %w", err)
 	}
 	if err := writeAll(guest, rbuf[:]); err != nil {
-		return r, fmt.Errorf("relay: send CMD_VERSION reply to guest: %w", err)
+		return r, fmt.Errorf("bridge: send CMD_VERSION reply to guest: %w", err)
 	}
 	return r, nil
 }
@@ -168,18 +171,18 @@ func exchangeVersion(guest, host net.Conn, req []byte, rbuf *[12]byte) (pcsc.Ver
 // rejection as it is.
 func exchangeTranslated(guest, host net.Conn, g, d pcsc.Version, rbuf *[12]byte) (pcsc.VersionReply, error) {
 	if err := writeAll(host, pcsc.AppendVersionRequest(nil, d)); err != nil {
-		return pcsc.VersionReply{}, fmt.Errorf("relay: send CMD_VERSION to host pcscd: %w", err)
+		return pcsc.VersionReply{}, fmt.Errorf("bridge: send CMD_VERSION to host pcscd: %w", err)
 	}
 	r, err := pcsc.ReadVersionReply(host, rbuf)
 	if err != nil {
-		return r, fmt.Errorf("relay: read CMD_VERSION reply from host pcscd: %w", err)
+		return r, fmt.Errorf("bridge: read CMD_VERSION reply from host pcscd: %w", err)
 	}
 	reply := rbuf[:]
 	if r.Accepted() {
 		reply = pcsc.AppendVersionReply(rbuf[:0], pcsc.VersionReply{Version: g})
 	}
 	if err := writeAll(guest, reply); err != nil {
-		return r, fmt.Errorf("relay: send CMD_VERSION reply to guest: %w", err)
+		return r, fmt.Errorf("bridge: send CMD_VERSION reply to guest: %w", err)
 	}
 	return r, nil
 }

@@ -1,4 +1,4 @@
-package relay_test
+package bridge_test
 
 import (
 	"errors"
@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
-	"github.com/cardshare/cardshare/relay"
 )
 
 // daemons of every kind cardshare meets, as pcsctest fakes them.
@@ -49,7 +49,7 @@ func TestTranslationMatrix(t *testing.T) {
 			t.Run(d.name+"/"+c.name, func(t *testing.T) {
 				fake := pcsctest.Serve(t, d.d, "Virtual PCD 00 00", "Virtual PCD 00 01")
 				fake.InsertCard("Virtual PCD 00 00", []byte{0x3b, 0x02, 0x14, 0x50})
-				e := serveWith(t, fake, func(cfg *relay.Config) {
+				e := serveWith(t, fake, func(cfg *bridge.Config) {
 					cfg.Daemon = d.d
 					cfg.GuestSlots = c.slots
 				})
@@ -152,7 +152,7 @@ func session(t *testing.T, e *env, fake *pcsctest.Daemon, v pcsc.Version, fallba
 // and the log says so.
 func TestTranslationEngaged(t *testing.T) {
 	fake := pcsctest.Serve(t, pcsc.Daemon{Version: pcsc.V45}, "Virtual PCD 00 00")
-	e := serveWith(t, fake, func(c *relay.Config) { c.Daemon = fake.Daemon })
+	e := serveWith(t, fake, func(c *bridge.Config) { c.Daemon = fake.Daemon })
 	cl, err := pcsctest.Dial(e.socket, pcsc.V44, false)
 	if err != nil {
 		t.Fatalf("4.4 client on a strict 4.5 daemon: %v", err)
@@ -175,7 +175,7 @@ func TestTranslationEngaged(t *testing.T) {
 // the host log explains it: 4.3 (pcsc-lite 1.8.9–1.8.23) is not translated.
 func TestTranslationRefused43(t *testing.T) {
 	fake := pcsctest.Serve(t, pcsc.Daemon{Version: pcsc.V44}, "Virtual PCD 00 00")
-	e := serveWith(t, fake, func(c *relay.Config) { c.Daemon = fake.Daemon })
+	e := serveWith(t, fake, func(c *bridge.Config) { c.Daemon = fake.Daemon })
 	_, err := pcsctest.Dial(e.socket, pcsc.V43, false)
 	var rv pcsctest.RVError
 	if !errors.As(err, &rv) || uint32(rv) != pcsc.ReturnServiceStopped {
@@ -189,12 +189,12 @@ func TestTranslationRefused43(t *testing.T) {
 
 // policyEnv serves a 4.4 daemon with two readers, a card in each, through
 // a relay with the policy readers: ["Virtual PCD 00 01"].
-func policyEnv(t *testing.T, mod func(*relay.Config)) (*env, *pcsctest.Daemon) {
+func policyEnv(t *testing.T, mod func(*bridge.Config)) (*env, *pcsctest.Daemon) {
 	t.Helper()
 	fake := pcsctest.Serve(t, pcsc.Daemon{Version: pcsc.V44}, "Virtual PCD 00 00", "Virtual PCD 00 01")
 	fake.InsertCard("Virtual PCD 00 00", []byte{0x3b, 0x02, 0x14, 0x50})
 	fake.InsertCard("Virtual PCD 00 01", []byte{0x3b, 0x02, 0x14, 0x51})
-	e := serveWith(t, fake, func(c *relay.Config) {
+	e := serveWith(t, fake, func(c *bridge.Config) {
 		c.Daemon = fake.Daemon
 		c.Policy = &pcsc.Policy{Readers: []string{"Virtual PCD 00 01"}}
 		if mod != nil {
@@ -207,7 +207,7 @@ func policyEnv(t *testing.T, mod func(*relay.Config)) (*env, *pcsctest.Daemon) {
 func TestPolicyReaders(t *testing.T) {
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
-			e, fake := policyEnv(t, func(cfg *relay.Config) { cfg.GuestSlots = c.slots })
+			e, fake := policyEnv(t, func(cfg *bridge.Config) { cfg.GuestSlots = c.slots })
 			cl, err := pcsctest.Dial(e.socket, c.v, c.fallback)
 			if err != nil {
 				t.Fatal(err)
@@ -277,7 +277,7 @@ func TestPolicyReaders(t *testing.T) {
 // Hot-plugged readers follow the policy: a hidden one never appears, a
 // visible one does, and the events counter of a 4.5 guest moves only then.
 func TestPolicyHotplug(t *testing.T) {
-	e, fake := policyEnv(t, func(c *relay.Config) { c.Policy.Readers = []string{"Virtual PCD 00 01", "Yubico*"} })
+	e, fake := policyEnv(t, func(c *bridge.Config) { c.Policy.Readers = []string{"Virtual PCD 00 01", "Yubico*"} })
 	cl, err := pcsctest.Dial(e.socket, pcsc.V45, false)
 	if err != nil {
 		t.Fatal(err)
@@ -324,7 +324,7 @@ func TestPolicyHotplug(t *testing.T) {
 }
 
 func TestPolicyControlDeny(t *testing.T) {
-	e, fake := policyEnv(t, func(c *relay.Config) { c.Policy.DenyControl = true })
+	e, fake := policyEnv(t, func(c *bridge.Config) { c.Policy.DenyControl = true })
 	cl, err := pcsctest.Dial(e.socket, pcsc.V44, false)
 	if err != nil {
 		t.Fatal(err)
@@ -388,7 +388,7 @@ func TestPolicyCancelForeignContext(t *testing.T) {
 // The audit log: one line per call, with the fields the issue asks for,
 // and never payload bytes.
 func TestAuditLog(t *testing.T) {
-	e, _ := policyEnv(t, func(c *relay.Config) { c.Policy, c.Audit = nil, true })
+	e, _ := policyEnv(t, func(c *bridge.Config) { c.Policy, c.Audit = nil, true })
 	cl, err := pcsctest.Dial(e.socket, pcsc.V44, false)
 	if err != nil {
 		t.Fatal(err)
@@ -430,7 +430,7 @@ func TestAuditLog(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	for _, c := range []*relay.Config{
+	for _, c := range []*bridge.Config{
 		{Policy: &pcsc.Policy{Readers: []string{"[bad"}}},
 		{GuestSlots: -1},
 		{GuestSlots: pcsc.MaxSlots + 1},
@@ -439,7 +439,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%+v: no error", c)
 		}
 	}
-	if err := (&relay.Config{Policy: &pcsc.Policy{Readers: []string{"Yubico*"}}, GuestSlots: 48}).Validate(); err != nil {
+	if err := (&bridge.Config{Policy: &pcsc.Policy{Readers: []string{"Yubico*"}}, GuestSlots: 48}).Validate(); err != nil {
 		t.Errorf("valid config: %v", err)
 	}
 }

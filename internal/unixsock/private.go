@@ -1,4 +1,4 @@
-package relay
+package unixsock
 
 import (
 	"errors"
@@ -10,21 +10,21 @@ import (
 
 // ErrUnsafePermissions means a file or directory that holds keys is open to
 // other users, or is not owned by this one.
-var ErrUnsafePermissions = errors.New("relay: unsafe permissions")
+var ErrUnsafePermissions = errors.New("unsafe permissions")
 
-// makePrivateDir creates dir with mode 0700 if it is missing, and tightens
+// MkdirPrivate creates dir with mode 0700 if it is missing, and tightens
 // an existing one of this user to 0700 (as SSH mode does with the guest
 // socket's directory). It refuses a directory of another user.
-func makePrivateDir(dir string) error {
+func MkdirPrivate(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("relay: create %s: %w", dir, err)
+		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	fi, err := os.Lstat(dir)
 	if err != nil {
-		return fmt.Errorf("relay: %w", err)
+		return err
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("relay: %s is not a directory", dir)
+		return fmt.Errorf("%s is not a directory", dir)
 	}
 	if err := checkOwner(dir, fi); err != nil {
 		return err
@@ -37,14 +37,15 @@ func makePrivateDir(dir string) error {
 	return nil
 }
 
-// checkPrivateFile refuses a file that other users may read or write.
-func checkPrivateFile(path string) error {
+// CheckPrivateFile refuses a file that other users may read or write, or
+// that belongs to another user.
+func CheckPrivateFile(path string) error {
 	fi, err := os.Lstat(path)
 	if err != nil {
-		return fmt.Errorf("relay: %w", err)
+		return err
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("relay: %s is not a regular file", path)
+		return fmt.Errorf("%s is not a regular file", path)
 	}
 	if err := checkOwner(path, fi); err != nil {
 		return err
@@ -55,10 +56,10 @@ func checkPrivateFile(path string) error {
 	return nil
 }
 
-// writeFileAtomic writes b to a new file with mode 0600 in path's directory
+// WriteFileAtomic writes b to a new file with mode 0600 in path's directory
 // and renames it to path, so that readers see the old file or the new one,
 // never a part.
-func writeFileAtomic(path string, b []byte) error {
+func WriteFileAtomic(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

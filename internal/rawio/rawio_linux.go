@@ -1,6 +1,6 @@
 //go:build linux
 
-package relay
+package rawio
 
 import (
 	"io"
@@ -133,10 +133,10 @@ func (c *rawConn) Write(p []byte) (int, error) {
 // does.
 func (c *rawConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
 
-// CloseWrite half-closes c when the wrapped connection can, so that Pipe
-// still half-closes through the wrapper.
+// CloseWrite half-closes c when the wrapped connection can, so that a relay
+// (bridge.Pipe) still half-closes through the wrapper.
 func (c *rawConn) CloseWrite() error {
-	if cw, ok := c.Conn.(closeWriter); ok {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return c.Conn.Close()
