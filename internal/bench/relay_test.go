@@ -154,8 +154,9 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 	fmt.Println(t.String())
 }
 
-// startSocatPair runs the socat pair of baseline.md: one socat serves the
-// guest socket and connects over TCP to the other, which connects to pcscd.
+// startSocatPair runs the socat pair of the README's Benchmark section: one
+// socat serves the guest socket and connects over TCP to the other, which
+// connects to pcscd.
 func startSocatPair(b *testing.B, pcscd string) (string, []int) {
 	b.Helper()
 	socket := filepath.Join(sockDir(b), "socat-tcp.comm")

@@ -349,7 +349,9 @@ func TestPolicyControlDeny(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(e.log.String(), "policy denies SCardControl") })
 }
 
-// SCARD_CANCEL of another guest's context is refused (sheet §2.3).
+// SCARD_CANCEL of another guest's context is refused (pcscd looks the
+// context up across all its clients: pcsc-lite 2.5.1
+// src/winscard_svc.c:673-707).
 func TestPolicyCancelForeignContext(t *testing.T) {
 	e, fake := policyEnv(t, nil)
 	// Another guest, straight to the daemon.

@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// The sizes pcsc-wirecheck asserts (sheet §9), for the Go structs.
+// The sizes pcsc-wirecheck asserts (pcsc-lite 2.5.1
+// src/pcsc-wirecheck-gen.c:105-250), for the Go structs.
 func TestStructSizes(t *testing.T) {
 	for _, tt := range []struct {
 		v    any

@@ -6,7 +6,7 @@ import (
 )
 
 // A pcsc-lite connection is two byte streams without message boundaries
-// (sheet §1): the client writes a header and a struct, and after TRANSMIT
+// (pcsc-lite 2.5.1 src/winscard_msg.c:357-543): the client writes a header and a struct, and after TRANSMIT
 // and CONTROL the bytes its cbSendLength counts; the server writes bare
 // structs, whose length only the request they answer tells, plus one
 // unprompted 8-byte message after each WAIT registration. RequestScanner
@@ -21,7 +21,8 @@ import (
 // ErrProtocol means a peer broke the protocol: a command the connection's
 // version does not have, a struct of the wrong size, a length beyond the
 // protocol's limits, or bytes that answer nothing. pcscd closes a
-// connection for each of these (sheet §1.4); so does the proxy.
+// connection for each of these (pcsc-lite 2.5.1 src/winscard_svc.c:334-343,
+// 740-742, 876-878); so does the proxy.
 var ErrProtocol = errors.New("pcsc: protocol violation")
 
 // Kind is what a unit of a stream holds.
@@ -167,7 +168,8 @@ type ReplyScanner struct {
 //
 // When both a reply and the signal may come, Next takes the bytes for the
 // reply, as libpcsclite reads them. A server can send the signal first
-// (sheet §3.4, rule 3); the client then misreads the stream, and framing
+// (pcsc-lite 2.5.1 src/winscard_svc.c:451-465 writes the state dump after
+// releasing the lock); the client then misreads the stream, and framing
 // it the same way keeps the proxy in step with the client.
 func (s *ReplyScanner) Next(b []byte, want *Reply, registered bool) (Unit, error) {
 	if s.data > 0 {

@@ -19,8 +19,8 @@ import (
 // each pcsc-lite release answers it, contexts, cards that answer every
 // APDU with the APDU itself and 90 00, reader arrays of 16, 32 or 48 fixed
 // records (4.4, 4.5) or the dynamic array of 4.6, events, cancel, and the
-// closes pcscd answers bad input with (src/winscard_svc.c of 2.2.3 and
-// 2.5.1, sheet §1.4, §3).
+// closes pcscd answers bad input with (pcsc-lite 2.5.1
+// src/winscard_svc.c:334-343, 876-898; 2.2.3 src/winscard_svc.c:387-431).
 
 var le = binary.LittleEndian
 
