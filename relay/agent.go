@@ -17,6 +17,8 @@ import (
 	"github.com/cardshare/cardshare/internal/backoff"
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/relay/mux"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // AgentConfig tunes an Agent. A nil *AgentConfig means DefaultAgentConfig().
@@ -30,9 +32,9 @@ type AgentConfig struct {
 	// Logger and Stats are set by the Agent.
 	Relay bridge.Config
 
-	// Mux tunes the yamux session; nil means DefaultMuxConfig(). The
+	// Mux tunes the yamux session; nil means mux.DefaultConfig(). The
 	// keepalive settings decide how soon a dead host is noticed.
-	Mux *MuxConfig
+	Mux *mux.Config
 
 	// ConnectTimeout bounds one attempt to connect: dial, TLS handshake
 	// and the host's hello. Zero means 10 s.
@@ -94,10 +96,10 @@ func (c *AgentConfig) withDefaults() AgentConfig {
 // up, reconnecting with capped backoff, and serves the guest socket: each
 // connection a guest program makes there becomes a stream to the host pcscd.
 type Agent struct {
-	creds *Credentials
+	creds *trust.Credentials
 	cfg   AgentConfig
 	log   *slog.Logger
-	id    *identity
+	id    *trust.Identity
 	stats bridge.Stats
 
 	mu   sync.Mutex
@@ -105,9 +107,9 @@ type Agent struct {
 }
 
 // NewAgent returns an Agent that connects with creds.
-func NewAgent(creds *Credentials, cfg *AgentConfig) (*Agent, error) {
+func NewAgent(creds *trust.Credentials, cfg *AgentConfig) (*Agent, error) {
 	c := cfg.withDefaults()
-	id, err := newIdentity(creds.Key)
+	id, err := trust.NewIdentity(creds.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -124,9 +126,9 @@ func (a *Agent) Connected() bool {
 	return a.sess != nil
 }
 
-// ErrNotConnected means the agent has no session with the host at the
+// errNotConnected means the agent has no session with the host at the
 // moment; it is reconnecting.
-var ErrNotConnected = errors.New("relay: not connected to the host")
+var errNotConnected = errors.New("relay: not connected to the host")
 
 // Dial is the agent's DialFunc: a new stream to the host pcscd. Without a
 // session it fails at once, so that Serve answers "Service not available"
@@ -136,14 +138,14 @@ func (a *Agent) Dial(ctx context.Context) (net.Conn, error) {
 	s := a.sess
 	a.mu.Unlock()
 	if s == nil {
-		return nil, ErrNotConnected
+		return nil, errNotConnected
 	}
-	return openStream(s)
+	return mux.Open(s)
 }
 
 // Run serves the guest socket ln and keeps the session to the host up until
 // ctx is done; then it closes ln and returns nil after every connection has
-// ended. It returns early with ErrGuestRefused or ErrHostKeyMismatch, which
+// ended. It returns early with ErrGuestRefused or trust.ErrHostKeyMismatch, which
 // retrying cannot fix, or when ln fails.
 func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -185,7 +187,7 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			if errors.Is(err, ErrGuestRefused) || errors.Is(err, ErrHostKeyMismatch) {
+			if errors.Is(err, ErrGuestRefused) || errors.Is(err, trust.ErrHostKeyMismatch) {
 				a.log.Error("giving up", "host", a.creds.Host, "err", err)
 				return err
 			}
@@ -241,18 +243,18 @@ func (a *Agent) connect(ctx context.Context) (*yamux.Session, error) {
 func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamux.Session, error) {
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
 	defer stop()
-	conn := tls.Client(raw, guestTLSConfig(a.id, a.creds.HostKey, protoRelay))
+	conn := tls.Client(raw, trust.GuestTLSConfig(a.id, a.creds.HostKey, trust.ProtoRelay))
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, handshakeError(peer, err)
+		return nil, trust.HandshakeError(peer, err)
 	}
 	// In TLS 1.3 the client's handshake ends before the host has checked
 	// the client's key: a refusal arrives as an alert instead of the hello.
-	h, err := readHello(conn)
+	h, err := trust.ReadHello(conn)
 	if err != nil {
 		raw.Close()
 		switch {
-		case isRemoteAlert(err):
+		case trust.IsRemoteAlert(err):
 			return nil, fmt.Errorf("%w (%s)", ErrGuestRefused, peer)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("relay: no hello from %s within %v", peer, a.cfg.ConnectTimeout)
@@ -266,7 +268,7 @@ func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamu
 		return nil, fmt.Errorf("relay: connecting to %s timed out", peer)
 	}
 	raw.SetDeadline(time.Time{})
-	sess, err := newSession(conn, true, a.cfg.Mux, a.log)
+	sess, err := mux.NewSession(conn, true, a.cfg.Mux, a.log)
 	if err != nil {
 		raw.Close()
 		return nil, err
@@ -350,7 +352,7 @@ func (a *Agent) serveSession(ctx context.Context, sess *yamux.Session, peer stri
 }
 
 // logCompat compares the guest's libpcsclite with the host pcscd.
-func (a *Agent) logCompat(h hello) {
+func (a *Agent) logCompat(h trust.Hello) {
 	if a.cfg.Client == nil || h.Protocol == [2]uint32{} {
 		return
 	}

@@ -13,7 +13,7 @@
 //     [Join]); there is no CA and no plaintext mode. [HostState.Revoke] cuts
 //     a guest off, open connections included.
 //
-// [MuxConfig] documents the yamux settings and why they suit PC/SC, whose
+// relay/mux's Config documents the yamux settings and why they suit PC/SC, whose
 // blocking calls leave a stream idle for hours.
 //
 // relay must not import forward (SSH mode) or config; the protocol stays in

@@ -25,18 +25,20 @@ import (
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/mux"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // Relay mode over loopback TCP with the fake daemon: host, pairing and agent.
 // e2e_test.go runs the same with the real pcscd and libpcsclite.
 
 // fastMux notices a dead peer within about half a second.
-func fastMux() *relay.MuxConfig {
-	return &relay.MuxConfig{KeepaliveInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+func fastMux() *mux.Config {
+	return &mux.Config{KeepaliveInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
 }
 
 type hostEnv struct {
-	state  *relay.HostState
+	state  *trust.HostState
 	host   *relay.Host
 	addr   string
 	log    *syncBuffer
@@ -49,7 +51,7 @@ type hostEnv struct {
 // startHost serves relay mode on a loopback port, relaying to dial.
 func startHost(t *testing.T, dial bridge.DialFunc, mod func(*relay.HostConfig)) *hostEnv {
 	t.Helper()
-	state, err := relay.OpenHostState(filepath.Join(t.TempDir(), "state"))
+	state, err := trust.OpenHostState(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,13 +106,13 @@ func (e *hostEnv) stop(t *testing.T) {
 }
 
 // join pairs a new guest called name.
-func (e *hostEnv) join(t *testing.T, name string) *relay.Credentials {
+func (e *hostEnv) join(t *testing.T, name string) *trust.Credentials {
 	t.Helper()
-	return e.joinWith(t, name, relay.PairOptions{})
+	return e.joinWith(t, name, trust.PairOptions{})
 }
 
 // joinWith is join with pairing options.
-func (e *hostEnv) joinWith(t *testing.T, name string, o relay.PairOptions) *relay.Credentials {
+func (e *hostEnv) joinWith(t *testing.T, name string, o trust.PairOptions) *trust.Credentials {
 	t.Helper()
 	tok, err := e.state.PairWith(name, o, time.Minute, time.Now())
 	if err != nil {
@@ -135,7 +137,7 @@ type agentEnv struct {
 }
 
 // startAgent runs an agent with creds on a guest socket of its own.
-func startAgent(t *testing.T, creds *relay.Credentials, mod func(*relay.AgentConfig)) *agentEnv {
+func startAgent(t *testing.T, creds *trust.Credentials, mod func(*relay.AgentConfig)) *agentEnv {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {
@@ -320,7 +322,7 @@ func TestPairingRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	other, err := relay.OpenHostState(filepath.Join(t.TempDir(), "other"))
+	other, err := trust.OpenHostState(filepath.Join(t.TempDir(), "other"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,12 +333,12 @@ func TestPairingRefusals(t *testing.T) {
 
 	for _, tt := range []struct {
 		name string
-		tok  relay.Token
+		tok  trust.Token
 		want error
 	}{
-		{"wrong secret", wrong, relay.ErrPairingRefused},
-		{"expired", expired, relay.ErrPairingRefused},
-		{"another host's token", otherHost, relay.ErrHostKeyMismatch},
+		{"wrong secret", wrong, trust.ErrPairingRefused},
+		{"expired", expired, trust.ErrPairingRefused},
+		{"another host's token", otherHost, trust.ErrHostKeyMismatch},
 	} {
 		if _, err := relay.Join(ctx, h.addr, tt.tok, nil); !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
@@ -345,7 +347,7 @@ func TestPairingRefusals(t *testing.T) {
 	if _, err := relay.Join(ctx, h.addr, good, nil); err != nil {
 		t.Fatalf("good token: %v", err)
 	}
-	if _, err := relay.Join(ctx, h.addr, good, nil); !errors.Is(err, relay.ErrPairingRefused) {
+	if _, err := relay.Join(ctx, h.addr, good, nil); !errors.Is(err, trust.ErrPairingRefused) {
 		t.Errorf("token used twice: %v, want ErrPairingRefused", err)
 	}
 	// The host log says why; the guests were told nothing more.

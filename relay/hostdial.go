@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/backoff"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // dialTarget is a guest, or a pending pairing, that the host connects to.
 type dialTarget struct {
 	name    string
 	addr    string
-	key     Fingerprint // the guest's pinned key; zero for a pairing
+	key     trust.Fingerprint // the guest's pinned key; zero for a pairing
 	pairing bool
 }
 
@@ -38,13 +39,13 @@ var errWrongPeer = errors.New("relay: the peer at that address is not the guest 
 // check reports whether a peer that proved key fp and asked for proto is
 // what the host dialed t for. A nil t (a connection the host accepted)
 // accepts whatever the TLS configuration let through.
-func (t *dialTarget) check(proto string, fp Fingerprint) error {
+func (t *dialTarget) check(proto string, fp trust.Fingerprint) error {
 	switch {
 	case t == nil:
 		return nil
-	case t.pairing && proto != protoPair:
+	case t.pairing && proto != trust.ProtoPair:
 		return fmt.Errorf("%w: expected a pairing (relay join --listen), got %s", errWrongPeer, proto)
-	case !t.pairing && (proto != protoRelay || !fp.equal(t.key)):
+	case !t.pairing && (proto != trust.ProtoRelay || !fp.Equal(t.key)):
 		return fmt.Errorf("%w: expected %s with key %s, got %s with key %s", errWrongPeer, t.name, t.key, proto, fp)
 	}
 	return nil
@@ -181,7 +182,7 @@ func (h *Host) setDialing(t dialTarget, what string, retryAt time.Time, lastErr 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	g := h.guests[t.name]
-	if g == nil || !g.key.equal(t.key) {
+	if g == nil || !g.key.Equal(t.key) {
 		g = &hostGuest{key: t.key}
 		h.guests[t.name] = g
 	}

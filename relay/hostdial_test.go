@@ -13,6 +13,7 @@ import (
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // The reverse direction: the host dials the agent's listener, for a guest
@@ -35,16 +36,16 @@ func guestListener(t *testing.T, addr string) net.Listener {
 }
 
 // joinListening pairs a guest called name that listens on ln.
-func (e *hostEnv) joinListening(t *testing.T, name string, ln net.Listener) *relay.Credentials {
+func (e *hostEnv) joinListening(t *testing.T, name string, ln net.Listener) *trust.Credentials {
 	t.Helper()
 	return e.joinListeningVia(t, name, ln, ln.Addr().String())
 }
 
 // joinListeningVia is joinListening with the host dialing addr, which leads
 // to ln.
-func (e *hostEnv) joinListeningVia(t *testing.T, name string, ln net.Listener, addr string) *relay.Credentials {
+func (e *hostEnv) joinListeningVia(t *testing.T, name string, ln net.Listener, addr string) *trust.Credentials {
 	t.Helper()
-	tok, err := e.state.PairWith(name, relay.PairOptions{Dial: addr}, time.Minute, time.Now())
+	tok, err := e.state.PairWith(name, trust.PairOptions{Dial: addr}, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +253,7 @@ func TestJoinListeningIgnoresOthers(t *testing.T) {
 		c.MinBackoff, c.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
 	})
 	ln := guestListener(t, "127.0.0.1:0")
-	tok, err := h.state.PairWith("vm1", relay.PairOptions{Dial: ln.Addr().String()}, time.Minute, time.Now())
+	tok, err := h.state.PairWith("vm1", trust.PairOptions{Dial: ln.Addr().String()}, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,11 +283,11 @@ func TestJoinListeningIgnoresOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln2 := guestListener(t, "127.0.0.1:0")
-	if _, err := h.state.PairWith("vm3", relay.PairOptions{Dial: ln2.Addr().String()}, time.Minute, time.Now()); err != nil {
+	if _, err := h.state.PairWith("vm3", trust.PairOptions{Dial: ln2.Addr().String()}, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	_, err = relay.JoinListening(context.Background(), ln2, wrong, &relay.JoinConfig{Timeout: 3 * time.Second})
-	if err == nil || !strings.Contains(err.Error(), "did not connect") || !errors.Is(err, relay.ErrHostKeyMismatch) {
+	if err == nil || !strings.Contains(err.Error(), "did not connect") || !errors.Is(err, trust.ErrHostKeyMismatch) {
 		t.Errorf("join with another host's token: %v, want a timeout naming the key mismatch", err)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // TestPolicyRealPCSCD runs the reader policy end to end: the real pcscd
@@ -173,7 +173,7 @@ func startPolicyWaiter(t *testing.T, bin, socket, reader string) *policyWaiter {
 func TestRelayGuestPolicy(t *testing.T) {
 	t.Parallel()
 	_, h := realHost(t, nil)
-	creds := h.joinWith(t, "vm1", relay.PairOptions{
+	creds := h.joinWith(t, "vm1", trust.PairOptions{
 		Policy: &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}, DenyControl: true},
 	})
 	a := startAgent(t, creds, nil)

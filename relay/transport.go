@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cardshare/cardshare/internal/rawio"
 )
@@ -90,6 +91,9 @@ func (l rawListener) Accept() (net.Conn, error) {
 	noDelay(c)
 	return rawio.RawIO(c), nil
 }
+
+// aLongTimeAgo is a deadline in the past, to wake blocked reads.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // errTooManyHandshakes is why a connection is refused at accept while
 // every handshake slot is taken.

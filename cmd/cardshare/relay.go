@@ -12,6 +12,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 func newRelayCmd(g *globals) *cobra.Command {
@@ -94,23 +95,23 @@ func relayError(err error) error {
 func relayHint(err error) string {
 	var oe *net.OpError
 	switch {
-	case errors.Is(err, relay.ErrPairingRefused):
+	case errors.Is(err, trust.ErrPairingRefused):
 		return "a token works once and for a limited time; run `cardshare relay pair NAME` on the host again and join with the new token (the host's log says why it refused)"
 	case errors.Is(err, relay.ErrGuestRefused):
 		return "the host no longer accepts this guest's key (revoked, or paired with another host): pair again with `cardshare relay pair NAME` on the host and `cardshare relay join` here"
-	case errors.Is(err, relay.ErrHostKeyMismatch):
+	case errors.Is(err, trust.ErrHostKeyMismatch):
 		return "the machine at that address is not the host this guest paired with (or that issued the token); check the address, and if the host's state directory was replaced, pair again"
-	case errors.Is(err, relay.ErrBadToken):
+	case errors.Is(err, trust.ErrBadToken):
 		return "copy the whole token that `cardshare relay pair` printed; it starts with cs1-"
-	case errors.Is(err, relay.ErrNoCredentials):
+	case errors.Is(err, trust.ErrNoCredentials):
 		return "pair this guest first: `cardshare relay pair NAME` on the host, then `cardshare relay join --token TOKEN HOST:PORT` here"
-	case errors.Is(err, relay.ErrGuestExists):
+	case errors.Is(err, trust.ErrGuestExists):
 		return "revoke the old guest first with `cardshare relay revoke NAME`, or pair under another name"
-	case errors.Is(err, relay.ErrUnknownGuest):
+	case errors.Is(err, trust.ErrUnknownGuest):
 		return "`cardshare relay list` shows the paired guests"
 	case errors.Is(err, relay.ErrBadAddr):
 		return "give the guest's address as this host reaches it, HOST:PORT (10.0.0.5:7744), or vsock://CID:PORT for a VM socket"
-	case errors.Is(err, relay.ErrBadName):
+	case errors.Is(err, trust.ErrBadName):
 		return "name the guest like a host name: `vm1`, `build-runner.2`"
 	case errors.Is(err, unixsock.ErrSocketInUse):
 		return "another agent (or a forward) serves that path; stop it, or choose another path with --socket"

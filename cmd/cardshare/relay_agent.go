@@ -13,6 +13,7 @@ import (
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 type relayAgentOptions struct {
@@ -64,7 +65,7 @@ talk.`,
 func runRelayAgent(ctx context.Context, g *globals, o *relayAgentOptions, stdout io.Writer) error {
 	defer oneProc()()
 	log := g.logger()
-	creds, err := relay.LoadCredentials(o.credentials)
+	creds, err := trust.LoadCredentials(o.credentials)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 type relayJoinOptions struct {
@@ -66,11 +67,11 @@ func runRelayJoin(ctx context.Context, g *globals, o *relayJoinOptions, args []s
 	if o.token == "" {
 		return &usageError{"join needs --token", "run `cardshare relay pair NAME` on the host and pass the token it prints"}
 	}
-	tok, err := relay.ParseToken(o.token)
+	tok, err := trust.ParseToken(o.token)
 	if err != nil {
 		return err
 	}
-	var creds *relay.Credentials
+	var creds *trust.Credentials
 	peer := ""
 	if o.listen != "" {
 		ln, err := relay.ListenAddr(ctx, o.listen)

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 func newRelayListCmd() *cobra.Command {
@@ -16,7 +16,7 @@ func newRelayListCmd() *cobra.Command {
 		Short: "List the paired guests",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			state, err := relay.OpenHostState(stateDir)
+			state, err := trust.OpenHostState(stateDir)
 			if err != nil {
 				return relayError(err)
 			}

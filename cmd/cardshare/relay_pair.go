@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 type relayPairOptions struct {
@@ -76,12 +77,15 @@ func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	state, err := relay.OpenHostState(o.stateDir)
+	state, err := trust.OpenHostState(o.stateDir)
 	if err != nil {
 		return err
 	}
+	if err := relay.CheckAddr(o.dial); o.dial != "" && err != nil {
+		return err
+	}
 	now := time.Now()
-	tok, err := state.PairWith(name, relay.PairOptions{Dial: o.dial, Policy: policy}, o.expires, now)
+	tok, err := state.PairWith(name, trust.PairOptions{Dial: o.dial, Policy: policy}, o.expires, now)
 	if err != nil {
 		return err
 	}

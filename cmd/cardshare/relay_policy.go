@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 func newRelayPolicyCmd() *cobra.Command {
@@ -34,7 +34,7 @@ new policy within a second.`,
 			if err != nil {
 				return err
 			}
-			state, err := relay.OpenHostState(stateDir)
+			state, err := trust.OpenHostState(stateDir)
 			if err != nil {
 				return relayError(err)
 			}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 func newRelayRevokeCmd() *cobra.Command {
@@ -20,7 +20,7 @@ every pcsc-lite connection it carried, so pcscd frees their card locks. The
 guest must pair again to come back; the name may be paired again.`,
 		Args: relayArgs(1, "revoke needs the guest's name", "`cardshare relay list` shows the paired guests"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			state, err := relay.OpenHostState(stateDir)
+			state, err := trust.OpenHostState(stateDir)
 			if err != nil {
 				return relayError(err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 type relayServeOptions struct {
@@ -72,7 +73,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
 	}
 	log.Info("host pcscd", "socket", o.pcscdSocket, "protocol", daemon.Version.String(), "releases", daemon.Releases())
-	state, err := relay.OpenHostState(o.stateDir)
+	state, err := trust.OpenHostState(o.stateDir)
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 }
 
 // relayStatus is the StatusV1 document of `relay serve`.
-func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) StatusV1 {
+func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) StatusV1 {
 	s := StatusV1{
 		Version: StatusVersion,
 		Mode:    modeRelay,

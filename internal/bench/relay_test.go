@@ -24,6 +24,7 @@ import (
 	"github.com/cardshare/cardshare/internal/testenv"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // cardshare's relay mode in BenchmarkRelay: `relay serve` and `relay agent`
@@ -264,7 +265,7 @@ func startRelay(b *testing.B, pcscd string, n int) *relayRun {
 		<-r.done
 	})
 	dir := sockDir(b)
-	state, err := relay.OpenHostState(filepath.Join(dir, "state"))
+	state, err := trust.OpenHostState(filepath.Join(dir, "state"))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package relay
+package trust
 
 import (
 	"crypto"
@@ -26,8 +26,8 @@ import (
 
 // ALPN protocol names: what a TLS connection to the host is for.
 const (
-	protoRelay = "cardshare-relay/1" // a paired guest's session
-	protoPair  = "cardshare-pair/1"  // a guest joining with a pairing token
+	ProtoRelay = "cardshare-relay/1" // a paired guest's session
+	ProtoPair  = "cardshare-pair/1"  // a guest joining with a pairing token
 )
 
 // Fingerprint is the SHA-256 hash of a public key's DER-encoded
@@ -72,17 +72,19 @@ func (f *Fingerprint) UnmarshalText(b []byte) error {
 	return err
 }
 
-func (f Fingerprint) equal(g Fingerprint) bool { return subtle.ConstantTimeCompare(f[:], g[:]) == 1 }
+// Equal compares f and g in constant time.
+func (f Fingerprint) Equal(g Fingerprint) bool { return subtle.ConstantTimeCompare(f[:], g[:]) == 1 }
 
-// identity is one end's long-lived key, in the self-signed certificate TLS
+// Identity is one end's long-lived key, in the self-signed certificate TLS
 // presents it in.
-type identity struct {
+type Identity struct {
 	key  ed25519.PrivateKey
 	fp   Fingerprint
 	cert tls.Certificate
 }
 
-func newIdentity(key ed25519.PrivateKey) (*identity, error) {
+// NewIdentity wraps key in a self-signed certificate for TLS.
+func NewIdentity(key ed25519.PrivateKey) (*Identity, error) {
 	pub := key.Public()
 	fp, err := FingerprintOf(pub)
 	if err != nil {
@@ -108,8 +110,11 @@ func newIdentity(key ed25519.PrivateKey) (*identity, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: create certificate: %w", err)
 	}
-	return &identity{key: key, fp: fp, cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}, nil
+	return &Identity{key: key, fp: fp, cert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}, nil
 }
+
+// Fingerprint is the fingerprint of id's key, which the peer pins.
+func (id *Identity) Fingerprint() Fingerprint { return id.fp }
 
 // generateKey returns a new Ed25519 key: small, fast, and with no parameters
 // to get wrong.
@@ -147,9 +152,9 @@ func parseKey(b []byte) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-// peerFingerprint returns the fingerprint of the key the peer proved it
+// PeerFingerprint returns the fingerprint of the key the peer proved it
 // holds in the handshake.
-func peerFingerprint(cs tls.ConnectionState) (Fingerprint, error) {
+func PeerFingerprint(cs tls.ConnectionState) (Fingerprint, error) {
 	if len(cs.PeerCertificates) == 0 {
 		return Fingerprint{}, errors.New("relay: peer sent no certificate")
 	}
@@ -158,7 +163,7 @@ func peerFingerprint(cs tls.ConnectionState) (Fingerprint, error) {
 
 // baseTLSConfig is what both ends share: TLS 1.3 only, and no session
 // tickets, so that every connection proves its key again.
-func baseTLSConfig(id *identity) *tls.Config {
+func baseTLSConfig(id *Identity) *tls.Config {
 	return &tls.Config{
 		MinVersion:             tls.VersionTLS13,
 		Certificates:           []tls.Certificate{id.cert},
@@ -166,17 +171,17 @@ func baseTLSConfig(id *identity) *tls.Config {
 	}
 }
 
-// hostTLSConfig requires a client key and lets verify decide, for each
+// HostTLSConfig requires a client key and lets verify decide, for each
 // connection, whether that key may do what the negotiated ALPN protocol
 // asks. verify runs before the client has proved it holds the key, so it
 // must not change anything; TLS fails the handshake after it if the proof
 // fails.
-func hostTLSConfig(id *identity, verify func(proto string, guest Fingerprint) error) *tls.Config {
+func HostTLSConfig(id *Identity, verify func(proto string, guest Fingerprint) error) *tls.Config {
 	c := baseTLSConfig(id)
 	c.ClientAuth = tls.RequireAnyClientCert
-	c.NextProtos = []string{protoRelay, protoPair}
+	c.NextProtos = []string{ProtoRelay, ProtoPair}
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		fp, err := peerFingerprint(cs)
+		fp, err := PeerFingerprint(cs)
 		if err != nil {
 			return err
 		}
@@ -190,19 +195,19 @@ func hostTLSConfig(id *identity, verify func(proto string, guest Fingerprint) er
 // machine, or the host's state was replaced.
 var ErrHostKeyMismatch = errors.New("relay: host key does not match the pinned key")
 
-// guestTLSConfig presents the guest's key and accepts only a host with the
+// GuestTLSConfig presents the guest's key and accepts only a host with the
 // pinned key.
-func guestTLSConfig(id *identity, host Fingerprint, proto string) *tls.Config {
+func GuestTLSConfig(id *Identity, host Fingerprint, proto string) *tls.Config {
 	c := baseTLSConfig(id)
 	c.NextProtos = []string{proto}
 	// The pin below replaces the chain and name checks, which need a CA.
 	c.InsecureSkipVerify = true
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		fp, err := peerFingerprint(cs)
+		fp, err := PeerFingerprint(cs)
 		if err != nil {
 			return err
 		}
-		if !fp.equal(host) {
+		if !fp.Equal(host) {
 			return fmt.Errorf("%w: host presented %s, expected %s", ErrHostKeyMismatch, fp, host)
 		}
 		if cs.NegotiatedProtocol != proto {

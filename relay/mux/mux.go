@@ -1,4 +1,4 @@
-package relay
+package mux
 
 import (
 	"encoding/binary"
@@ -14,16 +14,16 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// MuxConfig tunes the yamux session that carries one guest's pcsc-lite
+// Config tunes the yamux session that carries one guest's pcsc-lite
 // connections, one stream each. Both ends use the same values. A nil
-// *MuxConfig means DefaultMuxConfig().
+// *Config means DefaultConfig().
 //
 // The stream window is not configurable: it stays at yamux's minimum of
 // 256 KiB, which holds the largest pcsc-lite message (an extended APDU,
 // 65,588 bytes with its headers) several times over, so no message ever waits
 // for a window update. The window is a credit, not an allocation: yamux
 // allocates a stream's receive buffer as data arrives.
-type MuxConfig struct {
+type Config struct {
 	// KeepaliveInterval is how often each end pings the other.
 	// SCardGetStatusChange leaves a stream silent for hours by design, so
 	// silence says nothing about the peer: only a ping does. Without pings,
@@ -61,9 +61,9 @@ type MuxConfig struct {
 	AcceptBacklog int
 }
 
-// DefaultMuxConfig returns the configuration used for a nil *MuxConfig.
-func DefaultMuxConfig() *MuxConfig {
-	return &MuxConfig{
+// DefaultConfig returns the configuration used for a nil *Config.
+func DefaultConfig() *Config {
+	return &Config{
 		KeepaliveInterval:  5 * time.Second,
 		WriteTimeout:       10 * time.Second,
 		StreamOpenTimeout:  10 * time.Second,
@@ -72,11 +72,11 @@ func DefaultMuxConfig() *MuxConfig {
 	}
 }
 
-func (c *MuxConfig) withDefaults() MuxConfig {
+func (c *Config) withDefaults() Config {
 	if c == nil {
-		c = DefaultMuxConfig()
+		c = DefaultConfig()
 	}
-	d, cc := DefaultMuxConfig(), *c
+	d, cc := DefaultConfig(), *c
 	if cc.KeepaliveInterval <= 0 {
 		cc.KeepaliveInterval = d.KeepaliveInterval
 	}
@@ -95,7 +95,7 @@ func (c *MuxConfig) withDefaults() MuxConfig {
 	return cc
 }
 
-func (c *MuxConfig) yamux(log *slog.Logger) *yamux.Config {
+func (c *Config) yamux(log *slog.Logger) *yamux.Config {
 	cc := c.withDefaults()
 	y := yamux.DefaultConfig()
 	y.AcceptBacklog = cc.AcceptBacklog
@@ -109,10 +109,11 @@ func (c *MuxConfig) yamux(log *slog.Logger) *yamux.Config {
 	return y
 }
 
-// newSession starts a yamux session on conn. The guest is always the yamux
-// client, which opens streams; the host is the server, which accepts them,
-// whichever end dialed.
-func newSession(conn net.Conn, guest bool, cfg *MuxConfig, log *slog.Logger) (*yamux.Session, error) {
+// NewSession starts a yamux session on conn. The guest is always the yamux
+// client, which opens streams (Open); the host is the server, which accepts
+// them (Listener), whichever end dialed. A nil cfg means DefaultConfig();
+// log receives yamux's own messages at debug level.
+func NewSession(conn net.Conn, guest bool, cfg *Config, log *slog.Logger) (*yamux.Session, error) {
 	fw := &frameWriter{Conn: conn}
 	var s *yamux.Session
 	var err error
@@ -162,7 +163,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 func (c *streamConn) CloseWrite() error { return c.Stream.Close() }
 
 // Close sends FIN and ends reading. yamux frees the stream once the peer
-// has closed its half too, or after MuxConfig.StreamCloseTimeout.
+// has closed its half too, or after Config.StreamCloseTimeout.
 func (c *streamConn) Close() error {
 	if c.closed.Swap(true) {
 		return nil
@@ -224,23 +225,28 @@ func (c *streamConn) fixErr(err error) error {
 // bridge.Pipe looks for.
 type closeWriter interface{ CloseWrite() error }
 
-// streamListener accepts the streams of a session as streamConns, so that
-// Serve can use a session as its listener.
-type streamListener struct{ s *yamux.Session }
+// Listener accepts the streams of a session as connections whose Close and
+// CloseWrite do what Pipe expects, so that bridge.Serve can use a session as
+// its listener.
+type Listener struct{ Session *yamux.Session }
 
-func (l streamListener) Accept() (net.Conn, error) {
-	st, err := l.s.AcceptStream()
+// Accept waits for the peer's next stream.
+func (l Listener) Accept() (net.Conn, error) {
+	st, err := l.Session.AcceptStream()
 	if err != nil {
 		return nil, err
 	}
 	return &streamConn{Stream: st}, nil
 }
 
-func (l streamListener) Close() error   { return l.s.Close() }
-func (l streamListener) Addr() net.Addr { return l.s.Addr() }
+// Close closes the session.
+func (l Listener) Close() error { return l.Session.Close() }
 
-// openStream opens a stream on s for a new pcsc-lite connection.
-func openStream(s *yamux.Session) (net.Conn, error) {
+// Addr is the session's local address.
+func (l Listener) Addr() net.Addr { return l.Session.Addr() }
+
+// Open opens a stream on s for a new pcsc-lite connection.
+func Open(s *yamux.Session) (net.Conn, error) {
 	st, err := s.OpenStream()
 	if err != nil {
 		if s.IsClosed() {

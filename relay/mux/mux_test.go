@@ -1,8 +1,7 @@
-package relay
+package mux
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,22 +13,24 @@ import (
 
 	"github.com/hashicorp/yamux"
 	"golang.org/x/net/nettest"
+
+	"github.com/cardshare/cardshare/internal/rawio"
 )
 
 // fastMux notices a dead peer within about half a second.
-func fastMux() *MuxConfig {
-	return &MuxConfig{KeepaliveInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+func fastMux() *Config {
+	return &Config{KeepaliveInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
 }
 
 // tcpPair returns the two ends of a loopback TCP connection.
 func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
-	ln, err := ListenAddr(context.Background(), "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	a, err := DialAddr(context.Background(), ln.Addr().String())
+	a, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,19 +38,21 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// As relay mode's connections do (relay.DialAddr, ListenAddr).
+	a, b = rawio.RawIO(a), rawio.RawIO(b)
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
 }
 
 // sessionPair starts a guest and a host session over a and b.
-func sessionPair(t testing.TB, a, b net.Conn, cfg *MuxConfig) (guest, host *yamux.Session) {
+func sessionPair(t testing.TB, a, b net.Conn, cfg *Config) (guest, host *yamux.Session) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	g, err := newSession(a, true, cfg, log)
+	g, err := NewSession(a, true, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := newSession(b, false, cfg, log)
+	h, err := NewSession(b, false, cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +63,7 @@ func sessionPair(t testing.TB, a, b net.Conn, cfg *MuxConfig) (guest, host *yamu
 // streamPair opens a stream from guest to host and returns both ends.
 func streamPair(t testing.TB, guest, host *yamux.Session) (net.Conn, net.Conn) {
 	t.Helper()
-	c1, err := openStream(guest)
+	c1, err := Open(guest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +71,7 @@ func streamPair(t testing.TB, guest, host *yamux.Session) (net.Conn, net.Conn) {
 	if _, err := c1.Write([]byte{0}); err != nil {
 		t.Fatal(err)
 	}
-	c2, err := streamListener{host}.Accept()
+	c2, err := Listener{host}.Accept()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +304,7 @@ func TestStreamWriteTimeoutClosesSession(t *testing.T) {
 	setSockBuf(t, a2, syscall.SO_RCVBUF, 4<<10)
 	var bh blackhole
 	bh.pipeThrough(t, a2, b2)
-	cfg := &MuxConfig{KeepaliveInterval: time.Hour, WriteTimeout: 200 * time.Millisecond}
+	cfg := &Config{KeepaliveInterval: time.Hour, WriteTimeout: 200 * time.Millisecond}
 	g, h := sessionPair(t, a, b, cfg)
 	c1, _ := streamPair(t, g, h)
 	bh.Freeze(t)

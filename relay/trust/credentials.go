@@ -1,4 +1,4 @@
-package relay
+package trust
 
 import (
 	"crypto/ed25519"
@@ -17,11 +17,11 @@ import (
 type Credentials struct {
 	// Guest is the name the host gave the guest at pairing.
 	Guest string
-	// Host is the host's address, as DialAddr parses it. Empty when the
+	// Host is the host's address, as relay.DialAddr parses it. Empty when the
 	// host connects to the guest instead (Listen).
 	Host string
 	// Listen is where the agent waits for the host to connect, as
-	// ListenAddr parses it, for a guest that the host can reach but that
+	// relay.ListenAddr parses it, for a guest that the host can reach but that
 	// cannot reach the host. Empty when the guest connects to the host.
 	Listen string
 	// HostKey is the fingerprint of the host key, from the pairing token.

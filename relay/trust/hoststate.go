@@ -1,4 +1,4 @@
-package relay
+package trust
 
 import (
 	"crypto/ed25519"
@@ -35,7 +35,7 @@ const (
 // file and concurrent commands never lose each other's changes.
 type HostState struct {
 	dir string
-	id  *identity
+	id  *Identity
 }
 
 // GuestRecord is a paired guest.
@@ -72,8 +72,8 @@ func (g GuestRecord) Policy() *pcsc.Policy {
 	return &pcsc.Policy{Readers: slices.Clone(g.Readers), DenyControl: g.DenyControl}
 }
 
-// samePolicy reports whether g and o have the same reader policy.
-func (g GuestRecord) samePolicy(o GuestRecord) bool {
+// SamePolicy reports whether g and o have the same reader policy.
+func (g GuestRecord) SamePolicy(o GuestRecord) bool {
 	return slices.Equal(g.Readers, o.Readers) && g.DenyControl == o.DenyControl
 }
 
@@ -96,10 +96,10 @@ type PairOptions struct {
 	Policy *pcsc.Policy
 }
 
-// pendingPairing is a pairing token not yet used. Only the SHA-256 hash of
+// PendingPairing is a pairing token not yet used. Only the SHA-256 hash of
 // its secret is kept (in Fingerprint's text form), so the state file alone
 // cannot be turned into a token.
-type pendingPairing struct {
+type PendingPairing struct {
 	Name    string      `json:"name"`
 	Secret  Fingerprint `json:"secret"`
 	Expires time.Time   `json:"expires"`
@@ -109,34 +109,34 @@ type pendingPairing struct {
 	DenyControl bool     `json:"deny_control,omitempty"`
 }
 
-// guestList is the content of guests.json.
-type guestList struct {
+// GuestList is the content of guests.json.
+type GuestList struct {
 	Guests   []GuestRecord    `json:"guests"`
-	Pairings []pendingPairing `json:"pairings,omitempty"`
+	Pairings []PendingPairing `json:"pairings,omitempty"`
 }
 
-func (l *guestList) find(name string) int {
+func (l *GuestList) find(name string) int {
 	return slices.IndexFunc(l.Guests, func(g GuestRecord) bool { return g.Name == name })
 }
 
-// byKey returns the guest with key fp, if any. A nil list has none.
-func (l *guestList) byKey(fp Fingerprint) (GuestRecord, bool) {
+// ByKey returns the guest with key fp, if any. A nil list has none.
+func (l *GuestList) ByKey(fp Fingerprint) (GuestRecord, bool) {
 	if l == nil {
 		return GuestRecord{}, false
 	}
 	for _, g := range l.Guests {
-		if g.Key.equal(fp) {
+		if g.Key.Equal(fp) {
 			return g, true
 		}
 	}
 	return GuestRecord{}, false
 }
 
-// current returns the record of the guest called name with key fp, and
+// Current returns the record of the guest called name with key fp, and
 // whether it may still connect under that name: not revoked, not paired
 // again with another key or under another name.
-func (l *guestList) current(fp Fingerprint, name string) (GuestRecord, bool) {
-	g, ok := l.byKey(fp)
+func (l *GuestList) Current(fp Fingerprint, name string) (GuestRecord, bool) {
+	g, ok := l.ByKey(fp)
 	return g, ok && g.Active() && g.Name == name
 }
 
@@ -149,8 +149,8 @@ var (
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// CheckName reports whether name can name a guest.
-func CheckName(name string) error {
+// checkName reports whether name can name a guest.
+func checkName(name string) error {
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("%w: %q", ErrBadName, name)
 	}
@@ -175,7 +175,7 @@ func OpenHostState(dir string) (*HostState, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := newIdentity(key)
+	id, err := NewIdentity(key)
 	if err != nil {
 		return nil, err
 	}
@@ -188,9 +188,12 @@ func (s *HostState) Dir() string { return s.dir }
 // Fingerprint is the fingerprint of the host key, which guests pin.
 func (s *HostState) Fingerprint() Fingerprint { return s.id.fp }
 
+// Identity is the host key, for the host's TLS configuration.
+func (s *HostState) Identity() *Identity { return s.id }
+
 // Guests returns the paired guests, revoked ones included.
 func (s *HostState) Guests() ([]GuestRecord, error) {
-	l, _, err := s.load()
+	l, _, err := s.LoadGuests()
 	if err != nil {
 		return nil, err
 	}
@@ -209,13 +212,11 @@ func (s *HostState) Pair(name string, ttl time.Duration, now time.Time) (Token, 
 // PairWith is Pair with options. With o.Dial the host connects to the
 // guest instead of the guest connecting to the host: a serving Host dials
 // o.Dial until the guest joins with the token (JoinListening), and from
-// then on keeps a connection to it up. o.Policy is the guest's reader
-// policy once it joins.
+// then on keeps a connection to it up; the caller checks that o.Dial is an
+// address relay mode can dial (relay.CheckAddr). o.Policy is the guest's
+// reader policy once it joins.
 func (s *HostState) PairWith(name string, o PairOptions, ttl time.Duration, now time.Time) (Token, error) {
-	if err := CheckName(name); err != nil {
-		return Token{}, err
-	}
-	if err := CheckAddr(o.Dial); o.Dial != "" && err != nil {
+	if err := checkName(name); err != nil {
 		return Token{}, err
 	}
 	if err := o.Policy.Validate(); err != nil {
@@ -227,14 +228,14 @@ func (s *HostState) PairWith(name string, o PairOptions, ttl time.Duration, now 
 	if err != nil {
 		return Token{}, err
 	}
-	err = s.update(func(l *guestList) error {
+	err = s.update(func(l *GuestList) error {
 		if i := l.find(name); i >= 0 && l.Guests[i].Active() {
 			return fmt.Errorf("%w: %s", ErrGuestExists, name)
 		}
-		l.Pairings = slices.DeleteFunc(l.Pairings, func(p pendingPairing) bool {
+		l.Pairings = slices.DeleteFunc(l.Pairings, func(p PendingPairing) bool {
 			return p.Name == name || !now.Before(p.Expires)
 		})
-		l.Pairings = append(l.Pairings, pendingPairing{
+		l.Pairings = append(l.Pairings, PendingPairing{
 			Name: name, Secret: sha256.Sum256(tok.Secret[:]), Expires: now.Add(ttl),
 			Dial: o.Dial, Readers: rec.Readers, DenyControl: rec.DenyControl,
 		})
@@ -247,9 +248,9 @@ func (s *HostState) PairWith(name string, o PairOptions, ttl time.Duration, now 
 // on, and a serving Host closes its connection within
 // HostConfig.PollInterval. Its pending pairing, if any, is dropped.
 func (s *HostState) Revoke(name string, now time.Time) error {
-	return s.update(func(l *guestList) error {
+	return s.update(func(l *GuestList) error {
 		n := len(l.Pairings)
-		l.Pairings = slices.DeleteFunc(l.Pairings, func(p pendingPairing) bool { return p.Name == name })
+		l.Pairings = slices.DeleteFunc(l.Pairings, func(p PendingPairing) bool { return p.Name == name })
 		i := l.find(name)
 		if i < 0 {
 			if n != len(l.Pairings) {
@@ -272,7 +273,7 @@ func (s *HostState) SetPolicy(name string, p *pcsc.Policy) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	return s.update(func(l *guestList) error {
+	return s.update(func(l *GuestList) error {
 		found := false
 		for i := range l.Pairings {
 			if l.Pairings[i].Name == name {
@@ -301,15 +302,15 @@ func (s *HostState) SetPolicy(name string, p *pcsc.Policy) error {
 // nothing more than that its pairing was refused.
 var errPairingRefused = errors.New("relay: pairing refused")
 
-// redeem uses the pending pairing whose secret is secret: it records the
+// Redeem uses the pending pairing whose secret is secret: it records the
 // guest's key fp under the pairing's name and drops the pairing. An expired
 // pairing is dropped too, and refused.
-func (s *HostState) redeem(secret [tokenSecretSize]byte, fp Fingerprint, now time.Time) (GuestRecord, error) {
+func (s *HostState) Redeem(secret [SecretSize]byte, fp Fingerprint, now time.Time) (GuestRecord, error) {
 	var rec GuestRecord
 	expired := ""
 	sum := Fingerprint(sha256.Sum256(secret[:]))
-	err := s.update(func(l *guestList) error {
-		i := slices.IndexFunc(l.Pairings, func(p pendingPairing) bool { return p.Secret.equal(sum) })
+	err := s.update(func(l *GuestList) error {
+		i := slices.IndexFunc(l.Pairings, func(p PendingPairing) bool { return p.Secret.Equal(sum) })
 		if i < 0 {
 			return fmt.Errorf("%w: no pending pairing has that secret (wrong, or used already)", errPairingRefused)
 		}
@@ -319,7 +320,7 @@ func (s *HostState) redeem(secret [tokenSecretSize]byte, fp Fingerprint, now tim
 			expired = p.Name
 			return nil
 		}
-		if g, ok := l.byKey(fp); ok {
+		if g, ok := l.ByKey(fp); ok {
 			return fmt.Errorf("relay: key %s is already paired as %s", fp, g.Name)
 		}
 		rec = GuestRecord{Name: p.Name, Key: fp, Paired: now, Dial: p.Dial, Readers: p.Readers, DenyControl: p.DenyControl}
@@ -339,13 +340,13 @@ func (s *HostState) redeem(secret [tokenSecretSize]byte, fp Fingerprint, now tim
 	return rec, err
 }
 
-// load reads guests.json; a missing file is an empty list. It also returns
-// the file's identity, to notice later changes.
-func (s *HostState) load() (*guestList, os.FileInfo, error) {
+// LoadGuests reads guests.json; a missing file is an empty list. It also
+// returns the file's identity, to notice later changes (Changed).
+func (s *HostState) LoadGuests() (*GuestList, os.FileInfo, error) {
 	path := filepath.Join(s.dir, guestsFile)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return new(guestList), nil, nil
+		return new(GuestList), nil, nil
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay: read guest list: %w", err)
@@ -355,15 +356,15 @@ func (s *HostState) load() (*guestList, os.FileInfo, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("relay: read guest list: %w", err)
 	}
-	l := new(guestList)
+	l := new(GuestList)
 	if err := json.NewDecoder(f).Decode(l); err != nil {
 		return nil, nil, fmt.Errorf("relay: read guest list %s: %w", path, err)
 	}
 	return l, fi, nil
 }
 
-// changed reports whether guests.json is no longer the file fi describes.
-func (s *HostState) changed(fi os.FileInfo) bool {
+// Changed reports whether guests.json is no longer the file fi describes.
+func (s *HostState) Changed(fi os.FileInfo) bool {
 	now, err := os.Stat(filepath.Join(s.dir, guestsFile))
 	if err != nil {
 		return fi != nil || !errors.Is(err, fs.ErrNotExist)
@@ -373,13 +374,13 @@ func (s *HostState) changed(fi os.FileInfo) bool {
 
 // update applies fn to the guest list under the lock and writes the result,
 // unless fn fails.
-func (s *HostState) update(fn func(*guestList) error) error {
+func (s *HostState) update(fn func(*GuestList) error) error {
 	unlock, err := unixsock.Lock(filepath.Join(s.dir, lockFile))
 	if err != nil {
 		return fmt.Errorf("relay: lock %s: %w", s.dir, err)
 	}
 	defer unlock()
-	l, _, err := s.load()
+	l, _, err := s.LoadGuests()
 	if err != nil {
 		return err
 	}
