@@ -78,7 +78,7 @@ func (h *Host) dialGuests(ctx context.Context) {
 			if _, ok := running[id]; !ok {
 				tctx, stop := context.WithCancelCause(ctx)
 				running[id] = stop
-				wg.Go(func() { h.dialLoop(tctx, target) })
+				wg.Go(func() { h.dialLoop(tctx, ctx, target) })
 			}
 		}
 		select {
@@ -114,8 +114,9 @@ func (h *Host) dialTargets(now time.Time) map[string]dialTarget {
 
 // dialLoop connects to t, serves the session or pairing, and starts over
 // with backoff, until ctx is done. While the guest has a session that it
-// started itself, the loop only waits.
-func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
+// started itself, the loop only waits. host is the serving Host's context,
+// which ctx derives from.
+func (h *Host) dialLoop(ctx, host context.Context, t dialTarget) {
 	log := h.log.With("guest", t.name, "dial", t.addr)
 	maxBackoff := h.cfg.MaxBackoff
 	if t.pairing {
@@ -137,7 +138,16 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		raw, err := h.cfg.DialGuest(dctx, t.addr)
 		cancel()
 		if err == nil {
-			err = h.handle(ctx, raw, func() {}, &t)
+			hctx := ctx
+			if t.pairing {
+				// Redeeming the token drops the pending pairing, and
+				// with it this target: dialGuests then stops the loop,
+				// which must not cut off the answer to the guest. Only
+				// the host's stop (and the handshake timeout) ends a
+				// pairing under way.
+				hctx = host
+			}
+			err = h.handle(hctx, raw, func() {}, &t)
 		}
 		if ctx.Err() != nil || (err == nil && t.pairing) {
 			return // a pairing is done once
