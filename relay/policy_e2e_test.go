@@ -21,7 +21,7 @@ import (
 )
 
 // TestPolicyRealPCSCD runs the reader policy end to end: the real pcscd
-// with vpcd's two readers, relay.Serve with readers: ["Virtual PCD 00 01"]
+// with vpcd's two readers, bridge.Serve with readers: ["Virtual PCD 00 01"]
 // and an audit log, and the C client on the real libpcsclite as the guest
 // program.
 func TestPolicyRealPCSCD(t *testing.T) {

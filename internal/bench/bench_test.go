@@ -762,7 +762,7 @@ func profileRun(b *testing.B, bin string, pt *path, file string, n int) {
 	fmt.Printf("profiled %s run: %v\nCPU profile: %s (go tool pprof -top %s)\n", pt.id, r, file, file)
 }
 
-// BenchmarkPipe measures one relay.Pipe hop between two Unix socket pairs
+// BenchmarkPipe measures one bridge.Pipe hop between two Unix socket pairs
 // with the messages of one SCardTransmit of a 5-byte APDU, as libpcsclite
 // 1.9.9 and pcscd write them: the client writes the 8-byte header, the
 // 32-byte transmit_struct and the APDU; pcscd answers with the

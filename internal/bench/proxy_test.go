@@ -27,14 +27,14 @@ const (
 
 var proxyPathNames = map[string]string{
 	pathDirect:     "direct",
-	pathServeBytes: "relay.Serve, byte relay",
-	pathServeProxy: "relay.Serve, proxy (reader policy)",
+	pathServeBytes: "bridge.Serve, byte relay",
+	pathServeProxy: "bridge.Serve, proxy (reader policy)",
 }
 
 // BenchmarkProxy measures what the protocol-aware stage costs against the
 // byte relay, in one run against the same pcscd and card, rounds
-// interleaved as in BenchmarkPaths: the direct socket; relay.Serve on a
-// Unix socket piping bytes; and relay.Serve with a reader policy that
+// interleaved as in BenchmarkPaths: the direct socket; bridge.Serve on a
+// Unix socket piping bytes; and bridge.Serve with a reader policy that
 // shows the card's reader, so that every message is parsed by pcsc.Proxy.
 // Both relays run in this process with the same dial function, so the
 // difference between them is the stage alone. The target is the proxy
@@ -110,7 +110,7 @@ func BenchmarkProxy(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// startServe runs relay.Serve from a new guest socket to the pcscd socket
+// startServe runs bridge.Serve from a new guest socket to the pcscd socket
 // until the benchmark ends, and returns the guest socket.
 func startServe(b *testing.B, pcscd string, cfg bridge.Config) string {
 	b.Helper()
@@ -131,7 +131,7 @@ func startServe(b *testing.B, pcscd string, cfg bridge.Config) string {
 	return socket
 }
 
-// BenchmarkServeHop measures one relay.Serve hop without pcscd, between
+// BenchmarkServeHop measures one bridge.Serve hop without pcscd, between
 // Unix sockets, with the messages of one SCardTransmit of a 5-byte APDU as
 // libpcsclite 1.9.9 and pcscd write them (as BenchmarkPipe): "bytes" is
 // the byte relay, "proxy" the same Serve with a reader policy, so that

@@ -39,8 +39,8 @@ type release struct {
 const clientDir = "/cardshare-matrix"
 
 // TestVersionMatrix: each cell runs the C client of one release against
-// the daemon of another, through a byte relay (relay.Serve knowing nothing
-// of the daemon: what socat or ssh -R do) and through cardshare (relay.Serve
+// the daemon of another, through a byte relay (bridge.Serve knowing nothing
+// of the daemon: what socat or ssh -R do) and through cardshare (bridge.Serve
 // with the probed daemon, which translates). A cell is OK when the client
 // lists both readers, says hello to the card (connect and transmit), a
 // blocking SCardGetStatusChange sees a card inserted, and the release's
@@ -143,7 +143,7 @@ func TestVersionMatrix(t *testing.T) {
 	}
 }
 
-// serve runs relay.Serve on a new socket at path until the test ends.
+// serve runs bridge.Serve on a new socket at path until the test ends.
 func serve(t *testing.T, path, pcscd string, cfg *bridge.Config) string {
 	t.Helper()
 	os.Remove(path)
