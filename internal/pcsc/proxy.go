@@ -139,6 +139,11 @@ type entry struct {
 	sized    bool   // reply.Records is the last CMD_GET_READERS_STATE_SIZE answer
 	out      int    // records the guest reads of an array reply
 	swallow  bool   // the guest expects no reply: read it, send nothing
+	arms     bool   // a WAIT: pcscd registers the connection when it gets here
+	noReply  bool   // a WAIT of 4.6 on 4.6, answered by nothing but the signal
+	stop     bool   // a STOP_WAITING sent while registered: one signal answers it
+	racy     bool   // the signal could come during the reply (see isSignal)
+	gen      uint32 // the registration a WAIT makes
 	localN   int    // >0: no host reply; send local[:localN]
 	local    [ConnectSize]byte
 	rv       uint32
@@ -178,20 +183,35 @@ type Proxy struct {
 	reqCall  Call
 
 	// Replies' own.
-	reps     ReplyScanner
-	lastSize int      // the last CMD_GET_READERS_STATE_SIZE answer
-	set      uint64   // visible reader names of the array being read
-	contexts []uint32 // hContexts issued on this connection
-	repCall  Call
+	reps      ReplyScanner
+	lastSize  int    // the last CMD_GET_READERS_STATE_SIZE answer
+	set       uint64 // visible reader names of the array being read
+	context   uint32 // the hContext pcscd holds for this connection, 0 if none
+	repCall   Call
+	badRecord bool // a malformed record was reported
 
 	// mu guards the queue, the registration, cards, and the writes to
 	// the guest that do not answer the head of the queue.
-	mu         sync.Mutex
-	q          [queueLen]entry
-	qHead      int
-	qLen       int
-	registered bool
-	cards      []card
+	mu    sync.Mutex
+	q     [queueLen]entry
+	qHead int
+	qLen  int
+	cards []card
+
+	// The WAIT registration, kept apart from the queue (sheet §3.4): it
+	// is answered by one 8-byte signal that pcscd may send between any
+	// two of its writes.
+	//
+	// waiting is the guest's side: it sent a WAIT and has neither sent
+	// STOP_WAITING nor been given the signal since. gen numbers its
+	// WAITs.
+	waiting bool
+	gen     uint32
+	// armed is the host's side: pcscd has registered the connection
+	// (the WAIT reached the head of the queue) and not sent the signal
+	// yet. armGen is the registration's gen.
+	armed  bool
+	armGen uint32
 }
 
 // NewProxy returns a proxy between the guest's and the host's ends of a
@@ -224,10 +244,10 @@ func NewProxy(guest, host io.ReadWriter, cfg ProxyConfig) (*Proxy, error) {
 // SCARD_CANCEL no longer reaches them. Call it after Requests and Replies
 // have returned.
 func (p *Proxy) Close() {
-	for _, h := range p.contexts {
-		p.g.dropContext(h)
+	if p.context != 0 {
+		p.g.dropContext(p.context)
+		p.context = 0
 	}
-	p.contexts = nil
 }
 
 // Requests relays the guest's requests to the host until the guest ends
@@ -334,6 +354,9 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 	p.dropping = false
 	cmd := u.Command
 	body := msg[HeaderSize:]
+	if err := p.whileWaiting(cmd); err != nil {
+		return false, err
+	}
 	e := entry{guestCmd: cmd, reqBytes: u.Len}
 	switch cmd {
 	case CmdTransmit:
@@ -416,7 +439,7 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 	case CmdWaitReaderStateChange:
 		switch {
 		case p.d.Guest.newAPI() && p.d.Host.newAPI():
-			return true, p.register()
+			e.noReply = true
 		case p.d.Guest.newAPI():
 			// The old daemon dumps its array, which the 4.6 client does
 			// not read: it asks for the array next.
@@ -427,8 +450,7 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 		return true, p.push(&e, true)
 
 	case CmdStopWaiting:
-		// Its answer, if any, is the registration's signal.
-		return true, nil
+		return true, p.stopWaiting(&e)
 	}
 	e.reply = Reply{Command: cmd}
 	if p.onCall != nil && e.reader == "" && cmd != CmdConnect && carriesCard(cmd) {
@@ -462,26 +484,70 @@ func (p *Proxy) cardReader(h uint32) string {
 var errQueueFull = fmt.Errorf("%w: client sent %d requests without reading a reply", ErrProtocol, queueLen)
 
 // push queues e before its request goes to the host, so that the reply
-// always finds it; registers notes a WAIT registration.
+// always finds it; registers marks a WAIT, which registers the connection
+// for one signal.
 func (p *Proxy) push(e *entry, registers bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if registers {
+		p.waiting = true
+		p.gen++
+		e.arms, e.gen = true, p.gen
+		if e.noReply && p.qLen == 0 {
+			// Nothing is in flight before it: pcscd registers the
+			// connection as soon as it reads the request.
+			p.armed, p.armGen = true, e.gen
+			return nil
+		}
+	}
 	if p.qLen == queueLen {
 		return errQueueFull
 	}
 	p.q[(p.qHead+p.qLen)%queueLen] = *e
 	p.qLen++
-	if registers {
-		p.registered = true
-	}
 	return nil
 }
 
-func (p *Proxy) register() error {
+// whileWaiting refuses what libpcsclite never sends while it is registered
+// for the signal: a second WAIT, which pcscd would register twice
+// (EHRegisterClientForEvent appends to a list, src/eventhandler.c:66-75 in
+// pcsc-lite 2.5.1) so that one event sends two signals, and any request
+// but the reader state calls and STOP_WAITING (SCardGetStatusChange holds
+// the context's lock from its WAIT to its STOP_WAITING,
+// src/winscard_clnt.c:1785-2231 in 2.4.1). What pcscd may answer while
+// armed is then only what the stream scanner can tell from the signal.
+func (p *Proxy) whileWaiting(cmd uint32) error {
 	p.mu.Lock()
-	p.registered = true
+	waiting := p.waiting
 	p.mu.Unlock()
-	return nil
+	if !waiting {
+		return nil
+	}
+	switch cmd {
+	case CmdStopWaiting, CmdGetReadersState, CmdGetReaderEvents, CmdGetReadersStateSize, CmdGetReadersStateArray:
+		return nil
+	}
+	return fmt.Errorf("%w: client sent %s while waiting for reader events", ErrProtocol, CommandName(cmd))
+}
+
+// stopWaiting handles STOP_WAITING. While the guest waits, pcscd answers
+// it with the registration's one signal, whether it acknowledges the STOP
+// or an event or cancel came first; the answer comes before the reply to
+// anything sent after it, so it is queued as a reply of its own (sheet
+// §3.4). Otherwise pcscd is not registered and answers nothing.
+func (p *Proxy) stopWaiting(e *entry) error {
+	p.mu.Lock()
+	waiting := p.waiting
+	p.waiting = false
+	if waiting && p.qLen == 0 && !p.armed {
+		waiting = false // the signal is already on its way to the guest
+	}
+	p.mu.Unlock()
+	if !waiting {
+		return nil
+	}
+	e.stop, e.reply = true, Reply{Command: CmdStopWaiting}
+	return p.push(e, false)
 }
 
 // answer sends the guest the reply rep that the proxy made for e's
@@ -526,18 +592,42 @@ func (p *Proxy) audit(c *Call, e *entry, local bool) {
 	p.onCall(c)
 }
 
-// head returns the entry whose reply comes next, and the registration.
-func (p *Proxy) head() (*entry, bool) {
+// head returns the entry whose reply comes next, and whether the signal
+// may come. On its way it finishes the entries that wait for no host
+// bytes: it arms the registration of a WAIT that reaches the head, and
+// sends the answers the proxy made.
+func (p *Proxy) head() (*entry, bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.qLen == 0 {
-		return nil, p.registered
+	for p.qLen > 0 {
+		e := &p.q[p.qHead]
+		if e.arms {
+			// pcscd has answered everything before the WAIT: it
+			// registers the connection now (before a 2.5.x dump).
+			p.armed, p.armGen, e.arms = true, e.gen, false
+		}
+		switch {
+		case e.noReply, e.stop && !p.armed:
+			// A STOP after the signal came: pcscd answers nothing.
+			p.pop()
+			continue
+		case e.localN > 0:
+			if err := p.toGuest(e.local[:e.localN]); err != nil {
+				return nil, false, err
+			}
+			p.audit(&p.repCall, e, true)
+			p.pop()
+			continue
+		}
+		if e.sized {
+			e.reply.Records, e.out, e.sized = p.lastSize, p.lastSize, false
+		}
+		if p.armed {
+			e.racy = true
+		}
+		return e, p.armed, nil
 	}
-	e := &p.q[p.qHead]
-	if e.sized {
-		e.reply.Records, e.out, e.sized = p.lastSize, p.lastSize, false
-	}
-	return e, p.registered
+	return nil, p.armed, nil
 }
 
 // Replies relays the host's replies to the guest until the host ends its
@@ -551,12 +641,15 @@ func (p *Proxy) Replies() error {
 	var rerr error
 	for {
 		for {
-			e, registered := p.head()
+			e, armed, err := p.head()
+			if err != nil {
+				return err
+			}
 			var want *Reply
 			if e != nil {
 				want = &e.reply
 			}
-			u, err := p.reps.Next(buf[r:w], want, registered)
+			u, err := p.reps.Next(buf[r:w], want, armed)
 			if err != nil || u.Len == 0 {
 				if ferr := p.toGuest(buf[out:r]); ferr != nil {
 					return ferr
@@ -568,7 +661,10 @@ func (p *Proxy) Replies() error {
 				break
 			}
 			unit := buf[r : r+u.Len]
-			if u.Kind == KindSignal {
+			if u.Kind == KindSignal && (e == nil || !e.stop) {
+				if err := p.toGuest(buf[out:r]); err != nil {
+					return err
+				}
 				if err := p.signal(unit); err != nil {
 					return err
 				}
@@ -576,7 +672,10 @@ func (p *Proxy) Replies() error {
 				out = r
 				continue
 			}
-			keep := p.replyUnit(e, u, unit)
+			keep, err := p.replyUnit(e, u, unit)
+			if err != nil {
+				return err
+			}
 			if keep {
 				e.repBytes += u.Len
 			} else {
@@ -606,10 +705,11 @@ func (p *Proxy) Replies() error {
 	}
 }
 
-// signal passes on the registration's signal.
+// signal passes on the registration's signal, which came while no STOP
+// was waiting for it.
 func (p *Proxy) signal(unit []byte) error {
 	p.mu.Lock()
-	p.registered = false
+	p.disarm()
 	err := p.toGuest(unit)
 	p.mu.Unlock()
 	if p.onCall != nil {
@@ -619,9 +719,18 @@ func (p *Proxy) signal(unit []byte) error {
 	return err
 }
 
+// disarm ends the registration once its signal came; p.mu is held. The
+// guest stops waiting when the signal is its current registration's.
+func (p *Proxy) disarm() {
+	p.armed = false
+	if p.waiting && p.gen == p.armGen {
+		p.waiting = false
+	}
+}
+
 // replyUnit handles one unit of the reply to e, and reports whether it
 // goes to the guest; unit may be rewritten in place.
-func (p *Proxy) replyUnit(e *entry, u Unit, unit []byte) bool {
+func (p *Proxy) replyUnit(e *entry, u Unit, unit []byte) (bool, error) {
 	switch u.Kind {
 	case KindReply:
 		rv := le.Uint32(unit[len(unit)-4:])
@@ -629,29 +738,39 @@ func (p *Proxy) replyUnit(e *entry, u Unit, unit []byte) bool {
 		if rv == ReturnSuccess {
 			p.track(u.Command, unit)
 		}
+	case KindSignal: // the answer to STOP_WAITING
+		e.rv, e.hasRV = le.Uint32(unit[4:]), true
+		p.mu.Lock()
+		p.disarm()
+		p.mu.Unlock()
 	case KindArraySize:
 		p.lastSize = int(le.Uint32(unit))
 	case KindRecord:
 		return p.record(e, u, unit)
 	}
-	return !e.swallow
+	return !e.swallow, nil
 }
 
 // track notes the handles a successful reply issues or ends.
 func (p *Proxy) track(cmd uint32, rep []byte) {
 	switch cmd {
 	case CmdEstablishContext:
+		// pcscd keeps one context per connection: a second
+		// ESTABLISH_CONTEXT replaces the first, which can then be
+		// neither released nor cancelled (MSGAddContext and
+		// MSGRemoveContext, src/winscard_svc.c:953-971 in pcsc-lite
+		// 2.5.1; the lookup of SCARD_CANCEL, 673-707). So does the
+		// proxy: what it remembers of a connection is bounded by one.
 		h := le.Uint32(rep[offEstablishContext:])
-		p.contexts = append(p.contexts, h)
+		if p.context != 0 {
+			p.g.dropContext(p.context)
+		}
+		p.context = h
 		p.g.addContext(h)
 	case CmdReleaseContext:
-		h := le.Uint32(rep[offReleaseContext:])
-		for i, c := range p.contexts {
-			if c == h {
-				p.contexts = append(p.contexts[:i], p.contexts[i+1:]...)
-				p.g.dropContext(h)
-				break
-			}
+		if h := le.Uint32(rep[offReleaseContext:]); h == p.context && h != 0 {
+			p.g.dropContext(h)
+			p.context = 0
 		}
 	case CmdConnect:
 		if p.onCall != nil {
@@ -675,18 +794,37 @@ func (p *Proxy) track(cmd uint32, rep []byte) {
 	}
 }
 
-// record filters one reader record of an array reply: a reader the policy
-// hides becomes an unused slot, all zero, so that the array keeps its size
-// (sheet §11.3).
-func (p *Proxy) record(e *entry, u Unit, rec []byte) bool {
+// record filters one reader record of an array reply. With a policy that
+// hides readers, what the guest gets is built from records that parse
+// (ValidRecord) and that the policy allows; anything else, a hidden
+// reader, an unused slot or bytes that do not parse, becomes an all-zero
+// unused slot, so that the array keeps its size (sheet §11.3). Bytes that
+// do not parse while the signal could have come are a lost framing: the
+// connection closes.
+func (p *Proxy) record(e *entry, u Unit, rec []byte) (bool, error) {
 	name := ReaderName(rec)
+	if p.g.policy.Filters() {
+		var ok bool
+		if name, ok = ValidRecord(rec); !ok {
+			if e.racy {
+				return false, fmt.Errorf("%w: server sent a malformed reader record (%s, record %d) while an event signal could come", ErrProtocol, CommandName(e.guestCmd), u.Index)
+			}
+			p.malformed(e, u)
+		}
+		if len(name) == 0 || !p.g.allows(name) {
+			clear(rec)
+			name = nil
+		} else {
+			CleanRecord(rec)
+		}
+	}
 	if !e.swallow && u.Index >= e.out {
 		if len(name) > 0 && p.g.allows(name) && p.g.firstCut(name) {
 			p.notice(e.guestCmd, string(name), 0, fmt.Sprintf(
 				"the reader is in slot %d of the host's %d-record array, and the guest's libpcsclite reads %d: the guest cannot see it",
 				u.Index+1, e.reply.Records, e.out))
 		}
-		return false
+		return false, nil
 	}
 	if len(name) > 0 {
 		if p.g.allows(name) {
@@ -695,7 +833,16 @@ func (p *Proxy) record(e *entry, u Unit, rec []byte) bool {
 			clear(rec)
 		}
 	}
-	return !e.swallow
+	return !e.swallow, nil
+}
+
+// malformed reports a record that does not parse, once per connection.
+func (p *Proxy) malformed(e *entry, u Unit) {
+	if p.badRecord {
+		return
+	}
+	p.badRecord = true
+	p.notice(e.guestCmd, "", 0, fmt.Sprintf("record %d of the host's reader array does not parse: the guest gets an unused slot", u.Index))
 }
 
 // complete finishes the reply to the head of the queue: it pads a short
@@ -718,14 +865,6 @@ func (p *Proxy) complete(e *entry) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.pop()
-	for p.qLen > 0 && p.q[p.qHead].localN > 0 {
-		l := &p.q[p.qHead]
-		if err := p.toGuest(l.local[:l.localN]); err != nil {
-			return err
-		}
-		p.audit(&p.repCall, l, true)
-		p.pop()
-	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -202,9 +203,11 @@ func (d *Daemon) states(oldAPI bool) []byte {
 func (d *Daemon) record(s *slot) []byte {
 	var r pcsc.ReaderState
 	if s == nil {
-		if d.Version.Minor < 6 {
-			r.ATRLength = pcsc.MaxATRSize + 1 // READER_NOT_INITIALIZED
-		}
+		// READER_NOT_INITIALIZED, as RFAllocateReaderSpace and
+		// RFCleanupReader leave a slot (src/readerfactory.c:140-152,
+		// 1199-1207 in 2.5.1). Only the records a 2.5.x daemon pads
+		// old clients' arrays with are all zero (states).
+		r.ATRLength = pcsc.MaxATRSize + 1
 	} else {
 		copy(r.Name[:pcsc.MaxReaderName-1], s.name)
 		r.EventCounter, r.Sharing = s.counter, s.sharing
@@ -433,17 +436,26 @@ func (d *Daemon) handle(c *conn, cmd uint32, body []byte) error {
 		d.mu.Lock()
 		b := d.states(d.Version.Minor >= 6)
 		d.mu.Unlock()
-		return c.send(b)
+		return d.sendArray(c, b)
 
 	case pcsc.CmdWaitReaderStateChange:
-		// Registration and dump are atomic, as since pcsc-lite 1.8.24.
 		d.mu.Lock()
-		defer d.mu.Unlock()
 		d.registered[c] = true
-		if d.Version.Minor < 6 || c.oldAPI {
-			return c.send(d.states(c.oldAPI))
+		if d.Version.Minor < 6 {
+			// Registration and dump are atomic, as since pcsc-lite
+			// 1.8.24 (src/eventhandler.c:66-77 in 2.2.3).
+			defer d.mu.Unlock()
+			return c.send(d.states(false))
 		}
-		return nil
+		// 2.5.x registers, then dumps for an old client outside the
+		// lock (src/winscard_svc.c:451-465): a signal can come first,
+		// or between records.
+		var b []byte
+		if c.oldAPI {
+			b = d.states(true)
+		}
+		d.mu.Unlock()
+		return d.sendArray(c, b)
 
 	case pcsc.CmdStopWaiting:
 		d.mu.Lock()
@@ -470,9 +482,25 @@ func (d *Daemon) handle(c *conn, cmd uint32, body []byte) error {
 		d.mu.Lock()
 		b := d.states(false)
 		d.mu.Unlock()
-		return c.send(b)
+		return d.sendArray(c, b)
 	}
 	return errClose
+}
+
+// sendArray writes a reader array: in one write up to 2.4.x, one write
+// per record in 2.5.x (MSGSendReaderStates, src/winscard_svc.c:918-951 in
+// 2.5.1), where a signal can come between two records.
+func (d *Daemon) sendArray(c *conn, b []byte) error {
+	if d.Version.Minor < 6 {
+		return c.send(b)
+	}
+	for ; len(b) > 0; b = b[pcsc.ReaderStateSize:] {
+		if err := c.send(b[:pcsc.ReaderStateSize]); err != nil {
+			return err
+		}
+		runtime.Gosched()
+	}
+	return nil
 }
 
 // owns mirrors MSGCheckHandleAssociation, without its 2-second sleep.
