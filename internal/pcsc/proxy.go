@@ -25,6 +25,10 @@ type Dialect struct {
 	// HostSlots is what the daemon sends for those (Daemon.Readers).
 	// Zero means DefaultSlots.
 	HostSlots int
+	// Daemon is the daemon's own protocol, as its reply to CMD_VERSION
+	// named it; it may be newer than Host, the protocol it serves the
+	// connection with. Zero means Host.
+	Daemon Version
 }
 
 func (d Dialect) slots() (guest, host int) {
@@ -54,12 +58,17 @@ func (d Dialect) Translates() bool {
 	return gs != hs
 }
 
-// Validate checks that the proxy can join the two ends.
+// Validate checks that the proxy can join the two ends. An error wrapping
+// ErrUnknownProtocol means that the proxy cannot read the connection: one
+// that a policy or audit log applies to must then be refused, never
+// relayed as bytes.
 func (d Dialect) Validate() error {
 	gs, hs := d.slots()
 	switch {
 	case !d.Guest.Known() || !d.Host.Known():
-		return fmt.Errorf("pcsc: cannot proxy protocol %s to %s: only 4.4, 4.5 and 4.6 are known", d.Guest, d.Host)
+		return fmt.Errorf("%w: cannot proxy protocol %s to %s: only 4.4, 4.5 and 4.6 are known", ErrUnknownProtocol, d.Guest, d.Host)
+	case d.Daemon != (Version{}) && !d.Daemon.Known():
+		return fmt.Errorf("%w: cannot proxy a daemon of protocol %s: only 4.4, 4.5 and 4.6 are known", ErrUnknownProtocol, d.Daemon)
 	case d.Host.newAPI() && !d.Guest.newAPI():
 		return fmt.Errorf("pcsc: cannot proxy protocol %s to %s: a 4.6 daemon serves older clients itself", d.Guest, d.Host)
 	case gs > MaxSlots || hs > MaxSlots:

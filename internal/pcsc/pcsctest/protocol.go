@@ -72,10 +72,10 @@ type slot struct {
 // conn is one client connection of a protocol-speaking fake.
 type conn struct {
 	net.Conn
-	wmu      sync.Mutex
-	oldAPI   bool // a 4.6 daemon serving a client older than 4.6
-	contexts []uint32
-	cards    map[uint32]string
+	wmu     sync.Mutex
+	oldAPI  bool   // a 4.6 daemon serving a client older than 4.6
+	context uint32 // the connection's one context, 0 if none
+	cards   map[uint32]string
 }
 
 func (c *conn) send(parts ...[]byte) error {
@@ -266,8 +266,8 @@ func (d *Daemon) forget(c *conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.registered, c)
-	for _, h := range c.contexts {
-		delete(d.contexts, h)
+	if c.context != 0 {
+		delete(d.contexts, c.context)
 	}
 }
 
@@ -293,22 +293,30 @@ func (d *Daemon) handle(c *conn, cmd uint32, body []byte) error {
 			return c.reply(&s)
 		}
 		s.Context = rand.Uint32() & 0x7FFFFFFF
+		// One context per connection: a second replaces the first
+		// (MSGAddContext, src/winscard_svc.c:953-957 in 2.5.1).
 		d.mu.Lock()
+		if c.context != 0 {
+			delete(d.contexts, c.context)
+		}
 		d.contexts[s.Context] = c
 		d.mu.Unlock()
-		c.contexts = append(c.contexts, s.Context)
+		c.context = s.Context
 		return c.reply(&s)
 
 	case pcsc.CmdReleaseContext:
 		var s pcsc.ReleaseStruct
 		binary.Decode(body, le, &s)
-		if i := slices.Index(c.contexts, s.Context); i >= 0 {
-			c.contexts = slices.Delete(c.contexts, i, i+1)
+		switch { // MSGRemoveContext, src/winscard_svc.c:959-971
+		case c.context == 0:
+			s.RV = pcsc.ReturnInvalidHandle
+		case c.context != s.Context:
+			s.RV = pcsc.ReturnInvalidValue
+		default:
 			d.mu.Lock()
 			delete(d.contexts, s.Context)
 			d.mu.Unlock()
-		} else {
-			s.RV = pcsc.ReturnInvalidValue
+			c.context = 0
 		}
 		return c.reply(&s)
 
