@@ -1,6 +1,7 @@
 package pcsc_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -140,4 +141,81 @@ func TestCheckPolicyDaemon(t *testing.T) {
 			t.Errorf("%+v: %v, want ErrUnknownProtocol", d, err)
 		}
 	}
+}
+
+func record(name string, atr []byte, mod func(*pcsc.ReaderState)) []byte {
+	var r pcsc.ReaderState
+	copy(r.Name[:], name)
+	r.State, r.ATRLength = 0x02, uint32(len(atr))
+	if atr != nil {
+		r.State = 0x34
+		copy(r.ATR[:], atr)
+	}
+	if mod != nil {
+		mod(&r)
+	}
+	b, _ := binary.Append(nil, binary.LittleEndian, &r)
+	return b
+}
+
+func TestValidRecord(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		rec  []byte
+		want string
+		ok   bool
+	}{
+		{"used", record("Virtual PCD 00 01", []byte{0x3b, 2}, nil), "Virtual PCD 00 01", true},
+		{"multi-slot", record("Gemalto Prox Dual 01 0A", nil, nil), "Gemalto Prox Dual 01 0A", true},
+		{"unused, 2.4", record("", nil, func(r *pcsc.ReaderState) { r.State, r.ATRLength = 0, 34 }), "", true},
+		{"unused, 2.5 padding", make([]byte, pcsc.ReaderStateSize), "", true},
+		{"unused, padding set", record("", nil, func(r *pcsc.ReaderState) { r.State, r.Pad = 0, [3]byte{9, 9, 9} }), "", true},
+		{"unused with a state", record("", nil, nil), "", false},
+		{"no slot suffix", record("Virtual PCD", nil, nil), "", false},
+		{"lower-case hex", record("Virtual PCD 0a 00", nil, nil), "", false},
+		{"control byte", record("\x04", nil, nil), "", false},
+		{"quote, misframed", record("\"", nil, nil), "", false},
+		{"bytes after the NUL", record("Virtual PCD 00 01\x00Virtual PCD 00 00", nil, nil), "", false},
+		{"ATR length 35", record("Virtual PCD 00 01", nil, func(r *pcsc.ReaderState) { r.ATRLength = 35 }), "", false},
+		{"name fills the field", record(strings.Repeat("A", 122)+" 00 00", nil, nil), "", false},
+	} {
+		name, ok := pcsc.ValidRecord(c.rec)
+		if ok != c.ok || string(name) != c.want {
+			t.Errorf("%s: %q, %v; want %q, %v", c.name, name, ok, c.want, c.ok)
+		}
+	}
+	rec := record("Virtual PCD 00 01", []byte{0x3b, 2}, func(r *pcsc.ReaderState) {
+		r.ATR[10], r.Pad = 0xEE, [3]byte{1, 2, 3}
+	})
+	want := record("Virtual PCD 00 01", []byte{0x3b, 2}, nil)
+	pcsc.CleanRecord(rec)
+	if !bytes.Equal(rec, want) {
+		t.Errorf("cleaned record %x, want %x", rec, want)
+	}
+}
+
+// FuzzValidRecord: whatever the bytes, a record that passes has a name of
+// pcscd's form, and cleaning it is idempotent.
+func FuzzValidRecord(f *testing.F) {
+	f.Add(record("Virtual PCD 00 01", []byte{0x3b, 2}, nil))
+	f.Add(make([]byte, pcsc.ReaderStateSize))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) < pcsc.ReaderStateSize {
+			return
+		}
+		rec := b[:pcsc.ReaderStateSize]
+		name, ok := pcsc.ValidRecord(rec)
+		if !ok || len(name) == 0 {
+			return
+		}
+		if len(name) < 6 || name[len(name)-3] != ' ' || bytes.IndexByte(name, 0) >= 0 {
+			t.Fatalf("accepted name %q", name)
+		}
+		pcsc.CleanRecord(rec)
+		again := bytes.Clone(rec)
+		pcsc.CleanRecord(again)
+		if n2, ok := pcsc.ValidRecord(rec); !ok || !bytes.Equal(n2, name) || !bytes.Equal(again, rec) {
+			t.Fatalf("cleaning changed the record's validity or is not idempotent")
+		}
+	})
 }

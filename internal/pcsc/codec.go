@@ -113,7 +113,11 @@ const (
 	offStateName        = 0
 	offStateEvents      = 128
 	offStateState       = 132
+	offStateSharing     = 136
+	offStateATR         = 140
+	offStatePad         = offStateATR + MaxATRSize // 3 bytes pcscd leaves uninitialised
 	offStateATRLen      = 176
+	offStateProtocol    = 180
 )
 
 // command describes one command of the catalogue.
@@ -339,14 +343,6 @@ func newStruct(cmd uint32) any {
 // cardAtrLength of a slot no reader has initialised
 // (src/readerfactory.h in pcsc-lite 2.5.1).
 const readerNotInitialized = MaxATRSize + 1
-
-// Offsets of the reader state record's fields after the name.
-const (
-	offStateSharing  = 136
-	offStateATR      = 140
-	offStatePad      = offStateATR + MaxATRSize // 3 bytes pcscd leaves uninitialised
-	offStateProtocol = 180
-)
 
 // unusedRecord reports whether rec is an unused slot as pcscd writes one:
 // all zero (the padding aside) but for cardAtrLength, 0 or

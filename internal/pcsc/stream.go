@@ -6,7 +6,8 @@ import (
 )
 
 // A pcsc-lite connection is two byte streams without message boundaries
-// (sheet §1): the client writes a header and a struct, and after TRANSMIT
+// (MessageSendWithHeader, MessageSend and MessageReceive,
+// src/winscard_msg.c:320-543 in pcsc-lite 2.5.1): the client writes a header and a struct, and after TRANSMIT
 // and CONTROL the bytes its cbSendLength counts; the server writes bare
 // structs, whose length only the request they answer tells, plus one
 // unprompted 8-byte message after each WAIT registration. RequestScanner
@@ -21,7 +22,9 @@ import (
 // ErrProtocol means a peer broke the protocol: a command the connection's
 // version does not have, a struct of the wrong size, a length beyond the
 // protocol's limits, or bytes that answer nothing. pcscd closes a
-// connection for each of these (sheet §1.4); so does the proxy.
+// connection for each of these (READ_BODY and the "Unknown command"
+// branch of ContextThread, src/winscard_svc.c:334-343, 876-878 in 2.5.1);
+// so does the proxy.
 var ErrProtocol = errors.New("pcsc: protocol violation")
 
 // Kind is what a unit of a stream holds.

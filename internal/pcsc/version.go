@@ -51,7 +51,8 @@ type Daemon struct {
 	// Readers is the number of reader records the daemon sends for
 	// CMD_GET_READERS_STATE: its PCSCLITE_MAX_READERS_CONTEXTS, 16
 	// upstream but 48 in Fedora's builds and 32 in RHEL 7's, which the
-	// protocol version does not tell (sheet §3.2). Zero means not
+	// protocol version does not tell (src/readerfactory.c:68 and
+	// src/winscard_svc.c:420-431 in 2.2.3). Zero means not
 	// measured.
 	Readers int
 }
