@@ -108,10 +108,23 @@ func New(c *Config) (*Limiter, error) {
 // false when the guest or the process is at its cap; the caller then
 // refuses the connection (Refuse).
 func (l *Limiter) Acquire(guest string) (release func(), ok bool) {
+	return l.acquire(guest, l.cfg.PerGuest)
+}
+
+// AcquireCancel is Acquire for the temporary connection of SCardCancel
+// (its opening message is SCARD_CANCEL, pcsc.Opening): it may go over the
+// guest's cap by as many again, so that a guest whose programs hold all
+// its connections in waits can still cancel them, but not over the
+// process's. It lasts one request.
+func (l *Limiter) AcquireCancel(guest string) (release func(), ok bool) {
+	return l.acquire(guest, 2*l.cfg.PerGuest)
+}
+
+func (l *Limiter) acquire(guest string, limit int) (release func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.open[guest]
-	if n >= l.cfg.PerGuest || l.total >= l.cfg.Total {
+	if n >= limit || l.total >= l.cfg.Total {
 		l.refused(guest, n)
 		return nil, false
 	}

@@ -36,6 +36,9 @@ func TestAcquire(t *testing.T) {
 	if _, ok := l.Acquire("c"); ok {
 		t.Fatal("guest c accepted over the total cap")
 	}
+	if _, ok := l.AcquireCancel("a"); ok {
+		t.Fatal("a cancel socket went over the total cap")
+	}
 	a1()
 	a1() // idempotent
 	if n, total := l.Open("a"); n != 1 || total != 2 {
@@ -44,7 +47,12 @@ func TestAcquire(t *testing.T) {
 	if _, ok := l.Acquire("c"); !ok {
 		t.Fatal("guest c refused after a release")
 	}
-	// Three refusals in a burst, one log line.
+	l2, _ := connlimit.New(&connlimit.Config{PerGuest: 1, Total: 10})
+	l2.Acquire("a")
+	if _, ok := l2.AcquireCancel("a"); !ok {
+		t.Fatal("a guest at its cap cannot cancel")
+	}
+	// Four refusals in a burst, one log line.
 	if got := strings.Count(log.String(), "refusing guest connections"); got != 1 {
 		t.Errorf("%d log lines for one burst:\n%s", got, &log)
 	}
