@@ -262,8 +262,8 @@ func (p *Proxy) malformed(e *entry, u Unit) {
 }
 
 // complete finishes the reply to the head of the queue: it pads a short
-// array, logs the call, and sends the answers the proxy made for requests
-// that came after it.
+// array, logs the call and pops it (head then sends the answers the proxy
+// made for requests that came after it).
 func (p *Proxy) complete(e *entry) error {
 	if e.reply.Records > 0 {
 		p.g.observe(p.set)
