@@ -36,13 +36,16 @@ func (c *Config) stage(hs handshake) (pcsc.Dialect, bool) {
 		}
 		return pcsc.Dialect{Guest: v, Host: v}, hs.prefix != nil
 	}
-	d := pcsc.Dialect{Guest: hs.guest, Host: hs.host, GuestSlots: c.GuestSlots, HostSlots: c.Daemon.Readers}
+	d := pcsc.Dialect{Guest: hs.guest, Host: hs.host, GuestSlots: c.GuestSlots, HostSlots: c.Daemon.Readers, Daemon: hs.daemon}
 	if c.Daemon.Version != hs.daemon {
 		// Not the daemon that was probed: its arrays are of unknown size.
 		d.HostSlots = 0
 	}
-	if !d.Guest.Known() || !d.Host.Known() {
-		return d, false // 4.3 and older, or newer than 4.6: bytes only
+	if !d.Guest.Known() || !d.Host.Known() || !d.Daemon.Known() {
+		// 4.3 and older, newer than 4.6, or a claimed major other than 4
+		// that pcsc-lite 2.4.1 accepts: bytes only, but never past a
+		// policy or audit log, which pcsc.NewProxy then refuses.
+		return d, c.proxyAll()
 	}
 	return d, c.proxyAll() || d.Translates()
 }

@@ -445,3 +445,40 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("valid config: %v", err)
 	}
 }
+
+// With a policy, a connection whose protocol the proxy cannot read is
+// refused, never relayed as bytes past the policy (issue 13, item 2). The
+// pairs that reach the byte relay: a 4.3 guest on a 4.3 daemon; any
+// guest claiming a major other than 4 with minor 4 or 5 on pcsc-lite
+// 2.4.1, which accepts it (src/winscard_svc.c:400-414 in 2.4.1) and then
+// serves it 4.5 in full; and a daemon newer than 4.6.
+func TestPolicyRefusesUnknownProtocol(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		daemon pcsc.Daemon
+		guest  pcsc.Version
+	}{
+		{"4.3 on 4.3", pcsc.Daemon{Version: pcsc.V43}, pcsc.V43},
+		{"5.4 on 2.4.1", pcsc.Daemon{Version: pcsc.V45, Lenient: true}, pcsc.Version{Major: 5, Minor: 4}},
+		{"0.5 on 2.4.1", pcsc.Daemon{Version: pcsc.V45, Lenient: true}, pcsc.Version{Major: 0, Minor: 5}},
+		{"4.4 on 4.7", pcsc.Daemon{Version: pcsc.Version{Major: 4, Minor: 7}, Lenient: true}, pcsc.V44},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fake := pcsctest.Serve(t, c.daemon, "Virtual PCD 00 00", "Virtual PCD 00 01")
+			e := serveWith(t, fake, func(cfg *bridge.Config) {
+				cfg.Daemon = fake.Daemon
+				cfg.Policy = &pcsc.Policy{Readers: []string{"Virtual PCD 00 01"}}
+			})
+			cl, err := pcsctest.Dial(e.socket, c.guest, false)
+			if err != nil {
+				return // refused at the handshake: fine too
+			}
+			defer cl.Close()
+			names, err := cl.Readers()
+			if err == nil || slices.Contains(names, "Virtual PCD 00 00") {
+				t.Fatalf("guest read the readers %q, %v; want the connection refused", names, err)
+			}
+			waitFor(t, func() bool { return strings.Contains(e.log.String(), "unknown to cardshare's proxy") })
+		})
+	}
+}
