@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/relay"
 )
 
@@ -21,7 +22,7 @@ type Guest struct {
 	// Name is how the user named the guest; it labels logs and events.
 	Name string
 	// Target is where to connect.
-	Target Target
+	Target sshdial.Target
 	// Socket is the guest socket path. Empty means a default that the
 	// guest chooses in a directory only the login user can enter.
 	Socket string
@@ -36,7 +37,7 @@ type Config struct {
 	Daemon pcsc.Daemon
 
 	// Dial holds the SSH options: accept-new, passphrase prompt, logger.
-	Dial DialOptions
+	Dial sshdial.DialOptions
 
 	// KeepaliveInterval is how often a keepalive@openssh.com request
 	// checks that the guest is still there. x/crypto/ssh has no keepalive
@@ -302,16 +303,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 
 // permanent reports errors that retrying does not fix.
 func permanent(err error) bool {
-	return errors.Is(err, ErrHostUnknown) || errors.Is(err, ErrHostKeyChanged) ||
-		errors.Is(err, ErrAuth) || errors.Is(err, ErrForwardRefused) ||
+	return errors.Is(err, sshdial.ErrHostUnknown) || errors.Is(err, sshdial.ErrHostKeyChanged) ||
+		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, ErrForwardRefused) ||
 		errors.Is(err, ErrSocketInUse) || errors.Is(err, ErrUnsafeDir) ||
-		errors.Is(err, ErrProxyCommand)
+		errors.Is(err, sshdial.ErrProxyCommand)
 }
 
 // once connects, forwards and serves until the connection is lost or ctx is
 // done. up reports whether the forward was established.
 func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
-	client, err := Dial(ctx, f.guest.Target, f.cfg.Dial)
+	client, err := sshdial.Dial(ctx, f.guest.Target, f.cfg.Dial)
 	if err != nil {
 		return false, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -126,7 +127,7 @@ func (e *exposed) stop(t *testing.T) error {
 
 func guestOf(t *testing.T, s *testenv.SSHD, socket string) forward.Guest {
 	t.Helper()
-	target, err := forward.Resolve(context.Background(), s.HostAlias, s.ConfigFile)
+	target, err := sshdial.Resolve(context.Background(), s.HostAlias, s.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}

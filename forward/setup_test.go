@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -213,11 +214,11 @@ func harnessClient(t *testing.T, s *testenv.SSHD) *ssh.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tg, err := Resolve(ctx, s.HostAlias, s.ConfigFile)
+	tg, err := sshdial.Resolve(ctx, s.HostAlias, s.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := Dial(ctx, tg, DialOptions{})
+	c, err := sshdial.Dial(ctx, tg, sshdial.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

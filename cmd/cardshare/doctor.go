@@ -16,6 +16,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -319,7 +320,7 @@ func (d *doctor) guestChecks(ctx context.Context, g *globals, name string, daemo
 	}
 	dctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	c, err := forward.Dial(dctx, t, forward.DialOptions{AcceptNew: d.o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()})
+	c, err := sshdial.Dial(dctx, t, sshdial.DialOptions{AcceptNew: d.o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()})
 	if err != nil {
 		d.report("ssh", checkResult{Status: statusFail, Msg: strings.TrimPrefix(err.Error(), "forward: "), Fix: hint(err)})
 		skipAll("needs SSH", rest...)

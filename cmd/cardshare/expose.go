@@ -15,6 +15,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -149,7 +150,7 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	cfg.Daemon = daemon
 	cfg.KeepaliveInterval = o.keepalive
 	cfg.Logger = log
-	cfg.Dial = forward.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
+	cfg.Dial = sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
 	cfg.Relay.Policy, _ = guestPolicy(o.readers, o.control) // checked in Args
 	cfg.Relay.Audit = o.audit
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -105,7 +106,7 @@ func runGuestSetup(ctx context.Context, g *globals, o *guestSetupOptions, name s
 	if err != nil {
 		return &forward.GuestError{Guest: name, Err: err}
 	}
-	c, err := forward.Dial(ctx, t, forward.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()})
+	c, err := sshdial.Dial(ctx, t, sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()})
 	if err != nil {
 		return &forward.GuestError{Guest: name, Err: err}
 	}
@@ -151,8 +152,8 @@ func printSetup(w io.Writer, name string, res forward.SetupResult, undo bool) {
 // nothing on a nil *setupOnUp.
 type setupOnUp struct {
 	ctx    context.Context
-	guests map[string]forward.Target
-	dial   forward.DialOptions
+	guests map[string]sshdial.Target
+	dial   sshdial.DialOptions
 	out    io.Writer
 	log    *slog.Logger
 
@@ -162,11 +163,11 @@ type setupOnUp struct {
 }
 
 // newSetupOnUp returns nil unless enabled.
-func newSetupOnUp(ctx context.Context, enabled bool, guests []forward.Guest, dial forward.DialOptions, out io.Writer, log *slog.Logger) *setupOnUp {
+func newSetupOnUp(ctx context.Context, enabled bool, guests []forward.Guest, dial sshdial.DialOptions, out io.Writer, log *slog.Logger) *setupOnUp {
 	if !enabled {
 		return nil
 	}
-	s := &setupOnUp{ctx: ctx, guests: map[string]forward.Target{}, dial: dial, out: out, log: log, done: map[string]string{}}
+	s := &setupOnUp{ctx: ctx, guests: map[string]sshdial.Target{}, dial: dial, out: out, log: log, done: map[string]string{}}
 	for _, gu := range guests {
 		s.guests[gu.Name] = gu.Target
 	}
@@ -218,8 +219,8 @@ func (s *setupOnUp) wait() {
 	}
 }
 
-func setupGuestAt(ctx context.Context, t forward.Target, dial forward.DialOptions, socket string) (forward.SetupResult, error) {
-	c, err := forward.Dial(ctx, t, dial)
+func setupGuestAt(ctx context.Context, t sshdial.Target, dial sshdial.DialOptions, socket string) (forward.SetupResult, error) {
+	c, err := sshdial.Dial(ctx, t, dial)
 	if err != nil {
 		return forward.SetupResult{}, err
 	}

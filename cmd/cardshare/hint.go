@@ -8,6 +8,7 @@ import (
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -45,11 +46,11 @@ func hint(err error) string {
 		return "`cardshare resolve NAME` shows what each VM manager reported"
 	case errors.Is(err, errChecksFailed):
 		return "each FAIL line above says how to fix it"
-	case errors.Is(err, forward.ErrHostUnknown):
+	case errors.Is(err, sshdial.ErrHostUnknown):
 		return "check the fingerprint with the guest's `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`, then run again with --accept-new (or `ssh` to the guest once) to record it"
-	case errors.Is(err, forward.ErrHostKeyChanged):
+	case errors.Is(err, sshdial.ErrHostKeyChanged):
 		return "if the guest was reinstalled, remove the old key with `ssh-keygen -R HOST` (use the name shown above) and connect again; otherwise do not connect"
-	case errors.Is(err, forward.ErrAuth):
+	case errors.Is(err, sshdial.ErrAuth):
 		return "make sure `ssh GUEST` logs in without a password: add your key to ssh-agent (`ssh-add`) or set IdentityFile for the guest in ~/.ssh/config"
 	case errors.Is(err, forward.ErrForwardRefused):
 		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
@@ -57,7 +58,7 @@ func hint(err error) string {
 		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
 	case errors.Is(err, forward.ErrUnsafeDir):
 		return "other guest users could create the socket first and read your PIN: choose a directory only you can write to, or leave --guest-socket unset for a private default"
-	case errors.Is(err, forward.ErrProxyCommand):
+	case errors.Is(err, sshdial.ErrProxyCommand):
 		return "cardshare supports ProxyJump but not ProxyCommand; express the hop as ProxyJump in ssh_config"
 	case errors.Is(err, fs.ErrPermission):
 		return "this user may not open that file or socket; check its owner and mode"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -69,7 +69,7 @@ func runResolve(ctx context.Context, g *globals, o *resolveOptions, name string,
 	return nil
 }
 
-func printTarget(w io.Writer, name string, t forward.Target, src vm.Source) {
+func printTarget(w io.Writer, name string, t sshdial.Target, src vm.Source) {
 	line := func(k, v string) {
 		if v != "" {
 			fmt.Fprintf(w, "  %-13s %s\n", k+":", v)

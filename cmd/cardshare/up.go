@@ -23,6 +23,7 @@ import (
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -195,9 +196,9 @@ func probeHost(ctx context.Context, h config.Host) (hostInfo, error) {
 // resolveGuest looks up where guest g is: a destination as ssh does, a VM
 // name as `cardshare resolve` does (an ssh_config alias, else the VM
 // managers, else a host name). from says where a VM's address came from.
-func resolveGuest(ctx context.Context, g config.Guest, sshConfig string) (t forward.Target, from string, err error) {
+func resolveGuest(ctx context.Context, g config.Guest, sshConfig string) (t sshdial.Target, from string, err error) {
 	if g.VM == "" {
-		t, err = forward.Resolve(ctx, g.Destination, sshConfig)
+		t, err = sshdial.Resolve(ctx, g.Destination, sshConfig)
 		return t, "", err
 	}
 	t, src, err := vm.Resolve(ctx, g.VM, sshConfig)
@@ -365,7 +366,7 @@ func (f *fleet) forwardConfig(r *guestRun) *forward.Config {
 		c.KeepaliveInterval = r.spec.keepalive
 	}
 	c.Logger = f.log
-	c.Dial = forward.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.prompt, Logger: f.log}
+	c.Dial = sshdial.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.prompt, Logger: f.log}
 	// config.Validate has checked the patterns and the control value.
 	c.Relay.Policy, _ = guestPolicy(r.conf.Readers, r.conf.Control)
 	c.Relay.Audit = r.conf.Audit

@@ -1,4 +1,4 @@
-package forward
+package sshdial
 
 import (
 	"bufio"
@@ -83,11 +83,7 @@ func (t Target) Addr() string {
 // ~/.ssh/id_ed25519, id_ecdsa and id_rsa, $SSH_AUTH_SOCK and
 // ~/.ssh/known_hosts.
 func Resolve(ctx context.Context, dest, configFile string) (Target, error) {
-	t, err := resolve(ctx, dest, configFile, 0)
-	if err != nil {
-		return Target{}, fmt.Errorf("forward: %w", err)
-	}
-	return t, nil
+	return resolve(ctx, dest, configFile, 0)
 }
 
 func resolve(ctx context.Context, dest, configFile string, depth int) (Target, error) {

@@ -1,4 +1,4 @@
-package forward
+package sshdial
 
 import (
 	"crypto/x509"
@@ -41,7 +41,7 @@ type AuthError struct {
 
 func (e *AuthError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "forward: ssh authentication as %s to %s failed", e.User, e.Addr)
+	fmt.Fprintf(&b, "ssh authentication as %s to %s failed", e.User, e.Addr)
 	if e.Agent != "" {
 		fmt.Fprintf(&b, "; agent %s offered %d keys", e.Agent, e.AgentKeys)
 	} else {
@@ -268,7 +268,7 @@ func (p *promptSigner) unlock() (ssh.Signer, error) {
 	for range passphraseTries {
 		pass, err := p.prompt(fmt.Sprintf("Enter passphrase for key '%s': ", p.path))
 		if err != nil {
-			return nil, fmt.Errorf("forward: passphrase for %s: %w", p.path, err)
+			return nil, fmt.Errorf("passphrase for %s: %w", p.path, err)
 		}
 		s, err := ssh.ParsePrivateKeyWithPassphrase(p.pem, pass)
 		clear(pass)
@@ -276,10 +276,10 @@ func (p *promptSigner) unlock() (ssh.Signer, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("forward: decrypt %s: %w", p.path, err)
+			return nil, fmt.Errorf("decrypt %s: %w", p.path, err)
 		}
 		p.signer = s
 		return s, nil
 	}
-	return nil, fmt.Errorf("forward: decrypt %s: %w", p.path, x509.IncorrectPasswordError)
+	return nil, fmt.Errorf("decrypt %s: %w", p.path, x509.IncorrectPasswordError)
 }

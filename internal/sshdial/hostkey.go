@@ -1,4 +1,4 @@
-package forward
+package sshdial
 
 import (
 	"errors"
@@ -45,10 +45,10 @@ type HostKeyError struct {
 
 func (e *HostKeyError) Error() string {
 	if e.Err == ErrHostKeyChanged {
-		return fmt.Sprintf("forward: host key for %s has changed: server sent %s %s, known_hosts has %s; someone may be intercepting the connection",
+		return fmt.Sprintf("host key for %s has changed: server sent %s %s, known_hosts has %s; someone may be intercepting the connection",
 			e.Host, e.KeyType, e.Fingerprint, strings.Join(e.Known, ", "))
 	}
-	return fmt.Sprintf("forward: host key for %s is not known (%s %s)", e.Host, e.KeyType, e.Fingerprint)
+	return fmt.Sprintf("host key for %s is not known (%s %s)", e.Host, e.KeyType, e.Fingerprint)
 }
 
 func (e *HostKeyError) Unwrap() error { return e.Err }
@@ -93,7 +93,7 @@ func newHostKeyChecker(t Target, acceptNew bool, log *slog.Logger) (*hostKeyChec
 	if len(h.files) > 0 {
 		db, err := knownhosts.NewDB(h.files...)
 		if err != nil {
-			return nil, fmt.Errorf("forward: read known_hosts: %w", err)
+			return nil, fmt.Errorf("read known_hosts: %w", err)
 		}
 		h.db = db
 	}
@@ -144,7 +144,7 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 		h.log.Error("host key changed: refusing to connect", "host", host, "type", key.Type(), "fingerprint", fp, "known", known)
 		return &HostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Known: known, Err: ErrHostKeyChanged}
 	case !knownhosts.IsHostUnknown(err):
-		return fmt.Errorf("forward: check host key of %s: %w", host, err) // e.g. @revoked
+		return fmt.Errorf("check host key of %s: %w", host, err) // e.g. @revoked
 	case h.mode == "yes":
 		return &HostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Err: ErrHostUnknown}
 	}

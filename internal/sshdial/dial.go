@@ -1,4 +1,4 @@
-package forward
+package sshdial
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/cpu"
 
+	// RawIO moves to the shared core with issue 12 (internal/bridge).
 	"github.com/cardshare/cardshare/relay"
 )
 
@@ -44,9 +45,9 @@ type ConnectError struct {
 
 func (e *ConnectError) Error() string {
 	if e.Via != "" {
-		return fmt.Sprintf("forward: connect to %s via %s: %v", e.Addr, e.Via, e.Err)
+		return fmt.Sprintf("connect to %s via %s: %v", e.Addr, e.Via, e.Err)
 	}
-	return fmt.Sprintf("forward: connect to %s: %v", e.Addr, e.Err)
+	return fmt.Sprintf("connect to %s: %v", e.Addr, e.Err)
 }
 
 func (e *ConnectError) Unwrap() error { return e.Err }
@@ -65,7 +66,7 @@ func Dial(ctx context.Context, t Target, opts DialOptions) (*ssh.Client, error) 
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if len(t.Jumps) != len(t.ProxyJump) {
-		return nil, fmt.Errorf("forward: %s: ProxyJump %v is not resolved, use Resolve", t.Alias, t.ProxyJump)
+		return nil, fmt.Errorf("%s: ProxyJump %v is not resolved, use Resolve", t.Alias, t.ProxyJump)
 	}
 	var chain []*ssh.Client
 	closeChain := func() {
@@ -84,7 +85,7 @@ func Dial(ctx context.Context, t Target, opts DialOptions) (*ssh.Client, error) 
 		}
 		if err != nil {
 			closeChain()
-			return nil, fmt.Errorf("forward: jump host %s: %w", hop.Alias, err)
+			return nil, fmt.Errorf("jump host %s: %w", hop.Alias, err)
 		}
 		chain = append(chain, c)
 		via = c
@@ -171,7 +172,7 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 		var hkErr *HostKeyError
 		switch {
 		case ctx.Err() != nil:
-			return nil, fmt.Errorf("forward: ssh %s: %w", addr, ctx.Err())
+			return nil, fmt.Errorf("ssh %s: %w", addr, ctx.Err())
 		case timedOut.Load():
 			return nil, connErr(fmt.Errorf("no SSH handshake within %v: %w", timeout, os.ErrDeadlineExceeded))
 		case errors.As(err, &hkErr):
@@ -179,7 +180,7 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 		case auth.started && !isConnLost(err):
 			return nil, auth.err(err)
 		}
-		return nil, fmt.Errorf("forward: ssh handshake with %s: %w", addr, err)
+		return nil, fmt.Errorf("ssh handshake with %s: %w", addr, err)
 	}
 	if am, ok := sc.(ssh.AlgorithmsConnMetadata); ok {
 		log.Debug("ssh connected", "addr", addr, "user", t.User, "cipher", am.Algorithms().Write.Cipher)

@@ -1,4 +1,4 @@
-package forward
+package sshdial
 
 import (
 	"context"
