@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/relay"
@@ -305,7 +306,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 func permanent(err error) bool {
 	return errors.Is(err, sshdial.ErrHostUnknown) || errors.Is(err, sshdial.ErrHostKeyChanged) ||
 		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, ErrForwardRefused) ||
-		errors.Is(err, ErrSocketInUse) || errors.Is(err, ErrUnsafeDir) ||
+		errors.Is(err, guestsock.ErrInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
 		errors.Is(err, sshdial.ErrProxyCommand)
 }
 
@@ -395,8 +396,8 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 }
 
 // listen prepares the guest socket path and opens the forward.
-func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestInfo, error) {
-	info, err := prepare(ctx, client, f.guest.Socket)
+func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestsock.Info, error) {
+	info, err := guestsock.Prepare(ctx, client, f.guest.Socket)
 	if err != nil {
 		return nil, info, fmt.Errorf("prepare guest socket: %w", err)
 	}
@@ -404,7 +405,7 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 	case "other":
 		return nil, info, fmt.Errorf("%s exists in the guest and is not a socket; refusing to replace it", info.Socket)
 	case "socket":
-		removed, err := clearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
+		removed, err := guestsock.ClearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
 		if err != nil {
 			return nil, info, err
 		}
@@ -427,7 +428,7 @@ func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
-	if _, err := runScript(ctx, client, removeScript, "sock", sock); err != nil {
+	if err := guestsock.Remove(ctx, client, sock); err != nil {
 		f.log.Warn("could not remove guest socket", "socket", sock, "err", err)
 		return
 	}
@@ -466,9 +467,8 @@ func watchSocket(ctx context.Context, c *ssh.Client, sock string, interval time.
 				return
 			case <-t.C:
 			}
-			out, err := runScript(ctx, c, checkScript, "sock", sock)
-			if err == nil && strings.TrimSpace(string(out)) == "missing" {
-				gone <- fmt.Errorf("%w: %s", ErrSocketRemoved, sock)
+			if missing, err := guestsock.Missing(ctx, c, sock); err == nil && missing {
+				gone <- fmt.Errorf("%w: %s", guestsock.ErrRemoved, sock)
 				return
 			}
 		}

@@ -15,6 +15,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsetup"
+	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -339,30 +341,30 @@ func (d *doctor) guestChecks(ctx context.Context, g *globals, name string, daemo
 		d.report("forwarding", checkResult{Status: statusOK, Msg: "the guest's sshd forwards Unix sockets"})
 	}
 
-	gs, err := forward.InspectSocket(dctx, c, d.o.guestSocket, 2*time.Second)
+	gs, err := guestsock.Inspect(dctx, c, d.o.guestSocket, 2*time.Second)
 	d.report("guest socket", socketCheck(gs, err))
 	d.report("libpcsclite", versionCheck(gs, err, daemon))
 	d.report("environment", envCheck(dctx, c, name, gs.Socket))
 }
 
-func socketCheck(gs forward.GuestSocket, err error) checkResult {
+func socketCheck(gs guestsock.Found, err error) checkResult {
 	if err != nil {
 		return checkResult{Status: statusFail, Msg: strings.TrimPrefix(err.Error(), "forward: "), Fix: hint(err)}
 	}
 	switch gs.State {
-	case forward.SocketStale:
+	case guestsock.Stale:
 		return checkResult{Status: statusOK, Msg: gs.Socket + " (private directory); a stale socket from an earlier run is there, expose removes it"}
-	case forward.SocketInUse:
+	case guestsock.InUse:
 		return checkResult{Status: statusWarn, Msg: gs.Socket + " is served by a live listener, probably a running cardshare",
 			Fix: "nothing, if that is your cardshare expose or up; otherwise stop it, or choose another path with --guest-socket"}
-	case forward.SocketOther:
+	case guestsock.Other:
 		return checkResult{Status: statusFail, Msg: gs.Socket + " exists and is not a socket; expose will not replace it",
 			Fix: "remove it in the guest, or choose another path with --guest-socket"}
 	}
 	return checkResult{Status: statusOK, Msg: gs.Socket + " (private directory, nothing there yet)"}
 }
 
-func versionCheck(gs forward.GuestSocket, inspectErr error, daemon *pcsc.Daemon) checkResult {
+func versionCheck(gs guestsock.Found, inspectErr error, daemon *pcsc.Daemon) checkResult {
 	install := "install pcsc-lite's client library in the guest (Debian/Ubuntu: libpcsclite1 and pcsc-tools; Fedora: pcsc-lite-libs; Alpine: pcsc-lite-libs; FreeBSD: pcsc-lite)"
 	switch {
 	case gs.Release == "" && inspectErr != nil && gs.OS == "":
@@ -394,7 +396,7 @@ func versionCheck(gs forward.GuestSocket, inspectErr error, daemon *pcsc.Daemon)
 }
 
 func envCheck(ctx context.Context, c *ssh.Client, name, socket string) checkResult {
-	e, err := forward.InspectEnv(ctx, c)
+	e, err := guestsetup.InspectEnv(ctx, c)
 	if err != nil {
 		return checkResult{Status: statusFail, Msg: strings.TrimPrefix(err.Error(), "forward: "), Fix: hint(err)}
 	}

@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
+	"github.com/cardshare/cardshare/relay"
 )
 
 func newGuestCmd(g *globals) *cobra.Command {
@@ -111,7 +113,7 @@ func runGuestSetup(ctx context.Context, g *globals, o *guestSetupOptions, name s
 		return &forward.GuestError{Guest: name, Err: err}
 	}
 	defer c.Close()
-	res, err := forward.SetupGuest(ctx, c, forward.SetupOptions{Socket: o.guestSocket, System: o.system, Undo: o.undo})
+	res, err := guestsetup.Setup(ctx, c, guestsetup.Options{Socket: o.guestSocket, System: o.system, Undo: o.undo})
 	if err == nil || res.Changed() { // what was done before a failure
 		printSetup(stdout, name, res, o.undo)
 	}
@@ -122,7 +124,7 @@ func runGuestSetup(ctx context.Context, g *globals, o *guestSetupOptions, name s
 }
 
 // printSetup prints what setup did, a line per file, then the notes.
-func printSetup(w io.Writer, name string, res forward.SetupResult, undo bool) {
+func printSetup(w io.Writer, name string, res guestsetup.Result, undo bool) {
 	if len(res.Changes) == 0 && len(res.Notes) == 0 {
 		return
 	}
@@ -219,13 +221,13 @@ func (s *setupOnUp) wait() {
 	}
 }
 
-func setupGuestAt(ctx context.Context, t sshdial.Target, dial sshdial.DialOptions, socket string) (forward.SetupResult, error) {
+func setupGuestAt(ctx context.Context, t sshdial.Target, dial sshdial.DialOptions, socket string) (guestsetup.Result, error) {
 	c, err := sshdial.Dial(ctx, t, dial)
 	if err != nil {
-		return forward.SetupResult{}, err
+		return guestsetup.Result{}, err
 	}
 	defer c.Close()
-	return forward.SetupGuest(ctx, c, forward.SetupOptions{Socket: socket})
+	return guestsetup.Setup(ctx, c, guestsetup.Options{Socket: socket})
 }
 
 type guestEnvOptions struct {
@@ -249,9 +251,9 @@ use cardshare guest setup from the host.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sock := o.socket
 			if sock == "" {
-				sock = forward.DefaultGuestSocket(os.Getenv, os.Getuid())
+				sock = relay.GuestSocketFor(os.Getenv, os.Getuid())
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), forward.ExportLine(sock))
+			fmt.Fprintln(cmd.OutOrStdout(), guestsetup.ExportLine(sock))
 			return nil
 		},
 	}

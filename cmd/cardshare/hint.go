@@ -7,6 +7,8 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsetup"
+	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -36,9 +38,9 @@ func hint(err error) string {
 		return "pcscd closed the connection at once, which is what polkit's refusal looks like: allow org.debian.pcsc-lite.access_pcsc for your user, or run pcscd with --disable-polkit"
 	case errors.As(err, &m):
 		return m.Hint()
-	case errors.Is(err, forward.ErrGuestSudo):
+	case errors.Is(err, guestsetup.ErrSudo):
 		return "let the guest user run sudo without a password (`sudo visudo` in the guest: `USER ALL=(root) NOPASSWD: ALL`), or run this as root@GUEST, or do the --system steps of examples/virtualbox/README.md by hand"
-	case errors.Is(err, forward.ErrGuestSetup):
+	case errors.Is(err, guestsetup.ErrSetup):
 		return "nothing was changed when setup stopped before its first write; fix the file named above in the guest and run again"
 	case errors.Is(err, vm.ErrAmbiguous):
 		return "name the VM by its address instead (`cardshare resolve NAME` shows each), or give it an ssh_config Host alias, which comes first"
@@ -54,9 +56,9 @@ func hint(err error) string {
 		return "make sure `ssh GUEST` logs in without a password: add your key to ssh-agent (`ssh-add`) or set IdentityFile for the guest in ~/.ssh/config"
 	case errors.Is(err, forward.ErrForwardRefused):
 		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
-	case errors.Is(err, forward.ErrSocketInUse):
+	case errors.Is(err, guestsock.ErrInUse):
 		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
-	case errors.Is(err, forward.ErrUnsafeDir):
+	case errors.Is(err, guestsock.ErrUnsafeDir):
 		return "other guest users could create the socket first and read your PIN: choose a directory only you can write to, or leave --guest-socket unset for a private default"
 	case errors.Is(err, sshdial.ErrProxyCommand):
 		return "cardshare supports ProxyJump but not ProxyCommand; express the hop as ProxyJump in ssh_config"

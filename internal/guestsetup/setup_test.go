@@ -1,4 +1,4 @@
-package forward
+package guestsetup
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
@@ -144,10 +145,10 @@ func TestParseSurvey(t *testing.T) {
 	if s.sudo != "refused" || s.sudoErr != "sudo: a password is required" || s.units["pcscd.socket"] != (unitState{"enabled", "active"}) || s.link != "/x" {
 		t.Errorf("system survey %+v", s)
 	}
-	if _, err := parseSurvey([]byte("home=/h\nfile=1 100 .profile\nshort\n")); !errors.Is(err, ErrGuestSetup) {
+	if _, err := parseSurvey([]byte("home=/h\nfile=1 100 .profile\nshort\n")); !errors.Is(err, ErrSetup) {
 		t.Errorf("truncated file: %v", err)
 	}
-	if _, err := parseSurvey([]byte("error=the login user has no home directory\n")); !errors.Is(err, ErrGuestSetup) {
+	if _, err := parseSurvey([]byte("error=the login user has no home directory\n")); !errors.Is(err, ErrSetup) {
 		t.Errorf("error line: %v", err)
 	}
 }
@@ -186,25 +187,11 @@ func TestTmpfilesContentWithSystemdTmpfiles(t *testing.T) {
 	}
 }
 
-func TestDefaultGuestSocket(t *testing.T) {
-	dir := t.TempDir()
-	long := filepath.Join(dir, strings.Repeat("x", 95))
-	os.Mkdir(long, 0o700)
-	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	for _, tc := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{map[string]string{"XDG_RUNTIME_DIR": dir, "HOME": "/nonexistent"}, dir + "/cardshare/pcscd.comm"},
-		{map[string]string{"XDG_RUNTIME_DIR": "/nonexistent", "HOME": dir}, dir + "/.cardshare/pcscd.comm"},
-		{map[string]string{"HOME": long}, "/tmp/cardshare-1000/pcscd.comm"},
-		{map[string]string{}, "/tmp/cardshare-1000/pcscd.comm"},
-	} {
-		if got := DefaultGuestSocket(env(tc.env), 1000); got != tc.want {
-			t.Errorf("%v: %s, want %s", tc.env, got, tc.want)
-		}
-	}
+func TestExportLine(t *testing.T) {
 	if got := ExportLine("/a b"); got != "export PCSCLITE_CSOCK_NAME='/a b'" {
+		t.Errorf("ExportLine = %s", got)
+	}
+	if got := ExportLine("/run/user/1000/cardshare/pcscd.comm"); got != "export PCSCLITE_CSOCK_NAME=/run/user/1000/cardshare/pcscd.comm" {
 		t.Errorf("ExportLine = %s", got)
 	}
 }
@@ -226,13 +213,13 @@ func harnessClient(t *testing.T, s *testenv.SSHD) *ssh.Client {
 	return c
 }
 
-func setup(t *testing.T, c *ssh.Client, opts SetupOptions) SetupResult {
+func setup(t *testing.T, c *ssh.Client, opts Options) Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := SetupGuest(ctx, c, opts)
+	res, err := Setup(ctx, c, opts)
 	if err != nil {
-		t.Fatalf("SetupGuest(%+v): %v", opts, err)
+		t.Fatalf("Setup(%+v): %v", opts, err)
 	}
 	return res
 }
@@ -283,7 +270,7 @@ func TestSetupGuestProfile(t *testing.T) {
 	c := harnessClient(t, s)
 	sock := filepath.Join(s.Home, ".cardshare", "pcscd.comm")
 
-	res := setup(t, c, SetupOptions{})
+	res := setup(t, c, Options{})
 	if res.Socket != sock || res.OS != "Linux" || res.Systemd || res.Shell != "/bin/sh" {
 		t.Errorf("result %+v", res)
 	}
@@ -327,7 +314,7 @@ func TestSetupGuestProfile(t *testing.T) {
 
 	// Idempotent.
 	before := readFile(t, filepath.Join(s.Home, ".profile"))
-	res = setup(t, c, SetupOptions{})
+	res = setup(t, c, Options{})
 	if res.Changed() {
 		t.Errorf("second setup changed %+v", res.Changes)
 	}
@@ -337,7 +324,7 @@ func TestSetupGuestProfile(t *testing.T) {
 
 	// Another socket path replaces the block in place.
 	other := "/tmp/cardshare-" + s.User + "/pcscd.comm"
-	res = setup(t, c, SetupOptions{Socket: other})
+	res = setup(t, c, Options{Socket: other})
 	if !res.Changed() || res.Changes[0].Action != "updated the cardshare block" {
 		t.Errorf("changes %+v", res.Changes)
 	}
@@ -346,7 +333,7 @@ func TestSetupGuestProfile(t *testing.T) {
 	}
 
 	// Undo restores the exact bytes and mode.
-	res = setup(t, c, SetupOptions{Undo: true})
+	res = setup(t, c, Options{Undo: true})
 	if len(res.Changes) != 2 || !res.Changed() {
 		t.Errorf("undo changes %+v", res.Changes)
 	}
@@ -359,7 +346,7 @@ func TestSetupGuestProfile(t *testing.T) {
 	if fi, _ := os.Stat(filepath.Join(s.Home, ".profile")); fi.Mode().Perm() != 0o640 {
 		t.Errorf(".profile mode %v after undo", fi.Mode())
 	}
-	res = setup(t, c, SetupOptions{Undo: true})
+	res = setup(t, c, Options{Undo: true})
 	if res.Changed() || len(res.Changes) != 1 || res.Changes[0].Action != actionNothing {
 		t.Errorf("second undo %+v", res.Changes)
 	}
@@ -370,7 +357,7 @@ func TestSetupGuestCreatesAndDeletesProfile(t *testing.T) {
 	t.Parallel()
 	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
 	c := harnessClient(t, s)
-	res := setup(t, c, SetupOptions{})
+	res := setup(t, c, Options{})
 	if len(res.Changes) != 1 || res.Changes[0].Action != "created with the cardshare block" {
 		t.Errorf("changes %+v", res.Changes)
 	}
@@ -378,7 +365,7 @@ func TestSetupGuestCreatesAndDeletesProfile(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o644 || int(fi.Sys().(*syscall.Stat_t).Uid) != s.UID {
 		t.Fatalf(".profile %v, %v", fi, err)
 	}
-	setup(t, c, SetupOptions{Undo: true})
+	setup(t, c, Options{Undo: true})
 	if _, err := os.Lstat(filepath.Join(s.Home, ".profile")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf(".profile after undo: %v, want it deleted", err)
 	}
@@ -393,7 +380,7 @@ func TestSetupGuestEnvironmentD(t *testing.T) {
 	sys.sdRoot = s.Dir // any existing directory: "systemd runs"
 	c := harnessClient(t, s)
 	sock := filepath.Join(s.Home, ".cardshare", "pcscd.comm")
-	res := setup(t, c, SetupOptions{sys: &sys})
+	res := setup(t, c, Options{sys: &sys})
 	if !res.Systemd || len(res.Notes) != 0 || len(res.Changes) != 2 || res.Changes[1].Path != "~/"+fileEnvD {
 		t.Fatalf("result %+v", res)
 	}
@@ -409,10 +396,10 @@ func TestSetupGuestEnvironmentD(t *testing.T) {
 			t.Errorf("systemd's environment.d generator printed:\n%s", out)
 		}
 	}
-	if res := setup(t, c, SetupOptions{sys: &sys}); res.Changed() {
+	if res := setup(t, c, Options{sys: &sys}); res.Changed() {
 		t.Errorf("second setup changed %+v", res.Changes)
 	}
-	setup(t, c, SetupOptions{Undo: true, sys: &sys})
+	setup(t, c, Options{Undo: true, sys: &sys})
 	if _, err := os.Lstat(filepath.Join(s.Home, ".config")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("~/.config after undo: %v, want the directories setup made removed", err)
 	}
@@ -426,9 +413,9 @@ func TestSetupGuestNothingHalfDone(t *testing.T) {
 	p := filepath.Join(s.Home, ".bash_profile")
 	os.Chown(p, 0, 0) // root's, read-only for the user
 	c := harnessClient(t, s)
-	_, err := SetupGuest(context.Background(), c, SetupOptions{})
-	if !errors.Is(err, ErrGuestSetup) || !strings.Contains(err.Error(), ".bash_profile") {
-		t.Fatalf("err = %v, want ErrGuestSetup naming .bash_profile", err)
+	_, err := Setup(context.Background(), c, Options{})
+	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), ".bash_profile") {
+		t.Fatalf("err = %v, want ErrSetup naming .bash_profile", err)
 	}
 	if _, err := os.Lstat(filepath.Join(s.Home, ".profile")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf(".profile was written although setup failed: %v", err)
@@ -453,7 +440,7 @@ func TestSetupGuestSocketMatchesPrepare(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := prepare(context.Background(), c, "")
+		info, err := guestsock.Prepare(context.Background(), c, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -465,7 +452,7 @@ func TestSetupGuestSocketMatchesPrepare(t *testing.T) {
 
 // fakeSystem installs fake sudo, systemctl and systemd-tmpfiles that act on
 // files in a directory of the guest user, and returns the system paths for
-// SetupOptions and the directory.
+// Options and the directory.
 func fakeSystem(t *testing.T, s *testenv.SSHD, socketEnabled, socketActive string) (*systemEnv, string) {
 	t.Helper()
 	state := filepath.Join(s.Dir, "fakesys")
@@ -536,7 +523,7 @@ func TestSetupGuestSystem(t *testing.T) {
 		return strings.TrimSpace(string(b))
 	}
 
-	res := setup(t, c, SetupOptions{System: true, sys: sys})
+	res := setup(t, c, Options{System: true, sys: sys})
 	if !res.Changed() || len(res.Changes) != 5 {
 		t.Errorf("changes %+v", res.Changes)
 	}
@@ -561,7 +548,7 @@ func TestSetupGuestSystem(t *testing.T) {
 
 	// Idempotent: the second run finds everything in place and keeps the
 	// state recorded before the first.
-	res = setup(t, c, SetupOptions{System: true, sys: sys})
+	res = setup(t, c, Options{System: true, sys: sys})
 	if res.Changed() {
 		t.Errorf("second setup changed %+v", res.Changes)
 	}
@@ -574,7 +561,7 @@ func TestSetupGuestSystem(t *testing.T) {
 
 	// Undo: file and link gone, units unmasked, the socket started again
 	// because it was active before.
-	setup(t, c, SetupOptions{System: true, Undo: true, sys: sys})
+	setup(t, c, Options{System: true, Undo: true, sys: sys})
 	if _, err := os.Lstat(sys.tmpConf); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("tmpfiles.d file after undo: %v", err)
 	}
@@ -599,9 +586,9 @@ func TestSetupGuestSystemKeepsAdminMask(t *testing.T) {
 	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
 	sys, state := fakeSystem(t, s, "masked", "inactive")
 	c := harnessClient(t, s)
-	setup(t, c, SetupOptions{System: true, sys: sys})
+	setup(t, c, Options{System: true, sys: sys})
 	os.Remove(filepath.Join(state, "log"))
-	setup(t, c, SetupOptions{System: true, Undo: true, sys: sys})
+	setup(t, c, Options{System: true, Undo: true, sys: sys})
 	b, _ := os.ReadFile(filepath.Join(state, "log"))
 	if !strings.Contains(string(b), "unmask pcscd.service\n") || strings.Contains(string(b), "start") {
 		t.Errorf("undo log:\n%s", b)
@@ -624,9 +611,9 @@ func TestSetupGuestSystemNeedsSudo(t *testing.T) {
 		{"sudo", ""}, // the real one: not installed, or no sudoers entry for this user
 	} {
 		sys.sudo = tc.sudo
-		_, err := SetupGuest(context.Background(), c, SetupOptions{System: true, sys: &sys})
-		if !errors.Is(err, ErrGuestSudo) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "nothing was changed") {
-			t.Errorf("sudo %s: err = %v, want ErrGuestSudo with %q", tc.sudo, err, tc.want)
+		_, err := Setup(context.Background(), c, Options{System: true, sys: &sys})
+		if !errors.Is(err, ErrSudo) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("sudo %s: err = %v, want ErrSudo with %q", tc.sudo, err, tc.want)
 		}
 	}
 	if _, err := os.Lstat(filepath.Join(s.Home, ".profile")); !errors.Is(err, os.ErrNotExist) {
@@ -642,7 +629,7 @@ func TestSetupGuestSystemWithoutSystemd(t *testing.T) {
 	sys := defaultSystemEnv
 	sys.sdRoot = "/nonexistent"
 	c := harnessClient(t, s)
-	res := setup(t, c, SetupOptions{System: true, sys: &sys})
+	res := setup(t, c, Options{System: true, sys: &sys})
 	if len(res.Notes) != 2 || !strings.Contains(res.Notes[1], "--system skipped") {
 		t.Errorf("notes %q", res.Notes)
 	}

@@ -1,4 +1,4 @@
-package forward
+package guestsock
 
 import (
 	"bufio"
@@ -16,24 +16,24 @@ import (
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
-// maxSocketPath keeps guest socket paths inside sun_path on every Unix:
+// MaxPath keeps guest socket paths inside sun_path on every Unix:
 // 108 bytes on Linux and 104 on the BSDs and macOS, each with a NUL.
-const maxSocketPath = 103
+const MaxPath = 103
 
-// ErrSocketInUse means a live listener already holds the guest socket path.
-var ErrSocketInUse = errors.New("guest socket is in use by another listener")
+// ErrInUse means a live listener already holds the guest socket path.
+var ErrInUse = errors.New("guest socket is in use by another listener")
 
-// ErrSocketRemoved means the guest socket disappeared while the forward was
+// ErrRemoved means the guest socket disappeared while the forward was
 // up; the forward reconnects to create it again.
-var ErrSocketRemoved = errors.New("guest socket was removed")
+var ErrRemoved = errors.New("guest socket was removed")
 
 // ErrUnsafeDir means the directory of the guest socket lets other guest
 // users create files in it, so one of them could create the socket path
 // first and receive the card traffic, PINs included.
 var ErrUnsafeDir = errors.New("guest socket directory is writable by other users")
 
-// guestInfo is what the preparation script reports about the guest.
-type guestInfo struct {
+// Info is what Prepare found in the guest.
+type Info struct {
 	Socket  string // the guest socket path to listen on
 	Exists  string // "socket", "other" or "" for the path's current state
 	OS      string // uname -s
@@ -41,7 +41,7 @@ type guestInfo struct {
 }
 
 // Client is the guest's libpcsclite, if its release could be read.
-func (g guestInfo) Client() (pcsc.Client, bool) {
+func (g Info) Client() (pcsc.Client, bool) {
 	return pcsc.ClientOfRelease(g.Release)
 }
 
@@ -55,7 +55,7 @@ func (g guestInfo) Client() (pcsc.Client, bool) {
 // the directory 0700, refuses a directory that other users can write to,
 // and reports the path, whether something is already there, and the guest's
 // pcsc-lite release.
-const prepareScript = defaultDirFunc + `
+const prepareScript = DefaultDirFunc + `
 umask 077
 fail() { echo "error=$*"; exit 0; }
 owner_ok() { # $1 is owned by us or root, and no one else may write to it
@@ -101,10 +101,19 @@ echo "release=$rel"
 const checkScript = `[ -S "$sock" ] || echo missing
 `
 
-// defaultDirFunc defines default_dir, which sets dir to the default guest
-// socket directory; prepareScript and surveyScript share it, and
-// relay.GuestSocketFor mirrors it in Go. It needs $max.
-const defaultDirFunc = `default_dir() {
+// Missing reports whether no socket is at sock in the guest any more.
+func Missing(ctx context.Context, c *ssh.Client, sock string) (bool, error) {
+	out, err := Run(ctx, c, checkScript, "sock", sock)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(string(out)) == "missing", nil
+}
+
+// DefaultDirFunc defines default_dir, which sets dir to the default guest
+// socket directory; Prepare and package guestsetup's survey share it, and
+// relay.GuestSocketFor mirrors it in Go. It needs $max ([MaxPath]).
+const DefaultDirFunc = `default_dir() {
 	dir=
 	if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "$XDG_RUNTIME_DIR" ]; then
 		dir=$XDG_RUNTIME_DIR/cardshare
@@ -121,15 +130,29 @@ const defaultDirFunc = `default_dir() {
 const removeScript = `[ -S "$sock" ] && rm -f -- "$sock"; exit 0
 `
 
-// shellQuote quotes s for POSIX sh.
-func shellQuote(s string) string {
+// Remove removes the socket at sock in the guest, if a socket is there.
+func Remove(ctx context.Context, c *ssh.Client, sock string) error {
+	_, err := Run(ctx, c, removeScript, "sock", sock)
+	return err
+}
+
+// Quote quotes s for POSIX sh.
+func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// runScript runs script with /bin/sh in the guest, after assigning vars.
+// Unquote undoes Quote; other strings come back as they are.
+func Unquote(s string) string {
+	if len(s) < 2 || s[0] != '\'' || s[len(s)-1] != '\'' {
+		return s
+	}
+	return strings.ReplaceAll(s[1:len(s)-1], `'\''`, `'`)
+}
+
+// Run runs script with /bin/sh in the guest, after assigning vars.
 // The script travels on standard input, so the login shell only ever parses
 // "/bin/sh -s", whatever shell it is (sh, bash, zsh, csh, fish).
-func runScript(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]byte, error) {
+func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]byte, error) {
 	s, err := c.NewSession()
 	if err != nil {
 		return nil, fmt.Errorf("open session: %w", err)
@@ -137,7 +160,7 @@ func runScript(ctx context.Context, c *ssh.Client, script string, vars ...string
 	defer s.Close()
 	var in bytes.Buffer
 	for i := 0; i+1 < len(vars); i += 2 {
-		fmt.Fprintf(&in, "%s=%s\n", vars[i], shellQuote(vars[i+1]))
+		fmt.Fprintf(&in, "%s=%s\n", vars[i], Quote(vars[i+1]))
 	}
 	in.WriteString(script)
 	s.Stdin = &in
@@ -155,25 +178,25 @@ func runScript(ctx context.Context, c *ssh.Client, script string, vars ...string
 	return out.Bytes(), nil
 }
 
-// prepare chooses and checks the guest socket path.
-func prepare(ctx context.Context, c *ssh.Client, want string) (guestInfo, error) {
+// Prepare chooses and checks the guest socket path.
+func Prepare(ctx context.Context, c *ssh.Client, want string) (Info, error) {
 	if want != "" {
-		if err := checkSocketPath(want); err != nil {
-			return guestInfo{}, err
+		if err := CheckPath(want); err != nil {
+			return Info{}, err
 		}
 	}
-	out, err := runScript(ctx, c, prepareScript, "want", want, "max", fmt.Sprint(maxSocketPath))
+	out, err := Run(ctx, c, prepareScript, "want", want, "max", fmt.Sprint(MaxPath))
 	if err != nil {
-		return guestInfo{}, err
+		return Info{}, err
 	}
-	var g guestInfo
+	var g Info
 	var unsafe string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), "=")
 		switch k {
 		case "error":
-			return guestInfo{}, errors.New(v)
+			return Info{}, errors.New(v)
 		case "socket":
 			g.Socket = v
 		case "exists":
@@ -190,24 +213,26 @@ func prepare(ctx context.Context, c *ssh.Client, want string) (guestInfo, error)
 		return g, fmt.Errorf("%w: %s", ErrUnsafeDir, unsafe)
 	}
 	if g.Socket == "" {
-		return g, fmt.Errorf("guest script printed no socket path (output %q)", truncate(out, 200))
+		return g, fmt.Errorf("guest script printed no socket path (output %q)", Truncate(out, 200))
 	}
-	return g, checkSocketPath(g.Socket)
+	return g, CheckPath(g.Socket)
 }
 
-func checkSocketPath(p string) error {
+// CheckPath refuses a guest socket path that is not absolute, holds a
+// newline or NUL, or does not fit in sun_path ([MaxPath]).
+func CheckPath(p string) error {
 	switch {
 	case !path.IsAbs(p):
 		return fmt.Errorf("guest socket %q is not an absolute path", p)
 	case strings.ContainsAny(p, "\n\x00"):
 		return fmt.Errorf("guest socket %q contains a newline or NUL", p)
-	case len(p) > maxSocketPath:
-		return fmt.Errorf("guest socket %q is %d bytes long; Unix sockets allow %d", p, len(p), maxSocketPath)
+	case len(p) > MaxPath:
+		return fmt.Errorf("guest socket %q is %d bytes long; Unix sockets allow %d", p, len(p), MaxPath)
 	}
 	return nil
 }
 
-// clearStale removes a socket left at path by an earlier run, but only when
+// ClearStale removes a socket left at path by an earlier run, but only when
 // nothing serves it. sshd never unlinks the socket of a remote forward, and
 // its StreamLocalBindUnlink option needs the guest's root to set it.
 //
@@ -216,7 +241,7 @@ func checkSocketPath(p string) error {
 // CMD_VERSION, or closes, is alive and is left alone. A listener that accepts
 // but stays silent is the forward of an SSH connection that died without the
 // guest's sshd noticing yet: its client will never answer, so it is stale.
-func clearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Duration) (removed bool, err error) {
+func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Duration) (removed bool, err error) {
 	conn, err := c.Dial("unix", sock)
 	if err != nil {
 		var oe *ssh.OpenChannelError
@@ -227,10 +252,10 @@ func clearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Durat
 		alive := answers(conn, wait)
 		conn.Close()
 		if alive {
-			return false, fmt.Errorf("%w: %s", ErrSocketInUse, sock)
+			return false, fmt.Errorf("%w: %s", ErrInUse, sock)
 		}
 	}
-	if _, err := runScript(ctx, c, removeScript, "sock", sock); err != nil {
+	if err := Remove(ctx, c, sock); err != nil {
 		return false, fmt.Errorf("remove stale socket %s: %w", sock, err)
 	}
 	return true, nil
@@ -273,7 +298,9 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func truncate(b []byte, n int) string {
+// Truncate returns b as a string of at most n bytes and "...", to quote a
+// script's unexpected output in an error.
+func Truncate(b []byte, n int) string {
 	if len(b) > n {
 		return string(b[:n]) + "..."
 	}

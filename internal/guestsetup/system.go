@@ -1,4 +1,4 @@
-package forward
+package guestsetup
 
 import (
 	"bytes"
@@ -8,9 +8,11 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cardshare/cardshare/internal/guestsock"
 )
 
-// The system part of guest setup (SetupOptions.System): the guest's pcscd
+// The system part of guest setup (Options.System): the guest's pcscd
 // masked and /run/pcscd/pcscd.comm a link to the forwarded socket, made by
 // systemd-tmpfiles from a file cardshare owns, so that it survives reboots.
 
@@ -49,7 +51,7 @@ echo "ok=1"
 type systemPlan struct {
 	run     bool
 	vars    []string // for systemScript
-	changes []SetupChange
+	changes []Change
 }
 
 // planSystem decides the system part, and refuses before any change when
@@ -61,12 +63,12 @@ func planSystem(sv survey, socket string, undo bool, sys systemEnv) (*systemPlan
 	gf, hadConf := sv.files[sys.tmpConf]
 	ours := hadConf && bytes.HasPrefix(gf.content, []byte(headerTmp))
 	if hadConf && !ours {
-		return nil, nil, fmt.Errorf("%w: %s exists and was not written by cardshare; remove it by hand", ErrGuestSetup, sys.tmpConf)
+		return nil, nil, fmt.Errorf("%w: %s exists and was not written by cardshare; remove it by hand", ErrSetup, sys.tmpConf)
 	}
 	p := &systemPlan{}
 	if undo {
 		if !ours {
-			p.changes = []SetupChange{{Path: sys.tmpConf, Action: actionNothing}}
+			p.changes = []Change{{Path: sys.tmpConf, Action: actionNothing}}
 			return p, nil, nil
 		}
 		target := tmpfilesTarget(gf.content, sys.link)
@@ -82,15 +84,15 @@ func planSystem(sv survey, socket string, undo bool, sys systemEnv) (*systemPlan
 			}
 		}
 		p.vars = []string{"op", "undo", "target", target, "unmask", strings.Join(unmask, " "), "start", strings.Join(start, " ")}
-		p.changes = []SetupChange{{Path: sys.tmpConf, Action: "deleted", Changed: true}}
+		p.changes = []Change{{Path: sys.tmpConf, Action: "deleted", Changed: true}}
 		if target != "" && sv.link == target {
-			p.changes = append(p.changes, SetupChange{Path: sys.link, Action: "deleted the link", Changed: true})
+			p.changes = append(p.changes, Change{Path: sys.link, Action: "deleted the link", Changed: true})
 		}
 		if len(unmask) > 0 {
-			p.changes = append(p.changes, SetupChange{Path: strings.Join(unmask, ", "), Action: "unmasked", Changed: true})
+			p.changes = append(p.changes, Change{Path: strings.Join(unmask, ", "), Action: "unmasked", Changed: true})
 		}
 		if len(start) > 0 {
-			p.changes = append(p.changes, SetupChange{Path: strings.Join(start, ", "), Action: "started again", Changed: true})
+			p.changes = append(p.changes, Change{Path: strings.Join(start, ", "), Action: "started again", Changed: true})
 		}
 		p.run = true
 		return p, nil, checkRoot(sv)
@@ -105,7 +107,7 @@ func planSystem(sv survey, socket string, undo bool, sys systemEnv) (*systemPlan
 	conf := tmpfilesContent(socket, before, sys.link)
 	masked := sv.unitsMasked()
 	if ours && bytes.Equal(gf.content, conf) && masked && sv.link == socket {
-		p.changes = []SetupChange{
+		p.changes = []Change{
 			{Path: sys.tmpConf, Action: actionUnchanged},
 			{Path: sys.link, Action: "already leads to " + socket},
 			{Path: strings.Join(pcscdUnits, ", "), Action: "already masked"},
@@ -114,7 +116,7 @@ func planSystem(sv survey, socket string, undo bool, sys systemEnv) (*systemPlan
 	}
 	p.run = true
 	p.vars = []string{"op", "setup", "conf", string(conf)}
-	p.changes = []SetupChange{
+	p.changes = []Change{
 		{Path: sys.tmpConf, Action: "written", Changed: !bytes.Equal(gf.content, conf)},
 		{Path: strings.Join(pcscdUnits, ", "), Action: "stopped and masked", Changed: !masked},
 		{Path: sys.link, Action: "now leads to " + socket, Changed: sv.link != socket},
@@ -136,18 +138,18 @@ func checkRoot(sv survey) error {
 	switch sv.sudo {
 	case "root", "ok":
 	case "missing":
-		return fmt.Errorf("%w: the login user is not root and sudo is not installed in the guest; nothing was changed", ErrGuestSudo)
+		return fmt.Errorf("%w: the login user is not root and sudo is not installed in the guest; nothing was changed", ErrSudo)
 	case "refused":
 		msg := sv.sudoErr
 		if msg == "" {
 			msg = "sudo -n refused"
 		}
-		return fmt.Errorf("%w: sudo in the guest cannot run without a password (%s); nothing was changed", ErrGuestSudo, msg)
+		return fmt.Errorf("%w: sudo in the guest cannot run without a password (%s); nothing was changed", ErrSudo, msg)
 	default:
-		return fmt.Errorf("%w: could not tell whether sudo works in the guest; nothing was changed", ErrGuestSudo)
+		return fmt.Errorf("%w: could not tell whether sudo works in the guest; nothing was changed", ErrSudo)
 	}
 	if len(sv.missing) > 0 {
-		return fmt.Errorf("%w: the guest has no %s; nothing was changed", ErrGuestSetup, strings.Join(sv.missing, " or "))
+		return fmt.Errorf("%w: the guest has no %s; nothing was changed", ErrSetup, strings.Join(sv.missing, " or "))
 	}
 	return nil
 }
@@ -210,7 +212,7 @@ func tmpfilesTarget(content []byte, link string) string {
 func applySystem(ctx context.Context, c *ssh.Client, p *systemPlan, sys systemEnv) error {
 	vars := append([]string{"sudo", sys.sudo, "systemctl", sys.systemctl, "tmpfiles", sys.tmpfiles,
 		"tmpconf", sys.tmpConf, "link", sys.link}, p.vars...)
-	out, err := runScript(ctx, c, systemScript, vars...)
+	out, err := guestsock.Run(ctx, c, systemScript, vars...)
 	if err != nil {
 		return fmt.Errorf("system part: %w", err)
 	}

@@ -1,0 +1,14 @@
+// Package guestsock handles the guest socket of the SSH mode inside the
+// guest, over an SSH connection, with POSIX sh scripts sent on standard
+// input ([Run]): [Prepare] chooses the path (the default is a directory
+// only the login user can enter, [DefaultDirFunc]) and refuses a directory
+// that others can write to; [ClearStale] removes a socket left by a dead
+// forward but never a live one; [Missing] and [Remove] watch and clean up;
+// [Inspect] reports all of it for `cardshare doctor` without changing
+// anything.
+//
+// Errors that callers branch on are [ErrInUse], [ErrUnsafeDir] and
+// [ErrRemoved] (use errors.Is); their text carries no package prefix.
+//
+// guestsock must not import forward, relay, config or cmd.
+package guestsock
