@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -189,7 +188,7 @@ type GuestError struct {
 }
 
 func (e *GuestError) Error() string {
-	return e.Guest + ": " + strings.TrimPrefix(e.Err.Error(), "forward: ")
+	return e.Guest + ": " + e.Err.Error()
 }
 func (e *GuestError) Unwrap() error { return e.Err }
 

@@ -324,7 +324,7 @@ func (d *doctor) guestChecks(ctx context.Context, g *globals, name string, daemo
 	defer cancel()
 	c, err := sshdial.Dial(dctx, t, sshdial.DialOptions{AcceptNew: d.o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()})
 	if err != nil {
-		d.report("ssh", checkResult{Status: statusFail, Msg: strings.TrimPrefix(err.Error(), "forward: "), Fix: hint(err)})
+		d.report("ssh", checkResult{Status: statusFail, Msg: err.Error(), Fix: hint(err)})
 		skipAll("needs SSH", rest...)
 		return
 	}
@@ -336,7 +336,7 @@ func (d *doctor) guestChecks(ctx context.Context, g *globals, name string, daemo
 	d.report("ssh", checkResult{Status: statusOK, Msg: fmt.Sprintf("logged in to %s as %s at %s%s", name, t.User, t.Addr(), via)})
 
 	if err := forward.ProbeStreamLocal(dctx, c); err != nil {
-		d.report("forwarding", checkResult{Status: statusFail, Msg: strings.TrimPrefix(err.Error(), "forward: "), Fix: hint(err)})
+		d.report("forwarding", checkResult{Status: statusFail, Msg: err.Error(), Fix: hint(err)})
 	} else {
 		d.report("forwarding", checkResult{Status: statusOK, Msg: "the guest's sshd forwards Unix sockets"})
 	}
@@ -349,7 +349,7 @@ func (d *doctor) guestChecks(ctx context.Context, g *globals, name string, daemo
 
 func socketCheck(gs guestsock.Found, err error) checkResult {
 	if err != nil {
-		return checkResult{Status: statusFail, Msg: strings.TrimPrefix(err.Error(), "forward: "), Fix: hint(err)}
+		return checkResult{Status: statusFail, Msg: err.Error(), Fix: hint(err)}
 	}
 	switch gs.State {
 	case guestsock.Stale:
@@ -398,7 +398,7 @@ func versionCheck(gs guestsock.Found, inspectErr error, daemon *pcsc.Daemon) che
 func envCheck(ctx context.Context, c *ssh.Client, name, socket string) checkResult {
 	e, err := guestsetup.InspectEnv(ctx, c)
 	if err != nil {
-		return checkResult{Status: statusFail, Msg: strings.TrimPrefix(err.Error(), "forward: "), Fix: hint(err)}
+		return checkResult{Status: statusFail, Msg: err.Error(), Fix: hint(err)}
 	}
 	setup := fmt.Sprintf("`cardshare guest setup %s` (or expose --setup-guest)", name)
 	if e.Profile == "" {

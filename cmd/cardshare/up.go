@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -308,7 +307,7 @@ func (f *fleet) apply(cfg *config.Config, host hostInfo) []error {
 		delete(old, name)
 		switch {
 		case o != nil && r.err != nil && o.running():
-			f.log.Error("cannot resolve guest; keeping its running forward", "guest", name, "err", errText(r.err), "hint", hint(r.err))
+			f.log.Error("cannot resolve guest; keeping its running forward", "guest", name, "err", r.err, "hint", hint(r.err))
 			problems = append(problems, &placedError{"guest " + name + " (running forward kept)", r.err})
 			next = append(next, o)
 			continue
@@ -324,8 +323,8 @@ func (f *fleet) apply(cfg *config.Config, host hostInfo) []error {
 		}
 		next = append(next, r)
 		if r.err != nil {
-			f.log.Error("cannot resolve guest", "guest", name, "err", errText(r.err), "hint", hint(r.err))
-			f.out.note("%s: cannot resolve: %s", name, errText(r.err))
+			f.log.Error("cannot resolve guest", "guest", name, "err", r.err, "hint", hint(r.err))
+			f.out.note("%s: cannot resolve: %s", name, r.err)
 			problems = append(problems, &placedError{"guest " + name, r.err})
 			continue
 		}
@@ -347,8 +346,8 @@ func (f *fleet) apply(cfg *config.Config, host hostInfo) []error {
 		go func() {
 			defer close(r.done)
 			if err := r.fwd.Run(r.ctx); err != nil {
-				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", errText(err), "hint", hint(err))
-				f.out.note("%s: stopped until the next reload: %s", r.conf.Name, errText(err))
+				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", hint(err))
+				f.out.note("%s: stopped until the next reload: %s", r.conf.Name, err)
 				if h := hint(err); h != "" {
 					f.out.note("    hint: %s", h)
 				}
@@ -441,8 +440,8 @@ func (f *fleet) reload() {
 // hint, and keeps everything running.
 func (f *fleet) refuse(err error) {
 	for _, e := range unjoin(err) {
-		f.log.Error("config reload refused; the running guests are kept", "err", errText(e), "hint", hint(e))
-		f.out.note("reload refused: %s", errText(e))
+		f.log.Error("config reload refused; the running guests are kept", "err", e, "hint", hint(e))
+		f.out.note("reload refused: %s", e)
 	}
 	f.mu.Lock()
 	f.reloadErr = err.Error()
@@ -495,7 +494,7 @@ func (r *guestRun) status() GuestStatus {
 	}
 	g.setPolicy(r.conf.Readers, r.conf.Control == "deny", r.conf.Audit)
 	if r.fwd == nil {
-		g.State, g.Since, g.LastError = string(forward.StateFailed), r.at.UTC(), errText(r.err)
+		g.State, g.Since, g.LastError = string(forward.StateFailed), r.at.UTC(), r.err.Error()
 		return g
 	}
 	t := r.spec.guest.Target
@@ -514,7 +513,7 @@ func (r *guestRun) status() GuestStatus {
 	}
 	g.OpenConnections, g.Connections, g.FailedConnections = st.Open, st.Connections, st.Failed
 	g.BytesUp, g.BytesDown = st.BytesUp, st.BytesDown
-	g.LastError = strings.TrimPrefix(st.LastError, "forward: ")
+	g.LastError = st.LastError
 	return g
 }
 
@@ -546,11 +545,11 @@ func (p *progress) event(e forward.Event, dest string) {
 		}
 	case forward.StateBackoff:
 		if p.chatty {
-			fmt.Fprintf(p.w, "%s: %s; retrying in %s\n", e.Guest, errText(e.Err), roughly(time.Until(e.Retry)))
+			fmt.Fprintf(p.w, "%s: %s; retrying in %s\n", e.Guest, e.Err, roughly(time.Until(e.Retry)))
 		}
 	case forward.StateFailed:
 		if p.chatty {
-			fmt.Fprintf(p.w, "%s: failed: %s\n", e.Guest, errText(e.Err))
+			fmt.Fprintf(p.w, "%s: failed: %s\n", e.Guest, e.Err)
 		}
 	case forward.StateStopped:
 		delete(p.sockets, e.Guest)
@@ -578,20 +577,13 @@ func roughly(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
-// errText is an error's message without the package prefix that the
-// user does not need.
-func errText(err error) string {
-	return strings.TrimPrefix(err.Error(), "forward: ")
-}
-
-// placedError says where err happened; its message drops the package
-// prefix, its chain keeps err for hints.
+// placedError says where err happened; its chain keeps err for hints.
 type placedError struct {
 	where string
 	err   error
 }
 
-func (e *placedError) Error() string { return e.where + ": " + errText(e.err) }
+func (e *placedError) Error() string { return e.where + ": " + e.err.Error() }
 func (e *placedError) Unwrap() error { return e.err }
 
 func unjoin(err error) []error {

@@ -333,7 +333,7 @@ func TestProgress(t *testing.T) {
 	events := []forward.Event{
 		{Guest: "vm", State: forward.StateConnecting},
 		{Guest: "vm", State: forward.StateUp, Socket: "/run/user/1000/cardshare/pcscd.comm"},
-		{Guest: "vm", State: forward.StateBackoff, Err: errors.New("forward: guest connection lost: EOF"), Retry: time.Now().Add(5 * time.Second)},
+		{Guest: "vm", State: forward.StateBackoff, Err: errors.New("guest connection lost: EOF"), Retry: time.Now().Add(5 * time.Second)},
 		{Guest: "vm", State: forward.StateConnecting},
 		{Guest: "vm", State: forward.StateUp, Socket: "/run/user/1000/cardshare/pcscd.comm"},
 		{Guest: "vm", State: forward.StateStopped},
