@@ -69,10 +69,10 @@ fail only with --strict.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
-	f.BoolVar(&o.acceptNew, "accept-new", false, "record the host key of a guest not yet in known_hosts (never accepts a changed key)")
-	f.StringVar(&o.guestSocket, "guest-socket", "", "socket `path` in the guest, as given to expose (default: expose's default)")
-	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
+	sshConfigFlag(f, &o.sshConfig)
+	acceptNewFlag(f, &o.acceptNew)
+	guestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default)")
+	pcscdSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.strict, "strict", false, "exit non-zero on warnings too")
 	return cmd
 }

@@ -93,10 +93,10 @@ guest (command, reader, return code, time, sizes; never data).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
-	f.BoolVar(&o.acceptNew, "accept-new", false, "record the host key of a guest not yet in known_hosts (never accepts a changed key)")
-	f.StringVar(&o.guestSocket, "guest-socket", "", "socket `path` in the guest (default: a private directory of the login user)")
-	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
+	sshConfigFlag(f, &o.sshConfig)
+	acceptNewFlag(f, &o.acceptNew)
+	guestSocketFlag(f, &o.guestSocket, " (default: a private directory of the login user)")
+	pcscdSocketFlag(f, &o.pcscdSocket)
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
 	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")

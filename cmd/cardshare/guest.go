@@ -82,9 +82,9 @@ Programs that are already running keep their environment: log in again.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
-	f.BoolVar(&o.acceptNew, "accept-new", false, "record the host key of a guest not yet in known_hosts (never accepts a changed key)")
-	f.StringVar(&o.guestSocket, "guest-socket", "", "socket `path` in the guest, as given to expose (default: expose's default for the login user)")
+	sshConfigFlag(f, &o.sshConfig)
+	acceptNewFlag(f, &o.acceptNew)
+	guestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default for the login user)")
 	f.BoolVar(&o.system, "system", false, "also mask the guest's pcscd and link /run/pcscd/pcscd.comm to the socket (needs root or sudo -n in the guest)")
 	f.BoolVar(&o.undo, "undo", false, "remove what an earlier setup added (with --system, the system part too)")
 	return cmd

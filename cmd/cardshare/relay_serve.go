@@ -55,7 +55,7 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 	f.StringVar(&o.listen, "listen", o.listen, "`address` to listen on: HOST:PORT, vsock://[CID]:PORT, or none")
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/relay.sock)")
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
-	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
+	pcscdSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
 	return cmd
 }

@@ -48,7 +48,7 @@ addresses VirtualBox and libvirt report (User, IdentityFile, known_hosts).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
+	sshConfigFlag(f, &o.sshConfig)
 	f.StringVar(&o.vagrantDir, "vagrant-dir", "", "`directory` of the Vagrantfile (default: $VAGRANT_CWD, else the current directory)")
 	f.StringVar(&o.limaHome, "lima-home", "", "Lima's `directory` (default: $LIMA_HOME, else ~/.lima)")
 	return cmd
