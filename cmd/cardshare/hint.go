@@ -7,6 +7,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -32,6 +33,16 @@ func hint(err error) string {
 		return ce.Hint
 	case errors.As(err, &he):
 		return he.Hint()
+	case errors.Is(err, control.ErrNotRunning):
+		return "start it with `cardshare up` (or `systemctl --user start cardshare` for the service) or `cardshare relay serve`; one started with its own --control-socket needs the same flag here"
+	case errors.Is(err, control.ErrAlreadyRunning):
+		return "stop it first (`systemctl --user stop cardshare`, or Ctrl-C in its terminal), or give this one its own --control-socket (and `cardshare status` the same flag)"
+	case errors.Is(err, control.ErrPathTooLong):
+		return "choose a shorter path with --control-socket"
+	case errors.Is(err, control.ErrNotOwner):
+		return "remove it, or choose another path with --control-socket"
+	case errors.Is(err, control.ErrVersion):
+		return "use the same cardshare binary for `up`, `relay serve` and `status`"
 	case errors.Is(err, pcsc.ErrNoDaemon):
 		return "is pcscd running? start it with `sudo systemctl start pcscd.socket`, or point --pcscd-socket at its socket"
 	case errors.Is(err, pcsc.ErrRefused):
@@ -69,3 +80,16 @@ func hint(err error) string {
 	}
 	return ""
 }
+
+// hintedError carries a hint for the user beside an error, for errors made
+// here in cmd that no package sentinel describes.
+type hintedError struct {
+	err  error
+	hint string
+}
+
+func withHint(err error, hint string) error { return &hintedError{err, hint} }
+
+func (e *hintedError) Error() string { return e.err.Error() }
+func (e *hintedError) Unwrap() error { return e.err }
+func (e *hintedError) Hint() string  { return e.hint }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay"
 )
@@ -75,7 +76,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	}
 	ctl := o.control
 	if ctl == "" {
-		if ctl, err = defaultRelayControlSocket(); err != nil {
+		if ctl, err = control.DefaultRelaySocket(); err != nil {
 			return err
 		}
 	}
@@ -87,7 +88,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 		}
 		listen = ln.Addr().String()
 	}
-	cln, err := listenControl(ctl)
+	cln, err := control.Listen(ctl)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -99,7 +100,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 		Dial:   relay.UnixDialer(o.pcscdSocket),
 		Relay:  relay.Config{Daemon: daemon, Audit: o.audit},
 	})
-	srv := serveControl(cln, func() StatusV1 {
+	srv := control.Serve(cln, func() control.StatusV1 {
 		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)
 	}, log)
 	defer srv.Close()
@@ -117,21 +118,21 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	return err
 }
 
-// relayStatus is the StatusV1 document of `relay serve`.
-func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) StatusV1 {
-	s := StatusV1{
-		Version: StatusVersion,
-		Mode:    modeRelay,
+// relayStatus is the control.StatusV1 document of `relay serve`.
+func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) control.StatusV1 {
+	s := control.StatusV1{
+		Version: control.StatusVersion,
+		Mode:    control.ModeRelay,
 		PID:     os.Getpid(),
 		Config:  state.Dir(),
 		Listen:  listen,
 		Started: started.UTC(),
 		Loaded:  started.UTC(),
-		Host:    HostStatus{PCSCDSocket: socket, Protocol: d.Version.String(), Releases: d.Releases()},
-		Guests:  []GuestStatus{},
+		Host:    control.HostStatus{PCSCDSocket: socket, Protocol: d.Version.String(), Releases: d.Releases()},
+		Guests:  []control.GuestStatus{},
 	}
 	for _, g := range h.Status() {
-		gs := GuestStatus{
+		gs := control.GuestStatus{
 			Name:              g.Name,
 			Address:           g.Addr,
 			Since:             g.Since.UTC(),
@@ -147,7 +148,7 @@ func relayStatus(h *relay.Host, state *relay.HostState, d pcsc.Daemon, socket, l
 		if g.Policy != nil {
 			p = *g.Policy
 		}
-		gs.setPolicy(p.Readers, p.DenyControl, audit)
+		gs.SetPolicy(p.Readers, p.DenyControl, audit)
 		if g.Dial != "" {
 			gs.Address = g.Dial
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -98,7 +99,7 @@ func runUp(ctx context.Context, g *globals, o *upOptions, flags *pflag.FlagSet, 
 	}
 	ctl := o.control
 	if ctl == "" {
-		if ctl, err = defaultControlSocket(); err != nil {
+		if ctl, err = control.DefaultSocket(); err != nil {
 			return err
 		}
 	}
@@ -115,11 +116,11 @@ func runUp(ctx context.Context, g *globals, o *upOptions, flags *pflag.FlagSet, 
 	}
 	f.log.Info("host pcscd", "socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
 
-	ln, err := listenControl(ctl)
+	ln, err := control.Listen(ctl)
 	if err != nil {
 		return err
 	}
-	srv := serveControl(ln, f.status, f.log)
+	srv := control.Serve(ln, f.status, f.log)
 	defer srv.Close()
 	f.log.Info("control socket", "path", ctl)
 
@@ -462,19 +463,19 @@ func (f *fleet) warn(cfg *config.Config) {
 	}
 }
 
-// status is the StatusV1 document of the control socket.
-func (f *fleet) status() StatusV1 {
+// status is the control.StatusV1 document of the control socket.
+func (f *fleet) status() control.StatusV1 {
 	f.mu.Lock()
-	s := StatusV1{
-		Version:     StatusVersion,
-		Mode:        modeUp,
+	s := control.StatusV1{
+		Version:     control.StatusVersion,
+		Mode:        control.ModeUp,
 		PID:         os.Getpid(),
 		Config:      f.file,
 		Started:     f.started.UTC(),
 		Loaded:      f.loaded.UTC(),
 		ReloadError: f.reloadErr,
-		Host:        HostStatus{PCSCDSocket: f.host.socket, Protocol: f.host.daemon.Version.String(), Releases: f.host.daemon.Releases()},
-		Guests:      []GuestStatus{},
+		Host:        control.HostStatus{PCSCDSocket: f.host.socket, Protocol: f.host.daemon.Version.String(), Releases: f.host.daemon.Releases()},
+		Guests:      []control.GuestStatus{},
 	}
 	runs := slices.Clone(f.guests)
 	f.mu.Unlock()
@@ -484,15 +485,15 @@ func (f *fleet) status() StatusV1 {
 	return s
 }
 
-func (r *guestRun) status() GuestStatus {
-	g := GuestStatus{
+func (r *guestRun) status() control.GuestStatus {
+	g := control.GuestStatus{
 		Name:         r.conf.Name,
 		Destination:  r.conf.Destination,
 		VM:           r.conf.VM,
 		Socket:       r.conf.Socket,
 		HostProtocol: r.spec.host.daemon.Version.String(),
 	}
-	g.setPolicy(r.conf.Readers, r.conf.Control == "deny", r.conf.Audit)
+	g.SetPolicy(r.conf.Readers, r.conf.Control == "deny", r.conf.Audit)
 	if r.fwd == nil {
 		g.State, g.Since, g.LastError = string(forward.StateFailed), r.at.UTC(), r.err.Error()
 		return g

@@ -1,4 +1,4 @@
-package main
+package control
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func TestControlSocketPermissions(t *testing.T) {
 			}
 			os.Chmod(dir, pre)
 		}
-		ln, err := listenControl(filepath.Join(dir, "control.sock"))
+		ln, err := Listen(filepath.Join(dir, "control.sock"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,21 +52,21 @@ func TestControlSocketRefusesNonDirectory(t *testing.T) {
 	t.Parallel()
 	dir := shortDir(t)
 	os.WriteFile(filepath.Join(dir, "file"), nil, 0o600)
-	if _, err := listenControl(filepath.Join(dir, "file", "control.sock")); err == nil {
+	if _, err := Listen(filepath.Join(dir, "file", "control.sock")); err == nil {
 		t.Error("listened under a regular file")
 	}
 	os.Symlink("/tmp", filepath.Join(dir, "link"))
-	if _, err := listenControl(filepath.Join(dir, "link", "control.sock")); err == nil {
+	if _, err := Listen(filepath.Join(dir, "link", "control.sock")); err == nil {
 		t.Error("listened in a directory reached through a symlink")
 	}
 	os.WriteFile(filepath.Join(dir, "notsock"), nil, 0o600)
-	if _, err := listenControl(filepath.Join(dir, "notsock")); err == nil {
+	if _, err := Listen(filepath.Join(dir, "notsock")); err == nil {
 		t.Error("replaced a regular file with the socket")
 	}
 }
 
 // A socket left by a killed `up` is replaced; a live one means another
-// `up` runs, which is an error with a hint.
+// `up` runs, which is ErrAlreadyRunning.
 func TestControlSocketStaleAndLive(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(shortDir(t), "control.sock")
@@ -76,38 +76,38 @@ func TestControlSocketStaleAndLive(t *testing.T) {
 	}
 	stale.(*net.UnixListener).SetUnlinkOnClose(false)
 	stale.Close()
-	ln, err := listenControl(path)
+	ln, err := Listen(path)
 	if err != nil {
 		t.Fatalf("stale socket not replaced: %v", err)
 	}
 	defer ln.Close()
-	_, err = listenControl(path)
-	if !errors.Is(err, errAlreadyRunning) || hint(err) == "" {
-		t.Errorf("second listen: %v (hint %q), want errAlreadyRunning with a hint", err, hint(err))
+	_, err = Listen(path)
+	if !errors.Is(err, ErrAlreadyRunning) {
+		t.Errorf("second listen: %v, want ErrAlreadyRunning", err)
 	}
 }
 
 func TestQueryStatus(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(shortDir(t), "control.sock")
-	if _, err := queryStatus(context.Background(), path); !errors.Is(err, errNotRunning) || hint(err) == "" {
-		t.Errorf("no socket: %v, want errNotRunning with a hint", err)
+	if _, err := Query(context.Background(), path); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("no socket: %v, want ErrNotRunning", err)
 	}
-	ln, err := listenControl(path)
+	ln, err := Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := serveControl(ln, func() StatusV1 {
+	srv := Serve(ln, func() StatusV1 {
 		return StatusV1{Version: StatusVersion, PID: 7, Guests: []GuestStatus{{Name: "a", State: "up"}}}
 	}, slog.New(slog.DiscardHandler))
-	s, err := queryStatus(context.Background(), path)
+	s, err := Query(context.Background(), path)
 	if err != nil || s.PID != 7 || len(s.Guests) != 1 || s.Guests[0].Name != "a" {
-		t.Errorf("queryStatus = %+v, %v", s, err)
+		t.Errorf("Query = %+v, %v", s, err)
 	}
 	srv.Close()
 
 	// A newer document version is refused rather than misread.
-	ln, err = listenControl(path)
+	ln, err = Listen(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,8 +115,8 @@ func TestQueryStatus(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]any{"version": 2})
 	}))
 	defer ln.Close()
-	if _, err := queryStatus(context.Background(), path); err == nil || hint(err) == "" {
-		t.Errorf("version 2: %v, want an error with a hint", err)
+	if _, err := Query(context.Background(), path); !errors.Is(err, ErrVersion) {
+		t.Errorf("version 2: %v, want ErrVersion", err)
 	}
 }
 
@@ -153,5 +153,16 @@ func TestStatusJSONFields(t *testing.T) {
 	}
 	if len(top) != 10 || len(m.Host) != 3 || len(m.Guests[0]) != 21 {
 		t.Errorf("fields added without updating the documented schema and this test: %s", b)
+	}
+}
+
+func checkMode(t *testing.T, path string, want fs.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode() &^ fs.ModeSocket; got != want {
+		t.Errorf("%s: mode %v, want %v", path, got, want)
 	}
 }

@@ -1,6 +1,6 @@
 //go:build unix
 
-package main
+package control
 
 import (
 	"fmt"
@@ -14,8 +14,7 @@ import (
 func checkOwner(dir string, fi fs.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if ok && int(st.Uid) != os.Getuid() {
-		return withHint(fmt.Errorf("control socket directory %s belongs to uid %d, not to you (uid %d)", dir, st.Uid, os.Getuid()),
-			"remove it, or choose another path with --control-socket")
+		return &described{fmt.Sprintf("control socket directory %s belongs to uid %d, not to you (uid %d)", dir, st.Uid, os.Getuid()), ErrNotOwner}
 	}
 	return nil
 }

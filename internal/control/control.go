@@ -1,4 +1,4 @@
-package main
+package control
 
 import (
 	"context"
@@ -131,29 +131,38 @@ type GuestStatus struct {
 	Audit   bool     `json:"audit"`
 }
 
-// setPolicy fills g's policy fields; readers may be nil.
-func (g *GuestStatus) setPolicy(readers []string, denyControl, audit bool) {
+// SetPolicy fills g's policy fields; readers may be nil.
+func (g *GuestStatus) SetPolicy(readers []string, denyControl, audit bool) {
 	g.Readers, g.Control, g.Audit = append([]string{}, readers...), "allow", audit
 	if denyControl {
 		g.Control = "deny"
 	}
 }
 
-// Modes of StatusV1.
+// Modes of StatusV1: `cardshare up` and `cardshare relay serve`.
 const (
-	modeUp    = "up"
-	modeRelay = "relay"
+	ModeUp    = "up"
+	ModeRelay = "relay"
 )
 
-// errNotRunning means nothing serves the control socket.
-var errNotRunning = errors.New("cardshare is not running")
+// Errors that callers branch on (to print a hint, say).
+var (
+	// ErrNotRunning means nothing serves the control socket.
+	ErrNotRunning = errors.New("cardshare is not running")
+	// ErrAlreadyRunning means another process serves the control socket.
+	ErrAlreadyRunning = errors.New("another cardshare is running")
+	// ErrPathTooLong means the socket path does not fit in sun_path.
+	ErrPathTooLong = errors.New("control socket path is too long")
+	// ErrNotOwner means the socket's directory belongs to another user,
+	// who could replace the socket and answer for cardshare.
+	ErrNotOwner = errors.New("control socket directory belongs to another user")
+	// ErrVersion means the running process serves another StatusVersion.
+	ErrVersion = errors.New("status version mismatch")
+)
 
-// errAlreadyRunning means another process serves the control socket.
-var errAlreadyRunning = errors.New("another cardshare is running")
-
-// defaultControlSocket is $XDG_RUNTIME_DIR/cardshare/control.sock, else
+// DefaultSocket is $XDG_RUNTIME_DIR/cardshare/control.sock, else
 // control.sock in a cardshare directory of the user's cache directory.
-func defaultControlSocket() (string, error) {
+func DefaultSocket() (string, error) {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
 		return filepath.Join(d, "cardshare", "control.sock"), nil
 	}
@@ -164,23 +173,23 @@ func defaultControlSocket() (string, error) {
 	return filepath.Join(d, "cardshare", "control.sock"), nil
 }
 
-// defaultRelayControlSocket is the control socket of `relay serve`, beside
+// DefaultRelaySocket is the control socket of `relay serve`, beside
 // that of `up`, so that both can run.
-func defaultRelayControlSocket() (string, error) {
-	p, err := defaultControlSocket()
+func DefaultRelaySocket() (string, error) {
+	p, err := DefaultSocket()
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(filepath.Dir(p), "relay.sock"), nil
 }
 
-// maxControlPath keeps the control socket path inside sun_path.
-const maxControlPath = 103
+// maxPath keeps the control socket path inside sun_path.
+const maxPath = 103
 
-// prepareControlDir creates dir mode 0700 if needed and checks that it is
+// prepareDir creates dir mode 0700 if needed and checks that it is
 // a real directory of this user that no one else can enter, tightening its
 // mode when it is ours: whoever can reach the socket can see the guests.
-func prepareControlDir(dir string) error {
+func prepareDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create control socket directory: %w", err)
 	}
@@ -202,14 +211,13 @@ func prepareControlDir(dir string) error {
 	return nil
 }
 
-// listenControl listens on the control socket at path, after removing a
+// Listen listens on the control socket at path, after removing a
 // stale socket that nothing serves. A live one means another `cardshare up`.
-func listenControl(path string) (net.Listener, error) {
-	if len(path) > maxControlPath {
-		return nil, withHint(fmt.Errorf("control socket path %s is %d bytes long; Unix sockets allow %d", path, len(path), maxControlPath),
-			"choose a shorter path with --control-socket")
+func Listen(path string) (net.Listener, error) {
+	if len(path) > maxPath {
+		return nil, &described{fmt.Sprintf("control socket path %s is %d bytes long; Unix sockets allow %d", path, len(path), maxPath), ErrPathTooLong}
 	}
-	if err := prepareControlDir(filepath.Dir(path)); err != nil {
+	if err := prepareDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
@@ -218,8 +226,7 @@ func listenControl(path string) (net.Listener, error) {
 		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
-			return nil, withHint(fmt.Errorf("%w (its control socket is %s)", errAlreadyRunning, path),
-				"stop it first (`systemctl --user stop cardshare`, or Ctrl-C in its terminal), or give this one its own --control-socket (and `cardshare status` the same flag)")
+			return nil, fmt.Errorf("%w (its control socket is %s)", ErrAlreadyRunning, path)
 		}
 		if err := os.Remove(path); err != nil {
 			return nil, fmt.Errorf("remove stale control socket: %w", err)
@@ -236,9 +243,9 @@ func listenControl(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serveControl answers status requests on ln until Close. The listener
+// Serve answers status requests on ln until Close. The listener
 // removes the socket file when it closes.
-func serveControl(ln net.Listener, status func() StatusV1, log *slog.Logger) *http.Server {
+func Serve(ln net.Listener, status func() StatusV1, log *slog.Logger) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+statusPath, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -251,8 +258,8 @@ func serveControl(ln net.Listener, status func() StatusV1, log *slog.Logger) *ht
 	return srv
 }
 
-// queryStatus asks the `cardshare up` behind the control socket at path.
-func queryStatus(ctx context.Context, path string) (*StatusV1, error) {
+// Query asks the `cardshare up` behind the control socket at path.
+func Query(ctx context.Context, path string) (*StatusV1, error) {
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", path)
@@ -267,8 +274,7 @@ func queryStatus(ctx context.Context, path string) (*StatusV1, error) {
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, withHint(fmt.Errorf("%w: nothing serves %s", errNotRunning, path),
-				"start it with `cardshare up` (or `systemctl --user start cardshare` for the service) or `cardshare relay serve`; one started with its own --control-socket needs the same flag here")
+			return nil, fmt.Errorf("%w: nothing serves %s", ErrNotRunning, path)
 		}
 		return nil, fmt.Errorf("ask cardshare at %s: %w", path, err)
 	}
@@ -281,23 +287,20 @@ func queryStatus(ctx context.Context, path string) (*StatusV1, error) {
 		return nil, fmt.Errorf("read status from %s: %w", path, err)
 	}
 	if s.Version != StatusVersion {
-		return nil, withHint(fmt.Errorf("the running cardshare speaks status version %d; this cardshare reads %d", s.Version, StatusVersion),
-			"use the same cardshare binary for `up`, `relay serve` and `status`")
+		return nil, &described{fmt.Sprintf("the running cardshare speaks status version %d; this cardshare reads %d", s.Version, StatusVersion), ErrVersion}
 	}
 	if s.Mode == "" {
-		s.Mode = modeUp
+		s.Mode = ModeUp
 	}
 	return &s, nil
 }
 
-// hintedError carries a hint for the user beside an error.
-type hintedError struct {
-	err  error
-	hint string
+// described is a sentinel error with a message of its own: errors.Is
+// matches err, and the text says what happened without repeating it.
+type described struct {
+	msg string
+	err error
 }
 
-func withHint(err error, hint string) error { return &hintedError{err, hint} }
-
-func (e *hintedError) Error() string { return e.err.Error() }
-func (e *hintedError) Unwrap() error { return e.err }
-func (e *hintedError) Hint() string  { return e.hint }
+func (d *described) Error() string { return d.msg }
+func (d *described) Unwrap() error { return d.err }
