@@ -10,9 +10,9 @@
 // socket notice a lost guest; it then reconnects with capped exponential
 // backoff. [Expose] runs one Forwarder per guest.
 //
-// Errors that callers branch on are [ErrForwardRefused] and those of
-// internal/sshdial and internal/guestsock (use errors.Is); a guest that
-// stopped is reported as a [*GuestError]. Error text carries no package
+// Errors that callers branch on are those of internal/sshdial and
+// internal/guestsock (use errors.Is); a guest that stopped is reported as
+// a [*GuestError]. Error text carries no package
 // prefix: it is shown after the guest's name or `cardshare: error:`.
 //
 // forward must not import relay's TLS mode or cmd.

@@ -192,9 +192,6 @@ func (e *GuestError) Error() string {
 }
 func (e *GuestError) Unwrap() error { return e.Err }
 
-// ErrForwardRefused means the guest's sshd refused the Unix socket forward.
-var ErrForwardRefused = errors.New("guest sshd refused the socket forward")
-
 // Forwarder keeps the forward of one guest up. Expose runs one per guest;
 // a long-running service starts and stops them one by one.
 type Forwarder struct {
@@ -304,7 +301,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 // permanent reports errors that retrying does not fix.
 func permanent(err error) bool {
 	return errors.Is(err, sshdial.ErrHostUnknown) || errors.Is(err, sshdial.ErrHostKeyChanged) ||
-		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, ErrForwardRefused) ||
+		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, guestsock.ErrForwardRefused) ||
 		errors.Is(err, guestsock.ErrInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
 		errors.Is(err, sshdial.ErrProxyCommand)
 }
@@ -412,11 +409,8 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 			f.log.Info("removed stale guest socket", "socket", info.Socket)
 		}
 	}
-	ln, err := client.ListenUnix(info.Socket)
-	if err != nil {
-		return nil, info, fmt.Errorf("%w: listen on %s: %w", ErrForwardRefused, info.Socket, err)
-	}
-	return ln, info, nil
+	ln, err := guestsock.Listen(client, info.Socket)
+	return ln, info, err
 }
 
 // cleanup removes the guest socket on the way out: sshd does not, and a

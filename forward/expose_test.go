@@ -337,7 +337,7 @@ func TestExposeForwardingDisabled(t *testing.T) {
 	s := testenv.StartSSHD(t, testenv.SSHDOptions{Config: []string{"AllowStreamLocalForwarding no"}})
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, nil)
 	ev := e.wait(t, forward.StateFailed)
-	if !errors.Is(ev.Err, forward.ErrForwardRefused) {
+	if !errors.Is(ev.Err, guestsock.ErrForwardRefused) {
 		t.Fatalf("err = %v, want ErrForwardRefused", ev.Err)
 	}
 }

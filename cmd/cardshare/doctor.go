@@ -335,7 +335,7 @@ func (d *doctor) guestChecks(ctx context.Context, g *globals, name string, daemo
 	}
 	d.report("ssh", checkResult{Status: statusOK, Msg: fmt.Sprintf("logged in to %s as %s at %s%s", name, t.User, t.Addr(), via)})
 
-	if err := forward.ProbeStreamLocal(dctx, c); err != nil {
+	if err := guestsock.ProbeStreamLocal(dctx, c); err != nil {
 		d.report("forwarding", checkResult{Status: statusFail, Msg: err.Error(), Fix: hint(err)})
 	} else {
 		d.report("forwarding", checkResult{Status: statusOK, Msg: "the guest's sshd forwards Unix sockets"})

@@ -6,7 +6,6 @@ import (
 	"net"
 
 	"github.com/cardshare/cardshare/config"
-	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/guestsock"
@@ -65,7 +64,7 @@ func hint(err error) string {
 		return "if the guest was reinstalled, remove the old key with `ssh-keygen -R HOST` (use the name shown above) and connect again; otherwise do not connect"
 	case errors.Is(err, sshdial.ErrAuth):
 		return "make sure `ssh GUEST` logs in without a password: add your key to ssh-agent (`ssh-add`) or set IdentityFile for the guest in ~/.ssh/config"
-	case errors.Is(err, forward.ErrForwardRefused):
+	case errors.Is(err, guestsock.ErrForwardRefused):
 		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
 	case errors.Is(err, guestsock.ErrInUse):
 		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
