@@ -1,4 +1,4 @@
-package main
+package doctor
 
 import (
 	"bytes"
@@ -18,7 +18,8 @@ import (
 // reply of PCSCLITE_MAX_READERS_CONTEXTS (16 upstream) READER_STATE records
 // of 184 bytes (src/eventhandler.h, pubReaderStatesList; src/readers.h in
 // 2.5). Servers of protocol 4.6 still answer this old request with 16
-// records. See /work/shared/pcsc-protocol.md §3.
+// records (pcsc-lite 2.2.3 src/winscard_svc.c:420-431 sends the whole
+// array; 2.5.1 src/winscard_svc.c:918-951 pads the old API's reply to 16).
 
 const (
 	cmdGetReadersState = 0x12 // CMD_GET_READERS_STATE, src/winscard_msg.h
