@@ -154,7 +154,7 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	cfg.Relay.Policy, _ = guestPolicy(o.readers, o.control) // checked in Args
 	cfg.Relay.Audit = o.audit
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
-	defer setup.wait()
+	defer setup.Wait()
 	cfg.OnEvent = func(e forward.Event) {
 		if e.State != forward.StateUp {
 			return
@@ -166,7 +166,7 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 		}
 		printed[e.Guest] = e.Socket
 		fmt.Fprintf(stdout, "%s: host pcscd is at %s in the guest:\n    export PCSCLITE_CSOCK_NAME=%s\n", e.Guest, e.Socket, e.Socket)
-		setup.up(e)
+		setup.Up(e.Guest, e.Socket)
 	}
 	err = forward.Expose(ctx, guests, cfg)
 	if err == nil && ctx.Err() != nil {

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -149,85 +147,37 @@ func printSetup(w io.Writer, name string, res guestsetup.Result, undo bool) {
 	}
 }
 
-// setupOnUp runs guest setup for each guest whose forward comes up (once
-// per guest and socket path), for expose --setup-guest. Its methods do
-// nothing on a nil *setupOnUp.
-type setupOnUp struct {
-	ctx    context.Context
-	guests map[string]sshdial.Target
-	dial   sshdial.DialOptions
-	out    io.Writer
-	log    *slog.Logger
-
-	mu   sync.Mutex
-	done map[string]string // guest -> socket it was set up for
-	wg   sync.WaitGroup
-}
-
-// newSetupOnUp returns nil unless enabled.
-func newSetupOnUp(ctx context.Context, enabled bool, guests []forward.Guest, dial sshdial.DialOptions, out io.Writer, log *slog.Logger) *setupOnUp {
+// newSetupOnUp returns the guest setup that `expose --setup-guest` and
+// setup_guest run when a forward comes up, or nil unless enabled.
+func newSetupOnUp(ctx context.Context, enabled bool, guests []forward.Guest, dial sshdial.DialOptions, out io.Writer, log *slog.Logger) *guestsetup.Auto {
 	if !enabled {
 		return nil
 	}
-	s := &setupOnUp{ctx: ctx, guests: map[string]sshdial.Target{}, dial: dial, out: out, log: log, done: map[string]string{}}
+	targets := map[string]sshdial.Target{}
 	for _, gu := range guests {
-		s.guests[gu.Name] = gu.Target
+		targets[gu.Name] = gu.Target
 	}
-	return s
+	return guestsetup.NewAuto(ctx, targets, dial, setupReporter(out, log))
 }
 
-// up is called from forward.Config.OnEvent; it must not block.
-func (s *setupOnUp) up(e forward.Event) {
-	if s == nil || e.State != forward.StateUp || e.Socket == "" {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.guests[e.Guest]
-	if !ok || s.done[e.Guest] == e.Socket {
-		return
-	}
-	s.done[e.Guest] = e.Socket
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-		defer cancel()
-		res, err := setupGuestAt(ctx, t, s.dial, e.Socket)
-		s.mu.Lock()
-		defer s.mu.Unlock()
+// setupReporter prints what an automatic guest setup changed, and logs
+// what it did not need to change and why it failed (the forward stays up).
+func setupReporter(out io.Writer, log *slog.Logger) func(guest, socket string, res guestsetup.Result, err error) {
+	return func(guest, socket string, res guestsetup.Result, err error) {
 		if err != nil {
-			if s.ctx.Err() == nil {
-				delete(s.done, e.Guest) // try again at the next reconnect
-				attrs := []any{"guest", e.Guest, "err", err}
-				if h := hint(err); h != "" {
-					attrs = append(attrs, "hint", h)
-				}
-				s.log.Error("guest setup failed; the forward stays up", attrs...)
+			attrs := []any{"guest", guest, "err", err}
+			if h := hint(err); h != "" {
+				attrs = append(attrs, "hint", h)
 			}
+			log.Error("guest setup failed; the forward stays up", attrs...)
 			return
 		}
 		if res.Changed() || len(res.Notes) > 0 {
-			printSetup(s.out, e.Guest, res, false)
+			printSetup(out, guest, res, false)
 		} else {
-			s.log.Info("guest already set up", "guest", e.Guest, "socket", e.Socket)
+			log.Info("guest already set up", "guest", guest, "socket", socket)
 		}
-	}()
-}
-
-func (s *setupOnUp) wait() {
-	if s != nil {
-		s.wg.Wait()
 	}
-}
-
-func setupGuestAt(ctx context.Context, t sshdial.Target, dial sshdial.DialOptions, socket string) (guestsetup.Result, error) {
-	c, err := sshdial.Dial(ctx, t, dial)
-	if err != nil {
-		return guestsetup.Result{}, err
-	}
-	defer c.Close()
-	return guestsetup.Setup(ctx, c, guestsetup.Options{Socket: socket})
 }
 
 type guestEnvOptions struct {
