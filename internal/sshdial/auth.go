@@ -22,9 +22,9 @@ var ErrAuth = errors.New("authentication failed")
 // NumberOfPasswordPrompts default.
 const passphraseTries = 3
 
-// AuthError describes a refused login. It names methods and key files,
+// authError describes a refused login. It names methods and key files,
 // never key material. errors.Is(err, ErrAuth) is true for it.
-type AuthError struct {
+type authError struct {
 	User, Addr string
 	// Tried are the methods attempted; Allowed the ones the server offered.
 	Tried, Allowed []string
@@ -39,7 +39,7 @@ type AuthError struct {
 	Err error
 }
 
-func (e *AuthError) Error() string {
+func (e *authError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ssh authentication as %s to %s failed", e.User, e.Addr)
 	if e.Agent != "" {
@@ -55,8 +55,8 @@ func (e *AuthError) Error() string {
 	return b.String()
 }
 
-func (e *AuthError) Is(target error) bool { return target == ErrAuth }
-func (e *AuthError) Unwrap() error        { return e.Err }
+func (e *authError) Is(target error) bool { return target == ErrAuth }
+func (e *authError) Unwrap() error        { return e.Err }
 
 // authState gathers the keys for one connection attempt, lazily: nothing
 // is read, asked or dialled before the server asks for publickey.
@@ -92,11 +92,11 @@ func (a *authState) close() {
 	}
 }
 
-// err wraps a handshake error as an *AuthError.
-func (a *authState) err(err error) *AuthError {
+// err wraps a handshake error as an *authError.
+func (a *authState) err(err error) *authError {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return &AuthError{
+	return &authError{
 		User: a.t.User, Addr: a.t.Addr(), Tried: a.tried, Allowed: a.allowed,
 		Agent: a.t.IdentityAgent, AgentKeys: a.agentKeys,
 		Files: a.files, Skipped: a.skipped, Err: err,

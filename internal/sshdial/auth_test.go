@@ -202,12 +202,12 @@ func TestAuth(t *testing.T) {
 			}
 			client, err := Dial(context.Background(), tgt, opts)
 			if tt.wantErr {
-				var ae *AuthError
+				var ae *authError
 				if !errors.Is(err, ErrAuth) || !errors.As(err, &ae) {
 					t.Fatalf("err = %v, want ErrAuth", err)
 				}
 				if !slices.Contains(ae.Tried, "publickey") || !slices.Contains(ae.Allowed, "publickey") || ae.User != "tester" {
-					t.Errorf("AuthError = %+v", ae)
+					t.Errorf("authError = %+v", ae)
 				}
 				if !strings.Contains(err.Error(), tt.wantSkipped) {
 					t.Errorf("error %q lacks %q", err, tt.wantSkipped)

@@ -18,8 +18,8 @@ import (
 	"github.com/cardshare/cardshare/relay"
 )
 
-// DefaultConnectTimeout applies when a Target has no ConnectTimeout.
-const DefaultConnectTimeout = 15 * time.Second
+// defaultConnectTimeout applies when a Target has no ConnectTimeout.
+const defaultConnectTimeout = 15 * time.Second
 
 // DialOptions are the caller's choices for Dial; the zero value is usable.
 type DialOptions struct {
@@ -34,26 +34,26 @@ type DialOptions struct {
 	Logger *slog.Logger
 }
 
-// ConnectError means the TCP connection (or, through a jump host, the
+// connectError means the TCP connection (or, through a jump host, the
 // forwarded connection) could not be made, or the server did not start
 // the SSH handshake in time.
-type ConnectError struct {
+type connectError struct {
 	Addr string // host:port
 	Via  string // jump host's host:port, "" for a direct connection
 	Err  error
 }
 
-func (e *ConnectError) Error() string {
+func (e *connectError) Error() string {
 	if e.Via != "" {
 		return fmt.Sprintf("connect to %s via %s: %v", e.Addr, e.Via, e.Err)
 	}
 	return fmt.Sprintf("connect to %s: %v", e.Addr, e.Err)
 }
 
-func (e *ConnectError) Unwrap() error { return e.Err }
+func (e *connectError) Unwrap() error { return e.Err }
 
 // Timeout reports whether the connection attempt timed out.
-func (e *ConnectError) Timeout() bool {
+func (e *connectError) Timeout() bool {
 	var ne net.Error
 	return errors.As(e.Err, &ne) && ne.Timeout() || errors.Is(e.Err, context.DeadlineExceeded)
 }
@@ -110,7 +110,7 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 	addr := t.Addr()
 	timeout := t.ConnectTimeout
 	if timeout <= 0 {
-		timeout = DefaultConnectTimeout
+		timeout = defaultConnectTimeout
 	}
 	hk, err := newHostKeyChecker(t, opts.AcceptNew, log)
 	if err != nil {
@@ -120,7 +120,7 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 	defer auth.close()
 
 	connErr := func(err error) error {
-		e := &ConnectError{Addr: addr, Err: err}
+		e := &connectError{Addr: addr, Err: err}
 		if via != nil {
 			e.Via = via.RemoteAddr().String()
 		}
@@ -169,7 +169,7 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 	}
 	if err != nil {
 		conn.Close()
-		var hkErr *HostKeyError
+		var hkErr *hostKeyError
 		switch {
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("ssh %s: %w", addr, ctx.Err())

@@ -297,9 +297,9 @@ func TestDialConnectionRefused(t *testing.T) {
 	addr := ln.Addr().(*net.TCPAddr)
 	ln.Close()
 	_, err = Dial(context.Background(), Target{User: "u", HostName: "127.0.0.1", Port: addr.Port}, DialOptions{})
-	var ce *ConnectError
+	var ce *connectError
 	if !errors.As(err, &ce) || ce.Addr != addr.String() || !errors.Is(err, syscall.ECONNREFUSED) || ce.Timeout() {
-		t.Fatalf("err = %v, want ConnectError for %s wrapping ECONNREFUSED", err, addr)
+		t.Fatalf("err = %v, want connectError for %s wrapping ECONNREFUSED", err, addr)
 	}
 }
 
@@ -332,9 +332,9 @@ func TestDialHandshakeTimeout(t *testing.T) {
 	port := silentServer(t)
 	start := time.Now()
 	_, err := Dial(context.Background(), Target{User: "u", HostName: "127.0.0.1", Port: port, ConnectTimeout: 200 * time.Millisecond}, DialOptions{})
-	var ce *ConnectError
+	var ce *connectError
 	if !errors.As(err, &ce) || !ce.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("err = %v, want a timed-out ConnectError", err)
+		t.Fatalf("err = %v, want a timed-out connectError", err)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("took %v", d)

@@ -13,7 +13,7 @@
 //
 // Errors that callers branch on are [ErrHostUnknown], [ErrHostKeyChanged],
 // [ErrAuth] and [ErrProxyCommand] (use errors.Is), with details in
-// [*HostKeyError], [*AuthError] and [*ConnectError] (use errors.As). Their
+// [*hostKeyError], [*authError] and [*connectError] (use errors.As). Their
 // text carries no package prefix: it is shown to the user as it is, after
 // the guest's name or `cardshare: error:`.
 //

@@ -27,9 +27,9 @@ var (
 	ErrHostKeyChanged = errors.New("host key has changed")
 )
 
-// HostKeyError describes a refused host key. errors.Is matches it against
+// hostKeyError describes a refused host key. errors.Is matches it against
 // ErrHostUnknown or ErrHostKeyChanged.
-type HostKeyError struct {
+type hostKeyError struct {
 	// Host is the name looked up in known_hosts: "[host]:port", "host" for
 	// port 22, or the HostKeyAlias.
 	Host string
@@ -43,7 +43,7 @@ type HostKeyError struct {
 	Err error
 }
 
-func (e *HostKeyError) Error() string {
+func (e *hostKeyError) Error() string {
 	if e.Err == ErrHostKeyChanged {
 		return fmt.Sprintf("host key for %s has changed: server sent %s %s, known_hosts has %s; someone may be intercepting the connection",
 			e.Host, e.KeyType, e.Fingerprint, strings.Join(e.Known, ", "))
@@ -51,7 +51,7 @@ func (e *HostKeyError) Error() string {
 	return fmt.Sprintf("host key for %s is not known (%s %s)", e.Host, e.KeyType, e.Fingerprint)
 }
 
-func (e *HostKeyError) Unwrap() error { return e.Err }
+func (e *hostKeyError) Unwrap() error { return e.Err }
 
 // hostKeyChecker implements known_hosts checking with OpenSSH's
 // StrictHostKeyChecking semantics for one Target.
@@ -142,11 +142,11 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 			known = append(known, fmt.Sprintf("%s:%d (%s)", k.Filename, k.Line, k.Key.Type()))
 		}
 		h.log.Error("host key changed: refusing to connect", "host", host, "type", key.Type(), "fingerprint", fp, "known", known)
-		return &HostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Known: known, Err: ErrHostKeyChanged}
+		return &hostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Known: known, Err: ErrHostKeyChanged}
 	case !knownhosts.IsHostUnknown(err):
 		return fmt.Errorf("check host key of %s: %w", host, err) // e.g. @revoked
 	case h.mode == "yes":
-		return &HostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Err: ErrHostUnknown}
+		return &hostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Err: ErrHostUnknown}
 	}
 	if h.mode == "no" {
 		h.log.Warn("host key not verified (StrictHostKeyChecking no)", "host", host, "type", key.Type(), "fingerprint", fp)

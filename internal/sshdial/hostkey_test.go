@@ -187,12 +187,12 @@ func TestHostKey(t *testing.T) {
 					t.Fatalf("err = %v, want RevokedError", err)
 				}
 			case tt.wantErr != nil:
-				var he *HostKeyError
+				var he *hostKeyError
 				if !errors.Is(err, tt.wantErr) || !errors.As(err, &he) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
 				}
 				if he.Fingerprint != ssh.FingerprintSHA256(ed.PublicKey()) || he.KeyType != "ssh-ed25519" || !strings.Contains(he.Host, strconv.Itoa(srv.Port)) {
-					t.Errorf("HostKeyError = %+v", he)
+					t.Errorf("hostKeyError = %+v", he)
 				}
 			case err != nil:
 				t.Fatal(err)
