@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"flag"
@@ -11,7 +11,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // TestUnitFile compares the unit text with testdata/cardshare.service.golden;
 // -update rewrites it.
 func TestUnitFile(t *testing.T) {
-	got := unitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
+	got := UnitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
 	const golden = "testdata/cardshare.service.golden"
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
