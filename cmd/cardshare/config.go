@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/up"
 )
 
 const configExample = `version: 1
@@ -136,7 +137,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 			dest = "vm " + g.VM
 		}
 		addr, user := "-", "-"
-		if t, from, err := resolveGuest(ctx, g, h.SSHConfig); err != nil {
+		if t, from, err := up.Resolve(ctx, g, h.SSHConfig); err != nil {
 			errs = append(errs, &placedError{fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), err})
 		} else {
 			addr, user = t.Addr(), t.User

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -92,10 +93,10 @@ guest (command, reader, return code, time, sizes; never data).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
-	f.BoolVar(&o.acceptNew, "accept-new", false, "record the host key of a guest not yet in known_hosts (never accepts a changed key)")
-	f.StringVar(&o.guestSocket, "guest-socket", "", "socket `path` in the guest (default: a private directory of the login user)")
-	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
+	sshConfigFlag(f, &o.sshConfig)
+	acceptNewFlag(f, &o.acceptNew)
+	guestSocketFlag(f, &o.guestSocket, " (default: a private directory of the login user)")
+	pcscdSocketFlag(f, &o.pcscdSocket)
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
 	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
@@ -149,11 +150,11 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	cfg.Daemon = daemon
 	cfg.KeepaliveInterval = o.keepalive
 	cfg.Logger = log
-	cfg.Dial = forward.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
+	cfg.Dial = sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
 	cfg.Relay.Policy, _ = guestPolicy(o.readers, o.control) // checked in Args
 	cfg.Relay.Audit = o.audit
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
-	defer setup.wait()
+	defer setup.Wait()
 	cfg.OnEvent = func(e forward.Event) {
 		if e.State != forward.StateUp {
 			return
@@ -165,7 +166,7 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 		}
 		printed[e.Guest] = e.Socket
 		fmt.Fprintf(stdout, "%s: host pcscd is at %s in the guest:\n    export PCSCLITE_CSOCK_NAME=%s\n", e.Guest, e.Socket, e.Socket)
-		setup.up(e)
+		setup.Up(e.Guest, e.Socket)
 	}
 	err = forward.Expose(ctx, guests, cfg)
 	if err == nil && ctx.Err() != nil {

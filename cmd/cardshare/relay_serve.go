@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay"
@@ -58,7 +59,7 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 	f.StringVar(&o.listen, "listen", o.listen, "`address` to listen on: HOST:PORT, vsock://[CID]:PORT, or none")
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/relay.sock)")
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
-	f.StringVar(&o.pcscdSocket, "pcscd-socket", o.pcscdSocket, "host pcscd socket `path`")
+	pcscdSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
 	return cmd
 }
@@ -79,7 +80,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	}
 	ctl := o.control
 	if ctl == "" {
-		if ctl, err = defaultRelayControlSocket(); err != nil {
+		if ctl, err = control.DefaultRelaySocket(); err != nil {
 			return err
 		}
 	}
@@ -91,7 +92,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 		}
 		listen = ln.Addr().String()
 	}
-	cln, err := listenControl(ctl)
+	cln, err := control.Listen(ctl)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
@@ -103,7 +104,7 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 		Dial:   src.Dial,
 		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit},
 	})
-	srv := serveControl(cln, func() StatusV1 {
+	srv := control.Serve(cln, func() control.StatusV1 {
 		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)
 	}, log)
 	defer srv.Close()
@@ -121,21 +122,21 @@ func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout
 	return err
 }
 
-// relayStatus is the StatusV1 document of `relay serve`.
-func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) StatusV1 {
-	s := StatusV1{
-		Version: StatusVersion,
-		Mode:    modeRelay,
+// relayStatus is the control.StatusV1 document of `relay serve`.
+func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) control.StatusV1 {
+	s := control.StatusV1{
+		Version: control.StatusVersion,
+		Mode:    control.ModeRelay,
 		PID:     os.Getpid(),
 		Config:  state.Dir(),
 		Listen:  listen,
 		Started: started.UTC(),
 		Loaded:  started.UTC(),
-		Host:    HostStatus{PCSCDSocket: socket, Protocol: d.Version.String(), Releases: d.Releases()},
-		Guests:  []GuestStatus{},
+		Host:    control.HostStatus{PCSCDSocket: socket, Protocol: d.Version.String(), Releases: d.Releases()},
+		Guests:  []control.GuestStatus{},
 	}
 	for _, g := range h.Status() {
-		gs := GuestStatus{
+		gs := control.GuestStatus{
 			Name:              g.Name,
 			Address:           g.Addr,
 			Since:             g.Since.UTC(),
@@ -151,7 +152,7 @@ func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, l
 		if g.Policy != nil {
 			p = *g.Policy
 		}
-		gs.setPolicy(p.Readers, p.DenyControl, audit)
+		gs.SetPolicy(p.Readers, p.DenyControl, audit)
 		if g.Dial != "" {
 			gs.Address = g.Dial
 		}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -48,7 +48,7 @@ addresses VirtualBox and libvirt report (User, IdentityFile, known_hosts).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
+	sshConfigFlag(f, &o.sshConfig)
 	f.StringVar(&o.vagrantDir, "vagrant-dir", "", "`directory` of the Vagrantfile (default: $VAGRANT_CWD, else the current directory)")
 	f.StringVar(&o.limaHome, "lima-home", "", "Lima's `directory` (default: $LIMA_HOME, else ~/.lima)")
 	return cmd
@@ -69,7 +69,7 @@ func runResolve(ctx context.Context, g *globals, o *resolveOptions, name string,
 	return nil
 }
 
-func printTarget(w io.Writer, name string, t forward.Target, src vm.Source) {
+func printTarget(w io.Writer, name string, t sshdial.Target, src vm.Source) {
 	line := func(k, v string) {
 		if v != "" {
 			fmt.Fprintf(w, "  %-13s %s\n", k+":", v)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -83,7 +82,7 @@ func printError(w io.Writer, err error) {
 		errs = []error{err}
 	}
 	for _, e := range errs {
-		fmt.Fprintf(w, "cardshare: error: %s\n", strings.TrimPrefix(e.Error(), "forward: "))
+		fmt.Fprintf(w, "cardshare: error: %s\n", e.Error())
 		if h := hint(e); h != "" {
 			fmt.Fprintf(w, "cardshare: hint: %s\n", h)
 		}

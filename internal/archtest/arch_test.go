@@ -60,13 +60,8 @@ var noTransport = []string{
 // this list once those land; an entry that no longer matches a violation
 // fails the test, so the list cannot go stale.
 var allowed = map[string]string{
-	"file forward/setup.go":         "forward/ is split into forward, internal/sshdial and internal/guestsetup by the other half of issue 12",
-	"file cmd/cardshare/up.go":      "up's supervisor moves out of cmd/ in the other half of issue 12",
-	"package forward":               "forward/ is split by the other half of issue 12",
-	"package cmd/cardshare":         "up, the control socket and doctor move out of cmd/ in the other half of issue 12",
-	"import internal/vm -> forward": "internal/vm imports internal/sshdial instead once the other half of issue 12 lands",
-	"file internal/pcsc/proxy.go":   "being edited by another change; split it after that lands",
-	"package internal/pcsc":         "proxy.go (739 lines) is being edited by another change; move the proxy stage into its own file set or package after that lands",
+	"package cmd/cardshare": "being split after the merge of both halves of issue 12",
+	"package internal/pcsc": "the proxy stage moves into its own package after the merge of issue 13's proxy fixes",
 }
 
 // forbidden lists, for some packages (and everything under them), module

@@ -26,6 +26,7 @@ import (
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -488,7 +489,7 @@ func startCardshare(b *testing.B, s *testenv.SSHD, host string) (string, *locked
 		cancel()
 		b.Fatal(err)
 	}
-	target, err := forward.Resolve(ctx, s.HostAlias, s.ConfigFile)
+	target, err := sshdial.Resolve(ctx, s.HostAlias, s.ConfigFile)
 	if err != nil {
 		cancel()
 		b.Fatal(err)
