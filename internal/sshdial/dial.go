@@ -20,6 +20,18 @@ import (
 // defaultConnectTimeout applies when a Target has no ConnectTimeout.
 const defaultConnectTimeout = 15 * time.Second
 
+// defaultBannerTimeout bounds the wait for the server's first byte (its
+// version line) after the TCP connection is made. A live sshd sends it at
+// once; a VM manager's NAT port forward (VirtualBox, QEMU user networking)
+// accepts the connection while the guest is still booting and then says
+// nothing, and waiting out the whole ConnectTimeout there would delay every
+// reconnect by it.
+const defaultBannerTimeout = 3 * time.Second
+
+// ErrNoSuchHost means the host name does not exist (DNS or /etc/hosts say
+// so): retrying will not help.
+var ErrNoSuchHost = errors.New("no such host")
+
 // DialOptions are the caller's choices for Dial; the zero value is usable.
 type DialOptions struct {
 	// AcceptNew accepts and records unknown host keys, as
@@ -31,6 +43,10 @@ type DialOptions struct {
 	Prompt func(prompt string) ([]byte, error)
 	// Logger receives host key and connection events; nil discards them.
 	Logger *slog.Logger
+	// BannerTimeout bounds the wait for the server's version line once the
+	// TCP connection is made; the rest of the handshake keeps the Target's
+	// ConnectTimeout. Zero means 3 s (never more than ConnectTimeout).
+	BannerTimeout time.Duration
 }
 
 // connectError means the TCP connection (or, through a jump host, the
@@ -50,6 +66,12 @@ func (e *connectError) Error() string {
 }
 
 func (e *connectError) Unwrap() error { return e.Err }
+
+// Is matches ErrNoSuchHost when the name did not resolve.
+func (e *connectError) Is(target error) bool {
+	var de *net.DNSError
+	return target == ErrNoSuchHost && errors.As(e.Err, &de) && de.IsNotFound
+}
 
 // Timeout reports whether the connection attempt timed out.
 func (e *connectError) Timeout() bool {
@@ -144,13 +166,29 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 	// ConnectTimeout covers the server's banner and key exchange, as in
 	// OpenSSH; it stops once the host key arrives, so that a passphrase
 	// prompt during authentication is not cut short. ctx covers it all.
-	var timedOut atomic.Bool
+	banner := opts.BannerTimeout
+	if banner <= 0 {
+		banner = defaultBannerTimeout
+	}
+	var timedOut, noBanner atomic.Bool
+	raw := conn
 	timer := time.AfterFunc(timeout, func() {
 		timedOut.Store(true)
-		conn.Close()
+		raw.Close()
 	})
 	defer timer.Stop()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	if banner < timeout {
+		bc := &bannerConn{Conn: raw}
+		bc.timer = time.AfterFunc(banner, func() {
+			if !bc.seen.Load() {
+				noBanner.Store(true)
+				raw.Close()
+			}
+		})
+		defer bc.timer.Stop()
+		conn = bc
+	}
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	cfg := &ssh.ClientConfig{
 		User:              t.User,
 		HostKeyAlgorithms: hk.algorithms(),
@@ -172,6 +210,8 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 		switch {
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("ssh %s: %w", addr, ctx.Err())
+		case noBanner.Load():
+			return nil, connErr(fmt.Errorf("no SSH banner within %v (is the guest still booting?): %w", banner, os.ErrDeadlineExceeded))
 		case timedOut.Load():
 			return nil, connErr(fmt.Errorf("no SSH handshake within %v: %w", timeout, os.ErrDeadlineExceeded))
 		case errors.As(err, &hkErr):
@@ -185,6 +225,24 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 		log.Debug("ssh connected", "addr", addr, "user", t.User, "cipher", am.Algorithms().Write.Cipher)
 	}
 	return ssh.NewClient(sc, chans, reqs), nil
+}
+
+// bannerConn notes the first byte the server sends, which stops the banner
+// timer. Only the version exchange reads through it before seen is set; the
+// check after that is one atomic load per read.
+type bannerConn struct {
+	net.Conn
+	timer *time.Timer
+	seen  atomic.Bool
+}
+
+func (c *bannerConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.seen.Load() {
+		c.seen.Store(true)
+		c.timer.Stop()
+	}
+	return n, err
 }
 
 // isConnLost tells a dropped connection from a refusal by the server.

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -437,5 +438,86 @@ func TestPreferredCiphers(t *testing.T) {
 	defer client.Close()
 	if got := client.Conn.(ssh.AlgorithmsConnMetadata).Algorithms().Write.Cipher; got != c[0] {
 		t.Errorf("negotiated %s, want %s", got, c[0])
+	}
+}
+
+// A server that accepts TCP and sends no banner (a VM manager's NAT port
+// forward while the guest boots) fails after BannerTimeout, not after the
+// whole ConnectTimeout; a server that sends its banner late but within
+// ConnectTimeout is not cut off by it once the banner arrived.
+func TestDialNoBanner(t *testing.T) {
+	port := silentServer(t)
+	start := time.Now()
+	_, err := Dial(context.Background(), Target{User: "u", HostName: "127.0.0.1", Port: port, ConnectTimeout: time.Minute},
+		DialOptions{BannerTimeout: 200 * time.Millisecond})
+	var ce *connectError
+	if !errors.As(err, &ce) || !ce.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("err = %v, want a timed-out connectError", err)
+	}
+	if !strings.Contains(err.Error(), "no SSH banner within 200ms") {
+		t.Errorf("err = %v, want it to say no SSH banner arrived", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %v: the banner timeout did not apply", d)
+	}
+}
+
+// The banner timer stops at the first byte: a server whose key exchange
+// is slower than BannerTimeout still connects.
+func TestDialSlowKexAfterBanner(t *testing.T) {
+	s := startServer(t, []ssh.Signer{newSigner(t, "ed25519")})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	// A proxy that passes the banner at once and then holds the client's
+	// bytes back for 600 ms.
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		up, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go io.Copy(c, up)
+		time.Sleep(600 * time.Millisecond)
+		io.Copy(up, c)
+	}()
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	tgt := Target{User: "u", HostName: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, ConnectTimeout: time.Minute,
+		KnownHostsFiles: []string{kh}}
+	_, err = Dial(context.Background(), tgt, DialOptions{BannerTimeout: 200 * time.Millisecond, AcceptNew: true})
+	if err != nil && !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want the handshake to get as far as authentication", err)
+	}
+}
+
+func TestDialNoSuchHost(t *testing.T) {
+	// What net.Dialer returns for a name that does not exist (NXDOMAIN,
+	// or no /etc/hosts line without DNS): a sandbox may have no resolver
+	// to ask for a real one.
+	var err error = &connectError{Addr: "myvmm:22", Err: &net.OpError{Op: "dial", Net: "tcp",
+		Err: &net.DNSError{Err: "no such host", Name: "myvmm", IsNotFound: true}}}
+	if !errors.Is(err, ErrNoSuchHost) {
+		t.Fatalf("err = %v, want ErrNoSuchHost", err)
+	}
+	err = &connectError{Addr: "myvm:22", Err: &net.DNSError{Err: "server misbehaving", Name: "myvm", IsTemporary: true}}
+	if errors.Is(err, ErrNoSuchHost) {
+		t.Fatalf("err = %v: a resolver failure is not ErrNoSuchHost", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	_, err = Dial(context.Background(), Target{User: "u", HostName: "127.0.0.1", Port: port}, DialOptions{})
+	if err == nil || errors.Is(err, ErrNoSuchHost) {
+		t.Fatalf("refused connection: err = %v, want an error that is not ErrNoSuchHost", err)
 	}
 }

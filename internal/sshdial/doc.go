@@ -9,10 +9,13 @@
 //     would evaluate them.
 //   - [Dial] connects to a Target with golang.org/x/crypto/ssh: ProxyJump
 //     hops, known_hosts checking with StrictHostKeyChecking semantics, and
-//     public key authentication through ssh-agent and identity files.
+//     public key authentication through ssh-agent and identity files. A
+//     server that accepts the connection but sends no version line within
+//     a few seconds (a VM manager's port forward to a booting guest) fails
+//     fast instead of waiting out ConnectTimeout.
 //
 // Errors that callers branch on are [ErrHostUnknown], [ErrHostKeyChanged],
-// [ErrAuth] and [ErrProxyCommand] (use errors.Is), with details in
+// [ErrAuth], [ErrNoSuchHost] and [ErrProxyCommand] (use errors.Is), with details in
 // [*hostKeyError], [*authError] and [*connectError] (use errors.As). Their
 // text carries no package prefix: it is shown to the user as it is, after
 // the guest's name or `cardshare: error:`.
