@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -55,6 +58,23 @@ type Config struct {
 	// doubles after each failed attempt. Zero means 1 s and 30 s.
 	MinBackoff, MaxBackoff time.Duration
 
+	// ConnectBackoff caps the wait after an attempt that did not reach the
+	// guest's sshd at all (refused, timed out, no SSH banner): the guest is
+	// booting or down, and trying again costs one TCP connection, so the
+	// forward comes back within about this long of the guest's sshd instead
+	// of up to MaxBackoff later. Zero means 2 s.
+	ConnectBackoff time.Duration
+
+	// Wait bounds how long a guest that has not been up yet is retried
+	// (it may be booting): after it, Run returns the last error. Zero
+	// means forever (the service's choice; a command line tool should give
+	// up). Once the forward has been up, every loss is retried forever.
+	Wait time.Duration
+
+	// GiveUp reports the errors of a first connection that retrying will
+	// not fix, which stop the Forwarder at once. Nil means [Permanent].
+	GiveUp func(error) bool
+
 	// StaleProbe is how long a listener found at the guest socket path may
 	// take to answer before it counts as a dead forward. Zero means 2 s.
 	StaleProbe time.Duration
@@ -87,6 +107,7 @@ func DefaultConfig() *Config {
 		KeepaliveTimeout:  10 * time.Second,
 		MinBackoff:        time.Second,
 		MaxBackoff:        30 * time.Second,
+		ConnectBackoff:    2 * time.Second,
 		StaleProbe:        2 * time.Second,
 		SocketCheck:       30 * time.Second,
 	}
@@ -111,6 +132,12 @@ func (c *Config) withDefaults() Config {
 	}
 	if cc.MaxBackoff < cc.MinBackoff {
 		cc.MaxBackoff = max(d.MaxBackoff, cc.MinBackoff)
+	}
+	if cc.ConnectBackoff <= 0 {
+		cc.ConnectBackoff = d.ConnectBackoff
+	}
+	if cc.GiveUp == nil {
+		cc.GiveUp = Permanent
 	}
 	if cc.StaleProbe <= 0 {
 		cc.StaleProbe = d.StaleProbe
@@ -268,9 +295,16 @@ func (f *Forwarder) event(e Event) {
 
 // Run keeps the forward up until ctx is done, and then removes the guest
 // socket. It returns nil then, or the error of a first attempt that
-// retrying cannot fix (see Expose).
+// retrying cannot fix, or the last error when the guest was not up within
+// Config.Wait (see Expose).
 func (f *Forwarder) Run(ctx context.Context) error {
+	if s := f.guest.Socket; s != "" && !path.IsAbs(s) {
+		err := fmt.Errorf("%w: %q", ErrRelativeSocket, s)
+		f.event(Event{State: StateFailed, Err: err})
+		return err
+	}
 	backoff := backoff.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
+	start := time.Now()
 	everUp := false
 	for {
 		f.event(Event{State: StateConnecting})
@@ -283,13 +317,32 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			everUp = true
 			backoff.Reset()
 		}
-		if !everUp && permanent(err) {
+		if !everUp && f.cfg.GiveUp(err) {
 			f.log.Error("giving up on guest", "err", err)
 			f.event(Event{State: StateFailed, Err: err})
 			return err
 		}
 		wait := backoff.Next()
-		f.log.Warn("guest connection lost; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		if errors.Is(err, sshdial.ErrConnect) {
+			wait = min(wait, f.cfg.ConnectBackoff)
+		}
+		if !everUp && f.cfg.Wait > 0 {
+			left := f.cfg.Wait - time.Since(start)
+			if left <= 0 {
+				err = fmt.Errorf("%w %v: %w", ErrNotUp, f.cfg.Wait, err)
+				f.log.Error("giving up on guest", "err", err)
+				f.event(Event{State: StateFailed, Err: err})
+				return err
+			}
+			wait = min(wait, left)
+		}
+		wait = wait.Round(time.Millisecond)
+		if everUp {
+			f.log.Warn("guest connection lost; reconnecting", "err", err, "retry_in", wait)
+		} else {
+			// It never connected: it is not "lost", it may be booting.
+			f.log.Warn(fmt.Sprintf("waiting for %s (%s); retrying in %v", f.guest.Name, Reason(err), wait), "err", err, "retry_in", wait)
+		}
 		f.event(Event{State: StateBackoff, Err: err, Retry: time.Now().Add(wait)})
 		select {
 		case <-ctx.Done():
@@ -300,12 +353,45 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	}
 }
 
-// permanent reports errors that retrying does not fix.
-func permanent(err error) bool {
-	return errors.Is(err, sshdial.ErrHostUnknown) || errors.Is(err, sshdial.ErrHostKeyChanged) ||
-		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, guestsock.ErrForwardRefused) ||
-		errors.Is(err, guestsock.ErrInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
-		errors.Is(err, sshdial.ErrProxyCommand)
+// ErrNotUp means a guest was not up within Config.Wait; it wraps the last
+// error too.
+var ErrNotUp = errors.New("guest not up within")
+
+// ErrRelativeSocket means Guest.Socket is not an absolute path: sshd would
+// take it relative to its own working directory.
+var ErrRelativeSocket = errors.New("guest socket path is not absolute")
+
+// Permanent reports errors that retrying does not fix: the name does not
+// resolve, the host key is unknown or changed, authentication or the
+// forward is refused, the guest socket path is in use or unsafe, or the
+// config asks for a ProxyCommand.
+func Permanent(err error) bool {
+	return errors.Is(err, sshdial.ErrNoSuchHost) || errors.Is(err, sshdial.ErrHostUnknown) ||
+		errors.Is(err, sshdial.ErrHostKeyChanged) || errors.Is(err, sshdial.ErrAuth) ||
+		errors.Is(err, guestsock.ErrForwardRefused) || errors.Is(err, guestsock.ErrInUse) ||
+		errors.Is(err, guestsock.ErrUnsafeDir) || errors.Is(err, sshdial.ErrProxyCommand) ||
+		errors.Is(err, ErrRelativeSocket)
+}
+
+// Reason says in a few words why an attempt failed, for the "waiting for"
+// line: "connection refused", "no SSH banner", "timed out", or the error.
+func Reason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "no route to host"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "network unreachable"
+	case errors.Is(err, sshdial.ErrNoBanner):
+		return "no SSH banner yet"
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timed out"
+	case err == nil:
+		return "closed"
+	}
+	return err.Error()
 }
 
 // once connects, forwards and serves until the connection is lost or ctx is

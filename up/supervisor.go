@@ -173,6 +173,10 @@ func (f *Supervisor) forwardConfig(r *guestRun) *forward.Config {
 		c.KeepaliveInterval = r.spec.keepalive
 	}
 	c.Logger = f.log
+	// A service keeps trying a guest whose name does not resolve yet (its
+	// VM manager's DNS may register it at boot); status shows why. The
+	// other permanent errors need a change of config or guest.
+	c.GiveUp = func(err error) bool { return forward.Permanent(err) && !errors.Is(err, sshdial.ErrNoSuchHost) }
 	c.Dial = sshdial.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.opts.Prompt, Logger: f.log}
 	c.Relay.Policy = policy(r.conf)
 	c.Relay.Audit = r.conf.Audit

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/internal/sshdial"
 )
 
 // policy must give what `expose --readers/--control` gives for the same
@@ -44,6 +45,30 @@ func TestSetLevel(t *testing.T) {
 		s.setLevel(config.Host{LogLevel: tc.level})
 		if lv.Level() != tc.want {
 			t.Errorf("log_level %q, verbose %v: %v, want %v", tc.level, tc.verbose, lv.Level(), tc.want)
+		}
+	}
+}
+
+// A service keeps retrying a guest whose name does not resolve (yet), and
+// never gives up on a guest that is down or booting; a config or guest
+// mistake stops the guest until a reload.
+func TestGiveUp(t *testing.T) {
+	s := New(t.Context(), Options{Level: new(slog.LevelVar)})
+	c := s.forwardConfig(&guestRun{ctx: t.Context()})
+	if c.Wait != 0 {
+		t.Errorf("Wait = %v, want 0 (forever)", c.Wait)
+	}
+	for _, tc := range []struct {
+		err  error
+		stop bool
+	}{
+		{sshdial.ErrNoSuchHost, false},
+		{sshdial.ErrConnect, false},
+		{sshdial.ErrHostKeyChanged, true},
+		{sshdial.ErrAuth, true},
+	} {
+		if got := c.GiveUp(tc.err); got != tc.stop {
+			t.Errorf("GiveUp(%v) = %v, want %v", tc.err, got, tc.stop)
 		}
 	}
 }

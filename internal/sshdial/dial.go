@@ -28,6 +28,16 @@ const defaultConnectTimeout = 15 * time.Second
 // reconnect by it.
 const defaultBannerTimeout = 3 * time.Second
 
+// ErrConnect means the SSH server could not be reached at all: the
+// connection was refused or timed out, or no SSH banner came. The guest may
+// be down or still booting; retrying may help.
+var ErrConnect = errors.New("cannot reach the SSH server")
+
+// ErrNoBanner means the TCP connection was made but the server sent no
+// SSH version line within DialOptions.BannerTimeout. It also matches
+// ErrConnect.
+var ErrNoBanner = errors.New("no SSH banner")
+
 // ErrNoSuchHost means the host name does not exist (DNS or /etc/hosts say
 // so): retrying will not help.
 var ErrNoSuchHost = errors.New("no such host")
@@ -67,10 +77,10 @@ func (e *connectError) Error() string {
 
 func (e *connectError) Unwrap() error { return e.Err }
 
-// Is matches ErrNoSuchHost when the name did not resolve.
+// Is matches ErrConnect, and ErrNoSuchHost when the name did not resolve.
 func (e *connectError) Is(target error) bool {
 	var de *net.DNSError
-	return target == ErrNoSuchHost && errors.As(e.Err, &de) && de.IsNotFound
+	return target == ErrConnect || target == ErrNoSuchHost && errors.As(e.Err, &de) && de.IsNotFound
 }
 
 // Timeout reports whether the connection attempt timed out.
@@ -211,7 +221,7 @@ func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("ssh %s: %w", addr, ctx.Err())
 		case noBanner.Load():
-			return nil, connErr(fmt.Errorf("no SSH banner within %v (is the guest still booting?): %w", banner, os.ErrDeadlineExceeded))
+			return nil, connErr(fmt.Errorf("%w within %v (is the guest still booting?): %w", ErrNoBanner, banner, os.ErrDeadlineExceeded))
 		case timedOut.Load():
 			return nil, connErr(fmt.Errorf("no SSH handshake within %v: %w", timeout, os.ErrDeadlineExceeded))
 		case errors.As(err, &hkErr):

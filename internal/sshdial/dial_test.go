@@ -454,7 +454,7 @@ func TestDialNoBanner(t *testing.T) {
 	if !errors.As(err, &ce) || !ce.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("err = %v, want a timed-out connectError", err)
 	}
-	if !strings.Contains(err.Error(), "no SSH banner within 200ms") {
+	if !errors.Is(err, ErrNoBanner) || !errors.Is(err, ErrConnect) || !strings.Contains(err.Error(), "no SSH banner within 200ms") {
 		t.Errorf("err = %v, want it to say no SSH banner arrived", err)
 	}
 	if d := time.Since(start); d > 30*time.Second {
@@ -517,7 +517,7 @@ func TestDialNoSuchHost(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	_, err = Dial(context.Background(), Target{User: "u", HostName: "127.0.0.1", Port: port}, DialOptions{})
-	if err == nil || errors.Is(err, ErrNoSuchHost) {
+	if !errors.Is(err, ErrConnect) || errors.Is(err, ErrNoSuchHost) {
 		t.Fatalf("refused connection: err = %v, want an error that is not ErrNoSuchHost", err)
 	}
 }

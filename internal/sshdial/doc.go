@@ -15,7 +15,8 @@
 //     fast instead of waiting out ConnectTimeout.
 //
 // Errors that callers branch on are [ErrHostUnknown], [ErrHostKeyChanged],
-// [ErrAuth], [ErrNoSuchHost] and [ErrProxyCommand] (use errors.Is), with details in
+// [ErrAuth], [ErrNoSuchHost], [ErrConnect], [ErrNoBanner] and
+// [ErrProxyCommand] (use errors.Is), with details in
 // [*hostKeyError], [*authError] and [*connectError] (use errors.As). Their
 // text carries no package prefix: it is shown to the user as it is, after
 // the guest's name or `cardshare: error:`.
