@@ -444,7 +444,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		ev.GuestClient = &gc
 		f.logCompat(gc)
 	}
-	f.log.Info("forward up", "socket", info.Socket, "guest_os", info.OS)
+	f.log.Info("forward up", "guest_socket", info.Socket, "guest_os", info.OS)
 	f.event(ev)
 
 	rc := f.cfg.Relay
@@ -494,7 +494,7 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 			return nil, info, err
 		}
 		if removed {
-			f.log.Info("removed stale guest socket", "socket", info.Socket)
+			f.log.Info("removed stale guest socket", "guest_socket", info.Socket)
 		}
 	}
 	ln, err := guestsock.Listen(client, info.Socket)
@@ -510,10 +510,10 @@ func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
 	if err := guestsock.Remove(ctx, client, sock); err != nil {
-		f.log.Warn("could not remove guest socket", "socket", sock, "err", err)
+		f.log.Warn("could not remove guest socket", "guest_socket", sock, "err", err)
 		return
 	}
-	f.log.Info("removed guest socket", "socket", sock)
+	f.log.Info("removed guest socket", "guest_socket", sock)
 }
 
 func (f *Forwarder) logCompat(c pcsc.Client) {
@@ -522,15 +522,15 @@ func (f *Forwarder) logCompat(c pcsc.Client) {
 		return
 	}
 	if d.Serves(c) {
-		f.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
+		f.log.Info("guest libpcsclite is compatible with host pcscd", "guest_lib", c.String(), "host_pcscd", d.String())
 		return
 	}
 	if d.Translates(c.Version) {
-		f.log.Info("guest libpcsclite and host pcscd speak different protocol versions; cardshare translates", "guest", c.String(), "host", d.String())
+		f.log.Info("guest libpcsclite and host pcscd speak different protocol versions; cardshare translates", "guest_lib", c.String(), "host_pcscd", d.String())
 		return
 	}
 	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
-	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
+	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest_lib", c.String(), "host_pcscd", d.String(), "hint", m.Hint())
 }
 
 // watchSocket checks every interval that the guest socket is still at

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/guestsock"
+	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/sshdial"
@@ -69,7 +70,7 @@ func exposeSocket(t *testing.T, hostSocket string, guests []forward.Guest, tune 
 	cfg := forward.DefaultConfig()
 	cfg.HostSocket = hostSocket
 	cfg.Daemon = daemon
-	cfg.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg.Logger = logtest.New(t, e.log, slog.LevelDebug)
 	cfg.MinBackoff = 100 * time.Millisecond
 	cfg.MaxBackoff = time.Second
 	cfg.OnEvent = func(ev forward.Event) {

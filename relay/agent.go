@@ -188,11 +188,11 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 		}
 		if err != nil {
 			if errors.Is(err, ErrGuestRefused) || errors.Is(err, trust.ErrHostKeyMismatch) {
-				a.log.Error("giving up", "host", a.creds.Host, "err", err)
+				a.log.Error("giving up", "addr", a.creds.Host, "err", err)
 				return err
 			}
 			wait := retry.Next()
-			a.log.Warn("cannot reach host; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
+			a.log.Warn("cannot reach host; retrying", "addr", a.creds.Host, "err", err, "retry_in", wait.Round(time.Millisecond))
 			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
@@ -213,7 +213,7 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 			retry.Reset()
 		}
 		wait := retry.Next()
-		a.log.Warn("connection to host lost; reconnecting", "host", a.creds.Host, "in", wait.Round(time.Millisecond))
+		a.log.Warn("connection to host lost; reconnecting", "addr", a.creds.Host, "retry_in", wait.Round(time.Millisecond))
 		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
@@ -273,7 +273,7 @@ func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamu
 		raw.Close()
 		return nil, err
 	}
-	a.log.Info("connected to host", "host", peer, "guest", h.Guest, "host_key", a.creds.HostKey.String())
+	a.log.Info("connected to host", "addr", peer, "guest", h.Guest, "host_key", a.creds.HostKey.String())
 	a.logCompat(h)
 	return sess, nil
 }
@@ -307,7 +307,7 @@ func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
 		release()
 		if err != nil {
 			if errors.Is(err, ErrGuestRefused) {
-				a.log.Error("giving up", "host", peer.String(), "err", err)
+				a.log.Error("giving up", "addr", peer.String(), "err", err)
 				cancel(err)
 			} else {
 				refuse(peer, err)
@@ -359,13 +359,13 @@ func (a *Agent) logCompat(h trust.Hello) {
 	c := *a.cfg.Client
 	d := pcsc.Daemon{Version: pcsc.Version{Major: h.Protocol[0], Minor: h.Protocol[1]}, Lenient: h.Lenient}
 	if d.Serves(c) {
-		a.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
+		a.log.Info("guest libpcsclite is compatible with host pcscd", "guest_lib", c.String(), "host_pcscd", d.String())
 		return
 	}
 	if d.Translates(c.Version) {
-		a.log.Info("guest libpcsclite and host pcscd speak different protocol versions; the host translates", "guest", c.String(), "host", d.String())
+		a.log.Info("guest libpcsclite and host pcscd speak different protocol versions; the host translates", "guest_lib", c.String(), "host_pcscd", d.String())
 		return
 	}
 	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
-	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
+	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest_lib", c.String(), "host_pcscd", d.String(), "hint", m.Hint())
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/unixsock"
@@ -69,7 +70,7 @@ func (e *hostEnv) start(t *testing.T) {
 	}
 	e.addr = ln.Addr().String()
 	cfg := &relay.HostConfig{
-		Logger:           slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:           logtest.New(t, e.log, slog.LevelDebug),
 		Dial:             e.dial,
 		Relay:            bridge.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}, OpeningTimeout: 2 * time.Second},
 		Mux:              fastMux(),
@@ -150,7 +151,7 @@ func startAgent(t *testing.T, creds *trust.Credentials, mod func(*relay.AgentCon
 		t.Fatal(err)
 	}
 	cfg := &relay.AgentConfig{
-		Logger:         slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:         logtest.New(t, e.log, slog.LevelDebug),
 		Relay:          bridge.Config{OpeningTimeout: 2 * time.Second},
 		Mux:            fastMux(),
 		ConnectTimeout: 2 * time.Second,

@@ -117,7 +117,7 @@ func (h *Host) dialTargets(now time.Time) map[string]dialTarget {
 // started itself, the loop only waits. host is the serving Host's context,
 // which ctx derives from.
 func (h *Host) dialLoop(ctx, host context.Context, t dialTarget) {
-	log := h.log.With("guest", t.name, "dial", t.addr)
+	log := h.log.With("guest", t.name, "addr", t.addr)
 	maxBackoff := h.cfg.MaxBackoff
 	if t.pairing {
 		maxBackoff = min(maxBackoff, 2*time.Second)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
 	"github.com/cardshare/cardshare/relay/trust"
@@ -50,7 +51,7 @@ func TestPolicyRealPCSCD(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: p.Socket}.Dial, &bridge.Config{
-			Logger: slog.New(slog.NewTextHandler(log, nil)),
+			Logger: logtest.New(t, log, slog.LevelInfo),
 			Daemon: d,
 			Policy: &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}},
 			Audit:  true,

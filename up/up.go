@@ -61,7 +61,7 @@ func (f *Supervisor) Load(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	f.log.Info("host pcscd", "socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
+	f.log.Info("host pcscd", "pcscd_socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
 	f.mu.Lock()
 	f.pending, f.host = cfg, host
 	f.mu.Unlock()

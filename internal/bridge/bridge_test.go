@@ -19,6 +19,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 )
@@ -161,7 +162,7 @@ func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*bridge.Config)) *e
 	var ctx context.Context
 	ctx, e.cancel = context.WithCancel(context.Background())
 	cfg := &bridge.Config{
-		Logger:         slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:         logtest.New(t, e.log, slog.LevelDebug),
 		OpeningTimeout: 2 * time.Second,
 		Stats:          e.stats,
 	}

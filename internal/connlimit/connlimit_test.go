@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/connlimit"
+	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
 func TestAcquire(t *testing.T) {
 	var log bytes.Buffer
-	l, err := connlimit.New(&connlimit.Config{PerGuest: 2, Total: 3, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	l, err := connlimit.New(&connlimit.Config{PerGuest: 2, Total: 3, Logger: logtest.New(t, &log, slog.LevelInfo)})
 	if err != nil {
 		t.Fatal(err)
 	}

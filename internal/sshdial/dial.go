@@ -137,7 +137,7 @@ func Dial(ctx context.Context, t Target, opts DialOptions) (*ssh.Client, error) 
 
 // dialOne connects to t directly (via == nil) or through via.
 func dialOne(ctx context.Context, t Target, opts DialOptions, via *ssh.Client) (*ssh.Client, error) {
-	log := opts.Logger.With("host", t.Alias)
+	log := opts.Logger.With("ssh_host", t.Alias)
 	addr := t.Addr()
 	timeout := t.ConnectTimeout
 	if timeout <= 0 {

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 )
@@ -254,10 +255,11 @@ func (s *testServer) target(knownHosts string) Target {
 	}
 }
 
-// logBuffer returns a logger writing text into a buffer.
-func logBuffer() (*slog.Logger, *syncBuffer) {
+// logBuffer returns a logger writing text into a buffer; a line that
+// repeats a key fails t.
+func logBuffer(t testing.TB) (*slog.Logger, *syncBuffer) {
 	b := &syncBuffer{}
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
+	return logtest.New(t, b, slog.LevelDebug), b
 }
 
 type syncBuffer struct {

@@ -141,7 +141,7 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 		for _, k := range ke.Want {
 			known = append(known, fmt.Sprintf("%s:%d (%s)", k.Filename, k.Line, k.Key.Type()))
 		}
-		h.log.Error("host key changed: refusing to connect", "host", host, "type", key.Type(), "fingerprint", fp, "known", known)
+		h.log.Error("host key changed: refusing to connect", "addr", host, "type", key.Type(), "fingerprint", fp, "known", known)
 		return &hostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Known: known, Err: ErrHostKeyChanged}
 	case !knownhosts.IsHostUnknown(err):
 		return fmt.Errorf("check host key of %s: %w", host, err) // e.g. @revoked
@@ -149,7 +149,7 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 		return &hostKeyError{Host: host, KeyType: key.Type(), Fingerprint: fp, Files: h.files, Err: ErrHostUnknown}
 	}
 	if h.mode == "no" {
-		h.log.Warn("host key not verified (StrictHostKeyChecking no)", "host", host, "type", key.Type(), "fingerprint", fp)
+		h.log.Warn("host key not verified (StrictHostKeyChecking no)", "addr", host, "type", key.Type(), "fingerprint", fp)
 	}
 	if h.writeTo == "" {
 		return nil
@@ -164,7 +164,7 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 		h.log.Warn("could not add host key to known_hosts", "file", h.writeTo, "err", err)
 		return nil
 	}
-	h.log.Info("added host key to known_hosts", "host", host, "type", key.Type(), "fingerprint", fp, "file", h.writeTo)
+	h.log.Info("added host key to known_hosts", "addr", host, "type", key.Type(), "fingerprint", fp, "file", h.writeTo)
 	return nil
 }
 

@@ -178,7 +178,7 @@ func TestHostKey(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(t, &tgt, srv.Addr)
 			}
-			log, buf := logBuffer()
+			log, buf := logBuffer(t)
 			c, err := Dial(context.Background(), tgt, DialOptions{AcceptNew: tt.acceptNew, Logger: log})
 			switch {
 			case tt.wantErr == errRevoked:
