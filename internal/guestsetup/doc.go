@@ -1,9 +1,10 @@
 // Package guestsetup points a guest's programs at the socket that the SSH
 // mode forwards, from the host over SSH with plain POSIX sh, so that the
 // guest needs no cardshare binary: a marked block in the login shell's
-// profile, ~/.config/environment.d/cardshare.conf, and with --system a
-// tmpfiles.d link from /run/pcscd/pcscd.comm with the guest's own pcscd
-// masked. [Setup] surveys the guest first and changes nothing when a step
+// profile, ~/.config/environment.d/cardshare.conf and the same variable in
+// the running systemd user manager (systemctl --user set-environment), and
+// with --system a tmpfiles.d link from /run/pcscd/pcscd.comm with the
+// guest's own pcscd masked. [Setup] surveys the guest first and changes nothing when a step
 // would fail; with Undo it removes exactly what it added. [InspectEnv]
 // reads the same state for `cardshare doctor`.
 //

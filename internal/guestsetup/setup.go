@@ -231,6 +231,24 @@ func Setup(ctx context.Context, c *ssh.Client, opts Options) (Result, error) {
 		}
 		res.Changes = append(res.Changes, Change{Path: "~/" + e.file, Action: e.action, Changed: changed})
 	}
+	if sv.systemd {
+		// Only what cardshare's own environment.d file set is unset.
+		sock := res.Socket
+		if opts.Undo {
+			if gf, ok := sv.files[fileEnvD]; ok && bytes.HasPrefix(gf.content, []byte(headerEnvD)) {
+				sock = envDSocket(gf.content)
+			}
+		}
+		if sock != "" {
+			ch, note := applyUserManager(ctx, c, sock, opts.Undo, sys)
+			if ch != nil {
+				res.Changes = append(res.Changes, *ch)
+			}
+			if note != "" {
+				res.Notes = append(res.Notes, note)
+			}
+		}
+	}
 	if sysPlan != nil {
 		if sysPlan.run {
 			if err := applySystem(ctx, c, sysPlan, sys); err != nil {

@@ -372,17 +372,23 @@ func TestSetupGuestCreatesAndDeletesProfile(t *testing.T) {
 }
 
 // A guest with systemd also gets environment.d, which systemd's own
-// generator reads.
+// generator reads, and the variable in its running user manager, which read
+// environment.d before the file existed.
 func TestSetupGuestEnvironmentD(t *testing.T) {
 	t.Parallel()
 	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
-	sys := defaultSystemEnv
-	sys.sdRoot = s.Dir // any existing directory: "systemd runs"
+	sys, state := fakeSystem(t, s, "enabled", "active")
 	c := harnessClient(t, s)
 	sock := filepath.Join(s.Home, ".cardshare", "pcscd.comm")
-	res := setup(t, c, Options{sys: &sys})
-	if !res.Systemd || len(res.Notes) != 0 || len(res.Changes) != 2 || res.Changes[1].Path != "~/"+fileEnvD {
+	userEnv := func() string { return readFile(t, filepath.Join(state, "user.env")) }
+	writeAsGuestAbs(t, s, filepath.Join(state, "user.env"), "HOME="+s.Home+"\nPCSCLITE_CSOCK_NAME=/old/path\n")
+	res := setup(t, c, Options{sys: sys})
+	if !res.Systemd || len(res.Notes) != 0 || len(res.Changes) != 3 || res.Changes[1].Path != "~/"+fileEnvD ||
+		res.Changes[2] != (Change{Path: userManagerPath, Action: "set PCSCLITE_CSOCK_NAME in the running manager (systemctl --user set-environment)", Changed: true}) {
 		t.Fatalf("result %+v", res)
+	}
+	if got := userEnv(); got != "HOME="+s.Home+"\nPCSCLITE_CSOCK_NAME="+sock+"\n" {
+		t.Errorf("user manager environment after setup:\n%s", got)
 	}
 	conf := filepath.Join(s.Home, fileEnvD)
 	got := readFile(t, conf)
@@ -396,12 +402,33 @@ func TestSetupGuestEnvironmentD(t *testing.T) {
 			t.Errorf("systemd's environment.d generator printed:\n%s", out)
 		}
 	}
-	if res := setup(t, c, Options{sys: &sys}); res.Changed() {
+	if res := setup(t, c, Options{sys: sys}); res.Changed() {
 		t.Errorf("second setup changed %+v", res.Changes)
 	}
-	setup(t, c, Options{Undo: true, sys: &sys})
+	res = setup(t, c, Options{Undo: true, sys: sys})
+	if got := userEnv(); got != "HOME="+s.Home+"\n" {
+		t.Errorf("user manager environment after undo:\n%s", got)
+	}
+	if n := len(res.Changes); n == 0 || !res.Changes[n-1].Changed || res.Changes[n-1].Path != userManagerPath {
+		t.Errorf("undo changes %+v", res.Changes)
+	}
 	if _, err := os.Lstat(filepath.Join(s.Home, ".config")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("~/.config after undo: %v, want the directories setup made removed", err)
+	}
+
+	// A value the user set by hand stays on undo.
+	setup(t, c, Options{sys: sys})
+	writeAsGuestAbs(t, s, filepath.Join(state, "user.env"), "PCSCLITE_CSOCK_NAME=/mine\n")
+	setup(t, c, Options{Undo: true, sys: sys})
+	if got := userEnv(); got != "PCSCLITE_CSOCK_NAME=/mine\n" {
+		t.Errorf("undo changed a value cardshare had not set:\n%s", got)
+	}
+
+	// No running user manager: the files are written, with a note.
+	writeAsGuestAbs(t, s, filepath.Join(state, "user.down"), "")
+	res = setup(t, c, Options{sys: sys})
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "no running systemd user manager") || !res.Changed() {
+		t.Errorf("without a user manager: %+v", res)
 	}
 }
 
@@ -466,6 +493,16 @@ func fakeSystem(t *testing.T, s *testenv.SSHD, socketEnabled, socketActive strin
 	scripts := map[string]string{
 		"sudo": `[ "$1" = -n ] || exit 1; shift; echo "sudo $*" >> ` + state + `/log; exec "$@"`,
 		"systemctl": `d=` + state + `; echo "systemctl $*" >> $d/log; c=$1; shift
+if [ "$c" = --user ]; then
+	[ -f $d/user.down ] && exit 1
+	f=$d/user.env; touch $f; c=$1; shift
+	case $c in
+	show-environment) cat $f ;;
+	set-environment) k=${1%%=*}; { grep -v "^$k=" $f; echo "$1"; } > $f.new; mv $f.new $f ;;
+	unset-environment) grep -v "^$1=" $f > $f.new; mv $f.new $f ;;
+	esac
+	exit 0
+fi
 case $c in
 is-enabled) cat $d/$1.enabled 2>/dev/null || exit 1 ;;
 is-active) cat $d/$1.active 2>/dev/null || echo inactive ;;
@@ -524,7 +561,7 @@ func TestSetupGuestSystem(t *testing.T) {
 	}
 
 	res := setup(t, c, Options{System: true, sys: sys})
-	if !res.Changed() || len(res.Changes) != 5 {
+	if !res.Changed() || len(res.Changes) != 6 {
 		t.Errorf("changes %+v", res.Changes)
 	}
 	l := log()
