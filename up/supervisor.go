@@ -91,10 +91,13 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
 		fresh[i] = r
 		wg.Go(func() {
-			t, _, err := Resolve(f.ctx, g, cfg.Host.SSHConfig)
+			t, src, err := Lookup(f.ctx, g, cfg.Host.SSHConfig)
 			if err != nil {
 				r.err, r.at = err, time.Now()
 				return
+			}
+			if w := VMWarning(g, src, cfg.Host.SSHConfig); w != "" {
+				f.log.Warn(w, "guest", g.Name, "hint", "check the name: `cardshare resolve "+g.VM+"` shows where it leads")
 			}
 			r.spec.guest = forward.Guest{Name: g.Name, Target: t, Socket: g.Socket}
 		})

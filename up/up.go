@@ -143,12 +143,31 @@ func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, er
 // name as `cardshare resolve` does (an ssh_config alias, else the VM
 // managers, else a host name). from says where a VM's address came from.
 func Resolve(ctx context.Context, g config.Guest, sshConfig string) (t sshdial.Target, from string, err error) {
-	if g.VM == "" {
-		t, err = sshdial.Resolve(ctx, g.Destination, sshConfig)
-		return t, "", err
-	}
-	t, src, err := vm.Resolve(ctx, g.VM, sshConfig)
+	t, src, err := Lookup(ctx, g, sshConfig)
 	return t, src.Kind, err
+}
+
+// Lookup is Resolve with the whole vm.Source of a VM guest (the zero
+// Source for a destination).
+func Lookup(ctx context.Context, g config.Guest, sshConfig string) (sshdial.Target, vm.Source, error) {
+	if g.VM == "" {
+		if err := sshdial.CheckConfigFile(sshConfig); err != nil {
+			return sshdial.Target{}, vm.Source{}, err
+		}
+		t, err := sshdial.Resolve(ctx, g.Destination, sshConfig)
+		return t, vm.Source{}, err
+	}
+	return vm.Resolve(ctx, g.VM, sshConfig)
+}
+
+// VMWarning is the warning for a guest whose vm: no ssh_config block and
+// no VM manager knew, so that it became a plain host name (a typo, or a VM
+// manager that is not installed): "" when there is nothing to warn about.
+func VMWarning(g config.Guest, src vm.Source, sshConfig string) string {
+	if g.VM == "" || !src.Unknown() {
+		return ""
+	}
+	return fmt.Sprintf("guest %s: %s; connecting to it as the host name %s", g.Name, src.WhereLooked(g.VM, sshConfig), g.VM)
 }
 
 // placedError says where err happened; its chain keeps err for hints.

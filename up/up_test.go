@@ -1,12 +1,14 @@
 package up
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
 	"testing"
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/vm"
 )
 
 // policy must give what `expose --readers/--control` gives for the same
@@ -70,5 +72,30 @@ func TestGiveUp(t *testing.T) {
 		if got := c.GiveUp(tc.err); got != tc.stop {
 			t.Errorf("GiveUp(%v) = %v, want %v", tc.err, got, tc.stop)
 		}
+	}
+}
+
+// A vm: that nothing knows is a warning that says where cardshare looked.
+func TestVMWarning(t *testing.T) {
+	g := config.Guest{Name: "build", VM: "build"}
+	src := vm.Source{Kind: "host name", Looked: []string{"libvirt: no domain named build"}}
+	w := VMWarning(g, src, "")
+	want := "guest build: build is not a Host in ~/.ssh/config, nor a VM that libvirt knows (no domain named build); VirtualBox, Vagrant and Lima are not installed (or have no VMs here); connecting to it as the host name build"
+	if w != want {
+		t.Errorf("warning\n got %s\nwant %s", w, want)
+	}
+	if w := VMWarning(g, vm.Source{Kind: "libvirt"}, ""); w != "" {
+		t.Errorf("a VM libvirt knows: %q", w)
+	}
+	if w := VMWarning(config.Guest{Name: "d", Destination: "d"}, vm.Source{Kind: "host name"}, ""); w != "" {
+		t.Errorf("a destination: %q", w)
+	}
+}
+
+// A missing ssh_config file is an error of its own for destinations too.
+func TestLookupMissingSSHConfig(t *testing.T) {
+	_, _, err := Lookup(t.Context(), config.Guest{Name: "d", Destination: "dev@127.0.0.1:2222"}, t.TempDir()+"/none")
+	if !errors.Is(err, sshdial.ErrConfigFile) {
+		t.Errorf("err = %v, want ErrConfigFile", err)
 	}
 }

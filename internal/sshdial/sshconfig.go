@@ -86,6 +86,24 @@ func Resolve(ctx context.Context, dest, configFile string) (Target, error) {
 	return resolve(ctx, dest, configFile, 0)
 }
 
+// ErrConfigFile means the ssh_config file given for ssh -F cannot be read;
+// ssh would only say "Can't open user config file".
+var ErrConfigFile = errors.New("ssh_config file")
+
+// CheckConfigFile checks that an ssh_config file given for ssh -F can be
+// read; "" (ssh's own files, which may be missing) is fine.
+func CheckConfigFile(file string) error {
+	if file == "" {
+		return nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfigFile, err)
+	}
+	f.Close()
+	return nil
+}
+
 func resolve(ctx context.Context, dest, configFile string, depth int) (Target, error) {
 	if depth > maxJumpDepth {
 		return Target{}, fmt.Errorf("resolve %s: more than %d nested ProxyJump hops", dest, maxJumpDepth)
@@ -94,6 +112,9 @@ func resolve(ctx context.Context, dest, configFile string, depth int) (Target, e
 	sshPath, err := exec.LookPath("ssh")
 	if err != nil {
 		return resolveBuiltin(dest, env)
+	}
+	if err := CheckConfigFile(configFile); err != nil {
+		return Target{}, err
 	}
 	args, err := sshGArgs(dest, configFile)
 	if err != nil {

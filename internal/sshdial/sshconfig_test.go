@@ -377,3 +377,13 @@ Host viaold
 		}
 	}
 }
+
+// A missing -F file is named as such, not as ssh's "Can't open user config
+// file".
+func TestResolveMissingConfigFile(t *testing.T) {
+	needSSH(t)
+	_, err := Resolve(context.Background(), "myvm", filepath.Join(t.TempDir(), "config"))
+	if !errors.Is(err, ErrConfigFile) || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want ErrConfigFile wrapping ErrNotExist", err)
+	}
+}

@@ -147,6 +147,9 @@ var managers = []manager{
 // Target, trying in order: an explicit host:port, an ssh_config alias, the
 // installed VM managers, and finally a plain host name.
 func (r *Resolver) Resolve(ctx context.Context, name string) (sshdial.Target, Source, error) {
+	if err := sshdial.CheckConfigFile(r.SSHConfig); err != nil {
+		return sshdial.Target{}, Source{}, err
+	}
 	user, host := "", name
 	if i := strings.LastIndexByte(name, '@'); i >= 0 {
 		user, host = name[:i], name[i+1:]
@@ -346,4 +349,62 @@ func tildePath(p string) string {
 		}
 	}
 	return p
+}
+
+// managerTitles are the VM managers' names as their users write them, in
+// lookup order.
+var managerTitles = map[string]string{"virtualbox": "VirtualBox", "libvirt": "libvirt", "vagrant": "Vagrant", "lima": "Lima"}
+
+// Unknown reports whether no ssh_config block and no VM manager knew the
+// name: it was taken as a plain host name.
+func (s Source) Unknown() bool { return s.Kind == "host name" }
+
+// WhereLooked says, for a name that Resolve took as a plain host name, where
+// it looked first, with sshConfig the ssh_config file name to show ("" for
+// ~/.ssh/config): `myvmm is not a Host in ~/.ssh/config, nor a VM that
+// libvirt knows (no domain named myvmm); VirtualBox, Vagrant and Lima are
+// not installed`.
+func (s Source) WhereLooked(name, sshConfig string) string {
+	if sshConfig == "" {
+		sshConfig = "~/.ssh/config"
+	}
+	var asked, whys, missing []string
+	seen := map[string]bool{}
+	for _, l := range s.Looked {
+		m, why, _ := strings.Cut(l, ": ")
+		seen[m] = true
+		asked = append(asked, managerTitles[m])
+		whys = append(whys, why)
+	}
+	for _, m := range managers {
+		if !seen[m.name] {
+			missing = append(missing, managerTitles[m.name])
+		}
+	}
+	b := fmt.Sprintf("%s is not a Host in %s", name, sshConfig)
+	if len(asked) > 0 {
+		verb := " knows"
+		if len(asked) > 1 {
+			verb = " know"
+		}
+		b += fmt.Sprintf(", nor a VM that %s%s (%s)", orList(asked), verb, strings.Join(whys, "; "))
+	}
+	switch len(missing) {
+	case 0:
+	case 1:
+		b += "; " + missing[0] + " is not installed (or has no VMs here)"
+	default:
+		b += "; " + andList(missing) + " are not installed (or have no VMs here)"
+	}
+	return b
+}
+
+func orList(s []string) string  { return joinLast(s, " or ") }
+func andList(s []string) string { return joinLast(s, " and ") }
+
+func joinLast(s []string, last string) string {
+	if len(s) <= 1 {
+		return strings.Join(s, "")
+	}
+	return strings.Join(s[:len(s)-1], ", ") + last + s[len(s)-1]
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cardshare/cardshare/internal/sshdial"
 )
 
 // reply is a recorded command result: stdout from a testdata file, or a
@@ -328,8 +330,26 @@ func TestResolve(t *testing.T) {
 		if err != nil || src.Kind != "host name" || tg.HostName != "build.example.org" || tg.Port != 22 {
 			t.Errorf("target %+v from %+v, %v", tg, src, err)
 		}
-		if !slices.Contains(src.Looked, "virtualbox: no VM named build.example.org") {
+		if !slices.Contains(src.Looked, "virtualbox: no VM named build.example.org") || !src.Unknown() {
 			t.Errorf("looked %q", src.Looked)
+		}
+		want := "build.example.org is not a Host in ~/vms.conf, nor a VM that VirtualBox knows (no VM named build.example.org); libvirt, Vagrant and Lima are not installed (or have no VMs here)"
+		if got := src.WhereLooked("build.example.org", "~/vms.conf"); got != want {
+			t.Errorf("WhereLooked:\n got %s\nwant %s", got, want)
+		}
+		two := Source{Kind: "host name", Looked: []string{"virtualbox: no VM named x", "libvirt: no domain named x"}}
+		want = "x is not a Host in ~/.ssh/config, nor a VM that VirtualBox or libvirt know (no VM named x; no domain named x); Vagrant and Lima are not installed (or have no VMs here)"
+		if got := two.WhereLooked("x", ""); got != want {
+			t.Errorf("WhereLooked:\n got %s\nwant %s", got, want)
+		}
+	})
+
+	t.Run("missing ssh_config", func(t *testing.T) {
+		r, f := newResolver(t, nat)
+		r.SSHConfig = filepath.Join(t.TempDir(), "none")
+		_, _, err := r.Resolve(ctx, "devvm")
+		if !errors.Is(err, sshdial.ErrConfigFile) || !errors.Is(err, os.ErrNotExist) || len(f.calls) != 0 {
+			t.Errorf("err = %v (calls %v), want ErrConfigFile wrapping ErrNotExist before asking anyone", err, f.calls)
 		}
 	})
 
