@@ -158,21 +158,25 @@ func TestCLIDoctorFailures(t *testing.T) {
 		name  string
 		args  []string
 		fails map[string]string // check -> message part
+		warns map[string]string
 		skips []string
 		fix   string
 	}{
 		{"pcscd missing", []string{"--pcscd-socket", "/nonexistent/pcscd.comm"},
-			map[string]string{"host pcscd": "nothing listens on /nonexistent/pcscd.comm"}, []string{"readers"}, "systemctl enable --now pcscd.socket"},
+			map[string]string{"host pcscd": "nothing listens on /nonexistent/pcscd.comm"}, nil, []string{"readers"}, "systemctl enable --now pcscd.socket"},
 		{"no readers", []string{"--pcscd-socket", noReaders},
-			map[string]string{"readers": "pcscd lists no reader"}, nil, "plug the reader in"},
+			map[string]string{"readers": "pcscd lists no reader"}, nil, nil, "plug the reader in"},
 		{"unknown host", []string{"--pcscd-socket", p.Socket, "-F", sshConfig(t, s, empty, s.ClientKey), "guest"},
-			map[string]string{"ssh": "host key for [127.0.0.1]:"}, []string{"forwarding", "guest socket", "libpcsclite", "environment"}, "--accept-new"},
+			map[string]string{"ssh": "host key for [127.0.0.1]:"}, nil, []string{"forwarding", "guest socket", "libpcsclite", "environment"}, "--accept-new"},
 		{"forwarding refused", []string{"--pcscd-socket", p.Socket, "-F", noForward.ConfigFile, noForward.HostAlias},
-			map[string]string{"forwarding": "guest sshd refused the socket forward", "environment": "~/.profile does not set PCSCLITE_CSOCK_NAME"}, nil, "AllowStreamLocalForwarding yes"},
+			map[string]string{"forwarding": "guest sshd refused the socket forward"},
+			map[string]string{"environment": "~/.profile does not set PCSCLITE_CSOCK_NAME"}, nil, "AllowStreamLocalForwarding yes"},
 		{"shared socket directory", []string{"--pcscd-socket", p.Socket, "-F", s.ConfigFile, "--guest-socket", shared + "/pcscd.comm", s.HostAlias},
-			map[string]string{"guest socket": "guest socket directory is writable by other users", "environment": "does not set"}, nil, "read your PIN"},
+			map[string]string{"guest socket": "guest socket directory is writable by other users"},
+			map[string]string{"environment": "does not set"}, nil, "read your PIN"},
 		{"protocol mismatch", []string{"--pcscd-socket", strict45, "-F", s.ConfigFile, s.HostAlias},
-			map[string]string{"libpcsclite": "cannot talk", "environment": "does not set"}, nil, "upgrade the guest's libpcsclite to 2.4.1 or later"},
+			map[string]string{"libpcsclite": "cannot talk"},
+			map[string]string{"environment": "does not set"}, nil, "upgrade the guest's libpcsclite to 2.4.1 or later"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,6 +189,14 @@ func TestCLIDoctorFailures(t *testing.T) {
 				if l := lines[name]; !strings.HasPrefix(l, "FAIL") || !strings.Contains(l, want) {
 					t.Errorf("%s: %q, want FAIL with %q\n%s", name, l, want, out)
 				}
+			}
+			for name, want := range tt.warns {
+				if l := lines[name]; !strings.HasPrefix(l, "WARN") || !strings.Contains(l, want) {
+					t.Errorf("%s: %q, want WARN with %q\n%s", name, l, want, out)
+				}
+			}
+			if tt.warns["environment"] != "" && !strings.Contains(out, "`cardshare guest setup -F ") {
+				t.Errorf("the environment fix does not carry -F:\n%s", out)
 			}
 			for _, name := range tt.skips {
 				if !strings.HasPrefix(lines[name], "SKIP") {

@@ -138,3 +138,22 @@ func TestPolkitCheck(t *testing.T) {
 		})
 	}
 }
+
+// The fix is a command the user can paste: it carries their own -F and
+// guest socket.
+func TestSetupCommand(t *testing.T) {
+	d := &doctor{cfg: &Config{}}
+	if got := d.setupCommand("myvm"); got != "cardshare guest setup myvm" {
+		t.Errorf("plain: %s", got)
+	}
+	d.cfg.SSHConfig, d.cfg.GuestSocket = "/home/me/vms/ssh config", "/run/user/1000/pcscd.comm"
+	want := `cardshare guest setup -F '/home/me/vms/ssh config' --socket /run/user/1000/pcscd.comm dev@10.0.0.7:2222`
+	if got := d.setupCommand("dev@10.0.0.7:2222"); got != want {
+		t.Errorf("with flags:\n got %s\nwant %s", got, want)
+	}
+	for in, want := range map[string]string{"it's": `'it'\''s'`, "": "''", "a$b": "'a$b'", "~/x": "'~/x'"} {
+		if got := ShellQuote(in); got != want {
+			t.Errorf("ShellQuote(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

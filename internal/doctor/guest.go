@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -110,17 +111,19 @@ func (d *doctor) envCheck(ctx context.Context, c *ssh.Client, name, socket strin
 	if err != nil {
 		return Result{Status: Fail, Msg: err.Error(), Fix: d.hint(err)}
 	}
-	setup := fmt.Sprintf("`cardshare guest setup %s` (or expose --setup-guest)", name)
+	setup := "`" + d.setupCommand(name) + "` (or expose --setup-guest)"
 	if e.Profile == "" {
 		return Result{Status: Warn, Msg: fmt.Sprintf("the login shell %s reads no profile that guest setup writes", e.Shell),
 			Fix: fmt.Sprintf("set PCSCLITE_CSOCK_NAME=%s in that shell's own startup file", socket)}
 	}
 	switch {
 	case e.ProfileSocket == "":
-		return Result{Status: Fail, Msg: fmt.Sprintf("~/%s does not set PCSCLITE_CSOCK_NAME for the login user", e.Profile), Fix: setup}
+		// Exporting it by hand in each session is a valid choice.
+		return Result{Status: Warn, Msg: fmt.Sprintf("~/%s does not set PCSCLITE_CSOCK_NAME for the login user: guest programs find the socket only where you export it yourself", e.Profile),
+			Fix: setup + ", or keep exporting it by hand"}
 	case socket != "" && e.ProfileSocket != socket:
 		return Result{Status: Fail, Msg: fmt.Sprintf("~/%s points at %s, but expose listens on %s", e.Profile, e.ProfileSocket, socket),
-			Fix: setup + ", with the --guest-socket that expose uses"}
+			Fix: setup + ", with the --socket that matches expose's --guest-socket"}
 	case e.Systemd && e.EnvDSocket == "":
 		return Result{Status: Warn, Msg: fmt.Sprintf("~/%s is set up, but systemd user services and graphical sessions lack the variable", e.Profile), Fix: setup}
 	case e.Systemd && e.EnvDSocket != e.ProfileSocket:
@@ -131,4 +134,25 @@ func (d *doctor) envCheck(ctx context.Context, c *ssh.Client, name, socket strin
 		msg += "; environment.d for the user's services and graphical sessions"
 	}
 	return Result{Status: OK, Msg: msg}
+}
+
+// setupCommand is the `cardshare guest setup` command line for the guest,
+// with the user's own -F and guest socket, so that it can be pasted as is.
+func (d *doctor) setupCommand(name string) string {
+	cmd := "cardshare guest setup"
+	if d.cfg.SSHConfig != "" {
+		cmd += " -F " + ShellQuote(d.cfg.SSHConfig)
+	}
+	if d.cfg.GuestSocket != "" {
+		cmd += " --socket " + ShellQuote(d.cfg.GuestSocket)
+	}
+	return cmd + " " + ShellQuote(name)
+}
+
+// ShellQuote quotes s for a POSIX shell when it needs it.
+func ShellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-~") == "" && s[0] != '~' {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
