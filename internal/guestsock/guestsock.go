@@ -52,7 +52,8 @@ func (g Info) Client() (pcsc.Client, bool) {
 // It chooses the socket path (the requested one, or a directory only the
 // login user can enter: $XDG_RUNTIME_DIR/cardshare, else ~/.cardshare, else
 // /tmp/cardshare-UID when those paths are too long for sun_path), creates
-// the directory 0700, refuses a directory that other users can write to,
+// the directory 0700, refuses a directory that other users can write to or
+// that sits in one they can write to (unless it is sticky, like /tmp),
 // and reports the path, whether something is already there, and the guest's
 // pcsc-lite release.
 const prepareScript = DefaultDirFunc + `
@@ -66,6 +67,19 @@ owner_ok() { # $1 is owned by us or root, and no one else may write to it
 	[ "$o" = "$(id -u)" ] || [ "$o" = 0 ] || return 1
 	case "$m" in ?????w????*|????????w?*) return 2 ;; esac
 	return 0
+}
+ancestors_ok() { # every directory above $1 is ours or root's, and others
+	# may write to none that is not sticky: else another user could rename
+	# the socket's directory away and put their own in its place
+	a=$1
+	while [ "$a" != / ] && [ "$a" != . ]; do
+		a=$(dirname "$a")
+		owner_ok "$a"
+		case $? in
+		1) echo "unsafe=$a"; return ;;
+		2) case "$(ls -ldn "$a" | awk '{print $1}')" in ?????????[tT]*) ;; *) echo "unsafe=$a"; return ;; esac ;;
+		esac
+	done
 }
 if [ -z "$want" ]; then
 	default_dir
@@ -84,6 +98,7 @@ else
 	2) echo "unsafe=$dir" ;;
 	esac
 fi
+ancestors_ok "$dir"
 echo "socket=$sock"
 if [ -S "$sock" ]; then echo "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then echo "exists=other"; fi
 echo "os=$(uname -s)"
@@ -126,13 +141,24 @@ const DefaultDirFunc = `default_dir() {
 }
 `
 
-// removeScript removes the guest socket if it is still a socket.
-const removeScript = `[ -S "$sock" ] && rm -f -- "$sock"; exit 0
+// removeSocketScript removes the guest socket if it is still a socket.
+const removeSocketScript = `[ -S "$sock" ] && rm -f -- "$sock"; exit 0
 `
 
-// Remove removes the socket at sock in the guest, if a socket is there.
+// removeScript removes the guest socket if it is still a socket, and then
+// the default directory that Prepare made for it when it is that directory
+// and empty (rmdir fails on anything else).
+const removeScript = DefaultDirFunc + `[ -S "$sock" ] && rm -f -- "$sock"
+default_dir
+[ "$(dirname "$sock")" = "$dir" ] && rmdir -- "$dir" 2>/dev/null
+exit 0
+`
+
+// Remove removes the socket at sock in the guest, if a socket is there,
+// and the default socket directory when it is left empty: nothing of
+// cardshare's stays in the guest after a clean stop.
 func Remove(ctx context.Context, c *ssh.Client, sock string) error {
-	_, err := Run(ctx, c, removeScript, "sock", sock)
+	_, err := Run(ctx, c, removeScript, "sock", sock, "max", fmt.Sprint(MaxPath))
 	return err
 }
 
@@ -255,7 +281,7 @@ func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Durat
 			return false, fmt.Errorf("%w: %s", ErrInUse, sock)
 		}
 	}
-	if err := Remove(ctx, c, sock); err != nil {
+	if _, err := Run(ctx, c, removeSocketScript, "sock", sock); err != nil {
 		return false, fmt.Errorf("remove stale socket %s: %w", sock, err)
 	}
 	return true, nil
