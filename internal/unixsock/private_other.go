@@ -7,6 +7,9 @@ import "io/fs"
 // checkOwner is a no-op where files have no Unix owner.
 func checkOwner(string, fs.FileInfo) error { return nil }
 
+// checkAncestors is a no-op where files have no Unix owner.
+func checkAncestors(string) error { return nil }
+
 // Lock does not lock where flock is missing: concurrent `relay pair` and
 // `relay revoke` commands may then lose each other's change.
 func Lock(string) (func(), error) { return func() {}, nil }

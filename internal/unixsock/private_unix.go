@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -39,3 +40,26 @@ func Lock(path string) (unlock func(), err error) {
 
 // privateModes says that file modes keep other users out.
 const privateModes = true
+
+// checkAncestors refuses a directory that sits anywhere below one that
+// another user owns, or that others may write to without the sticky bit
+// (as /tmp has): they could rename the private directory away and put
+// their own in its place.
+func checkAncestors(dir string) error {
+	uid := os.Getuid()
+	for a := filepath.Dir(dir); ; a = filepath.Dir(a) {
+		fi, err := os.Stat(a)
+		if err != nil {
+			return err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid && st.Uid != 0 {
+			return fmt.Errorf("%w: %s, above %s, belongs to uid %d", ErrUnsafePermissions, a, dir, st.Uid)
+		}
+		if fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+			return fmt.Errorf("%w: %s, above %s, has mode %v: other users could replace %s", ErrUnsafePermissions, a, dir, fi.Mode().Perm(), dir)
+		}
+		if a == filepath.Dir(a) {
+			return nil
+		}
+	}
+}

@@ -49,7 +49,9 @@ func isDir(p string) bool {
 
 // ListenGuestSocket listens on the Unix socket path for guest programs. It
 // creates path's directory with mode 0700 when missing and refuses one that
-// other users may enter or write to, or that belongs to someone else. A
+// other users may enter or write to, or that belongs to someone else, or
+// that sits below a directory of another user or one that others may write
+// to without the sticky bit. A
 // socket left at path by an earlier run is removed; one that a live listener
 // serves is not (ErrSocketInUse).
 func ListenGuestSocket(path string) (net.Listener, error) {
@@ -57,6 +59,9 @@ func ListenGuestSocket(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("guest socket %q must be an absolute path of at most %d bytes", path, MaxPath)
 	}
 	if err := MkdirPrivate(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
+	if err := checkAncestors(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	if err := ClearStale(path); err != nil {

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/unixsock"
@@ -72,4 +74,30 @@ func TestPrivateFiles(t *testing.T) {
 	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
 		t.Errorf("MkdirPrivate left mode %v", fi.Mode().Perm())
 	}
+}
+
+// A directory that others may write to, above the socket's own, lets them
+// swap the socket's directory for theirs: refused unless it is sticky.
+func TestListenGuestSocketAncestors(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix file modes")
+	}
+	base, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	open := filepath.Join(base, "open")
+	os.Mkdir(open, 0o755)
+	os.Chmod(open, 0o777)
+	_, err = unixsock.ListenGuestSocket(filepath.Join(open, "priv", "pcscd.comm"))
+	if !errors.Is(err, unixsock.ErrUnsafePermissions) || !strings.Contains(err.Error(), open+", above") {
+		t.Errorf("under a 0777 directory: %v, want ErrUnsafePermissions naming %s", err, open)
+	}
+	os.Chmod(open, os.ModeSticky|0o777)
+	ln, err := unixsock.ListenGuestSocket(filepath.Join(open, "priv", "pcscd.comm"))
+	if err != nil {
+		t.Fatalf("under a sticky 1777 directory: %v", err)
+	}
+	ln.Close()
 }
