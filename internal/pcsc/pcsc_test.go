@@ -178,8 +178,15 @@ func TestProbeEcho(t *testing.T) {
 
 func TestProbeNoDaemon(t *testing.T) {
 	_, err := pcsc.Probe(context.Background(), filepath.Join(t.TempDir(), "missing.comm"))
-	if !errors.Is(err, pcsc.ErrNoDaemon) {
+	if !errors.Is(err, pcsc.ErrNoDaemon) || errors.Is(err, pcsc.ErrNoSocketDir) {
 		t.Fatalf("err = %v, want ErrNoDaemon", err)
+	}
+	// A path whose directory does not exist is probably a wrong path: the
+	// error says so, and still counts as no daemon.
+	_, err = pcsc.Probe(context.Background(), "/nonexistent/pcscd.comm")
+	if !errors.Is(err, pcsc.ErrNoSocketDir) || !errors.Is(err, pcsc.ErrNoDaemon) ||
+		err.Error() != "pcsc: no pcscd socket at /nonexistent/pcscd.comm: the directory /nonexistent does not exist" {
+		t.Fatalf("err = %v, want ErrNoSocketDir", err)
 	}
 }
 

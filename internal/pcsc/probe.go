@@ -6,12 +6,35 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 )
 
 // ErrNoDaemon means nothing listens on the pcscd socket.
 var ErrNoDaemon = errors.New("pcsc: pcscd is not running")
+
+// ErrNoSocketDir means the pcscd socket's directory does not exist: the
+// path is probably wrong (pcscd creates the directory when it starts). It
+// also matches ErrNoDaemon.
+var ErrNoSocketDir = errors.New("pcsc: no such directory for the pcscd socket")
+
+type noSocketDirError struct{ path, dir string }
+
+func (e *noSocketDirError) Error() string {
+	return fmt.Sprintf("pcsc: no pcscd socket at %s: the directory %s does not exist", e.path, e.dir)
+}
+
+func (e *noSocketDirError) Is(target error) bool {
+	return target == ErrNoSocketDir || target == ErrNoDaemon
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
 
 // ErrRefused means pcscd closed the connection without answering, which is
 // what it does when polkit denies access (org.debian.pcsc-lite.access_pcsc).
@@ -31,6 +54,9 @@ func Probe(ctx context.Context, path string) (Daemon, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
+		if dir := filepath.Dir(path); errors.Is(err, fs.ErrNotExist) && !isDir(dir) {
+			return Daemon{}, &noSocketDirError{path: path, dir: dir}
+		}
 		if isNoListener(err) {
 			return Daemon{}, fmt.Errorf("%w: %s: %w", ErrNoDaemon, path, err)
 		}
