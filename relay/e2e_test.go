@@ -209,6 +209,11 @@ func TestRelayDeadPeerDuringWait(t *testing.T) {
 	a.waitConnected(t)
 	w := startWaiter(t, a.socket)
 	waitFor(t, func() bool { return h.host.Status()[0].Open == 1 })
+	// The host's status names the guest library's protocol (Debian 12's
+	// libpcsclite, 4.4), which only the host's end of the relay sees.
+	if v := h.host.Status()[0].Client; v != pcsc.V44 {
+		t.Errorf("Status().Client = %v, want 4.4", v)
+	}
 
 	proxy.Cut()
 	w.mustFail(t, 5*time.Second)

@@ -491,6 +491,9 @@ type GuestStatus struct {
 	// Policy is the guest's reader policy (trust.GuestRecord.Policy); nil when
 	// it may use every reader, or when HostConfig.Relay.Policy applies.
 	Policy *pcsc.Policy
+	// Client is the protocol version the guest's libpcsclite proposed in
+	// its last connection; the zero Version before its first one.
+	Client pcsc.Version
 	// Open, Connections, Failed, BytesUp and BytesDown count the guest's
 	// relayed pcsc-lite connections since the host started.
 	Open                int64
@@ -508,7 +511,8 @@ func (h *Host) Status() []GuestStatus {
 	for name, g := range h.guests {
 		// While the list cannot be read, nobody counts as revoked.
 		rec, ok := h.list.Current(g.key, name)
-		out = append(out, GuestStatus{
+		client, _ := g.stats.Client()
+		out = append(out, GuestStatus{Client: client,
 			Name: name, Connected: g.sess != nil, Revoked: h.list != nil && !ok, Policy: rec.Policy(),
 			Addr: g.addr, Since: g.since, Sessions: g.sessions,
 			Dial: g.dial, Dialing: g.dialing, RetryAt: g.retryAt, LastError: g.lastErr,

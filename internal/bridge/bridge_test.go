@@ -205,6 +205,9 @@ func versionExchange(t *testing.T, c net.Conn, v pcsc.Version) pcsc.VersionReply
 
 func TestServeRelays(t *testing.T) {
 	e := serve(t, pcsc.Daemon{Version: pcsc.V44})
+	if _, ok := e.stats.Client(); ok {
+		t.Error("Stats.Client known before any connection")
+	}
 	c := e.dial(t)
 	if r := versionExchange(t, c, pcsc.V44); !r.Accepted() {
 		t.Fatalf("rejected: %+v", r)
@@ -272,6 +275,10 @@ func TestServeFallback(t *testing.T) {
 	}
 	if strings.Contains(e.log.String(), "level=ERROR") {
 		t.Errorf("fallback logged an error:\n%s", e.log)
+	}
+	// Stats name the guest library's own version, not the fallback.
+	if v, ok := e.stats.Client(); !ok || v != pcsc.V45 {
+		t.Errorf("Stats.Client = %v, %v; want 4.5", v, ok)
 	}
 }
 

@@ -23,6 +23,8 @@ type handshake struct {
 	guest, host pcsc.Version
 	// daemon is the version the daemon's accepting reply named: its own.
 	daemon pcsc.Version
+	// client is the version the guest's library proposed first.
+	client pcsc.Version
 	// translated is set when the relay answered the guest's CMD_VERSION
 	// itself and spoke the daemon's version upstream.
 	translated bool
@@ -94,6 +96,7 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 
 	var rejected *pcsc.Mismatch
 	var rbuf [12]byte
+	first := o.Version // a rejected client falls back to another
 	for {
 		translate := c.translates(o.Version)
 		var r pcsc.VersionReply
@@ -114,7 +117,7 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 				log.Info("guest fell back to the host's protocol version",
 					"guest_protocol", rejected.Client.String(), "host_protocol", r.Version.String())
 			}
-			hs := handshake{guest: o.Version, host: r.Version, daemon: r.Version, translated: translate}
+			hs := handshake{guest: o.Version, host: r.Version, daemon: r.Version, client: first, translated: translate}
 			if !translate {
 				// Both ends speak the older of the two: the client
 				// stores the daemon's minor, and the daemon serves an

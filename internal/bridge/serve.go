@@ -127,6 +127,18 @@ type Stats struct {
 	Total  atomic.Uint64 // connections accepted
 	Failed atomic.Uint64 // connections closed before relaying: bad opening, daemon unreachable
 	Counts               // bytes relayed
+
+	// client is the protocol version that the last opened connection's
+	// library proposed in CMD_VERSION (major<<32 | minor), 0 if none yet:
+	// in relay mode only the host's end sees the guest's libpcsclite.
+	client atomic.Uint64
+}
+
+// Client returns the protocol version the guest's libpcsclite proposed in
+// the last connection that opened, and false before any did.
+func (s *Stats) Client() (pcsc.Version, bool) {
+	v := s.client.Load()
+	return pcsc.Version{Major: uint32(v >> 32), Minor: uint32(v)}, v != 0
 }
 
 // Serve accepts connections on ln and relays each to a connection from dial,
@@ -179,6 +191,9 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 			logFailure(log, err)
 		}
 		return
+	}
+	if !hs.cancel {
+		c.Stats.client.Store(uint64(hs.client.Major)<<32 | uint64(hs.client.Minor))
 	}
 	c.Stats.Open.Add(1)
 	defer c.Stats.Open.Add(-1)
