@@ -127,6 +127,8 @@ type Host struct {
 	tls   *tls.Config
 	fails rateLimit
 
+	reload chan struct{} // Reload's request to watch
+
 	mu       sync.Mutex
 	list     *trust.GuestList // the guest list as last read
 	listInfo os.FileInfo      // the file it was read from
@@ -156,7 +158,7 @@ type hostGuest struct {
 // NewHost returns a Host for the guests paired in state.
 func NewHost(state *trust.HostState, cfg *HostConfig) *Host {
 	c := cfg.withDefaults()
-	h := &Host{state: state, cfg: c, log: c.Logger, guests: make(map[string]*hostGuest)}
+	h := &Host{state: state, cfg: c, log: c.Logger, guests: make(map[string]*hostGuest), reload: make(chan struct{}, 1)}
 	h.tls = trust.HostTLSConfig(state.Identity(), h.verify)
 	return h
 }
@@ -417,6 +419,16 @@ func (h *Host) unregister(name string, sess *yamux.Session) string {
 	return r
 }
 
+// Reload makes a running Serve read the guest list again now, whether or
+// not its modification time changed (`relay serve` on SIGHUP): revocations
+// and policy changes apply at once, and it logs that it did.
+func (h *Host) Reload() {
+	select {
+	case h.reload <- struct{}{}:
+	default: // one is pending
+	}
+}
+
 // watch cuts off guests whose key is no longer active, as soon as the guest
 // list says so. It checks every session on every tick: a handshake may have
 // read the new list first.
@@ -425,13 +437,23 @@ func (h *Host) watch(ctx context.Context) {
 	defer t.Stop()
 	broken := false
 	for {
+		forced := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-h.reload:
+			forced = true
 		}
 		h.mu.Lock()
-		if err := h.refreshLocked(); err != nil {
+		if forced {
+			h.list = nil // read it even when its mtime did not change
+		}
+		err := h.refreshLocked()
+		if forced && err == nil {
+			h.log.Info("guest list reloaded", "guests", len(h.list.Guests))
+		}
+		if err != nil {
 			// New connections are refused meanwhile (activeGuest), but
 			// sessions stay up: an unreadable file is no revocation.
 			h.mu.Unlock()

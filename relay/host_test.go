@@ -644,3 +644,24 @@ func TestReconnectReplacesSession(t *testing.T) {
 		t.Errorf("status %+v, want one guest with two sessions", st)
 	}
 }
+
+// Reload (relay serve's SIGHUP) reads the guest list at once: a revocation
+// applies without waiting for the next poll.
+func TestReloadAppliesAtOnce(t *testing.T) {
+	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, func(c *relay.HostConfig) { c.PollInterval = time.Hour })
+	a := startAgent(t, h.join(t, "vm1"), nil)
+	a.waitConnected(t)
+	ca := a.dial(t)
+	versionExchange(t, ca, pcsc.V44)
+	if err := h.state.Revoke("vm1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	h.host.Reload()
+	h.host.Reload() // a second request while one is pending is dropped
+	ca.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := ca.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on a revoked guest's connection after Reload: %v, want it cut off", err)
+	}
+	waitFor(t, func() bool { return strings.Contains(h.log.String(), "guest list reloaded") })
+}
