@@ -3,7 +3,9 @@ package service
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +17,7 @@ const UnitName = "cardshare.service"
 
 // UnitFile is the text of the user unit that runs binary with config.
 func UnitFile(binary, config string) string {
-	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
+	return unitMark + `; run it again to update this file.
 [Unit]
 Description=cardshare: the host's smart card readers in guest VMs
 
@@ -67,6 +69,33 @@ func Write(path, unit string) (changed, existed bool, err error) {
 		return false, existed, fmt.Errorf("write %s: %w", path, err)
 	}
 	return true, existed, nil
+}
+
+// unitMark starts every unit that UnitFile writes.
+const unitMark = "# Written by `cardshare service install`"
+
+// ErrNotOurs means the file at the unit's path was not written by
+// `cardshare service install`: Remove leaves it alone.
+var ErrNotOurs = errors.New("not written by `cardshare service install`")
+
+// Remove deletes the unit file at path if `cardshare service install` wrote
+// it. existed says whether there was a file; a missing one is no error, so
+// that uninstalling twice is fine.
+func Remove(path string) (existed bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !bytes.HasPrefix(b, []byte(unitMark)) {
+		return true, fmt.Errorf("%s: %w", path, ErrNotOurs)
+	}
+	if err := os.Remove(path); err != nil {
+		return true, err
+	}
+	return true, nil
 }
 
 // Systemctl runs systemctl --user with args and returns "" on success,

@@ -1,8 +1,10 @@
 package service
 
 import (
+	"errors"
 	"flag"
 	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -39,5 +41,30 @@ func TestSystemdQuote(t *testing.T) {
 		if got := systemdQuote(in); got != want {
 			t.Errorf("systemdQuote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// Remove deletes only a unit that install wrote, and a missing one is fine.
+func TestRemove(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, UnitName)
+	if existed, err := Remove(path); existed || err != nil {
+		t.Fatalf("missing unit: %v, %v", existed, err)
+	}
+	if _, _, err := Write(path, UnitFile("/bin/cardshare", "/c.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if existed, err := Remove(path); !existed || err != nil {
+		t.Fatalf("our unit: %v, %v", existed, err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("unit still there: %v", err)
+	}
+	os.WriteFile(path, []byte("[Unit]\nDescription=mine\n"), 0o644)
+	if _, err := Remove(path); !errors.Is(err, ErrNotOurs) {
+		t.Fatalf("someone else's unit: %v, want ErrNotOurs", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("someone else's unit removed: %v", err)
 	}
 }
