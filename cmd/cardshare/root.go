@@ -50,7 +50,10 @@ In the guest, point programs at the forwarded socket:
   cardshare expose vm1 vm2 dev@10.0.0.7:2222`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --version prints what `cardshare version` prints first.
+		Version: versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug events (connections, byte counts; never card data)")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), newServiceCmd(g), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), newRelayCmd(g))
