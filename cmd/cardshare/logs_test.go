@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -61,6 +62,12 @@ func TestCLIExposeLogsNoCardData(t *testing.T) {
 		}
 		if flags[0] == "--audit" && !strings.Contains(log, "SCARD_TRANSMIT") {
 			t.Fatalf("%s: stderr has no audit line for SCARD_TRANSMIT:\n%s", name, log)
+		}
+		if bad := logtest.CheckJSON(strings.NewReader(log)); len(bad) > 0 {
+			t.Errorf("%s: JSON log lines with a repeated key:\n%s", name, strings.Join(bad, "\n"))
+		}
+		if name == "--log-format json" && !strings.Contains(log, `"guest":"`+s.HostAlias+`"`) {
+			t.Errorf("%s: no JSON line names the guest %s:\n%s", name, s.HostAlias, log)
 		}
 		if found := testenv.CardDataIn(log); len(found) > 0 {
 			t.Errorf("%s: card data in the debug log: %q\n%s", name, found, log)

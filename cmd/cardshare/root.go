@@ -23,11 +23,19 @@ func (g *globals) logger() *slog.Logger {
 	if g.verbose {
 		opts.Level = slog.LevelDebug
 	}
+	var h slog.Handler = slog.NewTextHandler(g.stderr, opts)
 	if g.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+		h = slog.NewJSONHandler(g.stderr, opts)
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, opts))
+	if checkLog != nil {
+		h = checkLog(h)
+	}
+	return slog.New(h)
 }
+
+// checkLog, when set (by the tests), wraps every log handler: it checks
+// that no line repeats a key.
+var checkLog func(slog.Handler) slog.Handler
 
 func newRootCmd(g *globals) *cobra.Command {
 	root := &cobra.Command{
