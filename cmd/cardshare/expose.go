@@ -15,7 +15,7 @@ import (
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
-	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
@@ -24,6 +24,7 @@ type exposeOptions struct {
 	sshConfig   string
 	acceptNew   bool
 	guestSocket string
+	backend     string
 	pcscdSocket string
 	keepalive   time.Duration
 	setupGuest  bool
@@ -33,7 +34,7 @@ type exposeOptions struct {
 }
 
 func newExposeCmd(g *cmdutil.Globals) *cobra.Command {
-	o := &exposeOptions{pcscdSocket: cmdutil.DefaultPCSCDSocket()}
+	o := &exposeOptions{backend: hostpcsc.Auto, pcscdSocket: cmdutil.DefaultPCSCDSocket()}
 	cmd := &cobra.Command{
 		Use:   "expose GUEST...",
 		Short: "Forward the host pcscd into guests over SSH and keep the forwards up",
@@ -97,6 +98,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 	cmdutil.SSHConfigFlag(f, &o.sshConfig)
 	cmdutil.AcceptNewFlag(f, &o.acceptNew)
 	cmdutil.GuestSocketFlag(f, &o.guestSocket, " (default: a private directory of the login user)")
+	cmdutil.BackendFlag(f, &o.backend)
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
 	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
@@ -115,7 +117,11 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 		runtime.GOMAXPROCS(1)
 	}
 	log := g.Logger()
-	daemon, err := pcsc.Probe(ctx, o.pcscdSocket)
+	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
+	if err != nil {
+		return err
+	}
+	daemon, err := src.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
 	}
@@ -138,7 +144,7 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	var mu sync.Mutex
 	printed := map[string]string{}
 	cfg := forward.DefaultConfig()
-	cfg.HostSocket = o.pcscdSocket
+	cfg.Host = src
 	cfg.Daemon = daemon
 	cfg.KeepaliveInterval = o.keepalive
 	cfg.Logger = log

@@ -25,6 +25,7 @@ import (
 type upOptions struct {
 	config  string
 	control string
+	backend string
 }
 
 func newUpCmd(g *cmdutil.Globals) *cobra.Command {
@@ -66,6 +67,7 @@ stay machine-readable (log_format text or json in the config, or --log-format).`
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "config `file` (default $XDG_CONFIG_HOME/cardshare/config.yaml)")
+	cmdutil.BackendFlag(f, &o.backend)
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/control.sock)")
 	return cmd
 }
@@ -108,6 +110,7 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 		Verbose:            g.Verbose,
 		Prompt:             terminalPrompt(),
 		DefaultPCSCDSocket: cmdutil.DefaultPCSCDSocket(),
+		Backend:            o.backend,
 		Hint:               cmdutil.Hint,
 		OnEvent:            out.event,
 		Note:               out.note,

@@ -32,6 +32,12 @@ func PCSCDSocketFlag(f *pflag.FlagSet, p *string) {
 	f.StringVar(p, "pcscd-socket", *p, "host pcscd socket `path`")
 }
 
+// BackendFlag is --backend, where the host's PC/SC comes from
+// (hostpcsc.New); its default is *p.
+func BackendFlag(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "backend", *p, "where the host's PC/SC comes from: auto, socket (the pcscd socket) or native (the system's PC/SC API)")
+}
+
 // PolicyFlags adds the reader policy flags of the relay commands, which
 // expose has too.
 func PolicyFlags(f *pflag.FlagSet, readers *[]string, control *string) {

@@ -9,6 +9,7 @@ import (
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/guestsock"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -42,6 +43,10 @@ func Hint(err error) string {
 		return "remove it, or choose another path with --control-socket"
 	case errors.Is(err, control.ErrVersion):
 		return "use the same cardshare binary for `up`, `relay serve` and `status`"
+	case errors.Is(err, hostpcsc.ErrNoNative):
+		return "use --backend socket (or host.backend: socket in the config file), with pcscd running"
+	case errors.Is(err, hostpcsc.ErrUnknownBackend):
+		return "use --backend auto, socket or native"
 	case errors.Is(err, pcsc.ErrNoDaemon):
 		return "is pcscd running? start it with `sudo systemctl start pcscd.socket`, or point --pcscd-socket at its socket"
 	case errors.Is(err, pcsc.ErrRefused):

@@ -22,13 +22,14 @@ import (
 type relayServeOptions struct {
 	listen      string
 	stateDir    string
+	backend     string
 	pcscdSocket string
 	control     string
 	audit       bool
 }
 
 func newRelayServeCmd(g *cmdutil.Globals) *cobra.Command {
-	o := &relayServeOptions{listen: ":7743", stateDir: defaultRelayDir(), pcscdSocket: cmdutil.DefaultPCSCDSocket()}
+	o := &relayServeOptions{listen: ":7743", stateDir: defaultRelayDir(), backend: hostpcsc.Auto, pcscdSocket: cmdutil.DefaultPCSCDSocket()}
 	cmd := &cobra.Command{
 		Use:   "serve [--listen ADDR]",
 		Short: "Serve the host pcscd to paired guests",
@@ -60,6 +61,7 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 	f.StringVar(&o.listen, "listen", o.listen, "`address` to listen on: HOST:PORT, vsock://[CID]:PORT, or none")
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/relay.sock)")
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
+	cmdutil.BackendFlag(f, &o.backend)
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
 	return cmd
@@ -69,7 +71,10 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	defer oneProc()()
 	log := g.Logger()
 	started := time.Now()
-	src := hostpcsc.Socket{Path: o.pcscdSocket}
+	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
+	if err != nil {
+		return err
+	}
 	daemon, err := src.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
