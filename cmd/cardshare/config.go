@@ -102,17 +102,27 @@ func loadConfig(path string) (*config.Config, error) {
 	return c, err
 }
 
-func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
-	file, err := configPath(o.config)
+// checkConfig loads the config file of --config (flag) and prints its
+// warnings, for the commands that check it before anything else.
+func checkConfig(flag string, stderr io.Writer) (string, *config.Config, error) {
+	file, err := configPath(flag)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	c, err := loadConfig(file)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	for _, w := range c.Warnings() {
 		fmt.Fprintf(stderr, "cardshare: warning: %s\ncardshare: hint: %s\n", w, w.Hint)
+	}
+	return file, c, nil
+}
+
+func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
+	file, c, err := checkConfig(o.config, stderr)
+	if err != nil {
+		return err
 	}
 	h := c.Host
 	pcscd := h.PCSCDSocket

@@ -117,15 +117,10 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 		runtime.GOMAXPROCS(1)
 	}
 	log := g.Logger()
-	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
+	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
 	}
-	daemon, err := src.Probe(ctx)
-	if err != nil {
-		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
-	}
-	log.Info("host pcscd", "socket", o.pcscdSocket, "protocol", daemon.Version.String(), "releases", daemon.Releases())
 
 	guests := make([]forward.Guest, 0, len(dests))
 	seen := map[string]bool{}

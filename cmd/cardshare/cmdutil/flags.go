@@ -1,10 +1,13 @@
 package cmdutil
 
 import (
+	"context"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/pflag"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
@@ -52,4 +55,15 @@ func DefaultPCSCDSocket() string {
 		return p
 	}
 	return pcsc.DefaultSocket
+}
+
+// OpenHost opens the host's PC/SC that --backend and --pcscd-socket name
+// (hostpcsc.Open) and logs what it speaks.
+func OpenHost(ctx context.Context, log *slog.Logger, backend, socket string) (hostpcsc.Source, pcsc.Daemon, error) {
+	src, d, err := hostpcsc.Open(ctx, backend, socket)
+	if err != nil {
+		return nil, d, err
+	}
+	log.Info("host pcscd", "socket", socket, "protocol", d.Version.String(), "releases", d.Releases())
+	return src, d, nil
 }
