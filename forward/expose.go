@@ -20,6 +20,7 @@ import (
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // Guest is a guest to expose the host pcscd to.
@@ -35,7 +36,12 @@ type Guest struct {
 
 // Config tunes Expose. A nil *Config means DefaultConfig().
 type Config struct {
-	// HostSocket is the host pcscd socket. Empty means pcsc.DefaultSocket.
+	// Host is where the host's PC/SC comes from (hostpcsc.New). Nil means
+	// the pcscd socket HostSocket.
+	Host hostpcsc.Source
+
+	// HostSocket is the host pcscd socket when Host is nil. Empty means
+	// pcsc.DefaultSocket.
 	HostSocket string
 
 	// Daemon is the host pcscd as probed at start; it words errors.
@@ -120,6 +126,9 @@ func (c *Config) withDefaults() Config {
 	d, cc := DefaultConfig(), *c
 	if cc.HostSocket == "" {
 		cc.HostSocket = d.HostSocket
+	}
+	if cc.Host == nil {
+		cc.Host = hostpcsc.Socket{Path: cc.HostSocket}
 	}
 	if cc.KeepaliveInterval <= 0 {
 		cc.KeepaliveInterval = d.KeepaliveInterval
@@ -368,7 +377,7 @@ var ErrRelativeSocket = errors.New("guest socket path is not absolute")
 func Permanent(err error) bool {
 	return errors.Is(err, sshdial.ErrNoSuchHost) || errors.Is(err, sshdial.ErrHostUnknown) ||
 		errors.Is(err, sshdial.ErrHostKeyChanged) || errors.Is(err, sshdial.ErrAuth) ||
-		errors.Is(err, guestsock.ErrForwardRefused) || errors.Is(err, guestsock.ErrInUse) ||
+		errors.Is(err, guestsock.ErrForwardRefused) || errors.Is(err, unixsock.ErrSocketInUse) ||
 		errors.Is(err, guestsock.ErrUnsafeDir) || errors.Is(err, sshdial.ErrProxyCommand) ||
 		errors.Is(err, ErrRelativeSocket)
 }
@@ -442,7 +451,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	ev := Event{State: StateUp, Socket: info.Socket}
 	if gc, ok := info.Client(); ok {
 		ev.GuestClient = &gc
-		f.logCompat(gc)
+		bridge.LogCompat(f.log, gc, f.cfg.Daemon, "cardshare")
 	}
 	f.log.Info("forward up", "guest_socket", info.Socket, "guest_os", info.OS)
 	f.event(ev)
@@ -454,7 +463,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)
-	go func() { served <- bridge.Serve(serveCtx, ln, hostpcsc.Socket{Path: f.cfg.HostSocket}.Dial, &rc) }()
+	go func() { served <- bridge.Serve(serveCtx, ln, f.cfg.Host.Dial, &rc) }()
 	gone := watchSocket(serveCtx, client, info.Socket, f.cfg.SocketCheck)
 
 	select {
@@ -514,23 +523,6 @@ func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
 		return
 	}
 	f.log.Info("removed guest socket", "guest_socket", sock)
-}
-
-func (f *Forwarder) logCompat(c pcsc.Client) {
-	d := f.cfg.Daemon
-	if d.Version == (pcsc.Version{}) {
-		return
-	}
-	if d.Serves(c) {
-		f.log.Info("guest libpcsclite is compatible with host pcscd", "guest_lib", c.String(), "host_pcscd", d.String())
-		return
-	}
-	if d.Translates(c.Version) {
-		f.log.Info("guest libpcsclite and host pcscd speak different protocol versions; cardshare translates", "guest_lib", c.String(), "host_pcscd", d.String())
-		return
-	}
-	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
-	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest_lib", c.String(), "host_pcscd", d.String(), "hint", m.Hint())
 }
 
 // watchSocket checks every interval that the guest socket is still at

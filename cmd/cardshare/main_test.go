@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 			// (issue 17 item 3): a repeat makes the command exit 3.
 			var mu sync.Mutex
 			var dups []string
-			checkLog = func(h slog.Handler) slog.Handler {
+			cmdutil.CheckLog = func(h slog.Handler) slog.Handler {
 				return logtest.Handler(h, func(msg, key string) {
 					mu.Lock()
 					dups = append(dups, fmt.Sprintf("log line %q repeats the key %q", msg, key))

@@ -2,7 +2,7 @@
 // connections. Each one must open as a pcsc-lite client does; its protocol
 // version is checked against the host's, or translated when the two differ;
 // then its bytes are piped to a connection from the host side (Pipe), or
-// relayed message by message through the protocol-aware stage (pcsc.Proxy)
+// relayed message by message through the protocol-aware stage (proxy.Proxy)
 // when versions are translated, reader arrays differ in size, or a reader
 // policy or an audit log applies.
 //
