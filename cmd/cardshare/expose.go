@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"runtime"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ type exposeOptions struct {
 	backend     string
 	pcscdSocket string
 	keepalive   time.Duration
+	wait        time.Duration
 	setupGuest  bool
 	readers     []string
 	control     string
@@ -51,6 +53,14 @@ StrictHostKeyChecking, ProxyJump, Include and Match. Keys come from ssh-agent
 and identity files. Host keys are checked against known_hosts; an unknown guest
 is refused unless --accept-new (or StrictHostKeyChecking accept-new) allows
 recording its key.
+
+A mistake that cannot fix itself ends expose within seconds with an error and
+a hint: a name that is no ssh_config Host, no VM and no host name, a refused
+login, an unknown or changed host key, forwarding that the guest's sshd does
+not allow. A guest that refuses the connection or does not answer may be
+booting: it is tried again every few seconds for --wait (default 1m; 0 waits
+for ever). Once a guest has been up, every loss is retried for as long as
+expose runs.
 
 The guest socket goes into a directory only the login user can enter
 ($XDG_RUNTIME_DIR/cardshare, else ~/.cardshare), so other guest users cannot
@@ -82,6 +92,12 @@ guest (command, reader, return code, time, sizes; never data).`,
 			if len(args) == 0 {
 				return cmdutil.Usage("expose needs at least one guest", "name it like ssh does: `cardshare expose myvm` or `cardshare expose user@host:2222`")
 			}
+			if o.guestSocket != "" && !path.IsAbs(o.guestSocket) {
+				return cmdutil.Usage(fmt.Sprintf("--guest-socket %q is not an absolute path", o.guestSocket), "name the socket's full path in the guest (`--guest-socket /home/me/.pcsc/pcscd.comm`), or leave it out for a private default")
+			}
+			if o.wait < 0 {
+				return cmdutil.Usage("--wait must not be negative", "give a duration such as 2m, or 0 to wait for ever")
+			}
 			if o.guestSocket != "" && len(args) > 1 {
 				return cmdutil.Usage("--guest-socket names one path, but "+fmt.Sprint(len(args))+" guests were given", "run one cardshare per guest that needs its own path, or drop --guest-socket for per-guest defaults")
 			}
@@ -100,6 +116,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 	cmdutil.GuestSocketFlag(f, &o.guestSocket, " (default: a private directory of the login user)")
 	cmdutil.BackendFlag(f, &o.backend)
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
+	f.DurationVar(&o.wait, "wait", time.Minute, "how long to keep trying a guest that refuses or does not answer before it was ever up (it may be booting); 0 waits for ever")
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
 	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
@@ -123,16 +140,16 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	}
 
 	guests := make([]forward.Guest, 0, len(dests))
-	seen := map[string]bool{}
+	words := map[string]cmdutil.Guest{}
 	for _, d := range dests {
-		if seen[d] {
+		if _, ok := words[d]; ok {
 			return cmdutil.Usage(fmt.Sprintf("guest %q is named twice", d), "name each guest once")
 		}
-		seen[d] = true
-		t, _, err := vm.Resolve(ctx, d, o.sshConfig)
+		t, src, err := vm.Resolve(ctx, d, o.sshConfig)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d, err)
 		}
+		words[d] = cmdutil.Guest{Name: d, SSHConfig: o.sshConfig, Target: t, Source: src, Resolved: true}
 		guests = append(guests, forward.Guest{Name: d, Target: t, Socket: o.guestSocket})
 	}
 
@@ -142,6 +159,7 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	cfg.Host = src
 	cfg.Daemon = daemon
 	cfg.KeepaliveInterval = o.keepalive
+	cfg.Wait = o.wait
 	cfg.Logger = log
 	cfg.Dial = sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
 	cfg.Relay.Policy, _ = cmdutil.GuestPolicy(o.readers, o.control) // checked in Args
@@ -165,7 +183,30 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	if err == nil && ctx.Err() != nil {
 		log.Info("stopped")
 	}
-	return err
+	return inGuestWords(err, words)
+}
+
+// inGuestWords gives each guest's error a hint in the user's own words
+// (their -F file, the guest's name, their known_hosts file).
+func inGuestWords(err error, words map[string]cmdutil.Guest) error {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	out := make([]error, 0, len(errs))
+	for _, e := range errs {
+		var ge *forward.GuestError
+		if errors.As(e, &ge) {
+			if h := cmdutil.GuestHint(e, words[ge.Guest]); h != "" {
+				e = cmdutil.WithHint(e, h)
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
 }
 
 // terminalPrompt asks for key passphrases on the controlling terminal, or

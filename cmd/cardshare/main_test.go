@@ -12,6 +12,8 @@ import (
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/logtest"
+	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -47,5 +49,11 @@ func TestMain(m *testing.M) {
 // TestScript runs the CLI scripts in testdata/*.txtar: help, usage errors
 // and failures that must end in one error line and a hint.
 func TestScript(t *testing.T) {
-	testscript.Run(t, testscript.Params{Dir: "testdata"})
+	// A fake pcscd that answers CMD_VERSION, for scripts that must get past
+	// the host check: $FAKEPCSCD.
+	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
+	testscript.Run(t, testscript.Params{Dir: "testdata", Setup: func(e *testscript.Env) error {
+		e.Setenv("FAKEPCSCD", fake.Socket)
+		return nil
+	}})
 }

@@ -151,9 +151,4 @@ func TestSetupCommand(t *testing.T) {
 	if got := d.setupCommand("dev@10.0.0.7:2222"); got != want {
 		t.Errorf("with flags:\n got %s\nwant %s", got, want)
 	}
-	for in, want := range map[string]string{"it's": `'it'\''s'`, "": "''", "a$b": "'a$b'", "~/x": "'~/x'"} {
-		if got := ShellQuote(in); got != want {
-			t.Errorf("ShellQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
 }

@@ -3,7 +3,6 @@ package doctor
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -141,18 +140,10 @@ func (d *doctor) envCheck(ctx context.Context, c *ssh.Client, name, socket strin
 func (d *doctor) setupCommand(name string) string {
 	cmd := "cardshare guest setup"
 	if d.cfg.SSHConfig != "" {
-		cmd += " -F " + ShellQuote(d.cfg.SSHConfig)
+		cmd += " -F " + guestsock.QuoteIfNeeded(d.cfg.SSHConfig)
 	}
 	if d.cfg.GuestSocket != "" {
-		cmd += " --socket " + ShellQuote(d.cfg.GuestSocket)
+		cmd += " --socket " + guestsock.QuoteIfNeeded(d.cfg.GuestSocket)
 	}
-	return cmd + " " + ShellQuote(name)
-}
-
-// ShellQuote quotes s for a POSIX shell when it needs it.
-func ShellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-~") == "" && s[0] != '~' {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return cmd + " " + guestsock.QuoteIfNeeded(name)
 }

@@ -157,6 +157,15 @@ func Remove(ctx context.Context, c *ssh.Client, sock string) error {
 	return err
 }
 
+// QuoteIfNeeded quotes s for POSIX sh only when it holds more than
+// letters, digits and @%+=:,./_- (for commands shown to the user).
+func QuoteIfNeeded(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@%+=:,./_-") == "" {
+		return s
+	}
+	return Quote(s)
+}
+
 // Quote quotes s for POSIX sh.
 func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"

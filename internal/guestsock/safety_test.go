@@ -87,3 +87,12 @@ func TestRemoveDefaultDir(t *testing.T) {
 		t.Errorf("Remove took the chosen directory: %v", err)
 	}
 }
+
+func TestQuoteIfNeeded(t *testing.T) {
+	for in, want := range map[string]string{"myvm": "myvm", "dev@10.0.0.7:2222": "dev@10.0.0.7:2222",
+		"it's": `'it'\''s'`, "": "''", "a$b": "'a$b'", "~/x": "'~/x'", "/a b/c": "'/a b/c'"} {
+		if got := QuoteIfNeeded(in); got != want {
+			t.Errorf("QuoteIfNeeded(%q) = %s, want %s", in, got, want)
+		}
+	}
+}

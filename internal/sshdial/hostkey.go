@@ -53,6 +53,18 @@ func (e *hostKeyError) Error() string {
 
 func (e *hostKeyError) Unwrap() error { return e.Err }
 
+// HostKeyDetails returns, for an error of a refused host key, the name
+// looked up in known_hosts ("[127.0.0.1]:2222") and the known_hosts files
+// that were read, so that a hint can name the user's own files
+// (`ssh-keygen -f FILE -R NAME`).
+func HostKeyDetails(err error) (host string, files []string, ok bool) {
+	var e *hostKeyError
+	if !errors.As(err, &e) {
+		return "", nil, false
+	}
+	return e.Host, e.Files, true
+}
+
 // hostKeyChecker implements known_hosts checking with OpenSSH's
 // StrictHostKeyChecking semantics for one Target.
 type hostKeyChecker struct {

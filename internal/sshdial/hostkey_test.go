@@ -3,6 +3,7 @@ package sshdial
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -308,5 +309,15 @@ func TestPlainKnownHostsMismatch(t *testing.T) {
 	}
 	if _, err := ssh.Dial("tcp", srv.Addr, &ssh.ClientConfig{User: "u", HostKeyCallback: cb}); !knownhosts.IsHostKeyChanged(err) {
 		t.Logf("plain x/crypto no longer reports a mismatch here (err = %v)", err)
+	}
+}
+
+func TestHostKeyDetails(t *testing.T) {
+	err := fmt.Errorf("myvm: %w", &hostKeyError{Host: "[127.0.0.1]:2222", Files: []string{"/k/known_hosts"}, Err: ErrHostKeyChanged})
+	if h, f, ok := HostKeyDetails(err); !ok || h != "[127.0.0.1]:2222" || len(f) != 1 || f[0] != "/k/known_hosts" {
+		t.Errorf("HostKeyDetails = %q %q %v", h, f, ok)
+	}
+	if _, _, ok := HostKeyDetails(ErrAuth); ok {
+		t.Error("HostKeyDetails of another error")
 	}
 }

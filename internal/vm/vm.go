@@ -391,6 +391,8 @@ func (s Source) WhereLooked(name, sshConfig string) string {
 	}
 	switch len(missing) {
 	case 0:
+	case len(managers):
+		b += ", nor a VM: " + andList(missing) + " are not installed (or have no VMs here)"
 	case 1:
 		b += "; " + missing[0] + " is not installed (or has no VMs here)"
 	default:

@@ -48,6 +48,10 @@ func Hint(err error) string {
 		return "use --backend socket (or host.backend: socket in the config file), with pcscd running"
 	case errors.Is(err, hostpcsc.ErrUnknownBackend):
 		return "use --backend auto, socket or native"
+	case errors.Is(err, pcsc.ErrNoSocketDir):
+		return "check the path given with --pcscd-socket, PCSCLITE_CSOCK_NAME or host.pcscd_socket (pcscd's own is /run/pcscd/pcscd.comm); if pcscd is not installed: `sudo apt install pcscd`"
+	case errors.Is(err, sshdial.ErrConfigFile):
+		return "name an ssh_config file that exists with -F (or host.ssh_config), or leave it out to use ssh's own (~/.ssh/config when there is one)"
 	case errors.Is(err, pcsc.ErrNoDaemon):
 		return "is pcscd running? start it with `sudo systemctl start pcscd.socket`, or point --pcscd-socket at its socket"
 	case errors.Is(err, pcsc.ErrRefused):
