@@ -72,13 +72,15 @@ func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args [
 		SSHConfig:   o.sshConfig,
 		GuestSocket: o.guestSocket,
 		Dial:        sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.Logger()},
-		Hint:        cmdutil.Hint,
 		Report:      func(name string, r doctor.Result) { printCheck(w, name, r) },
 	}
 	guest := ""
 	if len(args) == 1 {
 		guest = args[0]
 	}
+	// Fixes that are commands carry the user's -F and the guest's name.
+	words := cmdutil.Guest{Name: guest, SSHConfig: o.sshConfig}
+	cfg.Hint = func(err error) string { return cmdutil.GuestHint(err, words) }
 	sum := doctor.Run(ctx, cfg, guest)
 	switch {
 	case sum.Failed > 0:

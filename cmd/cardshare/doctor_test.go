@@ -167,7 +167,7 @@ func TestCLIDoctorFailures(t *testing.T) {
 		{"no readers", []string{"--pcscd-socket", noReaders},
 			map[string]string{"readers": "pcscd lists no reader"}, nil, nil, "plug the reader in"},
 		{"unknown host", []string{"--pcscd-socket", p.Socket, "-F", sshConfig(t, s, empty, s.ClientKey), "guest"},
-			map[string]string{"ssh": "host key for [127.0.0.1]:"}, nil, []string{"forwarding", "guest socket", "libpcsclite", "environment"}, "--accept-new"},
+			map[string]string{"ssh": "host key for [127.0.0.1]:"}, nil, []string{"forwarding", "guest socket", "libpcsclite", "environment"}, "(or `ssh -F "},
 		{"forwarding refused", []string{"--pcscd-socket", p.Socket, "-F", noForward.ConfigFile, noForward.HostAlias},
 			map[string]string{"forwarding": "guest sshd refused the socket forward"},
 			map[string]string{"environment": "~/.profile does not set PCSCLITE_CSOCK_NAME"}, nil, "AllowStreamLocalForwarding yes"},

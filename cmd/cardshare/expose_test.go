@@ -119,9 +119,9 @@ func TestCLIErrors(t *testing.T) {
 		hintRe string
 	}{
 		{"unknown host", []string{"-F", sshConfig(t, s, empty, s.ClientKey), "guest"},
-			"host key for .* is not known", "--accept-new"},
+			"host key for .* is not known", "--accept-new \\(or `ssh -F [^ ]*ssh_config guest` once\\)"},
 		{"auth refused", []string{"-F", sshConfig(t, s, s.KnownHosts, stranger), "guest"},
-			"authentication as .* failed", "ssh-add"},
+			"authentication as .* failed", "make sure `ssh -F [^ ]*ssh_config guest` logs in .*ssh-add"},
 		{"no forwarding", []string{"-F", noForward.ConfigFile, noForward.HostAlias},
 			"guest sshd refused the socket forward", "AllowStreamLocalForwarding yes"},
 	}

@@ -103,13 +103,14 @@ func runGuestSetup(ctx context.Context, g *cmdutil.Globals, o *guestSetupOptions
 	if o.undo && o.guestSocket != "" {
 		return cmdutil.Usage("--undo takes no --guest-socket", "undo finds what setup added by its markers; drop --guest-socket")
 	}
-	t, _, err := vm.Resolve(ctx, name, o.sshConfig)
+	t, src, err := vm.Resolve(ctx, name, o.sshConfig)
 	if err != nil {
 		return &forward.GuestError{Guest: name, Err: err}
 	}
 	c, err := sshdial.Dial(ctx, t, sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.Logger()})
 	if err != nil {
-		return &forward.GuestError{Guest: name, Err: err}
+		words := cmdutil.Guest{Name: name, SSHConfig: o.sshConfig, Target: t, Source: src, Resolved: true}
+		return inGuestWords(&forward.GuestError{Guest: name, Err: err}, map[string]cmdutil.Guest{name: words})
 	}
 	defer c.Close()
 	res, err := guestsetup.Setup(ctx, c, guestsetup.Options{Socket: o.guestSocket, System: o.system, Undo: o.undo})
