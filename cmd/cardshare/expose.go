@@ -134,6 +134,8 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 		runtime.GOMAXPROCS(1)
 	}
 	log := g.Logger()
+	ctx, stopHup := cmdutil.HangupStops(ctx, log)
+	defer stopHup()
 	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
 		return err

@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 				})
 			}
 			// As main does, so that tests can stop it with SIGINT.
+			cmdutil.CatchHangup()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 			stop()

@@ -53,7 +53,9 @@ On a terminal, up also prints a line per guest state change; logs on stderr
 stay machine-readable (log_format text or json in the config, or --log-format).`,
 		Example: `  cardshare up
   cardshare up --config ./vms.yaml
-  kill -HUP "$(pidof cardshare)"      # reload after editing the file
+  # reload after editing the file (the pid of this up, not every cardshare):
+  kill -HUP "$(cardshare status --json | jq 'select(.mode != "relay") | .pid')"
+  systemctl --user reload cardshare   # the same for the service
   cardshare status`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {

@@ -66,6 +66,8 @@ talk.`,
 func runRelayAgent(ctx context.Context, g *cmdutil.Globals, o *relayAgentOptions, stdout io.Writer) error {
 	defer oneProc()()
 	log := g.Logger()
+	ctx, stopHup := cmdutil.HangupStops(ctx, log)
+	defer stopHup()
 	creds, err := trust.LoadCredentials(o.credentials)
 	if err != nil {
 		return err

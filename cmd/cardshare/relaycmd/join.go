@@ -75,6 +75,8 @@ func runRelayJoin(ctx context.Context, g *cmdutil.Globals, o *relayJoinOptions, 
 	var creds *trust.Credentials
 	peer := ""
 	if o.listen != "" {
+		ctx, stopHup := cmdutil.HangupStops(ctx, g.Logger())
+		defer stopHup()
 		ln, err := relay.ListenAddr(ctx, o.listen)
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -70,6 +71,16 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions, stdout io.Writer) error {
 	defer oneProc()()
 	log := g.Logger()
+	// SIGHUP reloads the guest list once the host runs; until then it is
+	// only noted (the list is read at start anyway).
+	var reload atomic.Pointer[relay.Host]
+	stopHup := cmdutil.OnHangup(func() {
+		if h := reload.Load(); h != nil {
+			log.Info("SIGHUP: reloading the guest list")
+			h.Reload()
+		}
+	})
+	defer stopHup()
 	started := time.Now()
 	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
@@ -105,6 +116,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 		Dial:   src.Dial,
 		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit},
 	})
+	reload.Store(h)
 	srv := control.Serve(cln, func() control.StatusV1 {
 		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)
 	}, log)
