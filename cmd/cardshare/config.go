@@ -24,7 +24,7 @@ host:
   keepalive: 5s                         # how often each guest is checked
   log_level: info                       # debug, info, warn or error
   log_format: text                      # text or json
-  ssh_config: ~/.ssh/config             # like ssh -F; default: ssh's own
+  # ssh_config: ~/vms/ssh_config       # like ssh -F; default: ssh's own files
   accept_new: false                     # record unknown host keys
 guests:
   - name: devvm                         # default: the destination or vm
@@ -141,6 +141,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 	}
 	fmt.Fprintln(stdout)
 	var errs []error
+	var warns []string
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GUEST\tLINE\tDESTINATION\tADDRESS\tUSER\tGUEST SOCKET\tSETUP")
 	for _, g := range c.Guests {
@@ -149,12 +150,15 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 			dest = "vm " + g.VM
 		}
 		addr, user := "-", "-"
-		if t, from, err := up.Resolve(ctx, g, h.SSHConfig); err != nil {
+		if t, src, err := up.Lookup(ctx, g, h.SSHConfig); err != nil {
 			errs = append(errs, &placedError{fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), err})
 		} else {
 			addr, user = t.Addr(), t.User
-			if from != "" {
-				dest += " (" + from + ")"
+			if src.Kind != "" {
+				dest += " (" + src.Kind + ")"
+			}
+			if w := up.VMWarning(g, src, h.SSHConfig); w != "" {
+				warns = append(warns, fmt.Sprintf("%s:%d: %s", file, g.Line, w))
 			}
 		}
 		sock := g.Socket
@@ -168,6 +172,10 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 		if p := policyText(g); p != "" {
 			fmt.Fprintf(stdout, "%s: %s\n", g.Name, p)
 		}
+	}
+	// A vm: that nothing knows still works as a host name: a warning.
+	for _, w := range warns {
+		fmt.Fprintf(stderr, "cardshare: warning: %s\ncardshare: hint: check the name (`cardshare resolve NAME` shows where it leads), or write destination: if it is a host\n", w)
 	}
 	return errors.Join(errs...)
 }
