@@ -297,6 +297,25 @@ func (s *HostState) SetPolicy(name string, p *pcsc.Policy) error {
 	})
 }
 
+// PolicyOf returns the reader policy of the active guest name, or else of
+// its pending pairing; nil means every reader. ErrUnknownGuest when
+// neither exists (a revoked guest included).
+func (s *HostState) PolicyOf(name string) (*pcsc.Policy, error) {
+	l, _, err := s.LoadGuests()
+	if err != nil {
+		return nil, err
+	}
+	if i := l.find(name); i >= 0 && l.Guests[i].Active() {
+		return l.Guests[i].Policy(), nil
+	}
+	for _, p := range l.Pairings {
+		if p.Name == name {
+			return GuestRecord{Readers: p.Readers, DenyControl: p.DenyControl}.Policy(), nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrUnknownGuest, name)
+}
+
 // errPairingRefused is the host's verdict on a secret that matches no
 // pending pairing, or one that expired. The host logs why; the guest is told
 // nothing more than that its pairing was refused.

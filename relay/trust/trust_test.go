@@ -171,6 +171,12 @@ func TestSetPolicy(t *testing.T) {
 	if err := s.SetPolicy("vm1", &pcsc.Policy{DenyControl: true}); err != nil {
 		t.Errorf("SetPolicy on a pending pairing: %v", err)
 	}
+	if p, err := s.PolicyOf("vm1"); err != nil || p == nil || !p.DenyControl || len(p.Readers) != 0 {
+		t.Errorf("PolicyOf a pending pairing: %+v, %v", p, err)
+	}
+	if _, err := s.PolicyOf("vm2"); !errors.Is(err, trust.ErrUnknownGuest) {
+		t.Errorf("PolicyOf an unknown guest: %v, want ErrUnknownGuest", err)
+	}
 	if err := s.SetPolicy("vm2", yubi); !errors.Is(err, trust.ErrUnknownGuest) {
 		t.Errorf("SetPolicy on an unknown guest: %v, want ErrUnknownGuest", err)
 	}

@@ -13,24 +13,32 @@ func newRelayPolicyCmd() *cobra.Command {
 	stateDir := defaultRelayDir()
 	var readers []string
 	var control string
+	var clear bool
 	cmd := &cobra.Command{
 		Use:   "policy NAME",
-		Short: "Set which host readers a paired guest may use",
-		Long: `policy replaces the reader policy of a paired guest, or of a pairing not yet
-used: with --readers the guest sees and uses only the host readers whose names
-match a pattern (* ? [...]; pcscd names readers "NAME XX YY", so end a pattern
-with *); --control deny refuses it SCardControl (reader escape commands). With
-neither, the guest may use every reader again.
+		Short: "Show or set which host readers a paired guest may use",
+		Long: `policy shows the reader policy of a paired guest, or of a pairing not yet
+used, and with flags replaces it: with --readers the guest sees and uses only
+the host readers whose names match a pattern (* ? [...]; pcscd names readers
+"NAME XX YY", so end a pattern with *); --control deny refuses it
+SCardControl (reader escape commands). --clear lets the guest use every
+reader again. Without flags, nothing changes.
 
-A running ` + "`relay serve`" + ` applies the new policy within a quarter second: it
+A running ` + "`relay serve`" + ` applies a new policy within a quarter second: it
 closes the guest's connection, which ends the guest's open pcsc-lite
 connections (pcscd frees their card locks), and the agent reconnects under the
 new policy within a second.`,
-		Example: `  cardshare relay policy vm1 --readers 'Yubico YubiKey*'
+		Example: `  cardshare relay policy vm1                  # show it
+  cardshare relay policy vm1 --readers 'Yubico YubiKey*'
   cardshare relay policy vm1 --readers 'REINER SCT*' --readers 'Yubico*' --control deny
-  cardshare relay policy vm1                  # every reader again`,
+  cardshare relay policy vm1 --clear          # every reader again`,
 		Args: relayArgs(1, "policy needs the guest's name", "`cardshare relay list` shows the paired guests"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			f := cmd.Flags()
+			set := f.Changed("readers") || f.Changed("control")
+			if clear && set {
+				return cmdutil.Usage("--clear takes no --readers or --control", "use --clear alone to allow every reader, or only --readers/--control to set a policy")
+			}
 			p, err := cmdutil.GuestPolicy(readers, control)
 			if err != nil {
 				return err
@@ -39,7 +47,12 @@ new policy within a second.`,
 			if err != nil {
 				return relayError(err)
 			}
-			if err := state.SetPolicy(args[0], p); err != nil {
+			if !set && !clear {
+				// Show only: a bare `policy NAME` must not wipe anything.
+				if p, err = state.PolicyOf(args[0]); err != nil {
+					return relayError(err)
+				}
+			} else if err := state.SetPolicy(args[0], p); err != nil {
 				return relayError(err)
 			}
 			text := "every reader"
@@ -53,5 +66,6 @@ new policy within a second.`,
 	f := cmd.Flags()
 	f.StringVar(&stateDir, "state-dir", stateDir, "`directory` of the host key and the paired guests")
 	cmdutil.PolicyFlags(f, &readers, &control)
+	f.BoolVar(&clear, "clear", false, "drop the guest's policy: it may use every reader again")
 	return cmd
 }
