@@ -118,7 +118,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.DurationVar(&o.wait, "wait", time.Minute, "how long to keep trying a guest that refuses or does not answer before it was ever up (it may be booting); 0 waits for ever")
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
-	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
+	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as cardshare guest setup does)")
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
 	f.StringVar(&o.control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guests")
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")

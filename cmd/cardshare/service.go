@@ -26,7 +26,7 @@ func newServiceCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "service",
 		Short: "Run `cardshare up` as a systemd service",
 	}
-	cmd.AddCommand(newServiceInstallCmd(g))
+	cmd.AddCommand(newServiceInstallCmd(g), newServiceUninstallCmd())
 	return cmd
 }
 
@@ -144,4 +144,49 @@ func currentUserName() string {
 		}
 	}
 	return "$USER"
+}
+
+func newServiceUninstallCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "uninstall",
+		Short: "Stop, disable and remove the systemd user unit of `service install`",
+		Long: `uninstall stops and disables the user unit that ` + "`service install`" + ` wrote
+(` + "`systemctl --user disable --now`" + `), deletes ~/.config/systemd/user/cardshare.service
+and reloads systemd. It leaves the config file alone, and refuses to delete
+a unit file that cardshare did not write. Running it twice is fine.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServiceUninstall(cmd.Context(), cmd.OutOrStdout())
+		},
+	}
+}
+
+func runServiceUninstall(ctx context.Context, stdout io.Writer) error {
+	dir, err := service.UserUnitDir()
+	if err != nil {
+		return fmt.Errorf("find the systemd user unit directory: %w", err)
+	}
+	path := filepath.Join(dir, service.UnitName)
+	existed, err := service.Ours(path)
+	if err != nil {
+		return cmdutil.WithHint(err, "remove or rename it yourself if it is no longer wanted")
+	}
+	if existed {
+		// Stop it first, while systemd still knows the unit.
+		if why := service.Systemctl(ctx, "disable", "--now", service.UnitName); why != "" {
+			fmt.Fprintf(stdout, "systemctl --user disable --now %s: %s\n", service.UnitName, why)
+		}
+	}
+	if existed, err = service.Remove(path); err != nil {
+		return err
+	}
+	if !existed {
+		fmt.Fprintf(stdout, "%s is not installed (no %s)\n", service.UnitName, path)
+		return nil
+	}
+	fmt.Fprintf(stdout, "removed %s\n", path)
+	if why := service.Systemctl(ctx, "daemon-reload"); why != "" {
+		fmt.Fprintf(stdout, "systemctl cannot reach your systemd user manager here (%s); run `systemctl --user daemon-reload` in a login session\n", why)
+	}
+	return nil
 }

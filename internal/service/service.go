@@ -78,10 +78,9 @@ const unitMark = "# Written by `cardshare service install`"
 // `cardshare service install`: Remove leaves it alone.
 var ErrNotOurs = errors.New("not written by `cardshare service install`")
 
-// Remove deletes the unit file at path if `cardshare service install` wrote
-// it. existed says whether there was a file; a missing one is no error, so
-// that uninstalling twice is fine.
-func Remove(path string) (existed bool, err error) {
+// Ours reports whether there is a unit file at path, and fails with
+// ErrNotOurs when `cardshare service install` did not write it.
+func Ours(path string) (existed bool, err error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -91,6 +90,16 @@ func Remove(path string) (existed bool, err error) {
 	}
 	if !bytes.HasPrefix(b, []byte(unitMark)) {
 		return true, fmt.Errorf("%s: %w", path, ErrNotOurs)
+	}
+	return true, nil
+}
+
+// Remove deletes the unit file at path if `cardshare service install` wrote
+// it. existed says whether there was a file; a missing one is no error, so
+// that uninstalling twice is fine.
+func Remove(path string) (existed bool, err error) {
+	if existed, err = Ours(path); !existed || err != nil {
+		return existed, err
 	}
 	if err := os.Remove(path); err != nil {
 		return true, err
