@@ -84,11 +84,15 @@ func TestCLIRelay(t *testing.T) {
 		"--control-socket", filepath.Join(sockDir, "ctl", "relay.sock"), "--audit")
 	addr := serve.waitOut(t, `relay: listening on (\S+)`)
 
-	code, out, errs := cli(t, "", "relay", "pair", "--state-dir", state, "vm1")
+	code, out, errs := cli(t, "", "relay", "pair", "--state-dir", state, "--control-socket", filepath.Join(sockDir, "ctl", "relay.sock"), "vm1")
 	if code != 0 {
 		t.Fatalf("pair: exit %d: %s", code, errs)
 	}
 	token := regexp.MustCompile(`cs1-\S+`).FindString(out)
+	// The running serve says where it listens: the join line is complete.
+	if want := "cardshare relay join --token " + token + " " + addr + "\n"; !strings.Contains(out, want) {
+		t.Errorf("pair output lacks %q:\n%s", want, out)
+	}
 
 	code, out, errs = cli(t, "", "relay", "join", "--credentials", creds, "--token", token, addr)
 	if code != 0 || !strings.Contains(out, "as vm1") {

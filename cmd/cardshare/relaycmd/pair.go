@@ -1,15 +1,18 @@
 package relaycmd
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/relay"
 	"github.com/cardshare/cardshare/relay/trust"
 )
@@ -20,6 +23,7 @@ type relayPairOptions struct {
 	dial     string
 	readers  []string
 	control  string
+	ctlSock  string // relay serve's control socket, asked where it listens
 }
 
 func newRelayPairCmd() *cobra.Command {
@@ -51,18 +55,19 @@ the guest sees and uses only the host readers whose names match a pattern
   cardshare relay pair --readers 'Yubico YubiKey*' --control deny vm2`,
 		Args: relayArgs(1, "pair needs the new guest's name", "`cardshare relay pair vm1`"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return relayError(runRelayPair(o, args[0], cmd.OutOrStdout()))
+			return relayError(runRelayPair(cmd.Context(), o, args[0], cmd.OutOrStdout()))
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
 	f.DurationVar(&o.expires, "expires", o.expires, "how long the token stays valid")
+	f.StringVar(&o.ctlSock, "control-socket", "", "control socket `path` of the running relay serve, asked where it listens (default $XDG_RUNTIME_DIR/cardshare/relay.sock)")
 	f.StringVar(&o.dial, "dial", "", "the host connects to the guest's agent at `address` (HOST:PORT or vsock://CID:PORT) instead of the guest connecting to the host")
 	cmdutil.PolicyFlags(f, &o.readers, &o.control)
 	return cmd
 }
 
-func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
+func runRelayPair(ctx context.Context, o *relayPairOptions, name string, stdout io.Writer) error {
 	if o.expires <= 0 {
 		return cmdutil.Usage("--expires must be positive", "for example --expires 30m")
 	}
@@ -86,12 +91,10 @@ func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 	if policy != nil {
 		fmt.Fprintf(stdout, "%s\n\n", cmdutil.ReaderPolicyText(policy.Readers, policy.DenyControl, false))
 	}
-	if o.dial == "" {
-		fmt.Fprintf(stdout, `in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT
-over vsock):
-
-    cardshare relay join --token %s HOST:PORT
-`, tok)
+	if addr, note := joinAddr(ctx, o.ctlSock, state.Dir()); o.dial == "" && note == "" {
+		fmt.Fprintf(stdout, "in the guest (the running `cardshare relay serve` listens on %s):\n\n    cardshare relay join --token %s %s\n", addr, tok, addr)
+	} else if o.dial == "" {
+		fmt.Fprintf(stdout, "in the guest, with %s:\n\n    cardshare relay join --token %s %s\n", note, tok, addr)
 	} else {
 		fmt.Fprintf(stdout, `in the guest, listening where this host will connect to it (%s):
 
@@ -127,4 +130,37 @@ func relayArgs(n int, msg, hint string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// joinAddr is the address for `relay join`, from the running `relay serve`
+// of the same state directory when there is one (its control socket says
+// where it listens): complete when it listens on one address, else with
+// HOST for the part only the user knows, and a note saying what to fill in.
+func joinAddr(ctx context.Context, p, stateDir string) (addr, note string) {
+	const unknown = "HOST:PORT"
+	fill := "the address where `cardshare relay serve` listens (vsock://2:PORT over vsock)"
+	if p == "" {
+		var err error
+		if p, err = control.DefaultRelaySocket(); err != nil {
+			return unknown, fill
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := control.Query(ctx, p)
+	if err != nil || s.Mode != control.ModeRelay || s.Listen == "" || filepath.Clean(s.Config) != filepath.Clean(stateDir) {
+		return unknown, fill
+	}
+	if strings.HasPrefix(s.Listen, "vsock://") {
+		_, port, _ := strings.Cut(strings.TrimPrefix(s.Listen, "vsock://"), ":")
+		return "vsock://2:" + port, "" // the host is CID 2 from a guest
+	}
+	host, port, err := net.SplitHostPort(s.Listen)
+	if err != nil {
+		return unknown, fill
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return net.JoinHostPort("HOST", port), "HOST the address of this host as the guest reaches it (the running relay serve listens on " + s.Listen + ")"
+	}
+	return s.Listen, ""
 }

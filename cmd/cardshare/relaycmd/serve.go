@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -103,6 +104,9 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 			return err
 		}
 		listen = ln.Addr().String()
+		if strings.HasPrefix(o.listen, "vsock://") {
+			listen = o.listen // as relay join takes it, not vsock's own Addr text
+		}
 	}
 	cln, err := control.Listen(ctl)
 	if err != nil {
