@@ -95,6 +95,10 @@ guest (command, reader, return code, time, sizes; never data).`,
 			if o.guestSocket != "" && !path.IsAbs(o.guestSocket) {
 				return cmdutil.Usage(fmt.Sprintf("--guest-socket %q is not an absolute path", o.guestSocket), "name the socket's full path in the guest (`--guest-socket /home/me/.pcsc/pcscd.comm`), or leave it out for a private default")
 			}
+			if o.keepalive < time.Second || o.keepalive > time.Hour {
+				// The same bounds as keepalive: in the config file.
+				return cmdutil.Usage(fmt.Sprintf("--keepalive %v is outside 1s–1h", o.keepalive), "a guest is checked every --keepalive; 5s (the default) notices a vanished guest within 15 s")
+			}
 			if o.wait < 0 {
 				return cmdutil.Usage("--wait must not be negative", "give a duration such as 2m, or 0 to wait for ever")
 			}

@@ -119,12 +119,16 @@ func TestCLIRelay(t *testing.T) {
 		!strings.Contains(out, `vm1: reader policy: readers ["`+testenv.VPCDSecondReader+`"]`) {
 		t.Fatalf("policy: exit %d: %s%s", code, out, errs)
 	}
-	if code, out, errs := cli(t, "", "relay", "list", "--state-dir", state); code != 0 || !strings.Contains(out, "reader policy: readers") {
+	if code, out, errs := cli(t, "", "relay", "list", "--state-dir", state); code != 0 || !strings.Contains(out, "reader policy: readers") ||
+		!regexp.MustCompile(`(?m)^GUEST +KEY +STATE$`).MatchString(out) {
 		t.Errorf("list: exit %d: %s%s", code, out, errs)
 	}
 	if code, out, errs := cli(t, "", "status", "--control-socket", filepath.Join(sockDir, "ctl", "relay.sock")); code != 0 ||
 		!strings.Contains(out, `vm1: reader policy: readers ["`+testenv.VPCDSecondReader+`"], audit log`) {
 		t.Errorf("status: exit %d: %s%s", code, out, errs)
+	} else if !strings.Contains(out, "4.4 → 4.4") || strings.Contains(out, "- → ") {
+		// The guest's own protocol, as the host saw it, not "-".
+		t.Errorf("status does not show the guest's protocol:\n%s", out)
 	}
 	bin := testenv.BuildClient(t)
 	for deadline := time.Now().Add(15 * time.Second); ; {

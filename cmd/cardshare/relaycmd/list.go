@@ -2,6 +2,7 @@ package relaycmd
 
 import (
 	"fmt"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,8 +26,15 @@ func newRelayListCmd() *cobra.Command {
 			if err != nil {
 				return relayError(err)
 			}
-			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "host key %s\n", state.Fingerprint())
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "host key %s\n", state.Fingerprint())
+			if len(guests) == 0 {
+				fmt.Fprintln(out, "no paired guests: `cardshare relay pair NAME` pairs one")
+				return nil
+			}
+			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			defer w.Flush()
+			fmt.Fprintln(w, "GUEST\tKEY\tSTATE")
 			for _, g := range guests {
 				status := "paired " + g.Paired.Local().Format(time.DateTime)
 				if !g.Active() {

@@ -157,6 +157,7 @@ func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, l
 			Name:              g.Name,
 			Address:           g.Addr,
 			Since:             g.Since.UTC(),
+			GuestProtocol:     clientProtocol(g.Client),
 			HostProtocol:      d.Version.String(),
 			OpenConnections:   g.Open,
 			Connections:       g.Connections,
@@ -193,4 +194,13 @@ func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, l
 		s.Guests = append(s.Guests, gs)
 	}
 	return s
+}
+
+// clientProtocol is the guest library's protocol as the host saw it in the
+// guest's last connection, "" before its first.
+func clientProtocol(v pcsc.Version) string {
+	if v == (pcsc.Version{}) {
+		return ""
+	}
+	return v.String()
 }
