@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -84,43 +82,8 @@ the file is usable and every guest resolves, 1 otherwise.`,
 	return cmd
 }
 
-// configPath is the --config file made absolute (a service does not run
-// in this directory), or the default file.
-func configPath(flag string) (string, error) {
-	if flag == "" {
-		return config.DefaultPath()
-	}
-	return filepath.Abs(flag)
-}
-
-// loadConfig loads the file, with a hint when it does not exist.
-func loadConfig(path string) (*config.Config, error) {
-	c, err := config.Load(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, cmdutil.WithHint(err, "create it: `cardshare config --help` shows every key, or pass another file with --config")
-	}
-	return c, err
-}
-
-// checkConfig loads the config file of --config (flag) and prints its
-// warnings, for the commands that check it before anything else.
-func checkConfig(flag string, stderr io.Writer) (string, *config.Config, error) {
-	file, err := configPath(flag)
-	if err != nil {
-		return "", nil, err
-	}
-	c, err := loadConfig(file)
-	if err != nil {
-		return "", nil, err
-	}
-	for _, w := range c.Warnings() {
-		fmt.Fprintf(stderr, "cardshare: warning: %s\ncardshare: hint: %s\n", w, w.Hint)
-	}
-	return file, c, nil
-}
-
 func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
-	file, c, err := checkConfig(o.config, stderr)
+	file, c, err := cmdutil.CheckConfig(o.config, stderr)
 	if err != nil {
 		return err
 	}

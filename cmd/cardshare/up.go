@@ -88,11 +88,11 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
-	file, err := configPath(o.config)
+	file, err := cmdutil.ConfigPath(o.config)
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(file)
+	cfg, err := cmdutil.LoadConfig(file)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package servicecmd
 
 import (
 	"context"
@@ -21,7 +21,8 @@ type serviceOptions struct {
 	dryRun bool
 }
 
-func newServiceCmd(g *cmdutil.Globals) *cobra.Command {
+// New is `cardshare service` and its subcommands.
+func New(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "service",
 		Short: "Run `cardshare up` as a systemd service",
@@ -68,7 +69,7 @@ IdentityAgent in ssh_config); unencrypted key files work as they are.`,
 
 func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io.Writer) error {
 	// A unit that cannot start would only restart in a loop: check first.
-	file, _, err := checkConfig(o.config, stderr)
+	file, _, err := cmdutil.CheckConfig(o.config, stderr)
 	if err != nil {
 		return err
 	}
