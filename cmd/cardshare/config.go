@@ -12,6 +12,7 @@ import (
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/up"
 )
 
@@ -145,7 +146,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 
 // policyText describes a guest's reader policy, or is empty for none.
 func policyText(g config.Guest) string {
-	return cmdutil.ReaderPolicyText(g.Readers, g.Control == "deny", g.Audit)
+	return control.PolicyText(g.Readers, g.Control == "deny", g.Audit)
 }
 
 func plural(n int, what string) string {

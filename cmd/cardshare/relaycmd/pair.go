@@ -89,7 +89,7 @@ func runRelayPair(ctx context.Context, o *relayPairOptions, name string, stdout 
 	}
 	fmt.Fprintf(stdout, "pairing token for %s, valid once until %s:\n\n    %s\n\n", name, now.Add(o.expires).Format("15:04:05"), tok)
 	if policy != nil {
-		fmt.Fprintf(stdout, "%s\n\n", cmdutil.ReaderPolicyText(policy.Readers, policy.DenyControl, false))
+		fmt.Fprintf(stdout, "%s\n\n", control.PolicyText(policy.Readers, policy.DenyControl, false))
 	}
 	if addr, note := joinAddr(ctx, o.ctlSock, state.Dir()); o.dial == "" && note == "" {
 		fmt.Fprintf(stdout, "in the guest (the running `cardshare relay serve` listens on %s):\n\n    cardshare relay join --token %s %s\n", addr, tok, addr)

@@ -6,13 +6,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/relay/trust"
 )
 
 func newRelayPolicyCmd() *cobra.Command {
 	stateDir := defaultRelayDir()
 	var readers []string
-	var control string
+	var ctlFlag string
 	var clear bool
 	cmd := &cobra.Command{
 		Use:   "policy NAME",
@@ -39,7 +40,7 @@ new policy within a second.`,
 			if clear && set {
 				return cmdutil.Usage("--clear takes no --readers or --control", "use --clear alone to allow every reader, or only --readers/--control to set a policy")
 			}
-			p, err := cmdutil.GuestPolicy(readers, control)
+			p, err := cmdutil.GuestPolicy(readers, ctlFlag)
 			if err != nil {
 				return err
 			}
@@ -57,7 +58,7 @@ new policy within a second.`,
 			}
 			text := "every reader"
 			if p != nil {
-				text = cmdutil.ReaderPolicyText(p.Readers, p.DenyControl, false)
+				text = control.PolicyText(p.Readers, p.DenyControl, false)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], text)
 			return nil
@@ -65,7 +66,7 @@ new policy within a second.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&stateDir, "state-dir", stateDir, "`directory` of the host key and the paired guests")
-	cmdutil.PolicyFlags(f, &readers, &control)
+	cmdutil.PolicyFlags(f, &readers, &ctlFlag)
 	f.BoolVar(&clear, "clear", false, "drop the guest's policy: it may use every reader again")
 	return cmd
 }
