@@ -157,9 +157,10 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		go func() {
 			defer close(r.done)
 			if err := r.fwd.Run(r.ctx); err != nil {
-				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", f.hint(err))
+				h := f.guestHint(r.conf, cfg.Host.SSHConfig, err)
+				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", h)
 				f.note("%s: stopped until the next reload: %s", r.conf.Name, err)
-				if h := f.hint(err); h != "" {
+				if h != "" {
 					f.note("    hint: %s", h)
 				}
 			}

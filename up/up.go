@@ -36,6 +36,10 @@ type Options struct {
 	// Hint says what the user can do about an error; it becomes the "hint"
 	// attribute of error logs. nil gives none.
 	Hint func(error) string
+	// GuestHint, when set, is Hint for an error of one guest, so that the
+	// commands it suggests name that guest and the file's ssh_config
+	// (`ssh -F FILE myvm`). nil uses Hint.
+	GuestHint func(g config.Guest, sshConfig string, err error) string
 	// OnEvent, when set, is called on every change of a guest's state,
 	// with the guest's user@host:port. It must not block.
 	OnEvent func(e forward.Event, dest string)
@@ -85,6 +89,13 @@ func (f *Supervisor) Start() {
 	f.mu.Lock()
 	f.loaded = time.Now()
 	f.mu.Unlock()
+}
+
+func (f *Supervisor) guestHint(g config.Guest, sshConfig string, err error) string {
+	if f.opts.GuestHint == nil {
+		return f.hint(err)
+	}
+	return f.opts.GuestHint(g, sshConfig, err)
 }
 
 func (f *Supervisor) hint(err error) string {

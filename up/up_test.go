@@ -99,3 +99,19 @@ func TestLookupMissingSSHConfig(t *testing.T) {
 		t.Errorf("err = %v, want ErrConfigFile", err)
 	}
 }
+
+// A guest's hint goes through GuestHint, with the guest and the file's
+// ssh_config, so that its commands are in the user's words.
+func TestGuestHintOption(t *testing.T) {
+	s := New(t.Context(), Options{Level: new(slog.LevelVar), Hint: func(error) string { return "general" }})
+	g := config.Guest{Name: "devvm", VM: "devvm"}
+	if h := s.guestHint(g, "/vms.conf", sshdial.ErrAuth); h != "general" {
+		t.Errorf("without GuestHint: %q", h)
+	}
+	s = New(t.Context(), Options{Level: new(slog.LevelVar), GuestHint: func(g config.Guest, cfg string, err error) string {
+		return "ssh -F " + cfg + " " + g.Target()
+	}})
+	if h := s.guestHint(g, "/vms.conf", sshdial.ErrAuth); h != "ssh -F /vms.conf devvm" {
+		t.Errorf("with GuestHint: %q", h)
+	}
+}

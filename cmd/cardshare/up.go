@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/up"
@@ -114,9 +115,12 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 		DefaultPCSCDSocket: cmdutil.DefaultPCSCDSocket(),
 		Backend:            o.backend,
 		Hint:               cmdutil.Hint,
-		OnEvent:            out.event,
-		Note:               out.note,
-		SetupReport:        setupReporter(stdout, log),
+		GuestHint: func(c config.Guest, sshConfig string, err error) string {
+			return cmdutil.GuestHint(err, cmdutil.Guest{Name: c.Target(), SSHConfig: sshConfig})
+		},
+		OnEvent:     out.event,
+		Note:        out.note,
+		SetupReport: setupReporter(stdout, log),
 	})
 	if err := sup.Load(cfg); err != nil {
 		return err
