@@ -4,10 +4,14 @@ package forward_test
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +21,7 @@ import (
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/testenv"
 )
 
 // First connections: a mistake that cannot fix itself ends the guest at
@@ -119,4 +124,82 @@ func TestFirstConnectionPermanent(t *testing.T) {
 			t.Errorf("%s: still retrying after 30 s; log:\n%s", c.guest.Name, e.log)
 		}
 	}
+}
+
+// A guest behind a VM manager's NAT port forward (VirtualBox, QEMU user
+// networking) that is still booting: the port accepts and says nothing.
+// Attempts give up at the banner timeout instead of the whole connect
+// timeout, and are retried every ConnectBackoff, so the forward is up within
+// a few seconds of the guest's sshd (issue 17 item 9a). The time is logged,
+// not asserted: the machine may be loaded.
+func TestBootingGuestBehindNAT(t *testing.T) {
+	t.Parallel()
+	d := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
+	g := guestOf(t, s, "")
+	sshdAddr := net.JoinHostPort(g.Target.HostName, strconv.Itoa(g.Target.Port))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	// The guest's key, known under the NAT's port as well.
+	nat := ln.Addr().(*net.TCPAddr).Port
+	known, err := os.ReadFile(s.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	moved := strings.ReplaceAll(string(known), knownHostsName(g.Target.HostName, g.Target.Port), knownHostsName(g.Target.HostName, nat))
+	if err := os.WriteFile(kh, []byte(moved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.Target.Port, g.Target.KnownHostsFiles = nat, []string{kh}
+	var booted atomic.Int64 // unix nanos when sshd "came up"; 0 while booting
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if booted.Load() == 0 {
+				// The NAT accepts; the booting guest never answers.
+				t.Cleanup(func() { c.Close() })
+				continue
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", sshdAddr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	e := exposeSocket(t, d.Socket, []forward.Guest{g}, func(c *forward.Config) {
+		c.MinBackoff, c.MaxBackoff = time.Second, 30*time.Second
+		c.Dial.BannerTimeout = 500 * time.Millisecond
+	})
+	time.Sleep(5 * time.Second) // several attempts against the silent NAT
+	if strings.Contains(e.log.String(), "forward up") {
+		t.Fatal("forward up before the guest's sshd")
+	}
+	booted.Store(time.Now().UnixNano())
+	e.wait(t, forward.StateUp)
+	after := time.Since(time.Unix(0, booted.Load()))
+	if !strings.Contains(e.log.String(), "no SSH banner yet") {
+		t.Errorf("no attempt gave up for want of a banner:\n%s", e.log)
+	}
+	t.Logf("forward up %v after the guest's sshd (banner timeout 500ms, ConnectBackoff 2s, MaxBackoff 30s)", after.Round(10*time.Millisecond))
+}
+
+// knownHostsName is how known_hosts names host:port.
+func knownHostsName(host string, port int) string {
+	if port == 22 {
+		return host
+	}
+	return "[" + host + "]:" + strconv.Itoa(port)
 }
