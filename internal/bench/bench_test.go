@@ -173,6 +173,23 @@ func BenchmarkPaths(b *testing.B) {
 
 	report(b, paths, elapsed)
 
+	if *flagCount > 0 {
+		var counts []pathCount
+		for _, pt := range paths {
+			procs := []watched{{rolePCSCD, p.PID}}
+			switch pt.id {
+			case pathCardshare:
+				continue // shares this process with the card
+			case pathSSHN, pathSSHSession:
+				procs = append(procs, watched{"ssh", pt.pid})
+			case pathCLI:
+				procs = append(procs, watched{"cardshare", pt.pid})
+			}
+			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "guest sshd"))
+		}
+		printCounts(counts, pathNames, *flagCount)
+	}
+
 	if *flagProfile != "" {
 		for _, pt := range paths {
 			if pt.id == pathCardshare {

@@ -185,6 +185,8 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 	var counts Counts
 	if d, ok := c.stage(hs); ok {
 		err = proxy(ctx, guest, host, d, hs.prefix, c, log, &counts)
+	} else if f, ok := c.framing(hs); ok {
+		err = framedPipe(ctx, guest, host, &counts, f)
 	} else {
 		err = Pipe(ctx, guest, host, &counts)
 	}
