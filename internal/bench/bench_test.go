@@ -32,14 +32,15 @@ import (
 
 // Flags of the test binary; pass them after -args (scripts/bench.sh does).
 var (
-	flagRounds    = flag.Int("rounds", 5, "measured rounds, each running every path once")
-	flagAPDUs     = flag.Int("apdus", 3000, "APDUs per round and path")
-	flagSlowAPDUs = flag.Int("slow-apdus", 300, "APDUs per round on the ssh -N -R path, which stalls 40 ms at a time (~140 APDU/s)")
-	flagWarmup    = flag.Int("warmup", 200, "unmeasured APDUs per path before the first round")
-	flagPaths     = flag.String("paths", "", "comma-separated paths to run, of "+strings.Join(pathIDs, ",")+`, or "all"; empty runs `+strings.Join(defaultPathIDs, ","))
-	flagCLIEnv    = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
-	flagProfile   = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
-	flagProfileN  = flag.Int("profile-apdus", 20000, "APDUs of the profiled cardshare run")
+	flagRounds         = flag.Int("rounds", 5, "measured rounds, each running every path once")
+	flagAPDUs          = flag.Int("apdus", 3000, "APDUs per round and path")
+	flagSlowAPDUs      = flag.Int("slow-apdus", 300, "APDUs per round on the ssh -N -R path, which stalls 40 ms at a time (~140 APDU/s)")
+	flagWarmup         = flag.Int("warmup", 200, "unmeasured APDUs per path before the first round")
+	flagPaths          = flag.String("paths", "", "comma-separated paths to run, of "+strings.Join(pathIDs, ",")+`, or "all"; empty runs `+strings.Join(defaultPathIDs, ","))
+	flagCLIEnv         = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
+	flagProfile        = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
+	flagOtherCardshare = flag.String("other-cardshare", "", "a cardshare `binary` (another build, e.g. of main) for the path "+pathCLIOther+", measured in the same run as this build's")
+	flagProfileN       = flag.Int("profile-apdus", 20000, "APDUs of the profiled cardshare run")
 )
 
 // The paths, in table order.
@@ -49,6 +50,7 @@ const (
 	pathSSHSession = "ssh-session"
 	pathCardshare  = "cardshare"
 	pathCLI        = "cardshare-cli"
+	pathCLIOther   = "cardshare-other"
 	pathSocat      = "socat"
 	pathSocatTCP   = "socat-tcp"
 )
@@ -57,7 +59,7 @@ const (
 // that run only when named in -paths: one relay process without encryption
 // is about the floor for any relay, and two with a TCP hop between them is
 // the floor for a relay through the guest's sshd.
-var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathSocat, pathSocatTCP}
+var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathCLIOther, pathSocat, pathSocatTCP}
 
 // defaultPathIDs run when -paths is empty.
 var defaultPathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI}
@@ -68,6 +70,7 @@ var pathNames = map[string]string{
 	pathSSHSession: "`ssh -R` + session",
 	pathCardshare:  "cardshare expose",
 	pathCLI:        "`cardshare expose` process",
+	pathCLIOther:   "`cardshare expose` of -other-cardshare",
 	pathSocat:      "socat Unix → Unix",
 	pathSocatTCP:   "socat Unix → TCP → Unix",
 }
@@ -137,7 +140,13 @@ func BenchmarkPaths(b *testing.B) {
 			pt.socket, csLog = startCardshare(b, s, p.Socket)
 		case pathCLI:
 			pt.socket = filepath.Join(s.Home, "cardshare-cli.comm")
-			pt.pid = startCLI(b, s, p.Socket, pt.socket)
+			pt.pid = startCLI(b, buildCardshare(b), s, p.Socket, pt.socket)
+		case pathCLIOther:
+			if *flagOtherCardshare == "" {
+				b.Fatal("bench: path " + pathCLIOther + " needs -other-cardshare")
+			}
+			pt.socket = filepath.Join(s.Home, "cardshare-other.comm")
+			pt.pid = startCLI(b, *flagOtherCardshare, s, p.Socket, pt.socket)
 		case pathSocat:
 			pt.socket = filepath.Join(sockDir(b), "socat.comm")
 			startSocat(b, pt.socket, "UNIX-LISTEN:"+pt.socket+",fork", "UNIX-CONNECT:"+p.Socket)
@@ -182,7 +191,7 @@ func BenchmarkPaths(b *testing.B) {
 				continue // shares this process with the card
 			case pathSSHN, pathSSHSession:
 				procs = append(procs, watched{"ssh", pt.pid})
-			case pathCLI:
+			case pathCLI, pathCLIOther:
 				procs = append(procs, watched{"cardshare", pt.pid})
 			}
 			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "guest sshd"))
@@ -345,9 +354,8 @@ func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *locke
 // its own, as users run it: unlike the in-process path, its Go runtime is not
 // shared with the virtual card, and its CPU time and context switches can be
 // counted apart. The -cli-env settings go into its environment.
-func startCLI(b *testing.B, s *testenv.SSHD, host, guest string) int {
+func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string) int {
 	b.Helper()
-	bin := buildCardshare(b)
 	os.Remove(guest)
 	cmd := exec.Command(bin, "expose", "-F", s.ConfigFile, "--pcscd-socket", host, "--guest-socket", guest, s.HostAlias)
 	cmd.Env = os.Environ()
@@ -647,7 +655,7 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 	}
 	t.WriteString("\nrelay CPU and switches are per APDU, in the host-side relay process (ssh, or cardshare run as a process): " +
 		"CPU time of all its threads, and voluntary + involuntary context switches. Every voluntary switch is a sleep that costs a wake-up on the APDU's path.\n")
-	for _, id := range []string{pathCardshare, pathCLI} {
+	for _, id := range []string{pathCardshare, pathCLI, pathCLIOther} {
 		a, ok := sums[id]
 		if o, ok2 := sums[pathSSHSession]; ok && ok2 && o.perSec > 0 {
 			fmt.Fprintf(&t, "\n%s ÷ OpenSSH with a session: %.2f× APDU/s, median %+.0f µs", pathNames[id], a.perSec/o.perSec, a.medianUS-o.medianUS)

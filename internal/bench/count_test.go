@@ -43,6 +43,7 @@ type countResult struct {
 	calls    string // the largest counts by name
 	cpuUS    float64
 	sleeps   float64
+	rw       float64 // read and write calls by /proc/PID/io, all threads
 }
 
 // pathCount is the counting pass of one path.
@@ -230,6 +231,7 @@ func countPath(b *testing.B, bin string, pt *path, n int, procs []watched, peerR
 	}
 	perfs := make([]*perfCount, len(procs))
 	uses := make([]procUse, len(procs))
+	rws := make([]uint64, len(procs))
 	for i, w := range procs {
 		if perfs[i], err = startPerfCount(w.pid); err != nil {
 			b.Fatalf("bench: %v", err)
@@ -238,6 +240,7 @@ func countPath(b *testing.B, bin string, pt *path, n int, procs []watched, peerR
 	time.Sleep(300 * time.Millisecond) // perf attaches
 	for i, w := range procs {
 		uses[i] = readProcUse(w.pid)
+		rws[i] = readRW(w.pid)
 	}
 	if dir := os.Getenv("CS_STRACE_DIR"); dir != "" {
 		// Development aid: a trace of 20 APDUs of each process.
@@ -268,6 +271,7 @@ func countPath(b *testing.B, bin string, pt *path, n int, procs []watched, peerR
 	pc := pathCount{id: pt.id, dataSegs: float64(data1-data0) / float64(n), segs: float64(all1-all0) / float64(n)}
 	for i, w := range procs {
 		u := readProcUse(w.pid).sub(uses[i])
+		rw := readRW(w.pid) - rws[i]
 		calls, by, err := perfs[i].stop()
 		if err != nil || calls == 0 {
 			continue // not a process that does the path's work (sshd's monitor)
@@ -278,6 +282,7 @@ func countPath(b *testing.B, bin string, pt *path, n int, procs []watched, peerR
 			calls:    formatCalls(by, n),
 			cpuUS:    float64(u.cpu.Microseconds()) / float64(n),
 			sleeps:   float64(u.voluntary) / float64(n),
+			rw:       float64(rw) / float64(n),
 		})
 	}
 	return pc
@@ -287,7 +292,7 @@ func countPath(b *testing.B, bin string, pt *path, n int, procs []watched, peerR
 func printCounts(counts []pathCount, names map[string]string, n int) {
 	var t strings.Builder
 	fmt.Fprintf(&t, "\ncounting pass: %d APDUs per path, after the timed rounds; per APDU. TCP segments are both directions of every loopback TCP hop of the path (data-carrying / all, ACKs included); the system calls were counted by perf stat on raw_syscalls:sys_enter, CPU and sleeps (voluntary context switches) from /proc.\n\n", n)
-	t.WriteString("| path | TCP data segs | TCP segs | process | syscalls | by call | CPU µs | sleeps |\n|---|---:|---:|---|---:|---|---:|---:|\n")
+	t.WriteString("| path | TCP data segs | TCP segs | process | syscalls | by call | read+write (io) | CPU µs | sleeps |\n|---|---:|---:|---|---:|---|---:|---:|---:|\n")
 	for _, c := range counts {
 		for i, p := range c.procs {
 			name, segs, all := "", "", ""
@@ -295,7 +300,7 @@ func printCounts(counts []pathCount, names map[string]string, n int) {
 				name = names[c.id]
 				segs, all = fmt.Sprintf("%.2f", c.dataSegs), fmt.Sprintf("%.2f", c.segs)
 			}
-			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.1f | %s | %.0f | %.2f |\n", name, segs, all, p.role, p.syscalls, p.calls, p.cpuUS, p.sleeps)
+			fmt.Fprintf(&t, "| %s | %s | %s | %s | %.1f | %s | %.1f | %.0f | %.2f |\n", name, segs, all, p.role, p.syscalls, p.calls, p.rw, p.cpuUS, p.sleeps)
 		}
 	}
 	fmt.Println(t.String())
@@ -319,4 +324,23 @@ func formatCalls(by map[string]uint64, n int) string {
 		parts = append(parts, fmt.Sprintf("%s %.1f", e.k, float64(e.v)/float64(n)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// readRW returns the read and write system calls of pid so far, over all
+// its threads, dead ones included (syscr and syscw of /proc/PID/io): a
+// check on perf stat, which misses threads started after it attached.
+func readRW(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		if k == "syscr" || k == "syscw" {
+			x, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			n += x
+		}
+	}
+	return n
 }

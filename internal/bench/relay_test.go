@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -42,7 +43,15 @@ const (
 	pathEpoll    = "go-epoll-pair"
 	pathRelayCLI = "relay-tls"
 	pathRelayLib = "relay-tls-inprocess"
+	pathRelayAlt = "relay-tls-other"
 )
+
+// relayPathIDs are BenchmarkRelay's paths, in table order; -relay-paths
+// picks some (direct and the socat pair always run: the table's ratios are
+// to them).
+var relayPathIDs = []string{pathDirect, pathSocatTCP, pathGoPair, pathGoRaw, pathGoTLS, pathEpoll, pathRelayCLI, pathRelayLib, pathRelayAlt}
+
+var flagRelayPaths = flag.String("relay-paths", "", "comma-separated paths of BenchmarkRelay, of "+strings.Join(relayPathIDs, ",")+"; empty runs all but "+pathRelayAlt+", which needs -other-cardshare")
 
 var relayPathNames = map[string]string{
 	pathDirect:   "direct",
@@ -53,6 +62,7 @@ var relayPathNames = map[string]string{
 	pathEpoll:    "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
 	pathRelayCLI: "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
 	pathRelayLib: "the same, both ends in the benchmark process",
+	pathRelayAlt: "cardshare relay serve + agent of -other-cardshare (2 processes)",
 }
 
 // BenchmarkRelay measures relay mode next to what it must beat, in one run
@@ -75,25 +85,47 @@ func BenchmarkRelay(b *testing.B) {
 	p.InsertCard(b)
 	bin := testenv.BuildClient(b)
 
-	r := startRelay(b, p.Socket, 1)
-	paths := []*path{
-		{id: pathDirect, socket: p.Socket},
-		{id: pathSocatTCP},
-		{id: pathGoPair},
-		{id: pathGoRaw},
-		{id: pathGoTLS},
-		{id: pathEpoll},
-		{id: pathRelayCLI},
-		{id: pathRelayLib, socket: r.sockets[0]},
+	want := []string{pathDirect, pathSocatTCP, pathGoPair, pathGoRaw, pathGoTLS, pathEpoll, pathRelayCLI, pathRelayLib}
+	if *flagRelayPaths != "" {
+		want = []string{pathDirect, pathSocatTCP}
+		for id := range strings.SplitSeq(*flagRelayPaths, ",") {
+			if id = strings.TrimSpace(id); !slices.Contains(relayPathIDs, id) {
+				b.Fatalf("bench: unknown path %q in -relay-paths; known: %s", id, strings.Join(relayPathIDs, ", "))
+			}
+			if !slices.Contains(want, id) {
+				want = append(want, id)
+			}
+		}
+		slices.SortFunc(want, func(a, b string) int { return slices.Index(relayPathIDs, a) - slices.Index(relayPathIDs, b) })
 	}
-	paths[1].socket, paths[1].pids = startSocatPair(b, p.Socket)
-	paths[2].socket, paths[2].pids = startGoPair(b, p.Socket, "gorelay")
-	paths[3].socket, paths[3].pids = startGoPair(b, p.Socket, "gorelay", "-rawio")
-	paths[4].socket, paths[4].pids = startGoPair(b, p.Socket, "gorelay", "-rawio", "-tls")
-	paths[5].socket, paths[5].pids = startGoPair(b, p.Socket, "epollrelay")
-	paths[6].socket, paths[6].pids = startRelayCLI(b, p.Socket)
-	for _, pt := range paths {
-		pt.apdus = *flagAPDUs
+	r := startRelay(b, p.Socket, 1)
+	var paths []*path
+	for _, id := range want {
+		pt := &path{id: id, apdus: *flagAPDUs}
+		switch id {
+		case pathDirect:
+			pt.socket = p.Socket
+		case pathSocatTCP:
+			pt.socket, pt.pids = startSocatPair(b, p.Socket)
+		case pathGoPair:
+			pt.socket, pt.pids = startGoPair(b, p.Socket, "gorelay")
+		case pathGoRaw:
+			pt.socket, pt.pids = startGoPair(b, p.Socket, "gorelay", "-rawio")
+		case pathGoTLS:
+			pt.socket, pt.pids = startGoPair(b, p.Socket, "gorelay", "-rawio", "-tls")
+		case pathEpoll:
+			pt.socket, pt.pids = startGoPair(b, p.Socket, "epollrelay")
+		case pathRelayCLI:
+			pt.socket, pt.pids = startRelayCLI(b, p.Socket, "")
+		case pathRelayLib:
+			pt.socket = r.sockets[0]
+		case pathRelayAlt:
+			if *flagOtherCardshare == "" {
+				b.Fatal("bench: path " + pathRelayAlt + " needs -other-cardshare")
+			}
+			pt.socket, pt.pids = startRelayCLI(b, p.Socket, *flagOtherCardshare)
+		}
+		paths = append(paths, pt)
 	}
 	for _, pt := range paths {
 		waitReady(b, bin, pt.socket)
@@ -113,6 +145,21 @@ func BenchmarkRelay(b *testing.B) {
 		}
 	}
 	reportRelay(b, paths, time.Since(start))
+
+	if *flagCount > 0 {
+		var counts []pathCount
+		for _, pt := range paths {
+			if pt.id == pathRelayLib || pt.id == pathSocatTCP {
+				continue // the card's process; socat forks per connection
+			}
+			procs := []watched{{rolePCSCD, p.PID}}
+			for i, pid := range pt.pids {
+				procs = append(procs, watched{[]string{"host end", "guest end"}[i], pid})
+			}
+			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "peer"))
+		}
+		printCounts(counts, relayPathNames, *flagCount)
+	}
 
 	perConn := idleConnCost(b, r, 100)
 	r.stop()
@@ -149,9 +196,15 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 			b.ReportMetric(s.perSec/direct.perSec, pt.id+"-x-direct")
 		}
 	}
-	relayS, socatS := summarize(paths[6].runs), summarize(paths[1].runs)
 	t.WriteString("\nrelay CPU and sleeps are per APDU, summed over the path's two relay processes: CPU time of all threads (socat's from the children it forks per connection, at 10 ms resolution), and voluntary context switches (socat's are not known). Every sleep costs a wake-up on the APDU's path.\n")
-	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
+	socatS := summarize(paths[1].runs)
+	for _, pt := range paths {
+		if pt.id == pathRelayCLI || pt.id == pathRelayAlt {
+			relayS := summarize(pt.runs)
+			fmt.Fprintf(&t, "\n%s ÷ socat pair: %.2f× APDU/s, median %+.0f µs", relayPathNames[pt.id], relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
+		}
+	}
+	t.WriteString("\n")
 	fmt.Println(t.String())
 }
 
@@ -185,12 +238,14 @@ func startGoPair(b *testing.B, pcscd, name string, flags ...string) (string, []i
 
 // startRelayCLI builds cardshare and runs `relay serve` and `relay agent` as
 // two processes, paired through the CLI, and returns the guest socket.
-func startRelayCLI(b *testing.B, pcscd string) (string, []int) {
+func startRelayCLI(b *testing.B, pcscd, bin string) (string, []int) {
 	b.Helper()
 	dir := sockDir(b)
-	bin := filepath.Join(dir, "cardshare")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput(); err != nil {
-		b.Fatalf("bench: build cardshare: %v\n%s", err, out)
+	if bin == "" {
+		bin = filepath.Join(dir, "cardshare")
+		if out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput(); err != nil {
+			b.Fatalf("bench: build cardshare: %v\n%s", err, out)
+		}
 	}
 	state, creds, guest := filepath.Join(dir, "host"), filepath.Join(dir, "guest", "credentials.json"), filepath.Join(dir, "g", "pcscd.comm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
