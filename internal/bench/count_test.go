@@ -259,6 +259,25 @@ func countPath(b *testing.B, bin string, pt *path, n int, procs []watched, peerR
 			c.Wait()
 		}
 	}
+	var recs []*exec.Cmd
+	if dir := os.Getenv("CS_PERF_DIR"); dir != "" {
+		// Development aid: perf record of each process over the count.
+		for _, w := range procs {
+			if w.role == rolePCSCD {
+				continue
+			}
+			c := exec.Command("perf", "record", "-F", "4000", "-g", "-o", fmt.Sprintf("%s/%s-%s-%d.data", dir, pt.id, strings.Fields(w.role)[0], w.pid), "-p", strconv.Itoa(w.pid))
+			c.Start()
+			recs = append(recs, c)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	defer func() {
+		for _, c := range recs {
+			c.Process.Signal(os.Interrupt)
+			c.Wait()
+		}
+	}()
 	data0, all0 := sumSegs(socks)
 	cp := *pt
 	cp.pid, cp.pids = 0, nil

@@ -40,10 +40,10 @@ import (
 // what that costs.
 const holdLimit = 10 * time.Millisecond
 
-// maxHoldMisses is how many replies in a row may see their hold time out
-// before a connection's replies are copied without framing. A loaded
-// machine may delay pcscd's second write past holdLimit now and then;
-// a tracking mistake makes every hold time out.
+// maxHoldMisses is how many holds may time out, with no reply completed
+// in time between them, before a connection's replies are copied without
+// framing. A loaded machine may delay pcscd's second write past holdLimit
+// now and then; a tracking mistake makes every hold time out.
 const maxHoldMisses = 3
 
 // queueLen bounds the requests in flight that the tracker follows. A
@@ -348,11 +348,8 @@ func (t *tracker) replies(dst, src net.Conn, n *atomic.Uint64) error {
 		expired := false
 		if held && errors.Is(rerr, os.ErrDeadlineExceeded) {
 			// The rest did not come in time: send what is there.
-			rerr, expired = nil, true
-			if !missed {
-				missed = true
-				misses++
-			}
+			rerr, expired, missed = nil, true, true
+			misses++
 		}
 		hold := false
 		for {
