@@ -658,8 +658,12 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 	for _, id := range []string{pathCardshare, pathCLI, pathCLIOther} {
 		a, ok := sums[id]
 		if o, ok2 := sums[pathSSHSession]; ok && ok2 && o.perSec > 0 {
-			fmt.Fprintf(&t, "\n%s ÷ OpenSSH with a session: %.2f× APDU/s, median %+.0f µs", pathNames[id], a.perSec/o.perSec, a.medianUS-o.medianUS)
+			fmt.Fprintf(&t, "\n%s ÷ OpenSSH with a session: %.2f× APDU/s, median %+.0f µs; %s",
+				pathNames[id], a.perSec/o.perSec, a.medianUS-o.medianUS, roundRatios(pathRuns(paths, id), pathRuns(paths, pathSSHSession)))
 		}
+	}
+	if a, b := pathRuns(paths, pathCLI), pathRuns(paths, pathCLIOther); a != nil && b != nil {
+		fmt.Fprintf(&t, "\nthis build ÷ -other-cardshare: %.2f× APDU/s; %s", summarize(a).perSec/summarize(b).perSec, roundRatios(a, b))
 	}
 	if *flagCLIEnv != "" && slices.ContainsFunc(paths, func(pt *path) bool { return pt.id == pathCLI }) {
 		fmt.Fprintf(&t, "\n%s ran with %s", pathNames[pathCLI], *flagCLIEnv)
@@ -874,4 +878,38 @@ func unixPair(b *testing.B) (net.Conn, net.Conn) {
 	}
 	b.Cleanup(func() { c1.Close(); c2.Close() })
 	return c1, c2
+}
+
+// pathRuns returns the runs of path id.
+func pathRuns(paths []*path, id string) []testenv.Bench {
+	for _, pt := range paths {
+		if pt.id == id {
+			return pt.runs
+		}
+	}
+	return nil
+}
+
+// roundRatios describes the ratios of a to b round by round: each round
+// runs both within seconds, so that the load of the machine, which moves
+// APDU/s severalfold between rounds here, weighs on both alike.
+func roundRatios(a, b []testenv.Bench) string {
+	var r []float64
+	for i := range min(len(a), len(b)) {
+		if b[i].PerSec > 0 {
+			r = append(r, a[i].PerSec/b[i].PerSec)
+		}
+	}
+	if len(r) == 0 {
+		return ""
+	}
+	slices.Sort(r)
+	q := func(f float64) float64 { return r[int(f*float64(len(r)-1)+0.5)] }
+	wins := 0
+	for _, x := range r {
+		if x > 1 {
+			wins++
+		}
+	}
+	return fmt.Sprintf("round by round: median %.2f×, quartiles %.2f–%.2f, ahead in %d of %d rounds", q(0.5), q(0.25), q(0.75), wins, len(r))
 }

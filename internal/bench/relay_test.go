@@ -201,8 +201,11 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 	for _, pt := range paths {
 		if pt.id == pathRelayCLI || pt.id == pathRelayAlt {
 			relayS := summarize(pt.runs)
-			fmt.Fprintf(&t, "\n%s ÷ socat pair: %.2f× APDU/s, median %+.0f µs", relayPathNames[pt.id], relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
+			fmt.Fprintf(&t, "\n%s ÷ socat pair: %.2f× APDU/s, median %+.0f µs; %s", relayPathNames[pt.id], relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS, roundRatios(pt.runs, paths[1].runs))
 		}
+	}
+	if a, b := pathRuns(paths, pathRelayCLI), pathRuns(paths, pathRelayAlt); a != nil && b != nil {
+		fmt.Fprintf(&t, "\nthis build ÷ -other-cardshare: %.2f× APDU/s; %s", summarize(a).perSec/summarize(b).perSec, roundRatios(a, b))
 	}
 	t.WriteString("\n")
 	fmt.Println(t.String())
