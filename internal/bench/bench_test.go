@@ -140,7 +140,11 @@ func BenchmarkPaths(b *testing.B) {
 			pt.socket, csLog = startCardshare(b, s, p.Socket)
 		case pathCLI:
 			pt.socket = filepath.Join(s.Home, "cardshare-cli.comm")
-			pt.pid = startCLI(b, buildCardshare(b), s, p.Socket, pt.socket)
+			bin := os.Getenv("CS_BENCH_CLI_BIN")
+			if bin == "" {
+				bin = buildCardshare(b)
+			}
+			pt.pid = startCLI(b, bin, s, p.Socket, pt.socket)
 		case pathCLIOther:
 			if *flagOtherCardshare == "" {
 				b.Fatal("bench: path " + pathCLIOther + " needs -other-cardshare")
@@ -213,6 +217,9 @@ func selectedPaths() ([]string, error) {
 		return defaultPathIDs, nil
 	}
 	if *flagPaths == "all" {
+		if *flagOtherCardshare == "" {
+			return slices.DeleteFunc(slices.Clone(pathIDs), func(id string) bool { return id == pathCLIOther }), nil
+		}
 		return pathIDs, nil
 	}
 	var ids []string
