@@ -7,19 +7,27 @@
 # (BenchmarkPipe). Needs root and what scripts/install-test-deps.sh installs.
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
-#                         [-e CLI_ENV] [-P PROFILE_FILE] [-- GO_TEST_FLAGS...]
+#                         [-e CLI_ENV] [-P PROFILE_FILE] [-c COUNT_APDUS]
+#                         [-o OTHER_CARDSHARE] [-- GO_TEST_FLAGS...]
 #   -r  measured rounds, each running every path once (default 5)
 #   -n  APDUs per round and path (default 3000)
 #   -s  APDUs per round on the `ssh -N -R` path, ~140 APDU/s (default 300)
 #   -p  comma-separated paths, of direct,ssh-N,ssh-session,cardshare,
-#       cardshare-cli and the references socat (Unix → Unix) and socat-tcp
-#       (Unix → TCP → Unix), or all (default: all but the references)
+#       cardshare-cli, cardshare-other (needs -o) and the references socat
+#       (Unix → Unix) and socat-tcp (Unix → TCP → Unix), or all (default:
+#       all but the references and cardshare-other)
 #   -e  comma-separated VAR=value for the cardshare-cli process, e.g.
 #       GOMAXPROCS=1
 #   -P  after the rounds, profile 20000 APDUs through cardshare alone and
 #       write the CPU profile to this file (go tool pprof -top FILE)
+#   -c  after the rounds, run this many APDUs per path once more and count
+#       system calls (perf stat), CPU, sleeps and loopback TCP segments per
+#       APDU of every process on the path (needs perf and ss)
+#   -o  another cardshare binary (e.g. built from main) for the path
+#       cardshare-other, to compare two builds in the same run
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
-# PATHS, CLI_ENV, PROFILE. Flags after -- go to go test, e.g. -- -v.
+# PATHS, CLI_ENV, PROFILE, COUNT, OTHER. Flags after -- go to go test, e.g.
+# -- -v. BenchmarkRelay (relay mode) takes the same -args, and -relay-paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +39,9 @@ slow=${SLOW_APDUS:-300}
 paths=${PATHS:-}
 cli_env=${CLI_ENV:-}
 profile=${PROFILE:-}
-while getopts r:n:s:p:e:P:h opt; do
+count=${COUNT:-0}
+other=${OTHER:-}
+while getopts r:n:s:p:e:P:c:o:h opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	n) apdus=$OPTARG ;;
@@ -39,6 +49,8 @@ while getopts r:n:s:p:e:P:h opt; do
 	p) paths=$OPTARG ;;
 	e) cli_env=$OPTARG ;;
 	P) profile=$OPTARG ;;
+	c) count=$OPTARG ;;
+	o) other=$OPTARG ;;
 	h)
 		usage
 		exit 0
@@ -58,5 +70,5 @@ fi
 
 go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
 	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cli-env="$cli_env" \
-	-cardshare-cpuprofile="$profile"
+	-cardshare-cpuprofile="$profile" -count="$count" -other-cardshare="$other"
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench

@@ -96,6 +96,10 @@ type tracker struct {
 // its CMD_VERSION exchange that speaks f.version at both ends.
 func framedPipe(ctx context.Context, guest, host net.Conn, counts *Counts, f framed) error {
 	t := &tracker{f: f}
+	return t.pipe(ctx, guest, host, counts)
+}
+
+func (t *tracker) pipe(ctx context.Context, guest, host net.Conn, counts *Counts) error {
 	return pipe(ctx, guest, host,
 		func() error { return t.requests(host, guest, &counts.Up) },
 		func() error { return t.replies(guest, host, &counts.Down) })

@@ -46,6 +46,7 @@ type framedEnv struct {
 	client, daemon net.Conn
 	toGuest        *writeCounter
 	toHost         *writeCounter
+	tr             *tracker
 }
 
 func startFramed(t *testing.T, f framed) *framedEnv {
@@ -56,8 +57,9 @@ func startFramed(t *testing.T, f framed) *framedEnv {
 		toGuest: &writeCounter{Conn: guestEnd}, toHost: &writeCounter{Conn: hostEnd}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	e.tr = &tracker{f: f}
 	var counts Counts
-	go func() { done <- framedPipe(ctx, e.toGuest, e.toHost, &counts, f) }()
+	go func() { done <- e.tr.pipe(ctx, e.toGuest, e.toHost, &counts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
