@@ -1,0 +1,74 @@
+package service
+
+import (
+	"errors"
+	"path"
+	"strings"
+)
+
+// Unit is the text of the systemd user unit that runs s. It is the unit
+// `cardshare service install` has always written (restart on failure after
+// 5 s; `systemctl --user reload` sends SIGHUP, which makes up reread its
+// config), now with control characters rejected.
+func Unit(s Spec) (string, error) {
+	if err := s.Validate("linux"); err != nil {
+		return "", err
+	}
+	cmd := []string{systemdQuote(s.Binary)}
+	for _, a := range s.Args {
+		cmd = append(cmd, systemdQuote(a))
+	}
+	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
+[Unit]
+Description=` + description + `
+
+[Service]
+ExecStart=` + strings.Join(cmd, " ") + `
+ExecReload=kill -HUP $MAINPID
+Restart=on-failure
+RestartSec=5s
+
+[Install]
+WantedBy=default.target
+`, nil
+}
+
+// systemdQuote quotes an argument for ExecStart: systemd splits on spaces,
+// unquotes "..." with C escapes, and expands % specifiers and $ variables
+// (systemd.service(5), "Command lines"). Control characters never get here
+// (checkText).
+func systemdQuote(s string) string {
+	s = strings.ReplaceAll(s, "%", "%%")
+	s = strings.ReplaceAll(s, "$", "$$")
+	if s != "" && !strings.ContainsAny(s, " \"'\\;") {
+		return s
+	}
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	s = strings.ReplaceAll(s, `"`, `\"`)
+	return `"` + s + `"`
+}
+
+func systemdPlan(s Spec, env Env) (Plan, error) {
+	unit, err := Unit(s)
+	if err != nil {
+		return Plan{}, err
+	}
+	dir := env.XDGConfigHome
+	if !path.IsAbs(dir) {
+		if env.Home == "" {
+			return Plan{}, errors.New("service: no home directory for the systemd user unit")
+		}
+		dir = path.Join(env.Home, ".config")
+	}
+	sc := func(args ...string) Command { return Command{Args: append([]string{"systemctl", "--user"}, args...)} }
+	return Plan{
+		Path:      path.Join(dir, "systemd", "user", SystemdUnit),
+		Content:   []byte(unit),
+		Install:   []Command{sc("daemon-reload"), sc("enable", "--now", SystemdUnit)},
+		Restart:   []Command{sc("daemon-reload"), sc("try-restart", SystemdUnit)},
+		Reload:    []Command{sc("reload", SystemdUnit)},
+		Uninstall: []Command{sc("disable", "--now", SystemdUnit), {Args: []string{"systemctl", "--user", "daemon-reload"}, MayFail: true}},
+		Status:    sc("status", SystemdUnit),
+		Logs:      "journalctl --user -u cardshare -f",
+	}, nil
+}
