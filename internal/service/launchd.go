@@ -22,7 +22,12 @@ import (
 //     LaunchAgent has no journal; launchd creates the file, not its
 //     directory;
 //   - ProcessType Interactive: launchd may throttle the CPU and I/O of
-//     Background jobs, and an APDU waits for us.
+//     Background jobs, and an APDU waits for us;
+//   - EnvironmentVariables PATH: a LaunchAgent's PATH is only
+//     /usr/bin:/bin:/usr/sbin:/sbin, which lacks the VM managers' tools
+//     (VBoxManage and prlctl link into /usr/local/bin) and Homebrew's
+//     (/opt/homebrew/bin on Apple silicon, /usr/local/bin on Intel), where
+//     a Terminal finds them.
 //
 // An agent in the gui/UID domain inherits the session's SSH_AUTH_SOCK,
 // which launchd sets for the com.openssh.ssh-agent socket it owns, so the
@@ -70,6 +75,10 @@ func LaunchAgent(s Spec, logFile string) ([]byte, error) {
 	key("ProcessType")
 	str("Interactive")
 	b.WriteString("\n")
+	key("EnvironmentVariables")
+	b.WriteString("<dict>\n\t\t<key>PATH</key>\n\t\t")
+	str(launchdPATH)
+	b.WriteString("\n\t</dict>\n")
 	key("StandardOutPath")
 	str(logFile)
 	b.WriteString("\n")
@@ -78,6 +87,10 @@ func LaunchAgent(s Spec, logFile string) ([]byte, error) {
 	b.WriteString("\n</dict>\n</plist>\n")
 	return []byte(b.String()), nil
 }
+
+// launchdPATH is the agent's PATH: Homebrew's and /usr/local's before the
+// system's, as in a Terminal with Homebrew set up.
+const launchdPATH = "/opt/homebrew/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 func launchdPlan(s Spec, env Env) (Plan, error) {
 	if !path.IsAbs(env.Home) {
