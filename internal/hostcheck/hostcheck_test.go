@@ -144,3 +144,37 @@ func TestWSL(t *testing.T) {
 	want(t, WSL(nil, 7777), OK, "default gateway", "Firewall")
 	want(t, WSL([]byte("[wsl2]\nnetworkingMode=bridged\n"), 7777), Warn, "bridged", "")
 }
+
+func TestChecks(t *testing.T) {
+	line := func(rs []Result) string {
+		var b strings.Builder
+		for _, r := range rs {
+			fmt.Fprintf(&b, "%s %s|", r.Status, r.Name)
+		}
+		return b.String()
+	}
+	win := Inputs{GOOS: "windows", PCSC: PCSC{EstablishCode: scardENoService}, SmartCardService: ServiceState{Known: true, StartType: "manual"},
+		Agent: AgentProbe{Found: true, Agent: sshpaths.Agent{Addr: sshpaths.OpenSSHAgentPipe, Source: "Windows OpenSSH agent"}, DialErr: sshpaths.ErrAgentNotRunning},
+		SSH:   sshpaths.Program{Path: `C:\Windows\System32\OpenSSH\ssh.exe`, Native: true}, WSL: true}
+	if got, want := line(Checks(win)), "FAIL smart card service|SKIP readers|OK ssh program|WARN ssh-agent|OK WSL2|"; got != want {
+		t.Errorf("windows: %s\nwant     %s", got, want)
+	}
+	mac := Inputs{GOOS: "darwin", PCSC: PCSC{ListCode: scardENoReaders}, MacOSVersion: "14.2",
+		Agent: AgentProbe{Found: true, Agent: sshpaths.Agent{Addr: "/private/tmp/x/Listeners", Source: "launchd"}, Keys: 1},
+		SSH:   sshpaths.Program{Path: "/usr/bin/ssh", Native: true}}
+	if got, want := line(Checks(mac)), "OK smart card service|WARN readers|WARN macOS|OK ssh program|OK ssh-agent|"; got != want {
+		t.Errorf("macOS: %s\nwant   %s", got, want)
+	}
+}
+
+func TestGather(t *testing.T) {
+	h := sshpaths.Host{GOOS: "linux", Getenv: func(string) string { return "" },
+		LookPath: func(string) (string, error) { return "/usr/bin/ssh", nil }}
+	in := Gather(context.Background(), h, PCSC{Readers: []string{"r"}}, 0)
+	if in.GOOS != "linux" || in.Agent.Found || in.SSH.Path != "/usr/bin/ssh" || in.SSHErr != nil || len(in.PCSC.Readers) != 1 {
+		t.Errorf("inputs %+v", in)
+	}
+	if got := len(Checks(in)); got != 4 {
+		t.Errorf("%d checks on Linux, want 4", got)
+	}
+}
