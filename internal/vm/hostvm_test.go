@@ -11,11 +11,12 @@ import (
 	"testing"
 )
 
-// setHostOS makes the resolvers behave as on goos for one test.
+// setHostOS makes the resolvers behave as on goos for one test, with UTM
+// installed (the fake runner decides what answers).
 func setHostOS(t *testing.T, goos string) {
-	old := hostOS
-	hostOS = goos
-	t.Cleanup(func() { hostOS = old })
+	old, oldUTM := hostOS, utmInstalled
+	hostOS, utmInstalled = goos, func() bool { return true }
+	t.Cleanup(func() { hostOS, utmInstalled = old, oldUTM })
 }
 
 // replies builds fakeTools replies from "command line|stdout file",
@@ -82,6 +83,11 @@ func TestHostManagers(t *testing.T) {
 			errText: "Operation not supported by the backend"},
 		{name: "utm unknown", find: findUTM, vm: "other",
 			replies: replies("utmctl list|utmctl-list.txt"), why: "no VM named other"},
+		{name: "utm on macOS, running", goos: "darwin", find: findUTM, vm: "devvm",
+			replies: replies("pgrep -x UTM|utm-pgrep.txt", "utmctl list|utmctl-list.txt", "utmctl ip-address A1B2C3D4-E5F6-4789-ABCD-0123456789AB|utmctl-ip.txt"),
+			dest:    "192.168.64.5"},
+		{name: "utm on macOS, closed: utmctl is not asked", goos: "darwin", find: findUTM, vm: "devvm",
+			replies: replies("pgrep -x UTM|!vmrun-fail.stderr", "utmctl list|utmctl-list.txt"), why: "UTM is not running"},
 
 		{name: "hyper-v", goos: "windows", find: findHyperV, vm: "devvm",
 			replies: replies(hypervCmd + "|hyperv-running.json"), dest: "172.23.112.45"},
@@ -125,6 +131,28 @@ func TestHostManagers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A closed UTM with the VM's bundle in its library: start it (and UTM).
+func TestUTMClosed(t *testing.T) {
+	setHostOS(t, "darwin")
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	os.MkdirAll(filepath.Join(home, "Library/Containers/com.utmapp.UTM/Data/Documents/devvm.utm"), 0o755)
+	r, f := newResolver(t, replies("pgrep -x UTM|!vmrun-fail.stderr", "utmctl list|utmctl-list.txt"))
+	_, _, err := findUTM(context.Background(), r, "devvm")
+	if !errors.Is(err, ErrNoAddress) || !strings.Contains(err.Error(), "(UTM is closed); start it with `utmctl start \"devvm\"`") {
+		t.Errorf("err = %v", err)
+	}
+	if slices.Contains(f.calls, "utmctl list") {
+		t.Errorf("utmctl was run (it would open UTM): %v", f.calls)
+	}
+	// Not installed: nothing is run at all.
+	utmInstalled = func() bool { return false }
+	f.calls = nil
+	if c, why, err := findUTM(context.Background(), r, "devvm"); c != nil || why != "" || err != nil || len(f.calls) != 0 {
+		t.Errorf("no UTM: %v %q %v, calls %v", c, why, err, f.calls)
 	}
 }
 

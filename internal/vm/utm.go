@@ -3,6 +3,8 @@ package vm
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -16,8 +18,36 @@ import (
 //     IPv4 before IPv6. It asks the QEMU guest agent, so it works only for
 //     QEMU-backend VMs with qemu-guest-agent running in the guest (not for
 //     Apple Virtualization VMs); it fails with "Error: ..." otherwise.
+//
+// utmctl drives UTM.app over Apple Events and launches it to answer
+// (utmAppUrl, SBApplication). So that resolving a name never opens UTM,
+// utmctl is asked only while UTM runs (`pgrep -x UTM`): no UTM VM runs
+// without it. While it is closed, a VM bundle NAME.utm in UTM's default
+// library (~/Library/Containers/com.utmapp.UTM/Data/Documents) is named as
+// a VM to start.
 
 const utmctl = "utmctl"
+
+// utmInstalled reports whether utmctl is there (on PATH or in UTM.app),
+// without running it; tests replace it.
+var utmInstalled = func() bool {
+	_, err := lookTool(utmctl)
+	return err == nil
+}
+
+// utmRunning reports whether UTM.app runs; unknown (no pgrep) counts as
+// running.
+func (r *Resolver) utmRunning(ctx context.Context) bool {
+	if hostOS != "darwin" {
+		return true
+	}
+	_, err := r.run(ctx, "", "pgrep", "-x", "UTM")
+	return err == nil || notInstalled(err)
+}
+
+func utmLibrary() string {
+	return filepath.Join(homeDir(), "Library", "Containers", "com.utmapp.UTM", "Data", "Documents")
+}
 
 type utmVM struct{ uuid, status, name string }
 
@@ -36,6 +66,15 @@ func parseUTMList(out []byte) []utmVM {
 }
 
 func findUTM(ctx context.Context, r *Resolver, name string) (*Candidate, string, error) {
+	if hostOS == "darwin" && !utmInstalled() {
+		return nil, "", nil
+	}
+	if !r.utmRunning(ctx) {
+		if fi, err := os.Stat(filepath.Join(utmLibrary(), name+".utm")); err == nil && fi.IsDir() && plainName(name) {
+			return nil, "", fmt.Errorf("%w: UTM VM %s is not running (UTM is closed); start it with `utmctl start %q`", ErrNoAddress, name, name)
+		}
+		return nil, "UTM is not running", nil
+	}
 	out, err := r.run(ctx, "", utmctl, "list")
 	if notInstalled(err) {
 		return nil, "", nil
