@@ -61,7 +61,11 @@ func PageantPipe(user string, names []string) string {
 // exists, else Pageant's, else the OpenSSH pipe anyway (not Present: its
 // service is not running). ok is false when there is no agent to try.
 func FindAgent(h Host) (a Agent, ok bool) {
-	if s := h.getenv("SSH_AUTH_SOCK"); s != "" {
+	// On Windows, an SSH_AUTH_SOCK that is a POSIX path comes from an MSYS
+	// or Cygwin ssh-agent (Git Bash's `eval $(ssh-agent)`): its socket is
+	// emulated by the MSYS runtime, and no Windows program can reach it,
+	// Windows' own ssh.exe included. It is passed over.
+	if s := h.getenv("SSH_AUTH_SOCK"); s != "" && !(h.windows() && strings.HasPrefix(s, "/") && !IsPipe(s)) {
 		return Agent{Addr: s, Source: "SSH_AUTH_SOCK", Present: h.present(s)}, true
 	}
 	switch h.GOOS {

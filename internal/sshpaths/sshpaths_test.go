@@ -63,6 +63,8 @@ func TestFindAgent(t *testing.T) {
 			Agent{`\\.\pipe\` + pageant, "Pageant", true}, true},
 		{"windows, another user's Pageant", Host{GOOS: "windows", User: "you", Getenv: env(nil), Pipes: pipes(pageant)},
 			Agent{OpenSSHAgentPipe, "Windows OpenSSH agent", false}, true},
+		{"windows, Git Bash's agent passed over", Host{GOOS: "windows", Getenv: env(map[string]string{"SSH_AUTH_SOCK": "/tmp/ssh-XXXXabcd/agent.1234"}), Pipes: pipes("openssh-ssh-agent")},
+			Agent{OpenSSHAgentPipe, "Windows OpenSSH agent", true}, true},
 		{"windows SSH_AUTH_SOCK pipe", Host{GOOS: "windows", Getenv: env(map[string]string{"SSH_AUTH_SOCK": "//./pipe/" + pageant}), Pipes: pipes(pageant)},
 			Agent{"//./pipe/" + pageant, "SSH_AUTH_SOCK", true}, true},
 	} {
