@@ -75,7 +75,7 @@ func render(t *testing.T, p Plan) string {
 	for _, s := range []struct {
 		name string
 		cmds []Command
-	}{{"install", p.Install}, {"restart", p.Restart}, {"reload", p.Reload}, {"uninstall", p.Uninstall}, {"status", []Command{p.Status}}} {
+	}{{"install", p.Install}, {"restart", p.Restart}, {"reload", p.Reload}, {"uninstall", p.Uninstall}, {"after remove", p.AfterRemove}, {"status", []Command{p.Status}}} {
 		for _, c := range s.cmds {
 			may := ""
 			if c.MayFail {

@@ -54,8 +54,9 @@ type Plan struct {
 	// Reload makes `up` reread its config file (SIGHUP, or a restart on
 	// Windows, which has no signals).
 	Reload []Command
-	// Uninstall stops and unloads it; the caller then removes Path.
-	Uninstall []Command
+	// Uninstall stops and unloads it; then Path is removed and
+	// AfterRemove runs.
+	Uninstall, AfterRemove []Command
 	// Status shows what the service manager knows about it.
 	Status Command
 	// Logs says where the output goes, for the user.

@@ -62,13 +62,17 @@ func systemdPlan(s Spec, env Env) (Plan, error) {
 	}
 	sc := func(args ...string) Command { return Command{Args: append([]string{"systemctl", "--user"}, args...)} }
 	return Plan{
-		Path:      path.Join(dir, "systemd", "user", SystemdUnit),
-		Content:   []byte(unit),
-		Install:   []Command{sc("daemon-reload"), sc("enable", "--now", SystemdUnit)},
-		Restart:   []Command{sc("daemon-reload"), sc("try-restart", SystemdUnit)},
-		Reload:    []Command{sc("reload", SystemdUnit)},
-		Uninstall: []Command{sc("disable", "--now", SystemdUnit), {Args: []string{"systemctl", "--user", "daemon-reload"}, MayFail: true}},
-		Status:    sc("status", SystemdUnit),
-		Logs:      "journalctl --user -u cardshare -f",
+		Path:    path.Join(dir, "systemd", "user", SystemdUnit),
+		Content: []byte(unit),
+		Install: []Command{sc("daemon-reload"), sc("enable", "--now", SystemdUnit)},
+		// As `service install` has always done for a changed unit: reload
+		// the unit files, make sure it is enabled and running, and restart
+		// it if it was running already.
+		Restart:     []Command{sc("daemon-reload"), sc("enable", "--now", SystemdUnit), sc("try-restart", SystemdUnit)},
+		Reload:      []Command{sc("reload", SystemdUnit)},
+		Uninstall:   []Command{{Args: []string{"systemctl", "--user", "disable", "--now", SystemdUnit}, MayFail: true}},
+		AfterRemove: []Command{sc("daemon-reload")},
+		Status:      sc("status", SystemdUnit),
+		Logs:        "journalctl --user -u cardshare -f",
 	}, nil
 }
