@@ -346,3 +346,30 @@ func TestFakeToolsOnPath(t *testing.T) {
 		t.Errorf("Resolve(other): %+v, %v", src, err)
 	}
 }
+
+// A tool outside PATH, where its installer put it: VBoxManage.exe under
+// %VBOX_MSI_INSTALL_PATH% on Windows. On Linux the Windows path is a file
+// name with a backslash, which is enough to run the lookup for real.
+func TestLookToolFallback(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/cat"); err != nil {
+		t.Skip("needs /usr/bin/cat")
+	}
+	setHostOS(t, "windows")
+	dir := t.TempDir()
+	t.Setenv("PATH", t.TempDir())
+	t.Setenv("VBOX_MSI_INSTALL_PATH", dir)
+	exe := dir + `\VBoxManage.exe`
+	td, _ := filepath.Abs("testdata")
+	os.WriteFile(exe, []byte("#!/bin/sh\nexec /usr/bin/cat '"+td+"/vbox-nat.txt'\n"), 0o755)
+	if p, err := lookTool(vboxManage); err != nil || p != exe {
+		t.Fatalf("lookTool = %q, %v; want %q", p, err, exe)
+	}
+	c, _, err := findVirtualBox(context.Background(), &Resolver{}, "devvm")
+	if err != nil || c == nil || c.Dest != "127.0.0.1:2222" {
+		t.Errorf("candidate %+v, %v", c, err)
+	}
+	os.Setenv("VBOX_MSI_INSTALL_PATH", "")
+	if _, err := lookTool(vboxManage); err == nil {
+		t.Error("found VBoxManage without VBOX_MSI_INSTALL_PATH")
+	}
+}
