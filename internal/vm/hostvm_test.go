@@ -373,3 +373,31 @@ func TestLookToolFallback(t *testing.T) {
 		t.Error("found VBoxManage without VBOX_MSI_INSTALL_PATH")
 	}
 }
+
+// The new tools' parsers take any output without panicking.
+func FuzzHostToolOutput(f *testing.F) {
+	for _, name := range []string{"vmrun-list.txt", "vmware-inventory.vmls", "prlctl-list.json", "utmctl-list.txt", "hyperv-two.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("displayName = \"a|2\"\nx = |zz|"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseVMX(b)
+		inventoryVMX(b, "devvm")
+		parseVMRunList(b)
+		parseUTMList(b)
+		if vms, err := parsePrlctlList(b); err == nil {
+			for _, v := range vms {
+				v.addresses()
+			}
+		}
+		if vms, err := parseHyperV(b); err == nil {
+			for _, v := range vms {
+				usableIPs(v.IPAddresses)
+			}
+		}
+	})
+}
