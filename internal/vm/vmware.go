@@ -97,12 +97,23 @@ func vmxNames(vmx string) []string {
 			names = append(names, b)
 		}
 	}
-	if b, err := os.ReadFile(vmx); err == nil {
+	if b, ok := readVMX(vmx); ok {
 		if d := parseVMX(b)["displayname"]; d != "" {
 			names = append(names, d)
 		}
 	}
 	return names
+}
+
+// readVMX reads a .vmx file if it is a regular file of sane size (they are
+// a few KiB); a path from vmrun or the inventory may name anything.
+func readVMX(p string) ([]byte, bool) {
+	fi, err := os.Stat(p)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return nil, false
+	}
+	b, err := os.ReadFile(p)
+	return b, err == nil
 }
 
 func vmxMatches(vmx, name string, displayName string) bool {
