@@ -185,3 +185,25 @@ func isMSYS(p string) bool {
 	l := strings.ToLower(strings.ReplaceAll(p, "/", `\`))
 	return strings.Contains(l, `\usr\bin\`) || strings.Contains(l, `\cygwin`) || strings.Contains(l, `\msys`)
 }
+
+// programDataToken is how Windows' OpenSSH writes %ProgramData% in the
+// paths it compiles in and prints: `ssh -G` shows
+// "globalknownhostsfile __PROGRAMDATA__\ssh/ssh_known_hosts" (the token is
+// replaced only when a file is opened; PowerShell/openssh-portable,
+// contrib/win32/win32compat).
+const programDataToken = "__PROGRAMDATA__"
+
+// ExpandProgramData replaces a leading __PROGRAMDATA__ in a path that
+// Windows' ssh -G printed with %ProgramData%; other paths are returned as
+// they are.
+func (h Host) ExpandProgramData(p string) string {
+	rest, ok := strings.CutPrefix(p, programDataToken)
+	if !ok {
+		return p
+	}
+	pd := h.getenv("ProgramData")
+	if pd == "" {
+		pd = `C:\ProgramData`
+	}
+	return strings.TrimRight(pd, `\/`) + rest
+}

@@ -130,3 +130,20 @@ func TestFindSSH(t *testing.T) {
 		})
 	}
 }
+
+func TestExpandProgramData(t *testing.T) {
+	h := Host{GOOS: "windows", Getenv: env(map[string]string{"ProgramData": `D:\PD\`})}
+	for in, want := range map[string]string{
+		`__PROGRAMDATA__\ssh/ssh_known_hosts`: `D:\PD\ssh/ssh_known_hosts`,
+		`~/.ssh/known_hosts`:                  `~/.ssh/known_hosts`,
+		`C:\x\__PROGRAMDATA__`:                `C:\x\__PROGRAMDATA__`,
+	} {
+		if got := h.ExpandProgramData(in); got != want {
+			t.Errorf("ExpandProgramData(%s) = %s, want %s", in, got, want)
+		}
+	}
+	h.Getenv = env(nil)
+	if got := h.ExpandProgramData(`__PROGRAMDATA__\ssh/ssh_config`); got != `C:\ProgramData\ssh/ssh_config` {
+		t.Errorf("default: %s", got)
+	}
+}
