@@ -1,17 +1,19 @@
-// Package forward connects to a guest over SSH and serves the host's pcscd
-// on a Unix socket inside the guest.
+// Package forward is the SSH mode: it serves the host's pcscd on a Unix
+// socket inside each guest, through a remote Unix socket forward
+// (streamlocal-forward@openssh.com) of an SSH connection to the guest.
 //
-// The connection layer works in two steps, the way OpenSSH itself does:
+// A [Forwarder] keeps one guest's forward up: it dials the guest
+// (internal/sshdial), prepares the guest socket path (internal/guestsock),
+// listens on it with ssh.Client.ListenUnix and serves every guest
+// connection with the shared core, which checks protocol versions and
+// pipes to the host pcscd. Keepalives and a periodic check of the guest
+// socket notice a lost guest; it then reconnects with capped exponential
+// backoff. [Expose] runs one Forwarder per guest.
 //
-//   - [Resolve] turns what the user typed ("myvm", "user@host:2222") into a
-//     [Target] by asking OpenSSH (`ssh -G`), so Include, Match (including
-//     Match exec), Host patterns and defaults are evaluated exactly as ssh
-//     would evaluate them.
-//   - [Dial] connects to a Target with golang.org/x/crypto/ssh: ProxyJump
-//     hops, known_hosts checking with StrictHostKeyChecking semantics, and
-//     public key authentication through ssh-agent and identity files.
+// Errors that callers branch on are those of internal/sshdial and
+// internal/guestsock (use errors.Is); a guest that stopped is reported as
+// a [*GuestError]. Error text carries no package
+// prefix: it is shown after the guest's name or `cardshare: error:`.
 //
-// Errors that callers branch on are [ErrHostUnknown], [ErrHostKeyChanged],
-// [ErrAuth] and [ErrProxyCommand] (use errors.Is), with details in
-// [*HostKeyError], [*AuthError] and [*ConnectError] (use errors.As).
+// forward must not import relay's TLS mode or cmd.
 package forward

@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/cardshare/cardshare/internal/backoff"
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/guestsock"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/internal/sshdial"
 )
 
 // Guest is a guest to expose the host pcscd to.
@@ -21,7 +24,7 @@ type Guest struct {
 	// Name is how the user named the guest; it labels logs and events.
 	Name string
 	// Target is where to connect.
-	Target Target
+	Target sshdial.Target
 	// Socket is the guest socket path. Empty means a default that the
 	// guest chooses in a directory only the login user can enter.
 	Socket string
@@ -29,14 +32,19 @@ type Guest struct {
 
 // Config tunes Expose. A nil *Config means DefaultConfig().
 type Config struct {
-	// HostSocket is the host pcscd socket. Empty means pcsc.DefaultSocket.
+	// Host is where the host's PC/SC comes from (hostpcsc.New). Nil means
+	// the pcscd socket HostSocket.
+	Host hostpcsc.Source
+
+	// HostSocket is the host pcscd socket when Host is nil. Empty means
+	// pcsc.DefaultSocket.
 	HostSocket string
 
 	// Daemon is the host pcscd as probed at start; it words errors.
 	Daemon pcsc.Daemon
 
 	// Dial holds the SSH options: accept-new, passphrase prompt, logger.
-	Dial DialOptions
+	Dial sshdial.DialOptions
 
 	// KeepaliveInterval is how often a keepalive@openssh.com request
 	// checks that the guest is still there. x/crypto/ssh has no keepalive
@@ -66,7 +74,7 @@ type Config struct {
 
 	// Relay configures the relay of each guest connection; its Logger,
 	// Daemon and Stats are set per guest.
-	Relay relay.Config
+	Relay bridge.Config
 
 	// Logger receives lifecycle events. Nil discards.
 	Logger *slog.Logger
@@ -96,6 +104,9 @@ func (c *Config) withDefaults() Config {
 	d, cc := DefaultConfig(), *c
 	if cc.HostSocket == "" {
 		cc.HostSocket = d.HostSocket
+	}
+	if cc.Host == nil {
+		cc.Host = hostpcsc.Socket{Path: cc.HostSocket}
 	}
 	if cc.KeepaliveInterval <= 0 {
 		cc.KeepaliveInterval = d.KeepaliveInterval
@@ -187,12 +198,9 @@ type GuestError struct {
 }
 
 func (e *GuestError) Error() string {
-	return e.Guest + ": " + strings.TrimPrefix(e.Err.Error(), "forward: ")
+	return e.Guest + ": " + e.Err.Error()
 }
 func (e *GuestError) Unwrap() error { return e.Err }
-
-// ErrForwardRefused means the guest's sshd refused the Unix socket forward.
-var ErrForwardRefused = errors.New("guest sshd refused the socket forward")
 
 // Forwarder keeps the forward of one guest up. Expose runs one per guest;
 // a long-running service starts and stops them one by one.
@@ -200,7 +208,7 @@ type Forwarder struct {
 	guest Guest
 	cfg   *Config
 	log   *slog.Logger
-	stats relay.Stats
+	stats bridge.Stats
 
 	mu     sync.Mutex
 	status Status
@@ -270,7 +278,7 @@ func (f *Forwarder) event(e Event) {
 // socket. It returns nil then, or the error of a first attempt that
 // retrying cannot fix (see Expose).
 func (f *Forwarder) Run(ctx context.Context) error {
-	backoff := relay.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
+	backoff := backoff.Backoff{Min: f.cfg.MinBackoff, Max: f.cfg.MaxBackoff}
 	everUp := false
 	for {
 		f.event(Event{State: StateConnecting})
@@ -302,16 +310,16 @@ func (f *Forwarder) Run(ctx context.Context) error {
 
 // permanent reports errors that retrying does not fix.
 func permanent(err error) bool {
-	return errors.Is(err, ErrHostUnknown) || errors.Is(err, ErrHostKeyChanged) ||
-		errors.Is(err, ErrAuth) || errors.Is(err, ErrForwardRefused) ||
-		errors.Is(err, ErrSocketInUse) || errors.Is(err, ErrUnsafeDir) ||
-		errors.Is(err, ErrProxyCommand)
+	return errors.Is(err, sshdial.ErrHostUnknown) || errors.Is(err, sshdial.ErrHostKeyChanged) ||
+		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, guestsock.ErrForwardRefused) ||
+		errors.Is(err, guestsock.ErrInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
+		errors.Is(err, sshdial.ErrProxyCommand)
 }
 
 // once connects, forwards and serves until the connection is lost or ctx is
 // done. up reports whether the forward was established.
 func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
-	client, err := Dial(ctx, f.guest.Target, f.cfg.Dial)
+	client, err := sshdial.Dial(ctx, f.guest.Target, f.cfg.Dial)
 	if err != nil {
 		return false, err
 	}
@@ -368,7 +376,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)
-	go func() { served <- relay.Serve(serveCtx, ln, relay.UnixDialer(f.cfg.HostSocket), &rc) }()
+	go func() { served <- bridge.Serve(serveCtx, ln, f.cfg.Host.Dial, &rc) }()
 	gone := watchSocket(serveCtx, client, info.Socket, f.cfg.SocketCheck)
 
 	select {
@@ -394,8 +402,8 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 }
 
 // listen prepares the guest socket path and opens the forward.
-func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestInfo, error) {
-	info, err := prepare(ctx, client, f.guest.Socket)
+func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestsock.Info, error) {
+	info, err := guestsock.Prepare(ctx, client, f.guest.Socket)
 	if err != nil {
 		return nil, info, fmt.Errorf("prepare guest socket: %w", err)
 	}
@@ -403,7 +411,7 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 	case "other":
 		return nil, info, fmt.Errorf("%s exists in the guest and is not a socket; refusing to replace it", info.Socket)
 	case "socket":
-		removed, err := clearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
+		removed, err := guestsock.ClearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
 		if err != nil {
 			return nil, info, err
 		}
@@ -411,11 +419,8 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 			f.log.Info("removed stale guest socket", "socket", info.Socket)
 		}
 	}
-	ln, err := client.ListenUnix(info.Socket)
-	if err != nil {
-		return nil, info, fmt.Errorf("%w: listen on %s: %w", ErrForwardRefused, info.Socket, err)
-	}
-	return ln, info, nil
+	ln, err := guestsock.Listen(client, info.Socket)
+	return ln, info, err
 }
 
 // cleanup removes the guest socket on the way out: sshd does not, and a
@@ -426,7 +431,7 @@ func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
-	if _, err := runScript(ctx, client, removeScript, "sock", sock); err != nil {
+	if err := guestsock.Remove(ctx, client, sock); err != nil {
 		f.log.Warn("could not remove guest socket", "socket", sock, "err", err)
 		return
 	}
@@ -465,9 +470,8 @@ func watchSocket(ctx context.Context, c *ssh.Client, sock string, interval time.
 				return
 			case <-t.C:
 			}
-			out, err := runScript(ctx, c, checkScript, "sock", sock)
-			if err == nil && strings.TrimSpace(string(out)) == "missing" {
-				gone <- fmt.Errorf("%w: %s", ErrSocketRemoved, sock)
+			if missing, err := guestsock.Missing(ctx, c, sock); err == nil && missing {
+				gone <- fmt.Errorf("%w: %s", guestsock.ErrRemoved, sock)
 				return
 			}
 		}

@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -126,7 +128,7 @@ func (e *exposed) stop(t *testing.T) error {
 
 func guestOf(t *testing.T, s *testenv.SSHD, socket string) forward.Guest {
 	t.Helper()
-	target, err := forward.Resolve(context.Background(), s.HostAlias, s.ConfigFile)
+	target, err := sshdial.Resolve(context.Background(), s.HostAlias, s.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,12 +318,12 @@ func TestExposeSocketInUse(t *testing.T) {
 	started := time.Now()
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, nil)
 	ev := e.wait(t, forward.StateFailed)
-	if !errors.Is(ev.Err, forward.ErrSocketInUse) {
+	if !errors.Is(ev.Err, guestsock.ErrInUse) {
 		t.Fatalf("err = %v, want ErrSocketInUse", ev.Err)
 	}
 	t.Logf("fault: foreign listener: refused after %v: %v", time.Since(started).Round(time.Millisecond), ev.Err)
 	err = e.stop(t)
-	if !errors.Is(err, forward.ErrSocketInUse) {
+	if !errors.Is(err, guestsock.ErrInUse) {
 		t.Errorf("Expose = %v, want ErrSocketInUse", err)
 	}
 	if _, err := os.Stat(sock); err != nil {
@@ -335,7 +337,7 @@ func TestExposeForwardingDisabled(t *testing.T) {
 	s := testenv.StartSSHD(t, testenv.SSHDOptions{Config: []string{"AllowStreamLocalForwarding no"}})
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, nil)
 	ev := e.wait(t, forward.StateFailed)
-	if !errors.Is(ev.Err, forward.ErrForwardRefused) {
+	if !errors.Is(ev.Err, guestsock.ErrForwardRefused) {
 		t.Fatalf("err = %v, want ErrForwardRefused", ev.Err)
 	}
 }
@@ -468,7 +470,7 @@ func TestExposeRefusesSharedDirectory(t *testing.T) {
 	os.Chmod(shared, 0o1777)
 	e := expose(t, p, []forward.Guest{guestOf(t, s, filepath.Join(shared, "pcscd.comm"))}, nil)
 	ev := e.wait(t, forward.StateFailed)
-	if !errors.Is(ev.Err, forward.ErrUnsafeDir) {
+	if !errors.Is(ev.Err, guestsock.ErrUnsafeDir) {
 		t.Fatalf("err = %v, want ErrUnsafeDir", ev.Err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
@@ -194,7 +195,7 @@ func TestFaultGuestSocketDeleted(t *testing.T) {
 			}
 		}
 		ev := e.wait(t, forward.StateBackoff)
-		if !errors.Is(ev.Err, forward.ErrSocketRemoved) {
+		if !errors.Is(ev.Err, guestsock.ErrRemoved) {
 			t.Errorf("forward went down with %v, want ErrSocketRemoved", ev.Err)
 		}
 		up = e.wait(t, forward.StateUp)

@@ -7,14 +7,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/cardshare/cardshare/internal/accept"
+	"github.com/cardshare/cardshare/internal/backoff"
+	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/relay/mux"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // AgentConfig tunes an Agent. A nil *AgentConfig means DefaultAgentConfig().
@@ -26,11 +30,11 @@ type AgentConfig struct {
 	// Relay configures the relay of each guest connection, which checks the
 	// client's protocol version before anything reaches the host. Its
 	// Logger and Stats are set by the Agent.
-	Relay Config
+	Relay bridge.Config
 
-	// Mux tunes the yamux session; nil means DefaultMuxConfig(). The
+	// Mux tunes the yamux session; nil means mux.DefaultConfig(). The
 	// keepalive settings decide how soon a dead host is noticed.
-	Mux *MuxConfig
+	Mux *mux.Config
 
 	// ConnectTimeout bounds one attempt to connect: dial, TLS handshake
 	// and the host's hello. Zero means 10 s.
@@ -92,20 +96,20 @@ func (c *AgentConfig) withDefaults() AgentConfig {
 // up, reconnecting with capped backoff, and serves the guest socket: each
 // connection a guest program makes there becomes a stream to the host pcscd.
 type Agent struct {
-	creds *Credentials
+	creds *trust.Credentials
 	cfg   AgentConfig
 	log   *slog.Logger
-	id    *identity
-	stats Stats
+	id    *trust.Identity
+	stats bridge.Stats
 
 	mu   sync.Mutex
 	sess *yamux.Session
 }
 
 // NewAgent returns an Agent that connects with creds.
-func NewAgent(creds *Credentials, cfg *AgentConfig) (*Agent, error) {
+func NewAgent(creds *trust.Credentials, cfg *AgentConfig) (*Agent, error) {
 	c := cfg.withDefaults()
-	id, err := newIdentity(creds.Key)
+	id, err := trust.NewIdentity(creds.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +117,7 @@ func NewAgent(creds *Credentials, cfg *AgentConfig) (*Agent, error) {
 }
 
 // Stats counts the guest connections the agent relayed.
-func (a *Agent) Stats() *Stats { return &a.stats }
+func (a *Agent) Stats() *bridge.Stats { return &a.stats }
 
 // Connected reports whether the agent has a session with the host now.
 func (a *Agent) Connected() bool {
@@ -122,9 +126,9 @@ func (a *Agent) Connected() bool {
 	return a.sess != nil
 }
 
-// ErrNotConnected means the agent has no session with the host at the
+// errNotConnected means the agent has no session with the host at the
 // moment; it is reconnecting.
-var ErrNotConnected = errors.New("relay: not connected to the host")
+var errNotConnected = errors.New("relay: not connected to the host")
 
 // Dial is the agent's DialFunc: a new stream to the host pcscd. Without a
 // session it fails at once, so that Serve answers "Service not available"
@@ -134,14 +138,14 @@ func (a *Agent) Dial(ctx context.Context) (net.Conn, error) {
 	s := a.sess
 	a.mu.Unlock()
 	if s == nil {
-		return nil, ErrNotConnected
+		return nil, errNotConnected
 	}
-	return openStream(s)
+	return mux.Open(s)
 }
 
 // Run serves the guest socket ln and keeps the session to the host up until
 // ctx is done; then it closes ln and returns nil after every connection has
-// ended. It returns early with ErrGuestRefused or ErrHostKeyMismatch, which
+// ended. It returns early with ErrGuestRefused or trust.ErrHostKeyMismatch, which
 // retrying cannot fix, or when ln fails.
 func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -150,7 +154,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 	rc.Logger = a.log
 	rc.Stats = &a.stats
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, rawListener{ln}, a.Dial, &rc) }()
+	go func() { served <- bridge.Serve(ctx, rawListener{ln}, a.Dial, &rc) }()
 	looped := make(chan error, 1)
 	if a.cfg.HostListener != nil {
 		go func() { looped <- a.awaitHost(ctx, a.cfg.HostListener) }()
@@ -172,7 +176,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 // keepConnected connects, waits for the session to end, and starts over,
 // until ctx is done or the host refuses this guest.
 func (a *Agent) keepConnected(ctx context.Context) error {
-	backoff := Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
+	retry := backoff.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for {
 		start := time.Now()
 		sess, err := a.connect(ctx)
@@ -183,13 +187,13 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
-			if errors.Is(err, ErrGuestRefused) || errors.Is(err, ErrHostKeyMismatch) {
+			if errors.Is(err, ErrGuestRefused) || errors.Is(err, trust.ErrHostKeyMismatch) {
 				a.log.Error("giving up", "host", a.creds.Host, "err", err)
 				return err
 			}
-			wait := backoff.Next()
+			wait := retry.Next()
 			a.log.Warn("cannot reach host; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 			continue
@@ -206,11 +210,11 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 			return nil
 		}
 		if time.Since(start) > a.cfg.MaxBackoff {
-			backoff.Reset()
+			retry.Reset()
 		}
-		wait := backoff.Next()
+		wait := retry.Next()
 		a.log.Warn("connection to host lost; reconnecting", "host", a.creds.Host, "in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -239,18 +243,18 @@ func (a *Agent) connect(ctx context.Context) (*yamux.Session, error) {
 func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamux.Session, error) {
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
 	defer stop()
-	conn := tls.Client(raw, guestTLSConfig(a.id, a.creds.HostKey, protoRelay))
+	conn := tls.Client(raw, trust.GuestTLSConfig(a.id, a.creds.HostKey, trust.ProtoRelay))
 	if err := conn.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, handshakeError(peer, err)
+		return nil, trust.HandshakeError(peer, err)
 	}
 	// In TLS 1.3 the client's handshake ends before the host has checked
 	// the client's key: a refusal arrives as an alert instead of the hello.
-	h, err := readHello(conn)
+	h, err := trust.ReadHello(conn)
 	if err != nil {
 		raw.Close()
 		switch {
-		case isRemoteAlert(err):
+		case trust.IsRemoteAlert(err):
 			return nil, fmt.Errorf("%w (%s)", ErrGuestRefused, peer)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("relay: no hello from %s within %v", peer, a.cfg.ConnectTimeout)
@@ -264,7 +268,7 @@ func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamu
 		return nil, fmt.Errorf("relay: connecting to %s timed out", peer)
 	}
 	raw.SetDeadline(time.Time{})
-	sess, err := newSession(conn, true, a.cfg.Mux, a.log)
+	sess, err := mux.NewSession(conn, true, a.cfg.Mux, a.log)
 	if err != nil {
 		raw.Close()
 		return nil, err
@@ -282,21 +286,20 @@ const maxAgentHandshakes = 4
 // awaitHost accepts the host's connections on ln until ctx is done or the
 // host refuses this guest, making each authenticated one the session.
 func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer ln.Close()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	context.AfterFunc(ctx, func() { ln.Close() })
 	var fails rateLimit
 	a.log.Info("waiting for the host to connect", "listen", ln.Addr().String(), "host_key", a.creds.HostKey.String())
-	slots := make(chan struct{}, maxAgentHandshakes)
 	refuse := func(addr net.Addr, err error) {
+		if errors.Is(err, accept.ErrBusy) {
+			err = errTooManyHandshakes
+		}
 		if n, ok := fails.allow(time.Now()); ok && ctx.Err() == nil {
 			a.log.Warn("refused connection", "addr", addr.String(), "err", err, "not_logged", n)
 		}
 	}
-	err := acceptHandshakes(ctx, ln, slots, &wg, refuse, func(raw net.Conn, release func()) {
+	err := accept.Loop(ctx, ln, accept.Config{Slots: maxAgentHandshakes, Refuse: refuse}, func(ctx context.Context, raw net.Conn, release func()) {
 		peer := raw.RemoteAddr()
 		hctx, hcancel := context.WithTimeout(ctx, a.cfg.ConnectTimeout)
 		sess, err := a.handshake(hctx, raw, peer.String())
@@ -316,7 +319,10 @@ func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
 	if cause := context.Cause(ctx); err == nil && errors.Is(cause, ErrGuestRefused) {
 		return cause
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
 }
 
 // serveSession makes sess the session until it ends or ctx is done; a
@@ -346,7 +352,7 @@ func (a *Agent) serveSession(ctx context.Context, sess *yamux.Session, peer stri
 }
 
 // logCompat compares the guest's libpcsclite with the host pcscd.
-func (a *Agent) logCompat(h hello) {
+func (a *Agent) logCompat(h trust.Hello) {
 	if a.cfg.Client == nil || h.Protocol == [2]uint32{} {
 		return
 	}
@@ -362,38 +368,4 @@ func (a *Agent) logCompat(h hello) {
 	}
 	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
 	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
-}
-
-// Backoff is the wait between attempts to reach a peer: it starts at Min,
-// doubles after each attempt up to Max, and starts over at Min after Reset.
-// Each wait is spread over [d/2, d], so that many guests do not reconnect in
-// lockstep after the other end comes back.
-type Backoff struct {
-	Min, Max time.Duration
-	cur      time.Duration
-}
-
-// Next returns the wait before the next attempt, and doubles the one after.
-func (b *Backoff) Next() time.Duration {
-	if b.cur < b.Min {
-		b.cur = b.Min
-	}
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	b.cur = min(2*b.cur, b.Max)
-	return d
-}
-
-// Reset makes the next wait Min again, after a connection that worked.
-func (b *Backoff) Reset() { b.cur = b.Min }
-
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

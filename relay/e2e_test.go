@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
 	"github.com/cardshare/cardshare/relay"
@@ -32,7 +33,7 @@ func realHost(t *testing.T, mod func(*relay.HostConfig)) (*testenv.PCSCD, *hostE
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := startHost(t, relay.UnixDialer(p.Socket), func(c *relay.HostConfig) {
+	h := startHost(t, hostpcsc.Socket{Path: p.Socket}.Dial, func(c *relay.HostConfig) {
 		c.Relay.Daemon = d
 		if mod != nil {
 			mod(c)

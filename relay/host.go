@@ -16,28 +16,34 @@ import (
 
 	"github.com/hashicorp/yamux"
 
+	"github.com/cardshare/cardshare/internal/accept"
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/relay/mux"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
-// HostConfig tunes a Host. A nil *HostConfig means DefaultHostConfig().
+// HostConfig tunes a Host. A nil *HostConfig means the defaults.
 type HostConfig struct {
 	// Logger receives lifecycle events (guest attached, detached, paired,
 	// revoked), refused connections and, at debug level, each relayed
 	// connection. Nil discards.
 	Logger *slog.Logger
 
-	// Dial reaches the host pcscd. Nil means UnixDialer(pcsc.DefaultSocket).
-	Dial DialFunc
+	// Dial reaches the host's PC/SC: a hostpcsc.Source's Dial. Nil means
+	// the pcscd socket at pcsc.DefaultSocket (hostpcsc.Socket{}).
+	Dial bridge.DialFunc
 
 	// Relay configures the relay of each stream to pcscd, which checks the
 	// guest's protocol version the way every mode does. Its Logger and
 	// Stats are set per guest, and so is its Policy for a guest paired with
-	// one (GuestRecord.Policy). Relay.Daemon is also sent to each guest, so
+	// one (trust.GuestRecord.Policy). Relay.Daemon is also sent to each guest, so
 	// that its agent can compare its own libpcsclite.
-	Relay Config
+	Relay bridge.Config
 
-	// Mux tunes the yamux sessions; nil means DefaultMuxConfig().
-	Mux *MuxConfig
+	// Mux tunes the yamux sessions; nil means mux.DefaultConfig().
+	Mux *mux.Config
 
 	// HandshakeTimeout bounds a new connection's TLS handshake and, for a
 	// pairing, the exchange that follows. A peer that stalls is cut off then.
@@ -56,7 +62,7 @@ type HostConfig struct {
 	// 250 ms.
 	PollInterval time.Duration
 
-	// DialGuest connects to a guest that the host dials (GuestRecord.Dial);
+	// DialGuest connects to a guest that the host dials (trust.GuestRecord.Dial);
 	// nil means DialAddr.
 	DialGuest func(ctx context.Context, addr string) (net.Conn, error)
 
@@ -68,22 +74,22 @@ type HostConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// DefaultHostConfig returns the configuration used for a nil *HostConfig.
-func DefaultHostConfig() *HostConfig {
+// defaultHostConfig returns the configuration used for a nil *HostConfig.
+func defaultHostConfig() *HostConfig {
 	return &HostConfig{HandshakeTimeout: 10 * time.Second, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond,
 		MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
 }
 
 func (c *HostConfig) withDefaults() HostConfig {
 	if c == nil {
-		c = DefaultHostConfig()
+		c = defaultHostConfig()
 	}
-	d, cc := DefaultHostConfig(), *c
+	d, cc := defaultHostConfig(), *c
 	if cc.Logger == nil {
 		cc.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cc.Dial == nil {
-		cc.Dial = UnixDialer(pcsc.DefaultSocket)
+		cc.Dial = hostpcsc.Socket{}.Dial
 	}
 	if cc.HandshakeTimeout <= 0 {
 		cc.HandshakeTimeout = d.HandshakeTimeout
@@ -115,28 +121,28 @@ func (c *HostConfig) withDefaults() HostConfig {
 // key the host checks. One Host serves any number of guests, each with its
 // own counters.
 type Host struct {
-	state *HostState
+	state *trust.HostState
 	cfg   HostConfig
 	log   *slog.Logger
 	tls   *tls.Config
 	fails rateLimit
 
 	mu       sync.Mutex
-	list     *guestList  // the guest list as last read
-	listInfo os.FileInfo // the file it was read from
+	list     *trust.GuestList // the guest list as last read
+	listInfo os.FileInfo      // the file it was read from
 	guests   map[string]*hostGuest
 }
 
 // hostGuest is a guest the host has seen since it started.
 type hostGuest struct {
-	stats    Stats
-	key      Fingerprint
+	stats    bridge.Stats
+	key      trust.Fingerprint
 	sess     *yamux.Session // the current session, or nil
 	addr     string
 	since    time.Time
 	sessions uint64
-	reason   string      // why the host closed sess, if it did
-	served   GuestRecord // the record sess was attached under: its policy
+	reason   string            // why the host closed sess, if it did
+	served   trust.GuestRecord // the record sess was attached under: its policy
 
 	// For a guest that the host dials: where, what the dialing does now
 	// (connecting, backing-off), until when it waits, and why the last
@@ -148,10 +154,10 @@ type hostGuest struct {
 }
 
 // NewHost returns a Host for the guests paired in state.
-func NewHost(state *HostState, cfg *HostConfig) *Host {
+func NewHost(state *trust.HostState, cfg *HostConfig) *Host {
 	c := cfg.withDefaults()
 	h := &Host{state: state, cfg: c, log: c.Logger, guests: make(map[string]*hostGuest)}
-	h.tls = hostTLSConfig(state.id, h.verify)
+	h.tls = trust.HostTLSConfig(state.Identity(), h.verify)
 	return h
 }
 
@@ -161,11 +167,11 @@ var errNotPaired = errors.New("relay: key is not paired with this host, or was r
 
 // verify decides whether a client key may proceed with proto. It runs inside
 // the handshake, before the client has proved that it holds the key.
-func (h *Host) verify(proto string, fp Fingerprint) error {
+func (h *Host) verify(proto string, fp trust.Fingerprint) error {
 	switch proto {
-	case protoPair:
+	case trust.ProtoPair:
 		return nil // the secret decides, after the handshake
-	case protoRelay:
+	case trust.ProtoRelay:
 		if _, ok := h.activeGuest(fp); ok {
 			return nil
 		}
@@ -175,23 +181,23 @@ func (h *Host) verify(proto string, fp Fingerprint) error {
 }
 
 // activeGuest looks fp up in the current guest list.
-func (h *Host) activeGuest(fp Fingerprint) (GuestRecord, bool) {
+func (h *Host) activeGuest(fp trust.Fingerprint) (trust.GuestRecord, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.refreshLocked(); err != nil {
-		return GuestRecord{}, false // watch logs it
+		return trust.GuestRecord{}, false // watch logs it
 	}
-	g, ok := h.list.byKey(fp)
+	g, ok := h.list.ByKey(fp)
 	return g, ok && g.Active()
 }
 
 // refreshLocked re-reads the guest list if its file changed. While the file
 // cannot be read, h.list is nil and every guest is refused.
 func (h *Host) refreshLocked() error {
-	if h.list != nil && !h.state.changed(h.listInfo) {
+	if h.list != nil && !h.state.Changed(h.listInfo) {
 		return nil
 	}
-	l, fi, err := h.state.load()
+	l, fi, err := h.state.LoadGuests()
 	if err != nil {
 		h.list, h.listInfo = nil, nil
 		return err
@@ -217,13 +223,19 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 		<-ctx.Done()
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-
-	slots := make(chan struct{}, h.cfg.MaxHandshakes)
-	return acceptHandshakes(ctx, ln, slots, &wg, h.refused, func(c net.Conn, release func()) {
+	refuse := func(addr net.Addr, err error) {
+		if errors.Is(err, accept.ErrBusy) {
+			err = errTooManyHandshakes
+		}
+		h.refused(addr, err)
+	}
+	err := accept.Loop(ctx, ln, accept.Config{Slots: h.cfg.MaxHandshakes, Refuse: refuse}, func(ctx context.Context, c net.Conn, release func()) {
 		h.handle(ctx, c, release, nil)
 	})
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
+	return nil
 }
 
 // handle authenticates one connection and serves it. It calls done when the
@@ -249,7 +261,7 @@ func (h *Host) handle(ctx context.Context, raw net.Conn, done func(), want *dial
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
 	cs := conn.ConnectionState()
-	fp, err := peerFingerprint(cs)
+	fp, err := trust.PeerFingerprint(cs)
 	if err != nil {
 		raw.Close()
 		return err
@@ -258,7 +270,7 @@ func (h *Host) handle(ctx context.Context, raw net.Conn, done func(), want *dial
 		raw.Close()
 		return err
 	}
-	if cs.NegotiatedProtocol == protoPair {
+	if cs.NegotiatedProtocol == trust.ProtoPair {
 		err := h.pair(conn, addr, fp)
 		conn.Close()
 		return err
@@ -279,27 +291,27 @@ func (h *Host) handle(ctx context.Context, raw net.Conn, done func(), want *dial
 
 // pair completes a pairing: it reads the token's secret and, if a pending
 // pairing has it, pins the guest's key. It returns why it refused.
-func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp Fingerprint) error {
-	var secret [tokenSecretSize]byte
+func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) error {
+	var secret [trust.SecretSize]byte
 	if _, err := io.ReadFull(conn, secret[:]); err != nil {
 		err = fmt.Errorf("pairing: read secret: %w", err)
 		h.refused(addr, err)
 		return err
 	}
-	rec, err := h.state.redeem(secret, fp, time.Now())
+	rec, err := h.state.Redeem(secret, fp, time.Now())
 	if err != nil {
 		h.log.Warn("pairing refused", "addr", addr.String(), "err", err)
 		return err
 	}
 	h.log.Info("guest paired", "guest", rec.Name, "key", rec.Key.String(), "addr", addr.String())
-	if err := writeHello(conn, hello{Guest: rec.Name}); err != nil {
+	if err := trust.WriteHello(conn, trust.Hello{Guest: rec.Name}); err != nil {
 		h.log.Warn("pairing: guest left before the answer; revoke it and pair again", "guest", rec.Name, "err", err)
 	}
 	return nil
 }
 
 // attach serves a paired guest's session until it ends.
-func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fingerprint) {
+func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) {
 	defer conn.Close()
 	rec, ok := h.activeGuest(fp)
 	if !ok {
@@ -309,13 +321,13 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 	log := h.log.With("guest", rec.Name)
 	d := h.cfg.Relay.Daemon
 	conn.SetWriteDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
-	err := writeHello(conn, hello{Guest: rec.Name, Protocol: [2]uint32{d.Version.Major, d.Version.Minor}, Lenient: d.Lenient})
+	err := trust.WriteHello(conn, trust.Hello{Guest: rec.Name, Protocol: [2]uint32{d.Version.Major, d.Version.Minor}, Lenient: d.Lenient})
 	conn.SetWriteDeadline(time.Time{})
 	if err != nil {
 		log.Warn("guest left during the handshake", "addr", addr.String(), "err", err)
 		return
 	}
-	sess, err := newSession(conn, false, h.cfg.Mux, log)
+	sess, err := mux.NewSession(conn, false, h.cfg.Mux, log)
 	if err != nil {
 		log.Error("cannot start session", "err", err)
 		return
@@ -338,7 +350,7 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 	// when it closes for any other reason.
 	rc.Logger = log
 	rc.Stats = &g.stats
-	err = Serve(ctx, streamListener{sess}, h.cfg.Dial, &rc)
+	err = bridge.Serve(ctx, mux.Listener{Session: sess}, h.cfg.Dial, &rc)
 	sess.Close()
 	reason := h.unregister(rec.Name, sess)
 	switch {
@@ -348,7 +360,11 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 	case ctx.Err() != nil:
 		reason = "host stopping"
 	case err != nil:
-		reason = strings.TrimPrefix(err.Error(), "relay: accept: ")
+		// The session's end, as yamux words it, is the reason.
+		reason = err.Error()
+		if ae := (*accept.Error)(nil); errors.As(err, &ae) {
+			reason = ae.Err.Error()
+		}
 	}
 	h.mu.Lock()
 	g.lastErr = reason
@@ -361,19 +377,19 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp Fin
 // that the guest is active: a revocation may have come since the handshake.
 // A session the guest had already is closed; the new one proved the same
 // key, so it is the guest reconnecting before the host noticed it gone.
-func (h *Host) register(rec GuestRecord, sess *yamux.Session, addr net.Addr) (*hostGuest, GuestRecord, error) {
+func (h *Host) register(rec trust.GuestRecord, sess *yamux.Session, addr net.Addr) (*hostGuest, trust.GuestRecord, error) {
 	h.mu.Lock()
 	if err := h.refreshLocked(); err != nil {
 		h.mu.Unlock()
 		return nil, rec, err
 	}
-	cur, ok := h.list.current(rec.Key, rec.Name)
+	cur, ok := h.list.Current(rec.Key, rec.Name)
 	if !ok {
 		h.mu.Unlock()
 		return nil, rec, fmt.Errorf("%w: %s", errNotPaired, rec.Key)
 	}
 	g := h.guests[rec.Name]
-	if g == nil || !g.key.equal(rec.Key) {
+	if g == nil || !g.key.Equal(rec.Key) {
 		g = &hostGuest{key: rec.Key, dial: rec.Dial}
 		h.guests[rec.Name] = g
 	}
@@ -437,10 +453,10 @@ func (h *Host) watch(ctx context.Context) {
 			if g.reason != "" {
 				continue
 			}
-			switch cur, ok := h.list.current(g.key, name); {
+			switch cur, ok := h.list.Current(g.key, name); {
 			case !ok:
 				g.reason = "revoked"
-			case !cur.samePolicy(g.served):
+			case !cur.SamePolicy(g.served):
 				// The guest reconnects at once, under the new policy.
 				g.reason = "reader policy changed"
 			default:
@@ -472,7 +488,7 @@ type GuestStatus struct {
 	RetryAt       time.Time
 	// LastError is why the last session or attempt ended; "" if none did.
 	LastError string
-	// Policy is the guest's reader policy (GuestRecord.Policy); nil when
+	// Policy is the guest's reader policy (trust.GuestRecord.Policy); nil when
 	// it may use every reader, or when HostConfig.Relay.Policy applies.
 	Policy *pcsc.Policy
 	// Open, Connections, Failed, BytesUp and BytesDown count the guest's
@@ -491,7 +507,7 @@ func (h *Host) Status() []GuestStatus {
 	var out []GuestStatus
 	for name, g := range h.guests {
 		// While the list cannot be read, nobody counts as revoked.
-		rec, ok := h.list.current(g.key, name)
+		rec, ok := h.list.Current(g.key, name)
 		out = append(out, GuestStatus{
 			Name: name, Connected: g.sess != nil, Revoked: h.list != nil && !ok, Policy: rec.Policy(),
 			Addr: g.addr, Since: g.since, Sessions: g.sessions,
@@ -502,7 +518,7 @@ func (h *Host) Status() []GuestStatus {
 	}
 	if h.list != nil {
 		for _, rec := range h.list.Guests {
-			if g := h.guests[rec.Name]; rec.Active() && (g == nil || !g.key.equal(rec.Key)) {
+			if g := h.guests[rec.Name]; rec.Active() && (g == nil || !g.key.Equal(rec.Key)) {
 				out = slices.DeleteFunc(out, func(s GuestStatus) bool { return s.Name == rec.Name })
 				out = append(out, GuestStatus{Name: rec.Name, Dial: rec.Dial, Policy: rec.Policy()})
 			}

@@ -19,34 +19,39 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/mux"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // Relay mode over loopback TCP with the fake daemon: host, pairing and agent.
 // e2e_test.go runs the same with the real pcscd and libpcsclite.
 
 // fastMux notices a dead peer within about half a second.
-func fastMux() *relay.MuxConfig {
-	return &relay.MuxConfig{KeepaliveInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+func fastMux() *mux.Config {
+	return &mux.Config{KeepaliveInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
 }
 
 type hostEnv struct {
-	state  *relay.HostState
+	state  *trust.HostState
 	host   *relay.Host
 	addr   string
 	log    *syncBuffer
-	dial   relay.DialFunc
+	dial   bridge.DialFunc
 	mod    func(*relay.HostConfig)
 	cancel context.CancelFunc
 	done   chan error
 }
 
 // startHost serves relay mode on a loopback port, relaying to dial.
-func startHost(t *testing.T, dial relay.DialFunc, mod func(*relay.HostConfig)) *hostEnv {
+func startHost(t *testing.T, dial bridge.DialFunc, mod func(*relay.HostConfig)) *hostEnv {
 	t.Helper()
-	state, err := relay.OpenHostState(filepath.Join(t.TempDir(), "state"))
+	state, err := trust.OpenHostState(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +71,7 @@ func (e *hostEnv) start(t *testing.T) {
 	cfg := &relay.HostConfig{
 		Logger:           slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Dial:             e.dial,
-		Relay:            relay.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}, OpeningTimeout: 2 * time.Second},
+		Relay:            bridge.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}, OpeningTimeout: 2 * time.Second},
 		Mux:              fastMux(),
 		HandshakeTimeout: 2 * time.Second,
 		PollInterval:     20 * time.Millisecond,
@@ -101,13 +106,13 @@ func (e *hostEnv) stop(t *testing.T) {
 }
 
 // join pairs a new guest called name.
-func (e *hostEnv) join(t *testing.T, name string) *relay.Credentials {
+func (e *hostEnv) join(t *testing.T, name string) *trust.Credentials {
 	t.Helper()
-	return e.joinWith(t, name, relay.PairOptions{})
+	return e.joinWith(t, name, trust.PairOptions{})
 }
 
 // joinWith is join with pairing options.
-func (e *hostEnv) joinWith(t *testing.T, name string, o relay.PairOptions) *relay.Credentials {
+func (e *hostEnv) joinWith(t *testing.T, name string, o trust.PairOptions) *trust.Credentials {
 	t.Helper()
 	tok, err := e.state.PairWith(name, o, time.Minute, time.Now())
 	if err != nil {
@@ -132,7 +137,7 @@ type agentEnv struct {
 }
 
 // startAgent runs an agent with creds on a guest socket of its own.
-func startAgent(t *testing.T, creds *relay.Credentials, mod func(*relay.AgentConfig)) *agentEnv {
+func startAgent(t *testing.T, creds *trust.Credentials, mod func(*relay.AgentConfig)) *agentEnv {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {
@@ -140,13 +145,13 @@ func startAgent(t *testing.T, creds *relay.Credentials, mod func(*relay.AgentCon
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	e := &agentEnv{socket: filepath.Join(dir, "g", "pcscd.comm"), log: new(syncBuffer), done: make(chan error, 1)}
-	ln, err := relay.ListenGuestSocket(e.socket)
+	ln, err := unixsock.ListenGuestSocket(e.socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := &relay.AgentConfig{
 		Logger:         slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Relay:          relay.Config{OpeningTimeout: 2 * time.Second},
+		Relay:          bridge.Config{OpeningTimeout: 2 * time.Second},
 		Mux:            fastMux(),
 		ConnectTimeout: 2 * time.Second,
 		MinBackoff:     20 * time.Millisecond,
@@ -203,7 +208,7 @@ func echo(t *testing.T, c net.Conn, msg string) {
 
 func TestRelayModeRelays(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 
@@ -243,7 +248,7 @@ func TestRelayModeChecksOpeningOnBothEnds(t *testing.T) {
 	// The host relay is not told the daemon's version, so it cannot
 	// translate (proxy_test.go covers that): the rejection passes through.
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V45})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 
@@ -303,7 +308,7 @@ func selfSigned(t *testing.T) tls.Certificate {
 }
 
 func TestPairingRefusals(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	ctx := context.Background()
 
 	good, err := h.state.Pair("vm1", time.Minute, time.Now())
@@ -317,7 +322,7 @@ func TestPairingRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Millisecond)
-	other, err := relay.OpenHostState(filepath.Join(t.TempDir(), "other"))
+	other, err := trust.OpenHostState(filepath.Join(t.TempDir(), "other"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,12 +333,12 @@ func TestPairingRefusals(t *testing.T) {
 
 	for _, tt := range []struct {
 		name string
-		tok  relay.Token
+		tok  trust.Token
 		want error
 	}{
-		{"wrong secret", wrong, relay.ErrPairingRefused},
-		{"expired", expired, relay.ErrPairingRefused},
-		{"another host's token", otherHost, relay.ErrHostKeyMismatch},
+		{"wrong secret", wrong, trust.ErrPairingRefused},
+		{"expired", expired, trust.ErrPairingRefused},
+		{"another host's token", otherHost, trust.ErrHostKeyMismatch},
 	} {
 		if _, err := relay.Join(ctx, h.addr, tt.tok, nil); !errors.Is(err, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
@@ -342,7 +347,7 @@ func TestPairingRefusals(t *testing.T) {
 	if _, err := relay.Join(ctx, h.addr, good, nil); err != nil {
 		t.Fatalf("good token: %v", err)
 	}
-	if _, err := relay.Join(ctx, h.addr, good, nil); !errors.Is(err, relay.ErrPairingRefused) {
+	if _, err := relay.Join(ctx, h.addr, good, nil); !errors.Is(err, trust.ErrPairingRefused) {
 		t.Errorf("token used twice: %v, want ErrPairingRefused", err)
 	}
 	// The host log says why; the guests were told nothing more.
@@ -360,9 +365,9 @@ func TestPairingRefusals(t *testing.T) {
 // A guest whose key the host does not know (never paired, or paired with
 // another host) is refused, and the agent gives up instead of retrying.
 func TestUnknownGuestRefused(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	creds := h.join(t, "vm1")
-	other := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	other := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	stranger := other.join(t, "vm1")
 	stranger.Host, stranger.HostKey = h.addr, creds.HostKey
 
@@ -384,7 +389,7 @@ func TestUnknownGuestRefused(t *testing.T) {
 // revocation.
 func TestStatusWithUnreadableGuestList(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 	if err := os.WriteFile(filepath.Join(h.state.Dir(), "guests.json"), []byte("{not json"), 0o600); err != nil {
@@ -400,7 +405,7 @@ func TestStatusWithUnreadableGuestList(t *testing.T) {
 // them closed, and the agent's reconnect is refused.
 func TestRevokeCutsOff(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	b := startAgent(t, h.join(t, "vm2"), nil)
 	a.waitConnected(t)
@@ -439,7 +444,7 @@ func TestRevokeCutsOff(t *testing.T) {
 // While the agent has no session, guest programs get "Service not
 // available" at once instead of waiting.
 func TestAgentFailsFastWhileDown(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	creds := h.join(t, "vm1")
 	h.stop(t)
 	a := startAgent(t, creds, nil)
@@ -459,7 +464,7 @@ func TestAgentFailsFastWhileDown(t *testing.T) {
 // connections work.
 func TestHostRestartAgentReconnects(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	a := startAgent(t, h.join(t, "vm1"), nil)
 	a.waitConnected(t)
 	c := a.dial(t)
@@ -535,7 +540,7 @@ func recorder(t *testing.T, target string) (addr string, sent func() []byte) {
 // refused and logged, none reaches pcscd, and the host goes on serving.
 func TestHostSurvivesBadPeers(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), func(c *relay.HostConfig) {
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, func(c *relay.HostConfig) {
 		c.HandshakeTimeout = 300 * time.Millisecond
 		c.MaxHandshakes = 4
 	})
@@ -627,7 +632,7 @@ func TestHostSurvivesBadPeers(t *testing.T) {
 // back before the host noticed it gone.
 func TestReconnectReplacesSession(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), nil)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
 	creds := h.join(t, "vm1")
 	a := startAgent(t, creds, nil)
 	a.waitConnected(t)

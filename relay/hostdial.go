@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/backoff"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // dialTarget is a guest, or a pending pairing, that the host connects to.
 type dialTarget struct {
 	name    string
 	addr    string
-	key     Fingerprint // the guest's pinned key; zero for a pairing
+	key     trust.Fingerprint // the guest's pinned key; zero for a pairing
 	pairing bool
 }
 
@@ -36,13 +39,13 @@ var errWrongPeer = errors.New("relay: the peer at that address is not the guest 
 // check reports whether a peer that proved key fp and asked for proto is
 // what the host dialed t for. A nil t (a connection the host accepted)
 // accepts whatever the TLS configuration let through.
-func (t *dialTarget) check(proto string, fp Fingerprint) error {
+func (t *dialTarget) check(proto string, fp trust.Fingerprint) error {
 	switch {
 	case t == nil:
 		return nil
-	case t.pairing && proto != protoPair:
+	case t.pairing && proto != trust.ProtoPair:
 		return fmt.Errorf("%w: expected a pairing (relay join --listen), got %s", errWrongPeer, proto)
-	case !t.pairing && (proto != protoRelay || !fp.equal(t.key)):
+	case !t.pairing && (proto != trust.ProtoRelay || !fp.Equal(t.key)):
 		return fmt.Errorf("%w: expected %s with key %s, got %s with key %s", errWrongPeer, t.name, t.key, proto, fp)
 	}
 	return nil
@@ -75,7 +78,7 @@ func (h *Host) dialGuests(ctx context.Context) {
 			if _, ok := running[id]; !ok {
 				tctx, stop := context.WithCancelCause(ctx)
 				running[id] = stop
-				wg.Go(func() { h.dialLoop(tctx, target) })
+				wg.Go(func() { h.dialLoop(tctx, ctx, target) })
 			}
 		}
 		select {
@@ -111,19 +114,20 @@ func (h *Host) dialTargets(now time.Time) map[string]dialTarget {
 
 // dialLoop connects to t, serves the session or pairing, and starts over
 // with backoff, until ctx is done. While the guest has a session that it
-// started itself, the loop only waits.
-func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
+// started itself, the loop only waits. host is the serving Host's context,
+// which ctx derives from.
+func (h *Host) dialLoop(ctx, host context.Context, t dialTarget) {
 	log := h.log.With("guest", t.name, "dial", t.addr)
 	maxBackoff := h.cfg.MaxBackoff
 	if t.pairing {
 		maxBackoff = min(maxBackoff, 2*time.Second)
 		log.Info("connecting to pair", "hint", "run `cardshare relay join --listen ADDR --token TOKEN` in the guest")
 	}
-	backoff := Backoff{Min: h.cfg.MinBackoff, Max: maxBackoff}
+	retry := backoff.Backoff{Min: h.cfg.MinBackoff, Max: maxBackoff}
 	failing := false
 	for {
 		if !t.pairing && h.connected(t.name) {
-			if !sleep(ctx, h.cfg.MinBackoff) {
+			if !backoff.Sleep(ctx, h.cfg.MinBackoff) {
 				return
 			}
 			continue
@@ -134,7 +138,16 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		raw, err := h.cfg.DialGuest(dctx, t.addr)
 		cancel()
 		if err == nil {
-			err = h.handle(ctx, raw, func() {}, &t)
+			hctx := ctx
+			if t.pairing {
+				// Redeeming the token drops the pending pairing, and
+				// with it this target: dialGuests then stops the loop,
+				// which must not cut off the answer to the guest. Only
+				// the host's stop (and the handshake timeout) ends a
+				// pairing under way.
+				hctx = host
+			}
+			err = h.handle(hctx, raw, func() {}, &t)
 		}
 		if ctx.Err() != nil || (err == nil && t.pairing) {
 			return // a pairing is done once
@@ -142,7 +155,7 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		if err == nil {
 			failing = false
 			if time.Since(start) > maxBackoff {
-				backoff.Reset()
+				retry.Reset()
 			}
 		} else if !failing {
 			log.Warn("cannot reach guest; retrying", "err", err)
@@ -150,13 +163,13 @@ func (h *Host) dialLoop(ctx context.Context, t dialTarget) {
 		} else {
 			log.Debug("cannot reach guest; retrying", "err", err)
 		}
-		wait := backoff.Next()
+		wait := retry.Next()
 		reason := ""
 		if err != nil {
 			reason = err.Error()
 		}
 		h.setDialing(t, "backing-off", time.Now().Add(wait), reason)
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return
 		}
 	}
@@ -179,7 +192,7 @@ func (h *Host) setDialing(t dialTarget, what string, retryAt time.Time, lastErr 
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	g := h.guests[t.name]
-	if g == nil || !g.key.equal(t.key) {
+	if g == nil || !g.key.Equal(t.key) {
 		g = &hostGuest{key: t.key}
 		h.guests[t.name] = g
 	}

@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // The reverse direction: the host dials the agent's listener, for a guest
@@ -34,16 +36,16 @@ func guestListener(t *testing.T, addr string) net.Listener {
 }
 
 // joinListening pairs a guest called name that listens on ln.
-func (e *hostEnv) joinListening(t *testing.T, name string, ln net.Listener) *relay.Credentials {
+func (e *hostEnv) joinListening(t *testing.T, name string, ln net.Listener) *trust.Credentials {
 	t.Helper()
 	return e.joinListeningVia(t, name, ln, ln.Addr().String())
 }
 
 // joinListeningVia is joinListening with the host dialing addr, which leads
 // to ln.
-func (e *hostEnv) joinListeningVia(t *testing.T, name string, ln net.Listener, addr string) *relay.Credentials {
+func (e *hostEnv) joinListeningVia(t *testing.T, name string, ln net.Listener, addr string) *trust.Credentials {
 	t.Helper()
-	tok, err := e.state.PairWith(name, relay.PairOptions{Dial: addr}, time.Minute, time.Now())
+	tok, err := e.state.PairWith(name, trust.PairOptions{Dial: addr}, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +77,7 @@ func listenAgent(ln net.Listener) func(*relay.AgentConfig) {
 
 func TestReverseRelays(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, addr := h.listeningGuest(t, "vm1")
 	c := a.dial(t)
 	if r := versionExchange(t, c, pcsc.V44); !r.Accepted() {
@@ -95,7 +97,7 @@ func TestReverseRelays(t *testing.T) {
 // redialing, and says so in its status meanwhile.
 func TestReverseAgentRestart(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	ln := guestListener(t, "127.0.0.1:0")
 	creds := h.joinListening(t, "vm1", ln)
 	a := startAgent(t, creds, listenAgent(ln))
@@ -132,7 +134,7 @@ func TestReverseAgentRestart(t *testing.T) {
 // A host restart: the new host dials the agent, which takes the new session.
 func TestReverseHostRestart(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, _ := h.listeningGuest(t, "vm1")
 	h.stop(t)
 	waitFor(t, func() bool { return !a.agent.Connected() })
@@ -153,7 +155,7 @@ func TestReverseHostRestart(t *testing.T) {
 // Revoking a dialed guest cuts its session and stops the dialing.
 func TestReverseRevoke(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, _ := h.listeningGuest(t, "vm1")
 	c := a.dial(t)
 	versionExchange(t, c, pcsc.V44)
@@ -178,7 +180,7 @@ func TestReverseRevoke(t *testing.T) {
 // session with the real host.
 func TestReverseImpostorHost(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	a, addr := h.listeningGuest(t, "vm1")
 
 	cfg := &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}, ClientAuth: tls.RequestClientCert,
@@ -218,7 +220,7 @@ func TestReverseImpostorHost(t *testing.T) {
 // else) listens refuses it, and keeps trying.
 func TestReverseWrongGuestAtAddress(t *testing.T) {
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
-	h := startHost(t, relay.UnixDialer(fake.Socket), fastDial)
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, fastDial)
 	ln1 := guestListener(t, "127.0.0.1:0")
 	vm1 := h.joinListening(t, "vm1", ln1)
 	ln2 := guestListener(t, "127.0.0.1:0")
@@ -247,11 +249,11 @@ func TestReverseWrongGuestAtAddress(t *testing.T) {
 
 // JoinListening waits through connections that are not the host.
 func TestJoinListeningIgnoresOthers(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), func(c *relay.HostConfig) {
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, func(c *relay.HostConfig) {
 		c.MinBackoff, c.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
 	})
 	ln := guestListener(t, "127.0.0.1:0")
-	tok, err := h.state.PairWith("vm1", relay.PairOptions{Dial: ln.Addr().String()}, time.Minute, time.Now())
+	tok, err := h.state.PairWith("vm1", trust.PairOptions{Dial: ln.Addr().String()}, time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,17 +277,17 @@ func TestJoinListeningIgnoresOthers(t *testing.T) {
 	}
 
 	// A token for another host never pairs: the wait ends with the reason.
-	other := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	other := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	wrong, err := other.state.Pair("vm9", time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln2 := guestListener(t, "127.0.0.1:0")
-	if _, err := h.state.PairWith("vm3", relay.PairOptions{Dial: ln2.Addr().String()}, time.Minute, time.Now()); err != nil {
+	if _, err := h.state.PairWith("vm3", trust.PairOptions{Dial: ln2.Addr().String()}, time.Minute, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	_, err = relay.JoinListening(context.Background(), ln2, wrong, &relay.JoinConfig{Timeout: 3 * time.Second})
-	if err == nil || !strings.Contains(err.Error(), "did not connect") || !errors.Is(err, relay.ErrHostKeyMismatch) {
+	if err == nil || !strings.Contains(err.Error(), "did not connect") || !errors.Is(err, trust.ErrHostKeyMismatch) {
 		t.Errorf("join with another host's token: %v, want a timeout naming the key mismatch", err)
 	}
 }

@@ -2,152 +2,17 @@ package relay
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strings"
 	"time"
+
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
-// Pairing introduces a guest to the host once:
-//
-//  1. On the host, `relay pair NAME` makes a token: a random secret and the
-//     fingerprint of the host key. The host keeps the secret's hash, the
-//     name and an expiry time (HostState.Pair).
-//  2. The user carries the token to the guest. `relay join` makes the
-//     guest's key and connects with TLS, ALPN protoPair. The guest accepts
-//     only a host whose key matches the token's fingerprint, so the secret
-//     goes to no one else.
-//  3. The guest sends the secret. If it matches a pending, unexpired
-//     pairing, the host pins the key the guest proved in the handshake under
-//     the pairing's name, drops the pairing and answers with a hello; on any
-//     failure it closes the connection without a word.
-//
-// The guest then holds the host's fingerprint (from the token) and the host
-// holds the guest's; from then on each end accepts only the other's key.
-
-// tokenSecretSize is the size of a pairing secret: 128 random bits, beyond
-// guessing within a token's lifetime.
-const tokenSecretSize = 16
-
-// tokenPrefix starts every pairing token and names its format.
-const tokenPrefix = "cs1-"
-
-// Token is a pairing token: a one-time secret and the fingerprint of the key
-// of the host that issued it.
-type Token struct {
-	Secret  [tokenSecretSize]byte
-	HostKey Fingerprint
-}
-
-func newToken(host Fingerprint) (Token, error) {
-	t := Token{HostKey: host}
-	if _, err := rand.Read(t.Secret[:]); err != nil {
-		return Token{}, fmt.Errorf("relay: pairing secret: %w", err)
-	}
-	return t, nil
-}
-
-// String encodes t as "cs1-" and the unpadded base64url of the secret and
-// the fingerprint: 68 characters that survive copying through terminals,
-// shells and chat windows.
-func (t Token) String() string {
-	b := make([]byte, 0, tokenSecretSize+len(t.HostKey))
-	b = append(append(b, t.Secret[:]...), t.HostKey[:]...)
-	return tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
-// ErrBadToken means a string is not a pairing token.
-var ErrBadToken = errors.New("relay: not a pairing token")
-
-// ParseToken decodes what Token.String returns. Surrounding white space is
-// ignored.
-func ParseToken(s string) (Token, error) {
-	var t Token
-	b64, ok := strings.CutPrefix(strings.TrimSpace(s), tokenPrefix)
-	if !ok {
-		return t, fmt.Errorf("%w: it does not start with %q", ErrBadToken, tokenPrefix)
-	}
-	// The length check comes first: the decoder skips newlines.
-	if len(b64) != base64.RawURLEncoding.EncodedLen(tokenSecretSize+len(t.HostKey)) {
-		return t, fmt.Errorf("%w: it is cut short or altered", ErrBadToken)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(b64)
-	// The decoder skips newlines, so a token with some inside decodes
-	// to fewer bytes: that is an altered token, not the same one.
-	if err != nil || len(b) != tokenSecretSize+len(t.HostKey) {
-		return t, fmt.Errorf("%w: it is cut short or altered", ErrBadToken)
-	}
-	copy(t.Secret[:], b)
-	copy(t.HostKey[:], b[tokenSecretSize:])
-	return t, nil
-}
-
-// hello is the host's first message on a connection it accepted: a pairing
-// it completed, or a session it is about to carry. It travels inside TLS,
-// as a 4-byte big-endian length and that much JSON.
-type hello struct {
-	// Guest is the name the host knows the guest by.
-	Guest string `json:"guest"`
-	// Protocol and Lenient describe the host pcscd as probed when the host
-	// started (pcsc.Daemon), so the agent can compare its libpcsclite.
-	// Zero when unknown.
-	Protocol [2]uint32 `json:"protocol,omitzero"`
-	Lenient  bool      `json:"lenient,omitempty"`
-}
-
-// maxHello bounds a hello, so a broken peer cannot make the other allocate.
-const maxHello = 4 << 10
-
-func writeHello(w io.Writer, h hello) error {
-	b, err := json.Marshal(h)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(b)), uint32(len(b))))
-	if err == nil {
-		_, err = w.Write(b)
-	}
-	return err
-}
-
-func readHello(r io.Reader) (hello, error) {
-	var h hello
-	var n [4]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return h, err
-	}
-	size := binary.BigEndian.Uint32(n[:])
-	if size > maxHello {
-		return h, fmt.Errorf("relay: host hello of %d bytes is too long", size)
-	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return h, noEOF(err)
-	}
-	if err := json.Unmarshal(b, &h); err != nil {
-		return h, fmt.Errorf("relay: host hello: %w", err)
-	}
-	return h, nil
-}
-
-func noEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-// ErrPairingRefused means the host did not accept the pairing token: it is
-// wrong, expired or used already. The host does not say which; its log does.
-var ErrPairingRefused = errors.New("relay: host refused the pairing token")
+// Pairing itself (tokens, the exchange, the host's record of guests) is
+// package trust's; Join and JoinListening reach the host for it over relay
+// mode's addresses.
 
 // ErrGuestRefused means the host does not accept this guest's key: the guest
 // was revoked, or never paired with this host.
@@ -164,7 +29,7 @@ type JoinConfig struct {
 // Join pairs this guest with the host at addr (as DialAddr parses it) using
 // tok, and returns the credentials to connect with from then on. It makes the
 // guest's key; the caller saves the credentials.
-func Join(ctx context.Context, addr string, tok Token, cfg *JoinConfig) (*Credentials, error) {
+func Join(ctx context.Context, addr string, tok trust.Token, cfg *JoinConfig) (*trust.Credentials, error) {
 	var c JoinConfig
 	if cfg != nil {
 		c = *cfg
@@ -178,7 +43,7 @@ func Join(ctx context.Context, addr string, tok Token, cfg *JoinConfig) (*Creden
 	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 
-	key, id, err := newGuestKey()
+	key, id, err := trust.NewGuestKey()
 	if err != nil {
 		return nil, err
 	}
@@ -186,47 +51,11 @@ func Join(ctx context.Context, addr string, tok Token, cfg *JoinConfig) (*Creden
 	if err != nil {
 		return nil, err
 	}
-	h, err := pairOn(ctx, raw, id, tok, addr, c.Timeout)
+	h, err := trust.Pair(ctx, raw, id, tok, addr, c.Timeout)
 	if err != nil {
 		return nil, err
 	}
-	return &Credentials{Guest: h.Guest, Host: addr, HostKey: tok.HostKey, Key: key}, nil
-}
-
-// newGuestKey makes the key a guest joins with, and its TLS identity.
-func newGuestKey() (ed25519.PrivateKey, *identity, error) {
-	key, err := generateKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	id, err := newIdentity(key)
-	return key, id, err
-}
-
-// pairOn pairs over raw, a connection to or from the host at peer, and
-// closes it.
-func pairOn(ctx context.Context, raw net.Conn, id *identity, tok Token, peer string, timeout time.Duration) (hello, error) {
-	conn := tls.Client(raw, guestTLSConfig(id, tok.HostKey, protoPair))
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(aLongTimeAgo) })
-	defer stop()
-	if err := conn.HandshakeContext(ctx); err != nil {
-		return hello{}, handshakeError(peer, err)
-	}
-	if _, err := conn.Write(tok.Secret[:]); err != nil {
-		return hello{}, fmt.Errorf("relay: pair with %s: %w", peer, err)
-	}
-	h, err := readHello(conn)
-	if err != nil {
-		if ctx.Err() != nil {
-			return hello{}, fmt.Errorf("relay: pair with %s: no answer within %v", peer, timeout)
-		}
-		if isRemoteAlert(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return hello{}, ErrPairingRefused
-		}
-		return hello{}, fmt.Errorf("relay: pair with %s: %w", peer, err)
-	}
-	return h, nil
+	return &trust.Credentials{Guest: h.Guest, Host: addr, HostKey: tok.HostKey, Key: key}, nil
 }
 
 // JoinListening pairs this guest with a host that connects to it instead:
@@ -236,7 +65,7 @@ func pairOn(ctx context.Context, raw net.Conn, id *identity, tok Token, peer str
 // the host refuses it, or cfg.Timeout passes (zero means 10 min, a token's
 // default lifetime). Connections from anyone else are closed after their
 // handshake fails; they learn nothing. The caller sets Credentials.Listen.
-func JoinListening(ctx context.Context, ln net.Listener, tok Token, cfg *JoinConfig) (*Credentials, error) {
+func JoinListening(ctx context.Context, ln net.Listener, tok trust.Token, cfg *JoinConfig) (*trust.Credentials, error) {
 	var c JoinConfig
 	if cfg != nil {
 		c = *cfg
@@ -248,7 +77,7 @@ func JoinListening(ctx context.Context, ln net.Listener, tok Token, cfg *JoinCon
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	key, id, err := newGuestKey()
+	key, id, err := trust.NewGuestKey()
 	if err != nil {
 		return nil, err
 	}
@@ -267,9 +96,9 @@ func JoinListening(ctx context.Context, ln net.Listener, tok Token, cfg *JoinCon
 		}
 		peer := raw.RemoteAddr().String()
 		hctx, hcancel := context.WithTimeout(ctx, pairHandshakeTimeout)
-		h, err := pairOn(hctx, raw, id, tok, peer, pairHandshakeTimeout)
+		h, err := trust.Pair(hctx, raw, id, tok, peer, pairHandshakeTimeout)
 		hcancel()
-		if errors.Is(err, ErrPairingRefused) {
+		if errors.Is(err, trust.ErrPairingRefused) {
 			return nil, err
 		}
 		if err != nil {
@@ -278,25 +107,9 @@ func JoinListening(ctx context.Context, ln net.Listener, tok Token, cfg *JoinCon
 			}
 			continue
 		}
-		return &Credentials{Guest: h.Guest, HostKey: tok.HostKey, Key: key}, nil
+		return &trust.Credentials{Guest: h.Guest, HostKey: tok.HostKey, Key: key}, nil
 	}
 }
 
 // pairHandshakeTimeout bounds one connection of JoinListening.
 const pairHandshakeTimeout = 10 * time.Second
-
-// handshakeError words a failed TLS handshake with the host.
-func handshakeError(addr string, err error) error {
-	if errors.Is(err, ErrHostKeyMismatch) {
-		return err
-	}
-	return fmt.Errorf("relay: TLS handshake with %s: %w", addr, err)
-}
-
-// isRemoteAlert reports a fatal TLS alert from the peer. crypto/tls reports
-// those as a *net.OpError whose Op is "remote error"; the alert type itself is
-// unexported.
-func isRemoteAlert(err error) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "remote error"
-}

@@ -1,142 +1,22 @@
 package relay_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
-func FuzzParseToken(f *testing.F) {
-	f.Add("cs1-XWOmqaHG0o9GUaIH-Uw-UnSUfbuQKoQK7V08yglenl_kh-Shk97prEEhj2-VTaJA")
-	f.Add("cs1-")
-	f.Add(" cs1-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
-	f.Add("cs2-AAAA")
-	f.Fuzz(func(t *testing.T, s string) {
-		tok, err := relay.ParseToken(s)
-		if err != nil {
-			if !errors.Is(err, relay.ErrBadToken) {
-				t.Fatalf("error %v is not ErrBadToken", err)
-			}
-			return
-		}
-		if enc := tok.String(); enc != strings.TrimSpace(s) {
-			t.Fatalf("ParseToken(%q).String() = %q", s, enc)
-		}
-	})
-}
-
-func TestFingerprintText(t *testing.T) {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := relay.FingerprintOf(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := fp.String()
-	if !strings.HasPrefix(s, "SHA256:") || len(s) != 7+43 {
-		t.Errorf("fingerprint %q, want SHA256: and 43 characters", s)
-	}
-	back, err := relay.ParseFingerprint(s)
-	if err != nil || back != fp {
-		t.Errorf("round trip: %v, %v", back, err)
-	}
-	for _, bad := range []string{"", "SHA256:", "MD5:aa", s[:len(s)-1], s + "A"} {
-		if _, err := relay.ParseFingerprint(bad); err == nil {
-			t.Errorf("ParseFingerprint(%q): no error", bad)
-		}
-	}
-}
-
-func TestHostStateFiles(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "relay")
-	s, err := relay.OpenHostState(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "host.key"): 0o600} {
-		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
-			t.Errorf("%s: %v, %v; want mode %v", path, fi.Mode(), err, want)
-		}
-	}
-	// The key survives a reopen.
-	s2, err := relay.OpenHostState(dir)
-	if err != nil || s2.Fingerprint() != s.Fingerprint() {
-		t.Fatalf("reopened with key %v, %v; want %v", s2.Fingerprint(), err, s.Fingerprint())
-	}
-	// A key file others may read is refused; a directory of ours is
-	// tightened.
-	os.Chmod(filepath.Join(dir, "host.key"), 0o644)
-	if _, err := relay.OpenHostState(dir); !errors.Is(err, relay.ErrUnsafePermissions) {
-		t.Errorf("key mode 0644: %v, want ErrUnsafePermissions", err)
-	}
-	os.Chmod(filepath.Join(dir, "host.key"), 0o600)
-	os.Chmod(dir, 0o755)
-	if _, err := relay.OpenHostState(dir); err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(dir); fi.Mode().Perm() != 0o700 {
-		t.Errorf("directory left at %v", fi.Mode().Perm())
-	}
-
-	tok, err := s.Pair("vm1", time.Minute, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "guests.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(string(b), tok.String()) || tok.HostKey != s.Fingerprint() {
-		t.Errorf("state file holds the token, or the token names another key:\n%s", b)
-	}
-	if err := relay.CheckName("a/b"); !errors.Is(err, relay.ErrBadName) {
-		t.Errorf("CheckName(a/b): %v", err)
-	}
-}
-
-// Concurrent pair commands all land: the lock serializes them.
-func TestHostStateConcurrentPairs(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "relay")
-	if _, err := relay.OpenHostState(dir); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Go(func() {
-			s, err := relay.OpenHostState(dir)
-			if err == nil {
-				_, err = s.Pair("vm"+string(rune('a'+i)), time.Minute, time.Now())
-			}
-			if err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	b, _ := os.ReadFile(filepath.Join(dir, "guests.json"))
-	if n := strings.Count(string(b), `"name"`); n != 20 {
-		t.Errorf("%d pairings recorded, want 20", n)
-	}
-}
-
-// A revoked name can be paired again; the new key replaces the old, which
-// stays refused.
 func TestRepairAfterRevoke(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	old := h.join(t, "vm1")
-	if _, err := h.state.Pair("vm1", time.Minute, time.Now()); !errors.Is(err, relay.ErrGuestExists) {
+	if _, err := h.state.Pair("vm1", time.Minute, time.Now()); !errors.Is(err, trust.ErrGuestExists) {
 		t.Fatalf("pairing an active name: %v, want ErrGuestExists", err)
 	}
 	if err := h.state.Revoke("vm1", time.Now()); err != nil {
@@ -157,7 +37,7 @@ func TestRepairAfterRevoke(t *testing.T) {
 }
 
 func TestCredentialsFile(t *testing.T) {
-	h := startHost(t, relay.UnixDialer("/nonexistent"), nil)
+	h := startHost(t, hostpcsc.Socket{Path: "/nonexistent"}.Dial, nil)
 	creds := h.join(t, "vm1")
 	path := filepath.Join(t.TempDir(), "guest", "credentials.json")
 	if err := creds.Save(path); err != nil {
@@ -166,7 +46,7 @@ func TestCredentialsFile(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("credentials mode %v, %v; want 0600", fi.Mode(), err)
 	}
-	back, err := relay.LoadCredentials(path)
+	back, err := trust.LoadCredentials(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,104 +54,12 @@ func TestCredentialsFile(t *testing.T) {
 		t.Errorf("loaded %+v, saved %+v", back, creds)
 	}
 	os.Chmod(path, 0o644)
-	if _, err := relay.LoadCredentials(path); !errors.Is(err, relay.ErrUnsafePermissions) {
+	if _, err := trust.LoadCredentials(path); !errors.Is(err, unixsock.ErrUnsafePermissions) {
 		t.Errorf("mode 0644: %v, want ErrUnsafePermissions", err)
 	}
-	if _, err := relay.LoadCredentials(path + ".missing"); !errors.Is(err, relay.ErrNoCredentials) {
+	if _, err := trust.LoadCredentials(path + ".missing"); !errors.Is(err, trust.ErrNoCredentials) {
 		t.Errorf("missing file: %v, want ErrNoCredentials", err)
 	}
 }
 
-func TestListenGuestSocket(t *testing.T) {
-	base, err := os.MkdirTemp("", "cs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	sock := filepath.Join(base, "d", "pcscd.comm")
-	ln, err := relay.ListenGuestSocket(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi, _ := os.Stat(filepath.Dir(sock)); fi.Mode().Perm() != 0o700 {
-		t.Errorf("socket directory mode %v, want 0700", fi.Mode().Perm())
-	}
-	if _, err := relay.ListenGuestSocket(sock); !errors.Is(err, relay.ErrSocketInUse) {
-		t.Errorf("second listener: %v, want ErrSocketInUse", err)
-	}
-	// A socket left behind by a crash is replaced.
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close()
-	ln, err = relay.ListenGuestSocket(sock)
-	if err != nil {
-		t.Fatalf("over a stale socket: %v", err)
-	}
-	ln.Close()
-	file := filepath.Join(base, "d", "file")
-	os.WriteFile(file, nil, 0o600)
-	if _, err := relay.ListenGuestSocket(file); err == nil {
-		t.Error("listening over a regular file: no error")
-	}
-	if p := relay.DefaultGuestSocket(); !filepath.IsAbs(p) || filepath.Base(p) != "pcscd.comm" {
-		t.Errorf("default socket %q", p)
-	}
-}
-
 // Commands started at once (serve and pair) agree on the host key.
-func TestHostStateConcurrentOpen(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "relay")
-	fps := make([]relay.Fingerprint, 10)
-	var wg sync.WaitGroup
-	for i := range fps {
-		wg.Go(func() {
-			s, err := relay.OpenHostState(dir)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			fps[i] = s.Fingerprint()
-		})
-	}
-	wg.Wait()
-	for _, fp := range fps {
-		if fp != fps[0] {
-			t.Fatalf("host keys differ: %v", fps)
-		}
-	}
-}
-
-func TestSetPolicy(t *testing.T) {
-	s, err := relay.OpenHostState(filepath.Join(t.TempDir(), "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	yubi := &pcsc.Policy{Readers: []string{"Yubico*"}}
-	if _, err := s.PairWith("vm1", relay.PairOptions{Policy: &pcsc.Policy{Readers: []string{"["}}}, time.Minute, time.Now()); err == nil {
-		t.Error("PairWith took a malformed reader pattern")
-	}
-	if _, err := s.PairWith("vm1", relay.PairOptions{Policy: yubi}, time.Minute, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	// A pending pairing's policy can change before the guest joins.
-	if err := s.SetPolicy("vm1", &pcsc.Policy{DenyControl: true}); err != nil {
-		t.Errorf("SetPolicy on a pending pairing: %v", err)
-	}
-	if err := s.SetPolicy("vm2", yubi); !errors.Is(err, relay.ErrUnknownGuest) {
-		t.Errorf("SetPolicy on an unknown guest: %v, want ErrUnknownGuest", err)
-	}
-	if err := s.SetPolicy("vm1", &pcsc.Policy{Readers: []string{"["}}); err == nil {
-		t.Error("SetPolicy took a malformed reader pattern")
-	}
-	if err := s.Revoke("vm1", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SetPolicy("vm1", yubi); !errors.Is(err, relay.ErrUnknownGuest) {
-		t.Errorf("SetPolicy after the pairing was revoked: %v, want ErrUnknownGuest", err)
-	}
-	if (relay.GuestRecord{}).Policy() != nil {
-		t.Error("a record without a policy has one")
-	}
-	if p := (relay.GuestRecord{Readers: []string{"A*"}}).Policy(); p == nil || p.Readers[0] != "A*" || p.DenyControl {
-		t.Errorf("Policy() = %+v", p)
-	}
-}

@@ -13,13 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
 )
 
 // TestPolicyRealPCSCD runs the reader policy end to end: the real pcscd
-// with vpcd's two readers, relay.Serve with readers: ["Virtual PCD 00 01"]
+// with vpcd's two readers, bridge.Serve with readers: ["Virtual PCD 00 01"]
 // and an audit log, and the C client on the real libpcsclite as the guest
 // program.
 func TestPolicyRealPCSCD(t *testing.T) {
@@ -47,7 +49,7 @@ func TestPolicyRealPCSCD(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- relay.Serve(ctx, ln, relay.UnixDialer(p.Socket), &relay.Config{
+		done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: p.Socket}.Dial, &bridge.Config{
 			Logger: slog.New(slog.NewTextHandler(log, nil)),
 			Daemon: d,
 			Policy: &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}},
@@ -171,7 +173,7 @@ func startPolicyWaiter(t *testing.T, bin, socket, reader string) *policyWaiter {
 func TestRelayGuestPolicy(t *testing.T) {
 	t.Parallel()
 	_, h := realHost(t, nil)
-	creds := h.joinWith(t, "vm1", relay.PairOptions{
+	creds := h.joinWith(t, "vm1", trust.PairOptions{
 		Policy: &pcsc.Policy{Readers: []string{testenv.VPCDSecondReader}, DenyControl: true},
 	})
 	a := startAgent(t, creds, nil)

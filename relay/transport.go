@@ -7,8 +7,9 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/rawio"
 )
 
 // A relay address is "HOST:PORT" for TCP, or "vsock://CID:PORT" for VM
@@ -52,7 +53,7 @@ func CheckAddr(addr string) error {
 }
 
 // DialAddr connects to addr as ListenAddr parses it. TCP connections have
-// TCP_NODELAY set and do their I/O with RawIO.
+// TCP_NODELAY set and do their I/O with rawio.RawIO.
 func DialAddr(ctx context.Context, addr string) (net.Conn, error) {
 	if rest, ok := strings.CutPrefix(addr, vsockScheme); ok {
 		return dialVsock(ctx, rest)
@@ -63,20 +64,22 @@ func DialAddr(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, fmt.Errorf("relay: connect: %w", err)
 	}
 	noDelay(c)
-	return RawIO(c), nil
+	return rawio.RawIO(c), nil
 }
 
 // noDelay turns Nagle's algorithm off. Go does that for every TCP connection
 // already; cardshare says so explicitly because one PC/SC round trip is
 // several small writes each way, and with Nagle and delayed ACKs each of them
-// stalls 40 ms (baseline.md: 0.008× direct, 21 % of round trips over 10 ms).
+// stalls 40 ms: socat without nodelay measured 0.008× the direct socket's
+// rate, with 21 % of round trips over 10 ms (README, "Benchmark", has the
+// socat baselines with nodelay).
 func noDelay(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 }
 
-// rawListener does the I/O of the connections it accepts with RawIO, and
+// rawListener does the I/O of the connections it accepts with rawio.RawIO, and
 // sets TCP_NODELAY on TCP ones.
 type rawListener struct{ net.Listener }
 
@@ -86,49 +89,12 @@ func (l rawListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	noDelay(c)
-	return RawIO(c), nil
+	return rawio.RawIO(c), nil
 }
 
-// acceptHandshakes accepts on ln until ctx is done (nil) or ln fails, and
-// runs handle for each connection in a goroutine of wg, holding one of the
-// slots of slots: handle calls release when the connection's handshake is
-// over (more than once is fine). A connection that finds every slot taken
-// is passed to refuse and closed at once, so unauthenticated peers cost at
-// most len(slots) handshakes. Accept errors that are not the listener's end
-// (out of descriptors, a connection reset before it was accepted) are passed
-// to refuse and retried after a growing pause, as net/http does.
-func acceptHandshakes(ctx context.Context, ln net.Listener, slots chan struct{}, wg *sync.WaitGroup,
-	refuse func(addr net.Addr, err error), handle func(c net.Conn, release func())) error {
-	var pause time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("relay: accept: %w", err)
-			}
-			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-			refuse(ln.Addr(), fmt.Errorf("accept: %w", err))
-			if !sleep(ctx, pause) {
-				return nil
-			}
-			continue
-		}
-		pause = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			refuse(c.RemoteAddr(), errors.New("too many connections in their handshake"))
-			c.Close()
-			continue
-		}
-		wg.Go(func() {
-			var once sync.Once
-			release := func() { once.Do(func() { <-slots }) }
-			defer release()
-			handle(c, release)
-		})
-	}
-}
+// aLongTimeAgo is a deadline in the past, to wake blocked reads.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// errTooManyHandshakes is why a connection is refused at accept while
+// every handshake slot is taken.
+var errTooManyHandshakes = errors.New("too many connections in their handshake")

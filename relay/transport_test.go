@@ -3,10 +3,32 @@
 package relay
 
 import (
+	"context"
 	"net"
 	"syscall"
 	"testing"
 )
+
+// tcpPair returns the two ends of a loopback TCP connection, made by
+// ListenAddr and DialAddr.
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := ListenAddr(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	a, err := DialAddr(context.Background(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
 
 // Every TCP leg has Nagle's algorithm off, on both ends.
 func TestTransportNoDelay(t *testing.T) {

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/vsock"
+
+	"github.com/cardshare/cardshare/relay/mux"
 )
 
 func TestParseVsock(t *testing.T) {
@@ -101,16 +104,33 @@ func TestVsockSession(t *testing.T) {
 	}
 	b := <-accepted
 	t.Cleanup(func() { a.Close(); b.Close() })
-	g, h := sessionPair(t, a, b, fastMux())
-	c1, c2 := streamPair(t, g, h)
+	log := slog.New(slog.DiscardHandler)
+	fast := &mux.Config{KeepaliveInterval: 100 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+	g, err := mux.NewSession(a, true, fast, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := mux.NewSession(b, false, fast, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close(); h.Close() })
+	c1, err := mux.Open(g)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c1.Write([]byte("over vsock"))
-	c1.(closeWriter).CloseWrite()
+	c1.(interface{ CloseWrite() error }).CloseWrite()
+	c2, err := mux.Listener{Session: h}.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := io.ReadAll(c2)
 	if err != nil || string(got) != "over vsock" {
 		t.Fatalf("read %q, %v", got, err)
 	}
 	b.Close()
-	if _, err := c1.Read(make([]byte, 1)); !errors.Is(err, ErrSessionLost) && err != io.EOF {
+	if _, err := c1.Read(make([]byte, 1)); !errors.Is(err, mux.ErrSessionLost) && err != io.EOF {
 		t.Errorf("read after the peer closed: %v", err)
 	}
 }

@@ -3,7 +3,7 @@
 # virtual card: directly, through `ssh -N -R`, through `ssh -R` with a
 # session, and through cardshare expose (in the test process, and as a
 # `cardshare expose` process), in one run with interleaved rounds
-# (internal/bench BenchmarkPaths), then one relay.Pipe hop alone
+# (internal/bench BenchmarkPaths), then one bridge.Pipe hop alone
 # (BenchmarkPipe). Needs root and what scripts/install-test-deps.sh installs.
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -17,9 +14,24 @@ import (
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
+// The READER_STATE layout that fakePCSCD serves, as internal/doctor reads
+// it (pcsc-lite 2.2.3 src/eventhandler.h, src/winscard_msg.h).
+const (
+	cmdGetReadersState = 0x12
+	readerStateSize    = 184
+	maxReaderContexts  = 16
+	readerStateOffset  = 132
+)
+
+// fakeReader is a reader that fakePCSCD lists.
+type fakeReader struct {
+	Name string
+	Card bool
+}
+
 // fakePCSCD serves CMD_VERSION as a daemon d would and CMD_GET_READERS_STATE
 // with the given readers, on a socket that lives until the test ends.
-func fakePCSCD(t *testing.T, d pcsc.Daemon, readers ...reader) string {
+func fakePCSCD(t *testing.T, d pcsc.Daemon, readers ...fakeReader) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {
@@ -77,68 +89,6 @@ func fakePCSCD(t *testing.T, d pcsc.Daemon, readers ...reader) string {
 		}
 	}()
 	return sock
-}
-
-func TestListReaders(t *testing.T) {
-	t.Parallel()
-	strict45 := pcsc.Daemon{Version: pcsc.V45}
-	sock := fakePCSCD(t, strict45, reader{Name: "Yubico YubiKey OTP+FIDO+CCID 00 00", Card: true}, reader{Name: "Alcor Micro AU9540 01 00"})
-	rs, err := listReaders(context.Background(), sock, strict45)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rs) != 2 || rs[0].Name != "Yubico YubiKey OTP+FIDO+CCID 00 00" || !rs[0].Card || rs[1].Card {
-		t.Errorf("readers %+v", rs)
-	}
-	// A daemon that rejects the version is an error, not a hang.
-	if _, err := listReaders(context.Background(), sock, pcsc.Daemon{Version: pcsc.V44}); err == nil {
-		t.Error("no error for a rejected CMD_VERSION")
-	}
-}
-
-func TestPolkitCheck(t *testing.T) {
-	const with = "pcsc-lite version 2.0.3.\nEnabled features: Linux x86_64-pc-linux-gnu libsystemd serial usb libudev polkit ipcdir=/run/pcscd filter\n"
-	const without = "pcsc-lite version 1.9.9.\nEnabled features: Linux x86_64-pc-linux-gnu libsystemd serial usb libudev usbdropdir=/usr/lib/pcsc/drivers ipcdir=/run/pcscd filter configdir=/etc/reader.conf.d\n"
-	desktop := map[string]string{"USER": "alice", "XDG_SESSION_ID": "2"}
-	service := map[string]string{"USER": "alice", "INVOCATION_ID": "f00"}
-	refused := fmt.Errorf("%w (/run/pcscd/pcscd.comm)", pcsc.ErrRefused)
-	for _, tc := range []struct {
-		name     string
-		version  string
-		args     [][]string
-		env      map[string]string
-		probeErr error
-		want     checkStatus
-		msg      string
-	}{
-		{"no polkit", without, nil, service, nil, statusOK, "built without polkit"},
-		{"polkit, refused", with, nil, service, refused, statusFail, "polkit refused this process"},
-		{"polkit disabled at run time", with, [][]string{{"/usr/sbin/pcscd", "--foreground", "--disable-polkit"}}, service, nil, statusOK, "--disable-polkit"},
-		{"polkit, desktop session", with, nil, desktop, nil, statusWarn, "as a service"},
-		{"polkit, allowed service", with, nil, service, nil, statusOK, "allows this process (a systemd service)"},
-		{"no pcscd program", "", nil, service, nil, statusSkip, "cannot tell"},
-		{"no pcscd program, refused", "", nil, service, refused, statusFail, "polkit is the usual reason"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d := &doctor{
-				pcscdVersion: func(context.Context) (string, error) {
-					if tc.version == "" {
-						return "", errors.New("no pcscd program found")
-					}
-					return tc.version, nil
-				},
-				pcscdArgs: func() [][]string { return tc.args },
-				getenv:    func(k string) string { return tc.env[k] },
-			}
-			r := d.polkitCheck(context.Background(), tc.probeErr)
-			if r.Status != tc.want || !strings.Contains(r.Msg, tc.msg) {
-				t.Errorf("%s: %s, want %s with %q", r.Status, r.Msg, tc.want, tc.msg)
-			}
-			if (r.Status == statusFail || r.Status == statusWarn) && !strings.Contains(r.Fix, `subject.user == "alice"`) && tc.version != without {
-				t.Errorf("fix %q lacks the polkit rule", r.Fix)
-			}
-		})
-	}
 }
 
 // doctorLines maps each check name to its status and message line.
@@ -202,7 +152,7 @@ func TestCLIDoctorFailures(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(shared) })
 	os.Chmod(shared, 0o1777)
 	noReaders := fakePCSCD(t, pcsc.Daemon{Version: pcsc.V44})
-	strict45 := fakePCSCD(t, pcsc.Daemon{Version: pcsc.V45}, reader{Name: "Fake Reader 00 00"})
+	strict45 := fakePCSCD(t, pcsc.Daemon{Version: pcsc.V45}, fakeReader{Name: "Fake Reader 00 00"})
 
 	tests := []struct {
 		name  string

@@ -6,16 +6,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsetup"
+	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
-func newGuestCmd(g *globals) *cobra.Command {
+func newGuestCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "guest",
 		Short: "Point a guest's programs at the forwarded socket",
@@ -37,7 +39,7 @@ type guestSetupOptions struct {
 	undo        bool
 }
 
-func newGuestSetupCmd(g *globals) *cobra.Command {
+func newGuestSetupCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &guestSetupOptions{}
 	cmd := &cobra.Command{
 		Use:   "setup [--undo] [--system] GUEST",
@@ -79,9 +81,9 @@ Programs that are already running keep their environment: log in again.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.sshConfig, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
-	f.BoolVar(&o.acceptNew, "accept-new", false, "record the host key of a guest not yet in known_hosts (never accepts a changed key)")
-	f.StringVar(&o.guestSocket, "guest-socket", "", "socket `path` in the guest, as given to expose (default: expose's default for the login user)")
+	cmdutil.SSHConfigFlag(f, &o.sshConfig)
+	cmdutil.AcceptNewFlag(f, &o.acceptNew)
+	cmdutil.GuestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default for the login user)")
 	f.BoolVar(&o.system, "system", false, "also mask the guest's pcscd and link /run/pcscd/pcscd.comm to the socket (needs root or sudo -n in the guest)")
 	f.BoolVar(&o.undo, "undo", false, "remove what an earlier setup added (with --system, the system part too)")
 	return cmd
@@ -91,26 +93,26 @@ Programs that are already running keep their environment: log in again.`,
 func exactGuest(what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
-			return &usageError{fmt.Sprintf("%s needs one guest, got %d", what, len(args)), "name it like ssh does: `cardshare " + what + " myvm`"}
+			return cmdutil.Usage(fmt.Sprintf("%s needs one guest, got %d", what, len(args)), "name it like ssh does: `cardshare "+what+" myvm`")
 		}
 		return nil
 	}
 }
 
-func runGuestSetup(ctx context.Context, g *globals, o *guestSetupOptions, name string, stdout io.Writer) error {
+func runGuestSetup(ctx context.Context, g *cmdutil.Globals, o *guestSetupOptions, name string, stdout io.Writer) error {
 	if o.undo && o.guestSocket != "" {
-		return &usageError{"--undo takes no --guest-socket", "undo finds what setup added by its markers; drop --guest-socket"}
+		return cmdutil.Usage("--undo takes no --guest-socket", "undo finds what setup added by its markers; drop --guest-socket")
 	}
 	t, _, err := vm.Resolve(ctx, name, o.sshConfig)
 	if err != nil {
 		return &forward.GuestError{Guest: name, Err: err}
 	}
-	c, err := forward.Dial(ctx, t, forward.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()})
+	c, err := sshdial.Dial(ctx, t, sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.Logger()})
 	if err != nil {
 		return &forward.GuestError{Guest: name, Err: err}
 	}
 	defer c.Close()
-	res, err := forward.SetupGuest(ctx, c, forward.SetupOptions{Socket: o.guestSocket, System: o.system, Undo: o.undo})
+	res, err := guestsetup.Setup(ctx, c, guestsetup.Options{Socket: o.guestSocket, System: o.system, Undo: o.undo})
 	if err == nil || res.Changed() { // what was done before a failure
 		printSetup(stdout, name, res, o.undo)
 	}
@@ -121,7 +123,7 @@ func runGuestSetup(ctx context.Context, g *globals, o *guestSetupOptions, name s
 }
 
 // printSetup prints what setup did, a line per file, then the notes.
-func printSetup(w io.Writer, name string, res forward.SetupResult, undo bool) {
+func printSetup(w io.Writer, name string, res guestsetup.Result, undo bool) {
 	if len(res.Changes) == 0 && len(res.Notes) == 0 {
 		return
 	}
@@ -146,85 +148,37 @@ func printSetup(w io.Writer, name string, res forward.SetupResult, undo bool) {
 	}
 }
 
-// setupOnUp runs guest setup for each guest whose forward comes up (once
-// per guest and socket path), for expose --setup-guest. Its methods do
-// nothing on a nil *setupOnUp.
-type setupOnUp struct {
-	ctx    context.Context
-	guests map[string]forward.Target
-	dial   forward.DialOptions
-	out    io.Writer
-	log    *slog.Logger
-
-	mu   sync.Mutex
-	done map[string]string // guest -> socket it was set up for
-	wg   sync.WaitGroup
-}
-
-// newSetupOnUp returns nil unless enabled.
-func newSetupOnUp(ctx context.Context, enabled bool, guests []forward.Guest, dial forward.DialOptions, out io.Writer, log *slog.Logger) *setupOnUp {
+// newSetupOnUp returns the guest setup that `expose --setup-guest` and
+// setup_guest run when a forward comes up, or nil unless enabled.
+func newSetupOnUp(ctx context.Context, enabled bool, guests []forward.Guest, dial sshdial.DialOptions, out io.Writer, log *slog.Logger) *guestsetup.Auto {
 	if !enabled {
 		return nil
 	}
-	s := &setupOnUp{ctx: ctx, guests: map[string]forward.Target{}, dial: dial, out: out, log: log, done: map[string]string{}}
+	targets := map[string]sshdial.Target{}
 	for _, gu := range guests {
-		s.guests[gu.Name] = gu.Target
+		targets[gu.Name] = gu.Target
 	}
-	return s
+	return guestsetup.NewAuto(ctx, targets, dial, setupReporter(out, log))
 }
 
-// up is called from forward.Config.OnEvent; it must not block.
-func (s *setupOnUp) up(e forward.Event) {
-	if s == nil || e.State != forward.StateUp || e.Socket == "" {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok := s.guests[e.Guest]
-	if !ok || s.done[e.Guest] == e.Socket {
-		return
-	}
-	s.done[e.Guest] = e.Socket
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-		defer cancel()
-		res, err := setupGuestAt(ctx, t, s.dial, e.Socket)
-		s.mu.Lock()
-		defer s.mu.Unlock()
+// setupReporter prints what an automatic guest setup changed, and logs
+// what it did not need to change and why it failed (the forward stays up).
+func setupReporter(out io.Writer, log *slog.Logger) func(guest, socket string, res guestsetup.Result, err error) {
+	return func(guest, socket string, res guestsetup.Result, err error) {
 		if err != nil {
-			if s.ctx.Err() == nil {
-				delete(s.done, e.Guest) // try again at the next reconnect
-				attrs := []any{"guest", e.Guest, "err", err}
-				if h := hint(err); h != "" {
-					attrs = append(attrs, "hint", h)
-				}
-				s.log.Error("guest setup failed; the forward stays up", attrs...)
+			attrs := []any{"guest", guest, "err", err}
+			if h := cmdutil.Hint(err); h != "" {
+				attrs = append(attrs, "hint", h)
 			}
+			log.Error("guest setup failed; the forward stays up", attrs...)
 			return
 		}
 		if res.Changed() || len(res.Notes) > 0 {
-			printSetup(s.out, e.Guest, res, false)
+			printSetup(out, guest, res, false)
 		} else {
-			s.log.Info("guest already set up", "guest", e.Guest, "socket", e.Socket)
+			log.Info("guest already set up", "guest", guest, "socket", socket)
 		}
-	}()
-}
-
-func (s *setupOnUp) wait() {
-	if s != nil {
-		s.wg.Wait()
 	}
-}
-
-func setupGuestAt(ctx context.Context, t forward.Target, dial forward.DialOptions, socket string) (forward.SetupResult, error) {
-	c, err := forward.Dial(ctx, t, dial)
-	if err != nil {
-		return forward.SetupResult{}, err
-	}
-	defer c.Close()
-	return forward.SetupGuest(ctx, c, forward.SetupOptions{Socket: socket})
 }
 
 type guestEnvOptions struct {
@@ -248,9 +202,9 @@ use cardshare guest setup from the host.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sock := o.socket
 			if sock == "" {
-				sock = forward.DefaultGuestSocket(os.Getenv, os.Getuid())
+				sock = unixsock.GuestSocketFor(os.Getenv, os.Getuid())
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), forward.ExportLine(sock))
+			fmt.Fprintln(cmd.OutOrStdout(), guestsetup.ExportLine(sock))
 			return nil
 		},
 	}

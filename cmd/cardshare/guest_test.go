@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/testenv"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // sshLogin runs a fresh ssh login of the guest user with no command, as an
@@ -115,5 +116,27 @@ func TestCLIResolve(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "from:         lima: Lima instance dev") || !strings.Contains(out, "alice@127.0.0.1 port 60022") ||
 		!strings.Contains(out, "none (UserKnownHostsFile /dev/null) (StrictHostKeyChecking no)") {
 		t.Errorf("lima: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestDefaultGuestSocket checks the Go mirror of the guests' default_dir
+// (internal/guestsock.DefaultDirFunc) that `cardshare guest env` prints.
+func TestDefaultGuestSocket(t *testing.T) {
+	dir := t.TempDir()
+	long := filepath.Join(dir, strings.Repeat("x", 95))
+	os.Mkdir(long, 0o700)
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"XDG_RUNTIME_DIR": dir, "HOME": "/nonexistent"}, dir + "/cardshare/pcscd.comm"},
+		{map[string]string{"XDG_RUNTIME_DIR": "/nonexistent", "HOME": dir}, dir + "/.cardshare/pcscd.comm"},
+		{map[string]string{"HOME": long}, "/tmp/cardshare-1000/pcscd.comm"},
+		{map[string]string{}, "/tmp/cardshare-1000/pcscd.comm"},
+	} {
+		if got := unixsock.GuestSocketFor(env(tc.env), 1000); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.env, got, tc.want)
+		}
 	}
 }

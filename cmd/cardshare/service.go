@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
-)
 
-const unitName = "cardshare.service"
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/service"
+)
 
 type serviceOptions struct {
 	config string
@@ -22,7 +21,7 @@ type serviceOptions struct {
 	dryRun bool
 }
 
-func newServiceCmd(g *globals) *cobra.Command {
+func newServiceCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "service",
 		Short: "Run `cardshare up` as a systemd service",
@@ -31,7 +30,7 @@ func newServiceCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newServiceInstallCmd(g *globals) *cobra.Command {
+func newServiceInstallCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &serviceOptions{user: true}
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -54,9 +53,9 @@ IdentityAgent in ssh_config); unencrypted key files work as they are.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !o.user {
-				return &usageError{"only user units are supported", "drop --user=false: cardshare runs as you, with your SSH keys"}
+				return cmdutil.Usage("only user units are supported", "drop --user=false: cardshare runs as you, with your SSH keys")
 			}
-			return runServiceInstall(cmd.Context(), o, cmd.OutOrStdout(), g.stderr)
+			return runServiceInstall(cmd.Context(), o, cmd.OutOrStdout(), g.Stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -65,48 +64,6 @@ IdentityAgent in ssh_config); unencrypted key files work as they are.`,
 	f.StringVar(&o.binary, "binary", "", "cardshare `path` the unit runs (default: this program)")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the unit and where it would go; change nothing")
 	return cmd
-}
-
-// unitFile is the text of the user unit that runs binary with config.
-func unitFile(binary, config string) string {
-	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
-[Unit]
-Description=cardshare: the host's smart card readers in guest VMs
-
-[Service]
-ExecStart=` + systemdQuote(binary) + ` up --config ` + systemdQuote(config) + `
-ExecReload=kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=5s
-
-[Install]
-WantedBy=default.target
-`
-}
-
-// systemdQuote quotes an argument for ExecStart: systemd splits on spaces,
-// unquotes "..." with C escapes, and expands % specifiers and $ variables.
-func systemdQuote(s string) string {
-	s = strings.ReplaceAll(s, "%", "%%")
-	s = strings.ReplaceAll(s, "$", "$$")
-	if !strings.ContainsAny(s, " \t\"'\\;") {
-		return s
-	}
-	s = strings.ReplaceAll(s, `\`, `\\`)
-	s = strings.ReplaceAll(s, `"`, `\"`)
-	return `"` + s + `"`
-}
-
-// userUnitDir is where systemd looks for user units of this user.
-func userUnitDir() (string, error) {
-	if d := os.Getenv("XDG_CONFIG_HOME"); filepath.IsAbs(d) {
-		return filepath.Join(d, "systemd", "user"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(home, ".config", "systemd", "user"), nil
 }
 
 func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io.Writer) error {
@@ -131,52 +88,51 @@ func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io
 			return fmt.Errorf("find the cardshare binary: %w", err)
 		}
 		if strings.Contains(bin, string(filepath.Separator)+"go-build") {
-			return withHint(fmt.Errorf("cardshare runs from a temporary build (%s) that will be gone", bin),
+			return cmdutil.WithHint(fmt.Errorf("cardshare runs from a temporary build (%s) that will be gone", bin),
 				"install it first (`go install ./cmd/cardshare`), or name the binary with --binary")
 		}
 	}
 	if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
-	dir, err := userUnitDir()
+	dir, err := service.UserUnitDir()
 	if err != nil {
 		return fmt.Errorf("find the systemd user unit directory: %w", err)
 	}
-	path := filepath.Join(dir, unitName)
-	unit := unitFile(bin, file)
+	path := filepath.Join(dir, service.UnitName)
+	unit := service.UnitFile(bin, file)
 	if o.dryRun {
 		fmt.Fprintf(stdout, "# %s\n%s", path, unit)
 		return nil
 	}
 
-	old, _ := os.ReadFile(path)
-	changed := !bytes.Equal(old, []byte(unit))
+	changed, existed, err := service.Write(path, unit)
+	if err != nil {
+		return err
+	}
 	if changed {
-		if err := writeFileAtomic(path, []byte(unit)); err != nil {
-			return fmt.Errorf("write %s: %w", path, err)
-		}
 		fmt.Fprintf(stdout, "wrote %s\n", path)
 	} else {
 		fmt.Fprintf(stdout, "%s is up to date\n", path)
 	}
 
-	steps := [][]string{{"daemon-reload"}, {"enable", "--now", unitName}}
-	if changed && old != nil {
-		steps = append(steps, []string{"try-restart", unitName})
+	steps := [][]string{{"daemon-reload"}, {"enable", "--now", service.UnitName}}
+	if changed && existed {
+		steps = append(steps, []string{"try-restart", service.UnitName})
 	}
-	if why := systemctlUser(ctx, steps[0]...); why != "" {
+	if why := service.Systemctl(ctx, steps[0]...); why != "" {
 		fmt.Fprintf(stdout, "\nsystemctl cannot reach your systemd user manager here (%s).\nRun these in a login session of this user to start the service:\n", why)
 		for _, s := range steps {
 			fmt.Fprintf(stdout, "    systemctl --user %s\n", strings.Join(s, " "))
 		}
 	} else {
 		for _, s := range steps[1:] {
-			if why := systemctlUser(ctx, s...); why != "" {
-				return withHint(fmt.Errorf("systemctl --user %s: %s", strings.Join(s, " "), why),
+			if why := service.Systemctl(ctx, s...); why != "" {
+				return cmdutil.WithHint(fmt.Errorf("systemctl --user %s: %s", strings.Join(s, " "), why),
 					"see `systemctl --user status cardshare` and `journalctl --user -u cardshare`")
 			}
 		}
-		fmt.Fprintf(stdout, "\n%s is enabled and started.\n", unitName)
+		fmt.Fprintf(stdout, "\n%s is enabled and started.\n", service.UnitName)
 	}
 	fmt.Fprintf(stdout, `
 status:  cardshare status
@@ -186,54 +142,6 @@ Without a login, user services start at boot only with: loginctl enable-linger %
 Keys in ssh-agent: systemctl --user import-environment SSH_AUTH_SOCK (or IdentityAgent in ssh_config)
 `, file, currentUserName())
 	return nil
-}
-
-// systemctlUser runs systemctl --user with args and returns "" on success,
-// else why it failed, in systemctl's words.
-func systemctlUser(ctx context.Context, args ...string) string {
-	path, err := exec.LookPath("systemctl")
-	if err != nil {
-		return "no systemctl program"
-	}
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, path, append([]string{"--user"}, args...)...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if i := strings.IndexByte(msg, '\n'); i >= 0 {
-			msg = msg[:i]
-		}
-		if msg == "" {
-			msg = err.Error()
-		}
-		return msg
-	}
-	return ""
-}
-
-// writeFileAtomic replaces path with data (mode 0644) so that systemd never
-// reads half a unit.
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cardshare-*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func currentUserName() string {

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/control"
 )
 
 type statusOptions struct {
@@ -51,21 +54,21 @@ one after the other (jq reads them as a stream).`,
 func runStatus(ctx context.Context, o *statusOptions, stdout io.Writer) error {
 	paths := []string{o.control}
 	if o.control == "" {
-		up, err := defaultControlSocket()
+		up, err := control.DefaultSocket()
 		if err != nil {
 			return err
 		}
-		relay, err := defaultRelayControlSocket()
+		relay, err := control.DefaultRelaySocket()
 		if err != nil {
 			return err
 		}
 		paths = []string{up, relay}
 	}
-	var docs []*StatusV1
+	var docs []*control.StatusV1
 	var notRunning error
 	for _, p := range paths {
-		s, err := queryStatus(ctx, p)
-		if errors.Is(err, errNotRunning) && len(paths) > 1 {
+		s, err := control.Query(ctx, p)
+		if errors.Is(err, control.ErrNotRunning) && len(paths) > 1 {
 			notRunning = err
 			continue
 		}
@@ -75,7 +78,7 @@ func runStatus(ctx context.Context, o *statusOptions, stdout io.Writer) error {
 		docs = append(docs, s)
 	}
 	if len(docs) == 0 {
-		return withHint(fmt.Errorf("%w: nothing serves %s", errNotRunning, strings.Join(paths, " or ")), hint(notRunning))
+		return cmdutil.WithHint(fmt.Errorf("%w: nothing serves %s", control.ErrNotRunning, strings.Join(paths, " or ")), cmdutil.Hint(notRunning))
 	}
 	for i, s := range docs {
 		if o.json {
@@ -95,8 +98,8 @@ func runStatus(ctx context.Context, o *statusOptions, stdout io.Writer) error {
 }
 
 // printStatus writes s as a table for people.
-func printStatus(w io.Writer, s *StatusV1, now time.Time) {
-	relay := s.Mode == modeRelay
+func printStatus(w io.Writer, s *control.StatusV1, now time.Time) {
+	relay := s.Mode == control.ModeRelay
 	if relay {
 		fmt.Fprintf(w, "cardshare relay serve, pid %d, running for %s\n", s.PID, age(now, s.Started))
 		fmt.Fprintf(w, "state %s, listening on %s\n", s.Config, orDash(s.Listen))
@@ -139,7 +142,7 @@ func printStatus(w io.Writer, s *StatusV1, now time.Time) {
 	tw.Flush()
 	first := true
 	for _, g := range s.Guests {
-		if p := readerPolicyText(g.Readers, g.Control == "deny", g.Audit); p != "" {
+		if p := cmdutil.ReaderPolicyText(g.Readers, g.Control == "deny", g.Audit); p != "" {
 			if first {
 				fmt.Fprintln(w)
 				first = false

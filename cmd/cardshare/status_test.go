@@ -4,17 +4,19 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/control"
 )
 
 func TestPrintStatus(t *testing.T) {
 	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
 	retry := now.Add(12 * time.Second)
-	s := &StatusV1{
+	s := &control.StatusV1{
 		Version: 1, PID: 4242, Config: "/home/me/.config/cardshare/config.yaml",
 		Started: now.Add(-time.Hour), Loaded: now.Add(-5 * time.Minute),
 		ReloadError: "/home/me/.config/cardshare/config.yaml:3: unknown key \"keepalife\" in host",
-		Host:        HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
-		Guests: []GuestStatus{
+		Host:        control.HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
+		Guests: []control.GuestStatus{
 			{Name: "devvm", State: "up", Since: now.Add(-133 * time.Second), Socket: "/run/user/1000/cardshare/pcscd.comm",
 				GuestProtocol: "4.4", HostProtocol: "4.4", OpenConnections: 1, Connections: 14, BytesUp: 3100, BytesDown: 12345},
 			{Name: "build", State: "backing-off", Since: now.Add(-3 * time.Second), RetryAt: &retry,
@@ -41,11 +43,11 @@ build: dial tcp 127.0.0.1:2223: connect: connection refused
 
 func TestPrintStatusRelay(t *testing.T) {
 	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
-	s := &StatusV1{
-		Version: 1, Mode: modeRelay, PID: 77, Config: "/home/me/.config/cardshare/relay", Listen: "[::]:7743",
+	s := &control.StatusV1{
+		Version: 1, Mode: control.ModeRelay, PID: 77, Config: "/home/me/.config/cardshare/relay", Listen: "[::]:7743",
 		Started: now.Add(-time.Hour), Loaded: now.Add(-time.Hour),
-		Host: HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
-		Guests: []GuestStatus{
+		Host: control.HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
+		Guests: []control.GuestStatus{
 			{Name: "vm1", State: "up", Since: now.Add(-time.Minute), Address: "192.168.122.5:40112",
 				HostProtocol: "4.4", OpenConnections: 2, Connections: 9, BytesUp: 1200, BytesDown: 4000,
 				Readers: []string{"Yubico YubiKey*"}, Control: "deny"},

@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"reflect"
 	"runtime"
-	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,18 +16,19 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
-	"github.com/cardshare/cardshare/internal/pcsc"
-	"github.com/cardshare/cardshare/internal/vm"
+	"github.com/cardshare/cardshare/internal/control"
+	"github.com/cardshare/cardshare/up"
 )
 
 type upOptions struct {
 	config  string
 	control string
+	backend string
 }
 
-func newUpCmd(g *globals) *cobra.Command {
+func newUpCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &upOptions{}
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -60,7 +57,7 @@ stay machine-readable (log_format text or json in the config, or --log-format).`
   cardshare status`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return &usageError{"up takes no guests on the command line", "list the guests in the config file (see `cardshare config --help`), or use `cardshare expose " + args[0] + "`"}
+				return cmdutil.Usage("up takes no guests on the command line", "list the guests in the config file (see `cardshare config --help`), or use `cardshare expose "+args[0]+"`")
 			}
 			return nil
 		},
@@ -70,11 +67,12 @@ stay machine-readable (log_format text or json in the config, or --log-format).`
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "config `file` (default $XDG_CONFIG_HOME/cardshare/config.yaml)")
+	cmdutil.BackendFlag(f, &o.backend)
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/control.sock)")
 	return cmd
 }
 
-func runUp(ctx context.Context, g *globals, o *upOptions, flags *pflag.FlagSet, stdout io.Writer) error {
+func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.FlagSet, stdout io.Writer) error {
 	// Before anything else: SIGHUP's default action ends the process. up
 	// also owns SIGINT and SIGTERM (main catches them too), so that it
 	// cleans up from any entry point.
@@ -98,70 +96,49 @@ func runUp(ctx context.Context, g *globals, o *upOptions, flags *pflag.FlagSet, 
 	}
 	ctl := o.control
 	if ctl == "" {
-		if ctl, err = defaultControlSocket(); err != nil {
+		if ctl, err = control.DefaultSocket(); err != nil {
 			return err
 		}
 	}
-	f := &fleet{ctx: ctx, file: file, started: time.Now(), level: new(slog.LevelVar),
-		verbose: g.verbose, prompt: terminalPrompt()}
-	f.log = g.serviceLogger(flags, cfg.Host.LogFormat, f.level)
-	f.setLevel(cfg.Host)
-	f.out = &progress{w: stdout, chatty: isTerminal(g.stderr), sockets: map[string]string{}}
-	f.warn(cfg)
+	level := new(slog.LevelVar)
+	log := g.ServiceLogger(flags, cfg.Host.LogFormat, level)
+	out := &progress{w: stdout, chatty: isTerminal(g.Stderr), sockets: map[string]string{}}
+	sup := up.New(ctx, up.Options{
+		File:               file,
+		Logger:             log,
+		Level:              level,
+		Verbose:            g.Verbose,
+		Prompt:             terminalPrompt(),
+		DefaultPCSCDSocket: cmdutil.DefaultPCSCDSocket(),
+		Backend:            o.backend,
+		Hint:               cmdutil.Hint,
+		OnEvent:            out.event,
+		Note:               out.note,
+		SetupReport:        setupReporter(stdout, log),
+	})
+	if err := sup.Load(cfg); err != nil {
+		return err
+	}
 
-	host, err := probeHost(ctx, cfg.Host)
+	ln, err := control.Listen(ctl)
 	if err != nil {
 		return err
 	}
-	f.log.Info("host pcscd", "socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
-
-	ln, err := listenControl(ctl)
-	if err != nil {
-		return err
-	}
-	srv := serveControl(ln, f.status, f.log)
+	srv := control.Serve(ln, sup.Status, log)
 	defer srv.Close()
-	f.log.Info("control socket", "path", ctl)
+	log.Info("control socket", "path", ctl)
 
-	f.apply(cfg, host)
-	f.mu.Lock()
-	f.loaded = time.Now()
-	f.mu.Unlock()
+	sup.Start()
 	for {
 		select {
 		case <-ctx.Done():
-			f.stopAll()
-			f.log.Info("stopped")
+			sup.Stop()
+			log.Info("stopped")
 			return nil
 		case <-hup:
-			f.reload()
+			sup.Reload()
 		}
 	}
-}
-
-// serviceLogger is the logger of a long-running command: --log-format and
-// -v, when given, win over the config file's log_format and log_level.
-func (g *globals) serviceLogger(flags *pflag.FlagSet, format string, level *slog.LevelVar) *slog.Logger {
-	if fl := flags.Lookup("log-format"); fl != nil && fl.Changed || format == "" {
-		format = g.logFormat
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(g.stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(g.stderr, opts))
-}
-
-func parseLevel(s string) slog.Level {
-	switch s {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
 }
 
 // isTerminal reports whether w is a terminal, where a person waits for
@@ -169,352 +146,6 @@ func parseLevel(s string) slog.Level {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// hostInfo is the host pcscd as probed.
-type hostInfo struct {
-	socket string
-	daemon pcsc.Daemon
-}
-
-// probeHost asks the host pcscd for its protocol, failing with expose's
-// error (and so its hint) when pcscd is not there; the socket path is set
-// either way.
-func probeHost(ctx context.Context, h config.Host) (hostInfo, error) {
-	sock := h.PCSCDSocket
-	if sock == "" {
-		sock = defaultPCSCDSocket()
-	}
-	d, err := pcsc.Probe(ctx, sock)
-	if err != nil {
-		return hostInfo{socket: sock}, fmt.Errorf("host pcscd at %s: %w", sock, err)
-	}
-	return hostInfo{sock, d}, nil
-}
-
-// resolveGuest looks up where guest g is: a destination as ssh does, a VM
-// name as `cardshare resolve` does (an ssh_config alias, else the VM
-// managers, else a host name). from says where a VM's address came from.
-func resolveGuest(ctx context.Context, g config.Guest, sshConfig string) (t forward.Target, from string, err error) {
-	if g.VM == "" {
-		t, err = forward.Resolve(ctx, g.Destination, sshConfig)
-		return t, "", err
-	}
-	t, src, err := vm.Resolve(ctx, g.VM, sshConfig)
-	return t, src.Kind, err
-}
-
-// fleet runs one forward.Forwarder per configured guest and applies
-// reloads guest by guest.
-type fleet struct {
-	ctx     context.Context // parent of every guest's forward
-	file    string
-	started time.Time
-	log     *slog.Logger
-	level   *slog.LevelVar
-	verbose bool // -v: debug whatever the file says
-	prompt  func(string) ([]byte, error)
-	out     *progress
-
-	mu        sync.Mutex
-	host      hostInfo
-	loaded    time.Time
-	reloadErr string
-	guests    []*guestRun // in file order
-}
-
-// guestRun is one configured guest and, when it could be resolved, its
-// forward.
-type guestRun struct {
-	conf   config.Guest
-	spec   guestSpec
-	fwd    *forward.Forwarder // nil when the guest could not be resolved
-	err    error              // why it could not be resolved
-	at     time.Time          // when it failed to resolve
-	ctx    context.Context    // of fwd.Run and the guest setup
-	cancel context.CancelFunc
-	done   chan struct{} // closed when fwd.Run has returned
-	setup  *setupOnUp    // nil unless setup_guest
-}
-
-// guestSpec is everything a guest's forward is made of. A reload leaves a
-// guest alone exactly when its spec is unchanged.
-type guestSpec struct {
-	conf      config.Guest // Line zeroed: moving an entry changes nothing
-	guest     forward.Guest
-	host      hostInfo
-	keepalive time.Duration
-	acceptNew bool
-}
-
-func (r *guestRun) running() bool {
-	if r.fwd == nil {
-		return false
-	}
-	select {
-	case <-r.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (r *guestRun) stop() {
-	if r.fwd != nil {
-		r.cancel()
-		<-r.done
-		r.setup.wait()
-	}
-}
-
-// apply makes the running guests those of cfg. Guests whose spec is
-// unchanged are not touched; removed and changed ones are stopped (so a
-// changed guest's old socket is gone) before new and changed ones start.
-// A guest that cannot be resolved keeps its running forward, if it has
-// one. apply returns those problems.
-func (f *fleet) apply(cfg *config.Config, host hostInfo) []error {
-	// Resolving may run ssh -G and the VM managers' tools: all at once.
-	fresh := make([]*guestRun, len(cfg.Guests))
-	var wg sync.WaitGroup
-	for i, g := range cfg.Guests {
-		r := &guestRun{conf: g, done: make(chan struct{})}
-		r.spec.conf = g
-		r.spec.conf.Line = 0
-		r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
-		fresh[i] = r
-		wg.Go(func() {
-			t, _, err := resolveGuest(f.ctx, g, cfg.Host.SSHConfig)
-			if err != nil {
-				r.err, r.at = err, time.Now()
-				return
-			}
-			r.spec.guest = forward.Guest{Name: g.Name, Target: t, Socket: g.Socket}
-		})
-	}
-	wg.Wait()
-
-	var problems []error
-	var next, stop, start []*guestRun
-	var added, removed, restarted, kept []string
-	f.mu.Lock()
-	old := map[string]*guestRun{}
-	for _, r := range f.guests {
-		old[r.conf.Name] = r
-	}
-	for _, r := range fresh {
-		name := r.conf.Name
-		o := old[name]
-		delete(old, name)
-		switch {
-		case o != nil && r.err != nil && o.running():
-			f.log.Error("cannot resolve guest; keeping its running forward", "guest", name, "err", errText(r.err), "hint", hint(r.err))
-			problems = append(problems, &placedError{"guest " + name + " (running forward kept)", r.err})
-			next = append(next, o)
-			continue
-		case o != nil && o.running() && reflect.DeepEqual(o.spec, r.spec):
-			kept = append(kept, name)
-			next = append(next, o)
-			continue
-		case o != nil:
-			stop = append(stop, o)
-			restarted = append(restarted, name)
-		default:
-			added = append(added, name)
-		}
-		next = append(next, r)
-		if r.err != nil {
-			f.log.Error("cannot resolve guest", "guest", name, "err", errText(r.err), "hint", hint(r.err))
-			f.out.note("%s: cannot resolve: %s", name, errText(r.err))
-			problems = append(problems, &placedError{"guest " + name, r.err})
-			continue
-		}
-		r.ctx, r.cancel = context.WithCancel(f.ctx)
-		r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
-		start = append(start, r)
-	}
-	for name, o := range old {
-		stop = append(stop, o)
-		removed = append(removed, name)
-	}
-	f.guests, f.host = next, host
-	f.mu.Unlock()
-
-	slices.Sort(removed)
-	f.log.Info("guests configured", "added", added, "removed", removed, "restarted", restarted, "unchanged", kept)
-	stopAll(stop)
-	for _, r := range start {
-		go func() {
-			defer close(r.done)
-			if err := r.fwd.Run(r.ctx); err != nil {
-				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", errText(err), "hint", hint(err))
-				f.out.note("%s: stopped until the next reload: %s", r.conf.Name, errText(err))
-				if h := hint(err); h != "" {
-					f.out.note("    hint: %s", h)
-				}
-			}
-		}()
-	}
-	return problems
-}
-
-func (f *fleet) forwardConfig(r *guestRun) *forward.Config {
-	c := forward.DefaultConfig()
-	c.HostSocket = r.spec.host.socket
-	c.Daemon = r.spec.host.daemon
-	if r.spec.keepalive > 0 {
-		c.KeepaliveInterval = r.spec.keepalive
-	}
-	c.Logger = f.log
-	c.Dial = forward.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.prompt, Logger: f.log}
-	// config.Validate has checked the patterns and the control value.
-	c.Relay.Policy, _ = guestPolicy(r.conf.Readers, r.conf.Control)
-	c.Relay.Audit = r.conf.Audit
-	t := r.spec.guest.Target
-	dest := t.Addr()
-	if t.User != "" {
-		dest = t.User + "@" + dest
-	}
-	// setup_guest points the guest user's programs at the socket once it
-	// is known, as `expose --setup-guest` does.
-	r.setup = newSetupOnUp(r.ctx, r.conf.SetupGuest, []forward.Guest{r.spec.guest}, c.Dial, f.out.w, f.log)
-	c.OnEvent = func(e forward.Event) {
-		f.out.event(e, dest)
-		r.setup.up(e)
-	}
-	return c
-}
-
-func stopAll(runs []*guestRun) {
-	var wg sync.WaitGroup
-	for _, r := range runs {
-		wg.Go(r.stop)
-	}
-	wg.Wait()
-}
-
-func (f *fleet) stopAll() {
-	f.mu.Lock()
-	runs := f.guests
-	f.guests = nil
-	f.mu.Unlock()
-	stopAll(runs)
-}
-
-// reload reads the config file again and applies it. A file that does not
-// parse, or a host pcscd that moved and is not there, changes nothing.
-func (f *fleet) reload() {
-	f.log.Info("reloading config", "file", f.file)
-	cfg, err := config.Load(f.file)
-	if err != nil {
-		f.refuse(err)
-		return
-	}
-	f.mu.Lock()
-	prev := f.host
-	f.mu.Unlock()
-	host, err := probeHost(f.ctx, cfg.Host)
-	switch {
-	case err != nil && host.socket != prev.socket:
-		f.refuse(err)
-		return
-	case err != nil:
-		// The same pcscd as before is down for now; the forwards redial
-		// it per connection, so keep what is known of it.
-		f.log.Warn("host pcscd did not answer; keeping its last known protocol", "err", err)
-		host = prev
-	}
-	f.setLevel(cfg.Host)
-	f.warn(cfg)
-	problems := f.apply(cfg, host)
-	f.mu.Lock()
-	f.loaded = time.Now()
-	f.reloadErr = ""
-	if len(problems) > 0 {
-		f.reloadErr = errors.Join(problems...).Error()
-	}
-	f.mu.Unlock()
-	f.out.note("reloaded %s", f.file)
-}
-
-// refuse logs why a reload was refused, each error with its file:line and
-// hint, and keeps everything running.
-func (f *fleet) refuse(err error) {
-	for _, e := range unjoin(err) {
-		f.log.Error("config reload refused; the running guests are kept", "err", errText(e), "hint", hint(e))
-		f.out.note("reload refused: %s", errText(e))
-	}
-	f.mu.Lock()
-	f.reloadErr = err.Error()
-	f.mu.Unlock()
-}
-
-func (f *fleet) setLevel(h config.Host) {
-	if f.verbose {
-		f.level.Set(slog.LevelDebug)
-		return
-	}
-	f.level.Set(parseLevel(h.LogLevel))
-}
-
-func (f *fleet) warn(cfg *config.Config) {
-	for _, w := range cfg.Warnings() {
-		f.log.Warn(w.Error(), "hint", w.Hint)
-	}
-}
-
-// status is the StatusV1 document of the control socket.
-func (f *fleet) status() StatusV1 {
-	f.mu.Lock()
-	s := StatusV1{
-		Version:     StatusVersion,
-		Mode:        modeUp,
-		PID:         os.Getpid(),
-		Config:      f.file,
-		Started:     f.started.UTC(),
-		Loaded:      f.loaded.UTC(),
-		ReloadError: f.reloadErr,
-		Host:        HostStatus{PCSCDSocket: f.host.socket, Protocol: f.host.daemon.Version.String(), Releases: f.host.daemon.Releases()},
-		Guests:      []GuestStatus{},
-	}
-	runs := slices.Clone(f.guests)
-	f.mu.Unlock()
-	for _, r := range runs {
-		s.Guests = append(s.Guests, r.status())
-	}
-	return s
-}
-
-func (r *guestRun) status() GuestStatus {
-	g := GuestStatus{
-		Name:         r.conf.Name,
-		Destination:  r.conf.Destination,
-		VM:           r.conf.VM,
-		Socket:       r.conf.Socket,
-		HostProtocol: r.spec.host.daemon.Version.String(),
-	}
-	g.setPolicy(r.conf.Readers, r.conf.Control == "deny", r.conf.Audit)
-	if r.fwd == nil {
-		g.State, g.Since, g.LastError = string(forward.StateFailed), r.at.UTC(), errText(r.err)
-		return g
-	}
-	t := r.spec.guest.Target
-	g.Address, g.User = t.Addr(), t.User
-	st := r.fwd.Status()
-	g.State, g.Since = string(st.State), st.Since.UTC()
-	if st.State == forward.StateBackoff {
-		at := st.Retry.UTC()
-		g.RetryAt = &at
-	}
-	if st.Socket != "" {
-		g.Socket = st.Socket
-	}
-	if c := st.GuestClient; c != nil {
-		g.GuestProtocol, g.GuestRelease = c.Version.String(), c.Release
-	}
-	g.OpenConnections, g.Connections, g.FailedConnections = st.Open, st.Connections, st.Failed
-	g.BytesUp, g.BytesDown = st.BytesUp, st.BytesDown
-	g.LastError = strings.TrimPrefix(st.LastError, "forward: ")
-	return g
 }
 
 // progress prints what a person waits for: always the export line when a
@@ -545,11 +176,11 @@ func (p *progress) event(e forward.Event, dest string) {
 		}
 	case forward.StateBackoff:
 		if p.chatty {
-			fmt.Fprintf(p.w, "%s: %s; retrying in %s\n", e.Guest, errText(e.Err), roughly(time.Until(e.Retry)))
+			fmt.Fprintf(p.w, "%s: %s; retrying in %s\n", e.Guest, e.Err, roughly(time.Until(e.Retry)))
 		}
 	case forward.StateFailed:
 		if p.chatty {
-			fmt.Fprintf(p.w, "%s: failed: %s\n", e.Guest, errText(e.Err))
+			fmt.Fprintf(p.w, "%s: failed: %s\n", e.Guest, e.Err)
 		}
 	case forward.StateStopped:
 		delete(p.sockets, e.Guest)
@@ -577,25 +208,11 @@ func roughly(d time.Duration) time.Duration {
 	return d.Round(time.Second)
 }
 
-// errText is an error's message without the package prefix that the
-// user does not need.
-func errText(err error) string {
-	return strings.TrimPrefix(err.Error(), "forward: ")
-}
-
-// placedError says where err happened; its message drops the package
-// prefix, its chain keeps err for hints.
+// placedError says where err happened; its chain keeps err for hints.
 type placedError struct {
 	where string
 	err   error
 }
 
-func (e *placedError) Error() string { return e.where + ": " + errText(e.err) }
+func (e *placedError) Error() string { return e.where + ": " + e.err.Error() }
 func (e *placedError) Unwrap() error { return e.err }
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}

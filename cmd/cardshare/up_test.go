@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -65,14 +66,17 @@ func (u *upProcess) signal(t *testing.T, sig syscall.Signal) {
 	}
 }
 
+// statusDoc is the status document, with the lookups the tests need.
+type statusDoc control.StatusV1
+
 // statusJSON runs `cardshare status --json` in-process.
-func statusJSON(t *testing.T, ctl string) (*StatusV1, error) {
+func statusJSON(t *testing.T, ctl string) (*statusDoc, error) {
 	t.Helper()
 	code, out, errs := cli(t, "", "status", "--json", "--control-socket", ctl)
 	if code != 0 {
 		return nil, errors.New(strings.TrimSpace(errs))
 	}
-	var s StatusV1
+	var s statusDoc
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("status --json printed %q: %v", out, err)
 	}
@@ -80,10 +84,10 @@ func statusJSON(t *testing.T, ctl string) (*StatusV1, error) {
 }
 
 // waitStatus polls status --json until ok accepts it.
-func waitStatus(t *testing.T, ctl, what string, ok func(*StatusV1) bool) *StatusV1 {
+func waitStatus(t *testing.T, ctl, what string, ok func(*statusDoc) bool) *statusDoc {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
-	var last *StatusV1
+	var last *statusDoc
 	var lastErr error
 	for time.Now().Before(deadline) {
 		s, err := statusJSON(t, ctl)
@@ -98,7 +102,7 @@ func waitStatus(t *testing.T, ctl, what string, ok func(*StatusV1) bool) *Status
 	return nil
 }
 
-func (s *StatusV1) guest(name string) *GuestStatus {
+func (s *statusDoc) guest(name string) *control.GuestStatus {
 	for i := range s.Guests {
 		if s.Guests[i].Name == name {
 			return &s.Guests[i]
@@ -107,7 +111,7 @@ func (s *StatusV1) guest(name string) *GuestStatus {
 	return nil
 }
 
-func (s *StatusV1) names() []string {
+func (s *statusDoc) names() []string {
 	var n []string
 	for _, g := range s.Guests {
 		n = append(n, g.Name)
@@ -115,7 +119,7 @@ func (s *StatusV1) names() []string {
 	return n
 }
 
-func (s *StatusV1) allUp(names ...string) bool {
+func (s *statusDoc) allUp(names ...string) bool {
 	if !slices.Equal(s.names(), names) {
 		return false
 	}
@@ -167,7 +171,7 @@ func TestUpReload(t *testing.T) {
 `)
 
 	up := startUp(t, "--config", cfg, "--control-socket", ctl)
-	s := waitStatus(t, ctl, "alpha and beta up", func(s *StatusV1) bool { return s.allUp("alpha", "beta") })
+	s := waitStatus(t, ctl, "alpha and beta up", func(s *statusDoc) bool { return s.allUp("alpha", "beta") })
 	alpha := *s.guest("alpha")
 	betaSock := s.guest("beta").Socket
 	if want := filepath.Join(a.Home, ".cardshare", "pcscd.comm"); alpha.Socket != want {
@@ -205,7 +209,7 @@ func TestUpReload(t *testing.T) {
 	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "waiting: EMPTY") {
 		t.Fatalf("client: %q, stderr %s", lines.Text(), &waitErr)
 	}
-	s = waitStatus(t, ctl, "alpha's connection open", func(s *StatusV1) bool { return s.guest("alpha").OpenConnections >= 1 })
+	s = waitStatus(t, ctl, "alpha's connection open", func(s *statusDoc) bool { return s.guest("alpha").OpenConnections >= 1 })
 	open := s.guest("alpha").OpenConnections
 
 	// Reload: beta goes, gamma comes (beta's sshd, its own socket path).
@@ -218,7 +222,7 @@ func TestUpReload(t *testing.T) {
     setup_guest: true
 `)
 	up.signal(t, syscall.SIGHUP)
-	s = waitStatus(t, ctl, "alpha and gamma up", func(s *StatusV1) bool { return s.allUp("alpha", "gamma") })
+	s = waitStatus(t, ctl, "alpha and gamma up", func(s *statusDoc) bool { return s.allUp("alpha", "gamma") })
 	checkUntouched(t, alpha, s.guest("alpha"), open)
 	if g := s.guest("gamma"); g.Socket != gammaSock {
 		t.Errorf("gamma socket %s, want %s", g.Socket, gammaSock)
@@ -244,7 +248,7 @@ func TestUpReload(t *testing.T) {
 	// Reload with a broken file: refused, nothing changes.
 	writeFile(t, cfg, host+"  keepalife: 5s\nguests:\n  - destination: alpha\n")
 	up.signal(t, syscall.SIGHUP)
-	s = waitStatus(t, ctl, "the reload refused", func(s *StatusV1) bool { return s.ReloadError != "" })
+	s = waitStatus(t, ctl, "the reload refused", func(s *statusDoc) bool { return s.ReloadError != "" })
 	if want := cfg + `:4: unknown key "keepalife" in host`; !strings.Contains(s.ReloadError, want) {
 		t.Errorf("reload_error %q lacks %q", s.ReloadError, want)
 	}
@@ -269,7 +273,7 @@ func TestUpReload(t *testing.T) {
 	// resolves, and every running forward is kept.
 	writeFile(t, cfg, fmt.Sprintf("host:\n  pcscd_socket: %s\n  ssh_config: %s\nguests:\n  - destination: alpha\n", p.Socket, filepath.Join(dir, "gone")))
 	up.signal(t, syscall.SIGHUP)
-	s = waitStatus(t, ctl, "the reload kept alpha", func(s *StatusV1) bool { return strings.Contains(s.ReloadError, "running forward kept") })
+	s = waitStatus(t, ctl, "the reload kept alpha", func(s *statusDoc) bool { return strings.Contains(s.ReloadError, "running forward kept") })
 	if !s.allUp("alpha") {
 		t.Errorf("guests after a reload that resolves nothing: %+v", s.Guests)
 	}
@@ -303,7 +307,7 @@ func TestUpReload(t *testing.T) {
 
 // checkUntouched asserts that a guest's forward did not restart: same
 // state start, and its open connections are still there.
-func checkUntouched(t *testing.T, before GuestStatus, now *GuestStatus, open int64) {
+func checkUntouched(t *testing.T, before control.GuestStatus, now *control.GuestStatus, open int64) {
 	t.Helper()
 	if now == nil {
 		t.Fatalf("guest %s is gone", before.Name)
@@ -333,7 +337,7 @@ func TestProgress(t *testing.T) {
 	events := []forward.Event{
 		{Guest: "vm", State: forward.StateConnecting},
 		{Guest: "vm", State: forward.StateUp, Socket: "/run/user/1000/cardshare/pcscd.comm"},
-		{Guest: "vm", State: forward.StateBackoff, Err: errors.New("forward: guest connection lost: EOF"), Retry: time.Now().Add(5 * time.Second)},
+		{Guest: "vm", State: forward.StateBackoff, Err: errors.New("guest connection lost: EOF"), Retry: time.Now().Add(5 * time.Second)},
 		{Guest: "vm", State: forward.StateConnecting},
 		{Guest: "vm", State: forward.StateUp, Socket: "/run/user/1000/cardshare/pcscd.comm"},
 		{Guest: "vm", State: forward.StateStopped},

@@ -11,7 +11,7 @@
 // whose host side is a process of its own (ssh, and cardshare run as
 // `cardshare expose`) it also counts that process's CPU time and context
 // switches per APDU, which hardly depend on the machine's load. BenchmarkPipe
-// measures one relay.Pipe hop without SSH and its allocations per message.
+// measures one bridge.Pipe hop without SSH and its allocations per message.
 //
 // Run it with scripts/bench.sh, or:
 //

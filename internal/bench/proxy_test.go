@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
-	"github.com/cardshare/cardshare/relay"
 )
 
 // The paths of BenchmarkProxy.
@@ -26,14 +27,14 @@ const (
 
 var proxyPathNames = map[string]string{
 	pathDirect:     "direct",
-	pathServeBytes: "relay.Serve, byte relay",
-	pathServeProxy: "relay.Serve, proxy (reader policy)",
+	pathServeBytes: "bridge.Serve, byte relay",
+	pathServeProxy: "bridge.Serve, proxy (reader policy)",
 }
 
 // BenchmarkProxy measures what the protocol-aware stage costs against the
 // byte relay, in one run against the same pcscd and card, rounds
-// interleaved as in BenchmarkPaths: the direct socket; relay.Serve on a
-// Unix socket piping bytes; and relay.Serve with a reader policy that
+// interleaved as in BenchmarkPaths: the direct socket; bridge.Serve on a
+// Unix socket piping bytes; and bridge.Serve with a reader policy that
 // shows the card's reader, so that every message is parsed by pcsc.Proxy.
 // Both relays run in this process with the same dial function, so the
 // difference between them is the stage alone. The target is the proxy
@@ -50,8 +51,8 @@ func BenchmarkProxy(b *testing.B) {
 	}
 	paths := []*path{
 		{id: pathDirect, socket: p.Socket, apdus: *flagAPDUs},
-		{id: pathServeBytes, socket: startServe(b, p.Socket, relay.Config{Daemon: daemon}), apdus: *flagAPDUs},
-		{id: pathServeProxy, socket: startServe(b, p.Socket, relay.Config{Daemon: daemon,
+		{id: pathServeBytes, socket: startServe(b, p.Socket, bridge.Config{Daemon: daemon}), apdus: *flagAPDUs},
+		{id: pathServeProxy, socket: startServe(b, p.Socket, bridge.Config{Daemon: daemon,
 			Policy: &pcsc.Policy{Readers: []string{testenv.VPCDReader}}}), apdus: *flagAPDUs},
 	}
 	for _, pt := range paths {
@@ -109,9 +110,9 @@ func BenchmarkProxy(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// startServe runs relay.Serve from a new guest socket to the pcscd socket
+// startServe runs bridge.Serve from a new guest socket to the pcscd socket
 // until the benchmark ends, and returns the guest socket.
-func startServe(b *testing.B, pcscd string, cfg relay.Config) string {
+func startServe(b *testing.B, pcscd string, cfg bridge.Config) string {
 	b.Helper()
 	socket := filepath.Join(sockDir(b), "guest.comm")
 	ln, err := net.Listen("unix", socket)
@@ -120,7 +121,7 @@ func startServe(b *testing.B, pcscd string, cfg relay.Config) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- relay.Serve(ctx, ln, relay.UnixDialer(pcscd), &cfg) }()
+	go func() { done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: pcscd}.Dial, &cfg) }()
 	b.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -130,7 +131,7 @@ func startServe(b *testing.B, pcscd string, cfg relay.Config) string {
 	return socket
 }
 
-// BenchmarkServeHop measures one relay.Serve hop without pcscd, between
+// BenchmarkServeHop measures one bridge.Serve hop without pcscd, between
 // Unix sockets, with the messages of one SCardTransmit of a 5-byte APDU as
 // libpcsclite 1.9.9 and pcscd write them (as BenchmarkPipe): "bytes" is
 // the byte relay, "proxy" the same Serve with a reader policy, so that
@@ -141,10 +142,10 @@ func startServe(b *testing.B, pcscd string, cfg relay.Config) string {
 func BenchmarkServeHop(b *testing.B) {
 	for _, c := range []struct {
 		name string
-		cfg  relay.Config
+		cfg  bridge.Config
 	}{
-		{"bytes", relay.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}}},
-		{"proxy", relay.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}, Policy: &pcsc.Policy{Readers: []string{"Virtual*"}}}},
+		{"bytes", bridge.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}}},
+		{"proxy", bridge.Config{Daemon: pcsc.Daemon{Version: pcsc.V44}, Policy: &pcsc.Policy{Readers: []string{"Virtual*"}}}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			daemon := filepath.Join(sockDir(b), "pcscd.comm")

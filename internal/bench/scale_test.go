@@ -26,6 +26,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -541,7 +542,7 @@ func scaleInProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD,
 	if err != nil {
 		b.Fatal(err)
 	}
-	target, err := forward.Resolve(ctx, s.HostAlias, s.ConfigFile)
+	target, err := sshdial.Resolve(ctx, s.HostAlias, s.ConfigFile)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -19,9 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
-	"github.com/cardshare/cardshare/relay"
 )
 
 // release is a Debian release whose pcsc-lite the matrix runs.
@@ -38,8 +39,8 @@ type release struct {
 const clientDir = "/cardshare-matrix"
 
 // TestVersionMatrix: each cell runs the C client of one release against
-// the daemon of another, through a byte relay (relay.Serve knowing nothing
-// of the daemon: what socat or ssh -R do) and through cardshare (relay.Serve
+// the daemon of another, through a byte relay (bridge.Serve knowing nothing
+// of the daemon: what socat or ssh -R do) and through cardshare (bridge.Serve
 // with the probed daemon, which translates). A cell is OK when the client
 // lists both readers, says hello to the card (connect and transmit), a
 // blocking SCardGetStatusChange sees a card inserted, and the release's
@@ -92,7 +93,7 @@ func TestVersionMatrix(t *testing.T) {
 		for _, c := range rels {
 			var res cell
 			for _, mode := range []string{"bytes", "cardshare"} {
-				cfg := &relay.Config{Logger: slog.New(slog.NewTextHandler(log, nil))}
+				cfg := &bridge.Config{Logger: slog.New(slog.NewTextHandler(log, nil))}
 				if mode == "cardshare" {
 					cfg.Daemon = d.probed
 				}
@@ -142,8 +143,8 @@ func TestVersionMatrix(t *testing.T) {
 	}
 }
 
-// serve runs relay.Serve on a new socket at path until the test ends.
-func serve(t *testing.T, path, pcscd string, cfg *relay.Config) string {
+// serve runs bridge.Serve on a new socket at path until the test ends.
+func serve(t *testing.T, path, pcscd string, cfg *bridge.Config) string {
 	t.Helper()
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
@@ -153,7 +154,7 @@ func serve(t *testing.T, path, pcscd string, cfg *relay.Config) string {
 	os.Chmod(path, 0o666)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- relay.Serve(ctx, ln, relay.UnixDialer(pcscd), cfg) }()
+	go func() { done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: pcscd}.Dial, cfg) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done

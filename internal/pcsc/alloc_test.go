@@ -1,6 +1,7 @@
 package pcsc_test
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"testing"
@@ -99,5 +100,48 @@ func BenchmarkProxy(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		e.once(b)
+	}
+}
+
+// The reader state path allocates nothing either: a GET_READERS_STATE
+// whose array the policy filters, record by record.
+func TestProxyZeroAllocsReaderStates(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	x := startProxy(t, pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, pcsc.NewGuest(hostilePolicy()), false)
+	var array []byte
+	array = append(array, record(hiddenReader, hiddenATR[:4], nil)...)
+	array = append(array, record(shownReader, []byte{0x3b, 2, 0x14, 0x50}, nil)...)
+	for range pcsc.DefaultSlots - 2 {
+		array = append(array, record("", nil, func(r *pcsc.ReaderState) { r.State, r.ATRLength = 0, 34 })...)
+	}
+	go func() {
+		in := make([]byte, 8)
+		for {
+			if _, err := io.ReadFull(x.daemon, in); err != nil {
+				return
+			}
+			if _, err := x.daemon.Write(array); err != nil {
+				return
+			}
+		}
+	}()
+	req := []byte{0, 0, 0, 0, pcsc.CmdGetReadersState, 0, 0, 0}
+	got := make([]byte, len(array))
+	once := func() {
+		if _, err := x.client.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(x.client, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	once()
+	if bytes.Contains(got, []byte(hiddenReader)) {
+		t.Fatal("the hidden reader reached the guest")
+	}
+	if n := testing.AllocsPerRun(200, once); n > 0.01 {
+		t.Errorf("%.2f allocations per reader state call", n)
 	}
 }

@@ -113,7 +113,11 @@ const (
 	offStateName        = 0
 	offStateEvents      = 128
 	offStateState       = 132
+	offStateSharing     = 136
+	offStateATR         = 140
+	offStatePad         = offStateATR + MaxATRSize // 3 bytes pcscd leaves uninitialised
 	offStateATRLen      = 176
+	offStateProtocol    = 180
 )
 
 // command describes one command of the catalogue.
@@ -333,4 +337,73 @@ func newStruct(cmd uint32) any {
 		return new(VersionStruct)
 	}
 	return nil
+}
+
+// readerNotInitialized is READER_NOT_INITIALIZED (MAX_ATR_SIZE+1), the
+// cardAtrLength of a slot no reader has initialised
+// (src/readerfactory.h in pcsc-lite 2.5.1).
+const readerNotInitialized = MaxATRSize + 1
+
+// unusedRecord reports whether rec is an unused slot as pcscd writes one:
+// all zero (the padding aside) but for cardAtrLength, 0 or
+// READER_NOT_INITIALIZED (src/readerfactory.c:140-152, 1199-1207 in
+// pcsc-lite 2.5.1; src/winscard_svc.c:938-948 pads old clients' arrays
+// with all-zero records).
+func unusedRecord(rec []byte) bool {
+	for _, c := range rec[:offStatePad] {
+		if c != 0 {
+			return false
+		}
+	}
+	n := le.Uint32(rec[offStateATRLen:])
+	return (n == 0 || n == readerNotInitialized) && le.Uint32(rec[offStateProtocol:]) == 0
+}
+
+// ValidRecord checks that rec (ReaderStateSize bytes) is a reader record
+// as pcscd writes one, and returns its name, empty for an unused slot. A
+// used slot's name is what RFSetReaderName makes of the driver's name:
+// printable, ending in " XX YY" (two hex bytes, src/readerfactory.c:743-852
+// in pcsc-lite 2.5.1: "%s%s %02X 00", the second byte being the slot),
+// NUL-terminated, with zeros after the NUL (the field is cleared before
+// it is written, src/readerfactory.c:146, 1200); its cardAtrLength is at
+// most READER_NOT_INITIALIZED. Bytes that fail are not a record: a
+// misframed stream, whose "records" straddle real ones.
+func ValidRecord(rec []byte) (name []byte, ok bool) {
+	field := rec[offStateName : offStateName+MaxReaderName]
+	name = cString(field)
+	if len(name) == 0 {
+		return nil, unusedRecord(rec)
+	}
+	if len(name) == len(field) || len(name) < len(" 00 00") {
+		return nil, false
+	}
+	for _, c := range field[len(name):] {
+		if c != 0 {
+			return nil, false
+		}
+	}
+	for _, c := range name {
+		if c < 0x20 || c == 0x7F {
+			return nil, false
+		}
+	}
+	suffix := name[len(name)-6:]
+	if suffix[0] != ' ' || suffix[3] != ' ' || !isHex(suffix[1]) || !isHex(suffix[2]) || !isHex(suffix[4]) || !isHex(suffix[5]) {
+		return nil, false
+	}
+	if le.Uint32(rec[offStateATRLen:]) > readerNotInitialized {
+		return nil, false
+	}
+	return name, true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
+
+// CleanRecord rewrites the valid, used record rec in place to what the
+// guest may see of it: its name, counters, state, sharing, protocol and
+// the ATR up to cardAtrLength; the padding, which pcscd does not
+// initialise, and ATR bytes past the length become zeros.
+func CleanRecord(rec []byte) {
+	n := min(le.Uint32(rec[offStateATRLen:]), MaxATRSize)
+	clear(rec[offStateATR+int(n) : offStateATRLen])
 }

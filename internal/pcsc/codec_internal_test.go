@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// The sizes pcsc-wirecheck asserts (sheet §9), for the Go structs.
+// The sizes pcsc-wirecheck asserts (pcsc-lite 2.5.1
+// src/pcsc-wirecheck-gen.c:105-250), for the Go structs.
 func TestStructSizes(t *testing.T) {
 	for _, tt := range []struct {
 		v    any
@@ -62,6 +63,10 @@ func TestOffsets(t *testing.T) {
 		{"cancel hContext", &CancelStruct{Context: x}, offCancelContext},
 		{"reader eventCounter", &ReaderState{EventCounter: x}, offStateEvents},
 		{"reader state", &ReaderState{State: x}, offStateState},
+		{"reader sharing", &ReaderState{Sharing: -0x5E4D3C2C}, offStateSharing},
+		{"reader ATR", &ReaderState{ATR: [MaxATRSize]byte{0xD4, 0xC3, 0xB2, 0xA1}}, offStateATR},
+		{"reader padding", &ReaderState{Pad: [3]byte{0xD4, 0xC3, 0xB2}, ATRLength: 0xA1}, offStatePad},
+		{"reader protocol", &ReaderState{Protocol: x}, offStateProtocol},
 		{"reader cardAtrLength", &ReaderState{ATRLength: x}, offStateATRLen},
 	}
 	for _, c := range checks {

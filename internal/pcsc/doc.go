@@ -4,9 +4,10 @@
 // protocol version it speaks and how many reader records it sends
 // (probe.go), the messages of protocols 4.4 to 4.6 (codec.go) and scanners
 // that frame both directions of a connection without copying (stream.go),
-// and Proxy (proxy.go), which relays a connection message by message to
-// translate between protocol versions and reader array sizes and to apply
-// a guest's Policy (policy.go).
+// and Proxy (proxy.go, the guest's direction; replies.go, the daemon's;
+// wait.go, the WAIT registration), which relays a connection message by
+// message to translate between protocol versions and reader array sizes
+// and to apply a guest's Policy (policy.go).
 //
 // The protocol is pcsc-lite's private Unix-socket protocol (src/winscard_msg.h
 // in pcsc-lite). Every integer travels in host byte order; cardshare supports

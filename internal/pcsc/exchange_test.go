@@ -395,8 +395,10 @@ func TestReplyScannerRejects(t *testing.T) {
 	}
 }
 
-// The signal comes when nothing else is expected; while a reply is, the
-// bytes are the reply's, as libpcsclite reads them.
+// While a WAIT registration is armed, the signal is told from a reply
+// by its bytes: a zero first word is never a reply to
+// CMD_GET_READER_EVENTS, nor a used reader record; 8 zero bytes before a
+// record are the signal unless 184 bytes make an unused slot.
 func TestReplyScannerSignal(t *testing.T) {
 	sig, _ := parseBytes("00000000 00000000")
 	var s pcsc.ReplyScanner
@@ -405,11 +407,47 @@ func TestReplyScannerSignal(t *testing.T) {
 		t.Fatalf("signal: %+v, %v", u, err)
 	}
 	u, err = s.Next(sig, &pcsc.Reply{Command: pcsc.CmdGetReaderEvents}, true)
+	if err != nil || u.Kind != pcsc.KindSignal {
+		t.Fatalf("signal before CMD_GET_READER_EVENTS's reply: %+v, %v", u, err)
+	}
+	events, _ := parseBytes("02000000 00000000")
+	u, err = s.Next(events, &pcsc.Reply{Command: pcsc.CmdGetReaderEvents}, true)
 	if err != nil || u.Kind != pcsc.KindReply {
-		t.Fatalf("reply while registered: %+v, %v", u, err)
+		t.Fatalf("reply while armed: %+v, %v", u, err)
 	}
 	if u, _ := s.Next(sig[:7], nil, true); u.Len != 0 {
 		t.Errorf("7 bytes framed as %+v", u)
+	}
+	u, err = s.Next(sig, &pcsc.Reply{Command: pcsc.CmdStopWaiting}, true)
+	if err != nil || u.Kind != pcsc.KindSignal || !u.Last {
+		t.Fatalf("answer to STOP_WAITING: %+v, %v", u, err)
+	}
+	if _, err := s.Next(events, &pcsc.Reply{Command: pcsc.CmdStopWaiting}, true); !pcsc.IsProtocol(err) {
+		t.Errorf("STOP_WAITING answered with %x: %v", events, err)
+	}
+
+	array := &pcsc.Reply{Command: pcsc.CmdGetReadersState, Records: 2}
+	unused := make([]byte, pcsc.ReaderStateSize)
+	unused[176] = 34
+	for _, c := range []struct {
+		name string
+		b    []byte
+		kind pcsc.Kind
+	}{
+		{"unused slot", unused, pcsc.KindRecord},
+		{"all-zero slot", make([]byte, pcsc.ReaderStateSize), pcsc.KindRecord},
+		{"signal, then a used slot", append(bytes.Clone(sig), "Virtual PCD 00 00"...), pcsc.KindSignal},
+		{"cancel signal", append([]byte{0, 0, 0, 0, 2, 0, 0x10, 0x80}, unused...), pcsc.KindSignal},
+	} {
+		var s pcsc.ReplyScanner
+		b := append(c.b, make([]byte, 2*pcsc.ReaderStateSize)...)
+		if u, _ := s.Next(b[:8], array, true); u.Len != 0 && c.kind == pcsc.KindRecord {
+			t.Errorf("%s: decided on 8 bytes: %+v", c.name, u)
+		}
+		u, err := s.Next(b, array, true)
+		if err != nil || u.Kind != c.kind {
+			t.Errorf("%s: %+v, %v; want kind %d", c.name, u, err, c.kind)
+		}
 	}
 }
 

@@ -8,7 +8,8 @@ import (
 
 // Policy is what one guest may do with the host's readers. pcscd sees
 // every guest as cardshare's own process (its polkit checks and its
-// per-client limits cannot tell VMs apart, sheet §4), so per-guest rules
+// per-client limits cannot tell VMs apart: IsClientAuthorized,
+// src/auth.c:79-184 in pcsc-lite 2.5.1, asks about the peer process), so per-guest rules
 // have to be applied by the proxy.
 type Policy struct {
 	// Readers lists patterns (path.Match syntax: * ? [...] and \ to
@@ -85,8 +86,9 @@ type Guest struct {
 // NewGuest returns the shared state for a guest with policy p, which is
 // copied. A non-nil p, even an empty one, also says that every connection
 // of the guest goes through a Proxy, so that the contexts issued to it are
-// all known and SCARD_CANCEL is refused for any other (sheet §2.3: pcscd
-// looks a cancelled context up across all its clients). Nil means no
+// all known and SCARD_CANCEL is refused for any other (pcscd
+// looks a cancelled context up across all its clients,
+// src/winscard_svc.c:673-707 in pcsc-lite 2.5.1). Nil means no
 // policy and no such check.
 func NewGuest(p *Policy) *Guest {
 	g := &Guest{contexts: map[uint32]int{}, visible: map[string]bool{}, warned: map[string]bool{}, events: 1}

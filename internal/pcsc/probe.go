@@ -65,11 +65,13 @@ func Probe(ctx context.Context, path string) (Daemon, error) {
 }
 
 // slotsMarker is pcscd's reply to SCARD_ESTABLISH_CONTEXT with scope 7:
-// the scope echoed, no context, SCARD_E_INVALID_VALUE (sheet §10.2).
+// the scope echoed, no context, SCARD_E_INVALID_VALUE (SCardEstablishContext,
+// src/winscard.c:190-213 in pcsc-lite 2.5.1).
 var slotsMarker = []byte{7, 0, 0, 0, 0, 0, 0, 0, 0x11, 0, 0x10, 0x80}
 
 // probeSlots measures the records of the daemon's CMD_GET_READERS_STATE
-// reply on a connection whose CMD_VERSION exchange got r (sheet §6): it
+// reply on a connection whose CMD_VERSION exchange got r (the size is the compile-time
+// PCSCLITE_MAX_READERS_CONTEXTS, src/readerfactory.c:68 in 2.2.3): it
 // asks for the reader states and then for a context with an invalid
 // scope, whose reply is known, and counts the bytes before that reply.
 // Neither request changes anything in the daemon.

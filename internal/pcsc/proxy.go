@@ -14,7 +14,9 @@ import (
 type Dialect struct {
 	// Guest is the protocol whose messages the client sends and expects:
 	// the version it proposed in the CMD_VERSION that was accepted, or
-	// the daemon's if that is older (sheet §5.2).
+	// the daemon's if that is older (the CMD_VERSION handler of
+	// src/winscard_svc.c, 2.5.1:393-436, and the client's fallback,
+	// 2.5.1:src/winscard_clnt.c:593-642).
 	Guest Version
 	// Host is the protocol the daemon serves the connection with.
 	Host Version
@@ -25,6 +27,10 @@ type Dialect struct {
 	// HostSlots is what the daemon sends for those (Daemon.Readers).
 	// Zero means DefaultSlots.
 	HostSlots int
+	// Daemon is the daemon's own protocol, as its reply to CMD_VERSION
+	// named it; it may be newer than Host, the protocol it serves the
+	// connection with. Zero means Host.
+	Daemon Version
 }
 
 func (d Dialect) slots() (guest, host int) {
@@ -54,12 +60,17 @@ func (d Dialect) Translates() bool {
 	return gs != hs
 }
 
-// Validate checks that the proxy can join the two ends.
+// Validate checks that the proxy can join the two ends. An error wrapping
+// ErrUnknownProtocol means that the proxy cannot read the connection: one
+// that a policy or audit log applies to must then be refused, never
+// relayed as bytes.
 func (d Dialect) Validate() error {
 	gs, hs := d.slots()
 	switch {
 	case !d.Guest.Known() || !d.Host.Known():
-		return fmt.Errorf("pcsc: cannot proxy protocol %s to %s: only 4.4, 4.5 and 4.6 are known", d.Guest, d.Host)
+		return fmt.Errorf("%w: cannot proxy protocol %s to %s: only 4.4, 4.5 and 4.6 are known", ErrUnknownProtocol, d.Guest, d.Host)
+	case d.Daemon != (Version{}) && !d.Daemon.Known():
+		return fmt.Errorf("%w: cannot proxy a daemon of protocol %s: only 4.4, 4.5 and 4.6 are known", ErrUnknownProtocol, d.Daemon)
 	case d.Host.newAPI() && !d.Guest.newAPI():
 		return fmt.Errorf("pcsc: cannot proxy protocol %s to %s: a 4.6 daemon serves older clients itself", d.Guest, d.Host)
 	case gs > MaxSlots || hs > MaxSlots:
@@ -139,6 +150,11 @@ type entry struct {
 	sized    bool   // reply.Records is the last CMD_GET_READERS_STATE_SIZE answer
 	out      int    // records the guest reads of an array reply
 	swallow  bool   // the guest expects no reply: read it, send nothing
+	arms     bool   // a WAIT: pcscd registers the connection when it gets here
+	noReply  bool   // a WAIT of 4.6 on 4.6, answered by nothing but the signal
+	stop     bool   // a STOP_WAITING sent while registered: one signal answers it
+	racy     bool   // the signal could come during the reply (see isSignal)
+	gen      uint32 // the registration a WAIT makes
 	localN   int    // >0: no host reply; send local[:localN]
 	local    [ConnectSize]byte
 	rv       uint32
@@ -178,20 +194,38 @@ type Proxy struct {
 	reqCall  Call
 
 	// Replies' own.
-	reps     ReplyScanner
-	lastSize int      // the last CMD_GET_READERS_STATE_SIZE answer
-	set      uint64   // visible reader names of the array being read
-	contexts []uint32 // hContexts issued on this connection
-	repCall  Call
+	reps      ReplyScanner
+	lastSize  int    // the last CMD_GET_READERS_STATE_SIZE answer
+	set       uint64 // visible reader names of the array being read
+	context   uint32 // the hContext pcscd holds for this connection, 0 if none
+	repCall   Call
+	badRecord bool // a malformed record was reported
 
 	// mu guards the queue, the registration, cards, and the writes to
 	// the guest that do not answer the head of the queue.
-	mu         sync.Mutex
-	q          [queueLen]entry
-	qHead      int
-	qLen       int
-	registered bool
-	cards      []card
+	mu    sync.Mutex
+	q     [queueLen]entry
+	qHead int
+	qLen  int
+	cards []card
+
+	// The WAIT registration, kept apart from the queue: it is answered
+	// by one 8-byte signal that pcscd may send between any two of its
+	// writes (EHSignalEventToClients from the event thread,
+	// src/eventhandler.c:114-131 in pcsc-lite 2.5.1; the cancel signal
+	// from another connection's thread, src/winscard_svc.c:673-707; the
+	// STOP_WAITING acknowledgement, 467-487).
+	//
+	// waiting is the guest's side: it sent a WAIT and has neither sent
+	// STOP_WAITING nor been given the signal since. gen numbers its
+	// WAITs.
+	waiting bool
+	gen     uint32
+	// armed is the host's side: pcscd has registered the connection
+	// (the WAIT reached the head of the queue) and not sent the signal
+	// yet. armGen is the registration's gen.
+	armed  bool
+	armGen uint32
 }
 
 // NewProxy returns a proxy between the guest's and the host's ends of a
@@ -224,10 +258,10 @@ func NewProxy(guest, host io.ReadWriter, cfg ProxyConfig) (*Proxy, error) {
 // SCARD_CANCEL no longer reaches them. Call it after Requests and Replies
 // have returned.
 func (p *Proxy) Close() {
-	for _, h := range p.contexts {
-		p.g.dropContext(h)
+	if p.context != 0 {
+		p.g.dropContext(p.context)
+		p.context = 0
 	}
-	p.contexts = nil
 }
 
 // Requests relays the guest's requests to the host until the guest ends
@@ -334,6 +368,9 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 	p.dropping = false
 	cmd := u.Command
 	body := msg[HeaderSize:]
+	if err := p.whileWaiting(cmd); err != nil {
+		return false, err
+	}
 	e := entry{guestCmd: cmd, reqBytes: u.Len}
 	switch cmd {
 	case CmdTransmit:
@@ -394,7 +431,9 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 	case CmdGetReadersStateSize:
 		if !p.d.Host.newAPI() {
 			// The old API's array has a fixed size, which never shrinks
-			// as libpcsclite 2.5 requires (sheet §3.3).
+			// as libpcsclite 2.5 requires: it fails with
+			// SCARD_E_UNSUPPORTED_FEATURE when the size shrinks
+			// (src/winscard_clnt.c:3699-3713 in 2.5.1).
 			var rep [ArraySizeSize]byte
 			le.PutUint32(rep[:], uint32(p.hslots))
 			return false, p.answer(&e, rep[:], "")
@@ -416,7 +455,7 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 	case CmdWaitReaderStateChange:
 		switch {
 		case p.d.Guest.newAPI() && p.d.Host.newAPI():
-			return true, p.register()
+			e.noReply = true
 		case p.d.Guest.newAPI():
 			// The old daemon dumps its array, which the 4.6 client does
 			// not read: it asks for the array next.
@@ -427,8 +466,7 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 		return true, p.push(&e, true)
 
 	case CmdStopWaiting:
-		// Its answer, if any, is the registration's signal.
-		return true, nil
+		return true, p.stopWaiting(&e)
 	}
 	e.reply = Reply{Command: cmd}
 	if p.onCall != nil && e.reader == "" && cmd != CmdConnect && carriesCard(cmd) {
@@ -462,25 +500,27 @@ func (p *Proxy) cardReader(h uint32) string {
 var errQueueFull = fmt.Errorf("%w: client sent %d requests without reading a reply", ErrProtocol, queueLen)
 
 // push queues e before its request goes to the host, so that the reply
-// always finds it; registers notes a WAIT registration.
+// always finds it; registers marks a WAIT, which registers the connection
+// for one signal.
 func (p *Proxy) push(e *entry, registers bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if registers {
+		p.waiting = true
+		p.gen++
+		e.arms, e.gen = true, p.gen
+		if e.noReply && p.qLen == 0 {
+			// Nothing is in flight before it: pcscd registers the
+			// connection as soon as it reads the request.
+			p.armed, p.armGen = true, e.gen
+			return nil
+		}
+	}
 	if p.qLen == queueLen {
 		return errQueueFull
 	}
 	p.q[(p.qHead+p.qLen)%queueLen] = *e
 	p.qLen++
-	if registers {
-		p.registered = true
-	}
-	return nil
-}
-
-func (p *Proxy) register() error {
-	p.mu.Lock()
-	p.registered = true
-	p.mu.Unlock()
 	return nil
 }
 
@@ -524,215 +564,6 @@ func (p *Proxy) audit(c *Call, e *entry, local bool) {
 		c.ReplyBytes = e.repBytes
 	}
 	p.onCall(c)
-}
-
-// head returns the entry whose reply comes next, and the registration.
-func (p *Proxy) head() (*entry, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.qLen == 0 {
-		return nil, p.registered
-	}
-	e := &p.q[p.qHead]
-	if e.sized {
-		e.reply.Records, e.out, e.sized = p.lastSize, p.lastSize, false
-	}
-	return e, p.registered
-}
-
-// Replies relays the host's replies to the guest until the host ends its
-// stream (nil) or an error. An ErrProtocol means the host sent what no
-// request asked for, and the connection must close.
-func (p *Proxy) Replies() error {
-	bp := proxyBufs.Get().(*[proxyBufSize]byte)
-	defer proxyBufs.Put(bp)
-	buf := bp[:]
-	r, w, out := 0, 0, 0
-	var rerr error
-	for {
-		for {
-			e, registered := p.head()
-			var want *Reply
-			if e != nil {
-				want = &e.reply
-			}
-			u, err := p.reps.Next(buf[r:w], want, registered)
-			if err != nil || u.Len == 0 {
-				if ferr := p.toGuest(buf[out:r]); ferr != nil {
-					return ferr
-				}
-				out = r
-				if err != nil {
-					return err
-				}
-				break
-			}
-			unit := buf[r : r+u.Len]
-			if u.Kind == KindSignal {
-				if err := p.signal(unit); err != nil {
-					return err
-				}
-				r += u.Len
-				out = r
-				continue
-			}
-			keep := p.replyUnit(e, u, unit)
-			if keep {
-				e.repBytes += u.Len
-			} else {
-				if err := p.toGuest(buf[out:r]); err != nil {
-					return err
-				}
-				out = r + u.Len
-			}
-			r += u.Len
-			if u.Last {
-				if err := p.toGuest(buf[out:r]); err != nil {
-					return err
-				}
-				out = r
-				if err := p.complete(e); err != nil {
-					return err
-				}
-			}
-		}
-		r, w, out = compact(buf, r, w)
-		if rerr != nil {
-			return endOf(rerr)
-		}
-		var nr int
-		nr, rerr = p.host.Read(buf[w:])
-		w += nr
-	}
-}
-
-// signal passes on the registration's signal.
-func (p *Proxy) signal(unit []byte) error {
-	p.mu.Lock()
-	p.registered = false
-	err := p.toGuest(unit)
-	p.mu.Unlock()
-	if p.onCall != nil {
-		p.repCall = Call{Command: CmdWaitReaderStateChange, RV: le.Uint32(unit[4:]), HasRV: true, ReplyBytes: len(unit), Event: true}
-		p.onCall(&p.repCall)
-	}
-	return err
-}
-
-// replyUnit handles one unit of the reply to e, and reports whether it
-// goes to the guest; unit may be rewritten in place.
-func (p *Proxy) replyUnit(e *entry, u Unit, unit []byte) bool {
-	switch u.Kind {
-	case KindReply:
-		rv := le.Uint32(unit[len(unit)-4:])
-		e.rv, e.hasRV = rv, true
-		if rv == ReturnSuccess {
-			p.track(u.Command, unit)
-		}
-	case KindArraySize:
-		p.lastSize = int(le.Uint32(unit))
-	case KindRecord:
-		return p.record(e, u, unit)
-	}
-	return !e.swallow
-}
-
-// track notes the handles a successful reply issues or ends.
-func (p *Proxy) track(cmd uint32, rep []byte) {
-	switch cmd {
-	case CmdEstablishContext:
-		h := le.Uint32(rep[offEstablishContext:])
-		p.contexts = append(p.contexts, h)
-		p.g.addContext(h)
-	case CmdReleaseContext:
-		h := le.Uint32(rep[offReleaseContext:])
-		for i, c := range p.contexts {
-			if c == h {
-				p.contexts = append(p.contexts[:i], p.contexts[i+1:]...)
-				p.g.dropContext(h)
-				break
-			}
-		}
-	case CmdConnect:
-		if p.onCall != nil {
-			name := string(cString(rep[offConnectReader : offConnectReader+MaxReaderName-1]))
-			p.mu.Lock()
-			p.cards = append(p.cards, card{le.Uint32(rep[offConnectCard:]), name})
-			p.mu.Unlock()
-		}
-	case CmdDisconnect:
-		if p.onCall != nil {
-			h := le.Uint32(rep[offCardHandle:])
-			p.mu.Lock()
-			for i, c := range p.cards {
-				if c.h == h {
-					p.cards = append(p.cards[:i], p.cards[i+1:]...)
-					break
-				}
-			}
-			p.mu.Unlock()
-		}
-	}
-}
-
-// record filters one reader record of an array reply: a reader the policy
-// hides becomes an unused slot, all zero, so that the array keeps its size
-// (sheet §11.3).
-func (p *Proxy) record(e *entry, u Unit, rec []byte) bool {
-	name := ReaderName(rec)
-	if !e.swallow && u.Index >= e.out {
-		if len(name) > 0 && p.g.allows(name) && p.g.firstCut(name) {
-			p.notice(e.guestCmd, string(name), 0, fmt.Sprintf(
-				"the reader is in slot %d of the host's %d-record array, and the guest's libpcsclite reads %d: the guest cannot see it",
-				u.Index+1, e.reply.Records, e.out))
-		}
-		return false
-	}
-	if len(name) > 0 {
-		if p.g.allows(name) {
-			p.set ^= nameHash(name)
-		} else {
-			clear(rec)
-		}
-	}
-	return !e.swallow
-}
-
-// complete finishes the reply to the head of the queue: it pads a short
-// array, logs the call, and sends the answers the proxy made for requests
-// that came after it.
-func (p *Proxy) complete(e *entry) error {
-	if e.reply.Records > 0 {
-		p.g.observe(p.set)
-		p.set = 0
-		if !e.swallow {
-			for range e.out - e.reply.Records {
-				if err := p.toGuest(zeroRecord[:]); err != nil {
-					return err
-				}
-				e.repBytes += ReaderStateSize
-			}
-		}
-	}
-	p.audit(&p.repCall, e, false)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.pop()
-	for p.qLen > 0 && p.q[p.qHead].localN > 0 {
-		l := &p.q[p.qHead]
-		if err := p.toGuest(l.local[:l.localN]); err != nil {
-			return err
-		}
-		p.audit(&p.repCall, l, true)
-		p.pop()
-	}
-	return nil
-}
-
-func (p *Proxy) pop() {
-	p.q[p.qHead] = entry{}
-	p.qHead = (p.qHead + 1) % queueLen
-	p.qLen--
 }
 
 // IsProtocol reports whether err is a protocol violation by a peer.

@@ -6,7 +6,8 @@ import (
 )
 
 // A pcsc-lite connection is two byte streams without message boundaries
-// (sheet §1): the client writes a header and a struct, and after TRANSMIT
+// (MessageSendWithHeader, MessageSend and MessageReceive,
+// src/winscard_msg.c:320-543 in pcsc-lite 2.5.1): the client writes a header and a struct, and after TRANSMIT
 // and CONTROL the bytes its cbSendLength counts; the server writes bare
 // structs, whose length only the request they answer tells, plus one
 // unprompted 8-byte message after each WAIT registration. RequestScanner
@@ -21,7 +22,9 @@ import (
 // ErrProtocol means a peer broke the protocol: a command the connection's
 // version does not have, a struct of the wrong size, a length beyond the
 // protocol's limits, or bytes that answer nothing. pcscd closes a
-// connection for each of these (sheet §1.4); so does the proxy.
+// connection for each of these (READ_BODY and the "Unknown command"
+// branch of ContextThread, src/winscard_svc.c:334-343, 876-878 in 2.5.1);
+// so does the proxy.
 var ErrProtocol = errors.New("pcsc: protocol violation")
 
 // Kind is what a unit of a stream holds.
@@ -160,31 +163,49 @@ type ReplyScanner struct {
 
 // Next returns the unit at the start of b, or a Unit with Len 0 when b
 // does not hold all of it yet. want is the reply to the oldest request not
-// yet answered, nil when none is; registered says that a WAIT registration
-// awaits its signal. A unit with Last set completes want, or is the signal.
-// The caller consumes exactly Len bytes before calling Next again, and
-// passes the same want until a unit completes it. An error is final.
+// yet answered, nil when none is; armed says that a WAIT registration that
+// pcscd has made awaits its signal. A unit with Last set completes want, or
+// is the signal. The caller consumes exactly Len bytes before calling Next
+// again, and passes the same want until a unit completes it. An error is
+// final.
 //
-// When both a reply and the signal may come, Next takes the bytes for the
-// reply, as libpcsclite reads them. A server can send the signal first
-// (sheet §3.4, rule 3); the client then misreads the stream, and framing
-// it the same way keeps the proxy in step with the client.
-func (s *ReplyScanner) Next(b []byte, want *Reply, registered bool) (Unit, error) {
+// want.Command CmdStopWaiting stands for the answer to a STOP_WAITING sent
+// while armed: exactly one 8-byte signal, the acknowledgement or the event
+// or cancel signal that came first (src/winscard_svc.c:467-487 and
+// src/eventhandler.c:114-131 in pcsc-lite 2.5.1). The caller passes it only
+// while armed; with armed false, pcscd answers STOP_WAITING with nothing.
+//
+// While armed, pcscd may write the signal between any two of its writes
+// (EHSignalEventToClients runs on another thread; 2.5.x writes reader
+// arrays one record per write, src/winscard_svc.c:918-951), so Next looks
+// for it at every unit boundary and tells it from a reply by protocol
+// knowledge (see isSignal) instead of taking the bytes for the reply as
+// libpcsclite does.
+func (s *ReplyScanner) Next(b []byte, want *Reply, armed bool) (Unit, error) {
 	if s.data > 0 {
 		n := min(len(b), s.data)
 		s.data -= n
 		return Unit{Kind: KindData, Command: s.cur.Command, Len: n, Last: s.data == 0}, nil
 	}
+	if armed {
+		next := want
+		if s.inArr {
+			next = &s.cur
+		}
+		sig, need, err := isSignal(b, next, s.inArr || next != nil && next.Records > 0)
+		switch {
+		case err != nil:
+			return Unit{}, err
+		case need:
+			return Unit{}, nil
+		case sig:
+			return Unit{Kind: KindSignal, Command: CmdWaitReaderStateChange, Len: WaitSize, Last: true}, nil
+		}
+	}
 	if s.inArr {
 		return s.nextRecord(b), nil
 	}
 	if want == nil {
-		if registered {
-			if len(b) < WaitSize {
-				return Unit{}, nil
-			}
-			return Unit{Kind: KindSignal, Command: CmdWaitReaderStateChange, Len: WaitSize, Last: true}, nil
-		}
 		if len(b) > 0 {
 			return Unit{}, fmt.Errorf("%w: server sent bytes no request asked for", ErrProtocol)
 		}
@@ -207,6 +228,8 @@ func (s *ReplyScanner) Next(b []byte, want *Reply, registered bool) (Unit, error
 			return Unit{}, fmt.Errorf("%w: server's reader array has %d records, want 1 to %d", ErrProtocol, n, MaxSlots)
 		}
 		return Unit{Kind: KindArraySize, Command: cmd, Len: ArraySizeSize, Last: true}, nil
+	case cmd == CmdStopWaiting:
+		return Unit{}, fmt.Errorf("%w: STOP_WAITING answered while no registration was pending", ErrProtocol)
 	case cmd >= uint32(len(commands)) || commands[cmd].reply == 0:
 		return Unit{}, fmt.Errorf("%w: no reply is framed for %s", ErrProtocol, CommandName(cmd))
 	}
@@ -228,6 +251,60 @@ func (s *ReplyScanner) Next(b []byte, want *Reply, registered bool) (Unit, error
 	}
 	s.data = int(data)
 	return Unit{Kind: KindReply, Command: cmd, Len: size, Last: data == 0}, nil
+}
+
+// isSignal decides whether b, at a unit boundary of a server stream whose
+// registration is armed, starts with the 8-byte signal {timeOut 0, rv}
+// (rv SCARD_S_SUCCESS for an event or the STOP acknowledgement,
+// SCARD_E_CANCELLED for a cancel: src/winscard_svc.c:901-916) rather than
+// with next, the unit expected otherwise (nil: none). need means that b is
+// too short to tell. The rules, exact for what pcscd sends:
+//   - nothing else expected, or the answer to STOP_WAITING: it must be the
+//     signal; anything else is a protocol violation;
+//   - a non-zero first word is never the signal: a used reader record
+//     starts with its name, CMD_GET_READER_EVENTS's reply with a counter
+//     of 1 or more (src/readerfactory.c:78, 437-440), the array size with
+//     a count of 1 or more;
+//   - rv SCARD_E_CANCELLED after a zero word is the signal: no reply or
+//     record has those 8 bytes;
+//   - 8 zero bytes before a record (record says one is expected) are the
+//     signal unless the 184 bytes are a whole unused record, all zero but
+//     for cardAtrLength 0 or 34 and the padding (RFAllocateReaderSpace and
+//     RFCleanupReader in src/readerfactory.c:140-152, 1199-1207). The one
+//     case this cannot tell, an all-zero record (2.5.x pads old clients'
+//     arrays with them) against the signal and an unused record after it,
+//     is taken as a record: the bytes are zeros either way, and should the
+//     signal have come first, the misframed records that follow fail
+//     validation (ValidRecord) and the proxy closes the connection.
+func isSignal(b []byte, next *Reply, record bool) (sig, need bool, err error) {
+	mustBe := next == nil || next.Command == CmdStopWaiting
+	if len(b) < 4 {
+		return false, true, nil
+	}
+	if le.Uint32(b) != 0 {
+		if mustBe {
+			return false, false, fmt.Errorf("%w: server sent bytes no request asked for", ErrProtocol)
+		}
+		return false, false, nil
+	}
+	if len(b) < WaitSize {
+		return false, true, nil
+	}
+	switch rv := le.Uint32(b[4:]); {
+	case rv == ReturnCancelled:
+		return true, false, nil
+	case rv != ReturnSuccess:
+		if mustBe {
+			return false, false, fmt.Errorf("%w: server sent bytes no request asked for", ErrProtocol)
+		}
+		return false, false, nil
+	case mustBe || !record:
+		return true, false, nil
+	}
+	if len(b) < ReaderStateSize {
+		return false, true, nil
+	}
+	return !unusedRecord(b[:ReaderStateSize]), false, nil
 }
 
 func (s *ReplyScanner) nextRecord(b []byte) Unit {

@@ -152,7 +152,7 @@ func startProxy(t testing.TB, d pcsc.Dialect, g *pcsc.Guest, audit bool) *proxie
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The half-closes relay.Pipe does.
+	// The half-closes bridge.Pipe does.
 	go func() {
 		err := p.Requests()
 		hostEnd.CloseWrite()

@@ -1,6 +1,7 @@
 package pcsc
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -50,7 +51,8 @@ type Daemon struct {
 	// Readers is the number of reader records the daemon sends for
 	// CMD_GET_READERS_STATE: its PCSCLITE_MAX_READERS_CONTEXTS, 16
 	// upstream but 48 in Fedora's builds and 32 in RHEL 7's, which the
-	// protocol version does not tell (sheet §3.2). Zero means not
+	// protocol version does not tell (src/readerfactory.c:68 and
+	// src/winscard_svc.c:420-431 in 2.2.3). Zero means not
 	// measured.
 	Readers int
 }
@@ -119,4 +121,40 @@ func (m *Mismatch) Hint() string {
 		return fmt.Sprintf("upgrade the host's pcscd to 2.4.1 or later (it accepts older clients), or the guest's libpcsclite to 2.4.1 or later (it falls back to protocol %s)", d)
 	}
 	return "install matching pcsc-lite versions in guest and host"
+}
+
+// ErrUnknownProtocol means the proxy cannot read a connection's protocol:
+// a policy or an audit log cannot be applied to it, so it is refused
+// rather than relayed as bytes.
+var ErrUnknownProtocol = errors.New("pcsc: protocol version unknown to cardshare's proxy")
+
+// UnknownDaemonError is CheckPolicyDaemon's refusal.
+type UnknownDaemonError struct {
+	Daemon Daemon
+}
+
+func (e *UnknownDaemonError) Error() string {
+	return fmt.Sprintf("%v: host pcscd speaks %s, and a reader policy or audit log needs 4.4, 4.5 or 4.6", ErrUnknownProtocol, e.Daemon)
+}
+
+func (e *UnknownDaemonError) Unwrap() error { return ErrUnknownProtocol }
+
+// Hint says what the user can do about it.
+func (e *UnknownDaemonError) Hint() string {
+	if v := e.Daemon.Version; v.Major == 4 && v.Minor < 4 {
+		return "upgrade the host's pcsc-lite to 1.8.24 or later, or serve the guests without a reader policy and audit log"
+	}
+	return "this pcsc-lite is newer than this cardshare: upgrade cardshare, or serve the guests without a reader policy and audit log"
+}
+
+// CheckPolicyDaemon returns an *UnknownDaemonError when the proxy could not
+// apply a reader policy or an audit log to the connections of the daemon
+// d, as probed: its protocol is not 4.4, 4.5 or 4.6. A zero d (not probed)
+// passes: each connection is then checked on its own (Dialect.Validate).
+// Call it at start when a policy or audit log is configured.
+func CheckPolicyDaemon(d Daemon) error {
+	if d.Version == (Version{}) || d.Version.Known() {
+		return nil
+	}
+	return &UnknownDaemonError{Daemon: d}
 }

@@ -3,9 +3,12 @@
 // systemd user unit (Linux), a launchd LaunchAgent (macOS) and a Task
 // Scheduler logon task (Windows).
 //
-// Everything here is a pure function of a Spec and the user's directories
-// (PlanFor), so that the files are tested against golden files on any OS;
-// the caller writes Plan.Content to Plan.Path and runs the commands.
+// Two layers: UnitFile, UserUnitDir, Write and Systemctl are what
+// `cardshare service install` uses on Linux today; PlanFor, Install and
+// Uninstall are the same for every OS. A Plan is a pure function of a Spec
+// and the user's directories, so that each OS's files are tested against
+// golden files on any OS; Install writes Plan.Content to Plan.Path and
+// runs the commands.
 //
 // Why a logon task and not a Windows service: cardshare must run as the
 // user, with the user's SSH keys, ssh-agent (the OpenSSH agent hands out
@@ -16,9 +19,10 @@
 // session, needs no stored password and no administrator to install, and
 // stops at logoff, like a systemd user unit or a LaunchAgent.
 //
-// Every path and argument is checked for control characters before it is
-// written into a file whose syntax is line-based (systemd) or XML (launchd,
-// Task Scheduler): a newline in a path must not become a second directive.
+// Every path and argument of a Spec is checked for control characters
+// before it is written into a file whose syntax is line-based (systemd)
+// or XML (launchd, Task Scheduler): a newline in a path must not become a
+// second directive.
 //
-// It imports nothing from cardshare.
+// service must not import forward, relay, config or cmd.
 package service

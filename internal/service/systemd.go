@@ -6,10 +6,10 @@ import (
 	"strings"
 )
 
-// Unit is the text of the systemd user unit that runs s. It is the unit
+// Unit is the text of the systemd user unit that runs s: the unit
 // `cardshare service install` has always written (restart on failure after
 // 5 s; `systemctl --user reload` sends SIGHUP, which makes up reread its
-// config), now with control characters rejected.
+// config), with the Spec's arguments and control characters rejected.
 func Unit(s Spec) (string, error) {
 	if err := s.Validate("linux"); err != nil {
 		return "", err
@@ -18,34 +18,7 @@ func Unit(s Spec) (string, error) {
 	for _, a := range s.Args {
 		cmd = append(cmd, systemdQuote(a))
 	}
-	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
-[Unit]
-Description=` + description + `
-
-[Service]
-ExecStart=` + strings.Join(cmd, " ") + `
-ExecReload=kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=5s
-
-[Install]
-WantedBy=default.target
-`, nil
-}
-
-// systemdQuote quotes an argument for ExecStart: systemd splits on spaces,
-// unquotes "..." with C escapes, and expands % specifiers and $ variables
-// (systemd.service(5), "Command lines"). Control characters never get here
-// (checkText).
-func systemdQuote(s string) string {
-	s = strings.ReplaceAll(s, "%", "%%")
-	s = strings.ReplaceAll(s, "$", "$$")
-	if s != "" && !strings.ContainsAny(s, " \"'\\;") {
-		return s
-	}
-	s = strings.ReplaceAll(s, `\`, `\\`)
-	s = strings.ReplaceAll(s, `"`, `\"`)
-	return `"` + s + `"`
+	return unitText(strings.Join(cmd, " ")), nil
 }
 
 func systemdPlan(s Spec, env Env) (Plan, error) {

@@ -62,7 +62,7 @@ type SSHD struct {
 
 	// ConfigFile is a client ssh_config with a HostAlias entry that sets
 	// HostName, Port, User, IdentityFile, IdentitiesOnly, IdentityAgent none
-	// and UserKnownHostsFile, for forward.Resolve and /usr/bin/ssh -F.
+	// and UserKnownHostsFile, for sshdial.Resolve and /usr/bin/ssh -F.
 	ConfigFile string
 	// ServerConfig is the sshd_config file.
 	ServerConfig string

@@ -14,19 +14,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardshare/cardshare/forward"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cardshare/cardshare/internal/sshdial"
 )
 
 // dial connects to s like cardshare does: Resolve with s.ConfigFile, Dial.
 func dial(t *testing.T, s *SSHD) *ssh.Client {
 	t.Helper()
 	ctx := context.Background()
-	tgt, err := forward.Resolve(ctx, s.HostAlias, s.ConfigFile)
+	tgt, err := sshdial.Resolve(ctx, s.HostAlias, s.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := forward.Dial(ctx, tgt, forward.DialOptions{})
+	c, err := sshdial.Dial(ctx, tgt, sshdial.DialOptions{})
 	if err != nil {
 		t.Fatalf("%v\nsshd log:\n%s", err, s.Log())
 	}
@@ -61,7 +62,7 @@ func TestSSHD(t *testing.T) {
 	}
 	c := dial(t, s)
 	if got := mustOutput(t, c, "id -un; echo $HOME"); got != s.User+"\n"+s.Home {
-		t.Errorf("id/HOME over forward.Dial = %q", got)
+		t.Errorf("id/HOME over sshdial.Dial = %q", got)
 	}
 	if got := strings.TrimSpace(s.Run(t, "id -u")); got != strconv.Itoa(s.UID) {
 		t.Errorf("Run: id -u = %q, want %d", got, s.UID)
@@ -194,12 +195,12 @@ func TestSSHDKill(t *testing.T) {
 
 	// Killing the listener refuses new connections but keeps sessions.
 	s.Kill(syscall.SIGKILL)
-	tgt, err := forward.Resolve(context.Background(), s.HostAlias, s.ConfigFile)
+	tgt, err := sshdial.Resolve(context.Background(), s.HostAlias, s.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		_, err = forward.Dial(context.Background(), tgt, forward.DialOptions{})
+		_, err = sshdial.Dial(context.Background(), tgt, sshdial.DialOptions{})
 		if errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(deadline) {
 			break
 		}
@@ -216,7 +217,7 @@ func TestSSHDKill(t *testing.T) {
 	waitClosed(t, c)
 }
 
-// TestSSHDHostKeyTypes checks forward.Dial against a real sshd with two
+// TestSSHDHostKeyTypes checks sshdial.Dial against a real sshd with two
 // host keys when known_hosts has only one of them.
 func TestSSHDHostKeyTypes(t *testing.T) {
 	s := StartSSHD(t, SSHDOptions{HostKeyTypes: []string{"ed25519", "ecdsa"}})

@@ -17,7 +17,7 @@
 //     know is an error listing both;
 //  3. otherwise the name is a host name, as for ssh.
 //
-// Every result is handed to forward.Resolve, so the user's ssh_config
+// Every result is handed to sshdial.Resolve, so the user's ssh_config
 // (User, IdentityFile, known_hosts...) still applies to addresses that a
 // manager reports, and Vagrant's and Lima's own ssh_config files are read
 // by OpenSSH's own parser (ssh -G -F).

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/sshdial"
 )
 
 // ErrAmbiguous means that more than one VM manager knows the name.
@@ -77,7 +77,7 @@ type Source struct {
 	Kind string
 	// Detail says what the manager reported, e.g. the NAT rule.
 	Detail string
-	// Dest and ConfigFile are what forward.Resolve was given. ConfigFile
+	// Dest and ConfigFile are what sshdial.Resolve was given. ConfigFile
 	// "" means ssh's default config; a Vagrant config lived in a temporary
 	// file that is gone.
 	Dest, ConfigFile string
@@ -86,7 +86,7 @@ type Source struct {
 	Looked []string
 }
 
-// Candidate is a manager's answer: a destination for forward.Resolve.
+// Candidate is a manager's answer: a destination for sshdial.Resolve.
 type Candidate struct {
 	Manager string
 	// Dest is [user@]host[:port] or an ssh_config Host alias.
@@ -123,7 +123,7 @@ type Resolver struct {
 }
 
 // Resolve resolves name with the default Resolver and the given ssh_config.
-func Resolve(ctx context.Context, name, sshConfig string) (forward.Target, Source, error) {
+func Resolve(ctx context.Context, name, sshConfig string) (sshdial.Target, Source, error) {
 	r := &Resolver{SSHConfig: sshConfig}
 	return r.Resolve(ctx, name)
 }
@@ -151,7 +151,7 @@ var managers = []manager{
 // Resolve turns name ([user@]NAME, or a destination with a port) into a
 // Target, trying in order: an explicit host:port, an ssh_config alias, the
 // installed VM managers, and finally a plain host name.
-func (r *Resolver) Resolve(ctx context.Context, name string) (forward.Target, Source, error) {
+func (r *Resolver) Resolve(ctx context.Context, name string) (sshdial.Target, Source, error) {
 	user, host := "", name
 	if i := strings.LastIndexByte(name, '@'); i >= 0 {
 		user, host = name[:i], name[i+1:]
@@ -160,11 +160,11 @@ func (r *Resolver) Resolve(ctx context.Context, name string) (forward.Target, So
 		return r.forward(ctx, name, Source{Kind: "destination", Dest: name, ConfigFile: r.SSHConfig})
 	}
 	if host == "" || user == "" && strings.Contains(name, "@") {
-		return forward.Target{}, Source{}, fmt.Errorf("vm: bad name %q", name)
+		return sshdial.Target{}, Source{}, fmt.Errorf("vm: bad name %q", name)
 	}
 
 	if ok, err := r.isSSHAlias(ctx, host); err != nil {
-		return forward.Target{}, Source{}, err
+		return sshdial.Target{}, Source{}, err
 	} else if ok {
 		return r.forward(ctx, name, Source{Kind: "ssh_config", Dest: name, ConfigFile: r.SSHConfig,
 			Detail: fmt.Sprintf("a Host or Match block in %s applies to %s", r.configName(), host)})
@@ -191,7 +191,7 @@ func (r *Resolver) Resolve(ctx context.Context, name string) (forward.Target, So
 	switch len(found) {
 	case 0:
 		if len(errs) > 0 {
-			return forward.Target{}, Source{Looked: looked}, errors.Join(errs...)
+			return sshdial.Target{}, Source{Looked: looked}, errors.Join(errs...)
 		}
 		src := Source{Kind: "host name", Dest: name, ConfigFile: r.SSHConfig, Looked: looked,
 			Detail: "not an ssh_config alias, and no installed VM manager knows it"}
@@ -202,7 +202,7 @@ func (r *Resolver) Resolve(ctx context.Context, name string) (forward.Target, So
 		for _, c := range found {
 			names = append(names, c.String())
 		}
-		return forward.Target{}, Source{Looked: looked}, fmt.Errorf("%w: %q names %d VMs: %s", ErrAmbiguous, host, len(found), strings.Join(names, ", "))
+		return sshdial.Target{}, Source{Looked: looked}, fmt.Errorf("%w: %q names %d VMs: %s", ErrAmbiguous, host, len(found), strings.Join(names, ", "))
 	}
 	c := found[0]
 	dest := c.Dest
@@ -216,7 +216,7 @@ func (r *Resolver) Resolve(ctx context.Context, name string) (forward.Target, So
 	if c.Config != nil {
 		f, err := os.CreateTemp("", "cardshare-ssh-config-*")
 		if err != nil {
-			return forward.Target{}, src, fmt.Errorf("vm: %w", err)
+			return sshdial.Target{}, src, fmt.Errorf("vm: %w", err)
 		}
 		defer os.Remove(f.Name())
 		_, err = f.Write(c.Config)
@@ -224,7 +224,7 @@ func (r *Resolver) Resolve(ctx context.Context, name string) (forward.Target, So
 			err = cerr
 		}
 		if err != nil {
-			return forward.Target{}, src, fmt.Errorf("vm: %w", err)
+			return sshdial.Target{}, src, fmt.Errorf("vm: %w", err)
 		}
 		src.ConfigFile = f.Name()
 		t, _, err := r.forward(ctx, dest, src)
@@ -240,10 +240,10 @@ func (r *Resolver) Resolve(ctx context.Context, name string) (forward.Target, So
 	return t, src, err
 }
 
-func (r *Resolver) forward(ctx context.Context, dest string, src Source) (forward.Target, Source, error) {
-	t, err := forward.Resolve(ctx, dest, src.ConfigFile)
+func (r *Resolver) forward(ctx context.Context, dest string, src Source) (sshdial.Target, Source, error) {
+	t, err := sshdial.Resolve(ctx, dest, src.ConfigFile)
 	if err != nil {
-		return forward.Target{}, src, err
+		return sshdial.Target{}, src, err
 	}
 	return t, src, nil
 }
@@ -281,7 +281,7 @@ func (r *Resolver) isSSHAlias(ctx context.Context, host string) (bool, error) {
 	}
 	got, err := r.run(ctx, "", "ssh", args(host)...)
 	if errors.Is(err, exec.ErrNotFound) {
-		return false, nil // no ssh: no ssh_config either (see forward.Resolve)
+		return false, nil // no ssh: no ssh_config either (see sshdial.Resolve)
 	}
 	if err != nil {
 		return false, fmt.Errorf("vm: ssh -G %s: %w", host, err)

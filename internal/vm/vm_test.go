@@ -221,7 +221,7 @@ func TestLima(t *testing.T) {
 	}
 }
 
-// The whole order, with forward.Resolve and the real ssh -G.
+// The whole order, with sshdial.Resolve and the real ssh -G.
 func TestResolve(t *testing.T) {
 	if _, err := exec.LookPath("ssh"); err != nil {
 		t.Skip("needs ssh")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -19,8 +20,8 @@ import (
 // each pcsc-lite release answers it, contexts, cards that answer every
 // APDU with the APDU itself and 90 00, reader arrays of 16, 32 or 48 fixed
 // records (4.4, 4.5) or the dynamic array of 4.6, events, cancel, and the
-// closes pcscd answers bad input with (src/winscard_svc.c of 2.2.3 and
-// 2.5.1, sheet §1.4, §3).
+// closes pcscd answers bad input with (pcsc-lite 2.5.1
+// src/winscard_svc.c:334-343, 876-898; 2.2.3 src/winscard_svc.c:387-431).
 
 var le = binary.LittleEndian
 
@@ -71,10 +72,10 @@ type slot struct {
 // conn is one client connection of a protocol-speaking fake.
 type conn struct {
 	net.Conn
-	wmu      sync.Mutex
-	oldAPI   bool // a 4.6 daemon serving a client older than 4.6
-	contexts []uint32
-	cards    map[uint32]string
+	wmu     sync.Mutex
+	oldAPI  bool   // a 4.6 daemon serving a client older than 4.6
+	context uint32 // the connection's one context, 0 if none
+	cards   map[uint32]string
 }
 
 func (c *conn) send(parts ...[]byte) error {
@@ -202,9 +203,11 @@ func (d *Daemon) states(oldAPI bool) []byte {
 func (d *Daemon) record(s *slot) []byte {
 	var r pcsc.ReaderState
 	if s == nil {
-		if d.Version.Minor < 6 {
-			r.ATRLength = pcsc.MaxATRSize + 1 // READER_NOT_INITIALIZED
-		}
+		// READER_NOT_INITIALIZED, as RFAllocateReaderSpace and
+		// RFCleanupReader leave a slot (src/readerfactory.c:140-152,
+		// 1199-1207 in 2.5.1). Only the records a 2.5.x daemon pads
+		// old clients' arrays with are all zero (states).
+		r.ATRLength = pcsc.MaxATRSize + 1
 	} else {
 		copy(r.Name[:pcsc.MaxReaderName-1], s.name)
 		r.EventCounter, r.Sharing = s.counter, s.sharing
@@ -263,8 +266,8 @@ func (d *Daemon) forget(c *conn) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.registered, c)
-	for _, h := range c.contexts {
-		delete(d.contexts, h)
+	if c.context != 0 {
+		delete(d.contexts, c.context)
 	}
 }
 
@@ -290,22 +293,30 @@ func (d *Daemon) handle(c *conn, cmd uint32, body []byte) error {
 			return c.reply(&s)
 		}
 		s.Context = rand.Uint32() & 0x7FFFFFFF
+		// One context per connection: a second replaces the first
+		// (MSGAddContext, src/winscard_svc.c:953-957 in 2.5.1).
 		d.mu.Lock()
+		if c.context != 0 {
+			delete(d.contexts, c.context)
+		}
 		d.contexts[s.Context] = c
 		d.mu.Unlock()
-		c.contexts = append(c.contexts, s.Context)
+		c.context = s.Context
 		return c.reply(&s)
 
 	case pcsc.CmdReleaseContext:
 		var s pcsc.ReleaseStruct
 		binary.Decode(body, le, &s)
-		if i := slices.Index(c.contexts, s.Context); i >= 0 {
-			c.contexts = slices.Delete(c.contexts, i, i+1)
+		switch { // MSGRemoveContext, src/winscard_svc.c:959-971
+		case c.context == 0:
+			s.RV = pcsc.ReturnInvalidHandle
+		case c.context != s.Context:
+			s.RV = pcsc.ReturnInvalidValue
+		default:
 			d.mu.Lock()
 			delete(d.contexts, s.Context)
 			d.mu.Unlock()
-		} else {
-			s.RV = pcsc.ReturnInvalidValue
+			c.context = 0
 		}
 		return c.reply(&s)
 
@@ -433,17 +444,26 @@ func (d *Daemon) handle(c *conn, cmd uint32, body []byte) error {
 		d.mu.Lock()
 		b := d.states(d.Version.Minor >= 6)
 		d.mu.Unlock()
-		return c.send(b)
+		return d.sendArray(c, b)
 
 	case pcsc.CmdWaitReaderStateChange:
-		// Registration and dump are atomic, as since pcsc-lite 1.8.24.
 		d.mu.Lock()
-		defer d.mu.Unlock()
 		d.registered[c] = true
-		if d.Version.Minor < 6 || c.oldAPI {
-			return c.send(d.states(c.oldAPI))
+		if d.Version.Minor < 6 {
+			// Registration and dump are atomic, as since pcsc-lite
+			// 1.8.24 (src/eventhandler.c:66-77 in 2.2.3).
+			defer d.mu.Unlock()
+			return c.send(d.states(false))
 		}
-		return nil
+		// 2.5.x registers, then dumps for an old client outside the
+		// lock (src/winscard_svc.c:451-465): a signal can come first,
+		// or between records.
+		var b []byte
+		if c.oldAPI {
+			b = d.states(true)
+		}
+		d.mu.Unlock()
+		return d.sendArray(c, b)
 
 	case pcsc.CmdStopWaiting:
 		d.mu.Lock()
@@ -470,9 +490,25 @@ func (d *Daemon) handle(c *conn, cmd uint32, body []byte) error {
 		d.mu.Lock()
 		b := d.states(false)
 		d.mu.Unlock()
-		return c.send(b)
+		return d.sendArray(c, b)
 	}
 	return errClose
+}
+
+// sendArray writes a reader array: in one write up to 2.4.x, one write
+// per record in 2.5.x (MSGSendReaderStates, src/winscard_svc.c:918-951 in
+// 2.5.1), where a signal can come between two records.
+func (d *Daemon) sendArray(c *conn, b []byte) error {
+	if d.Version.Minor < 6 {
+		return c.send(b)
+	}
+	for ; len(b) > 0; b = b[pcsc.ReaderStateSize:] {
+		if err := c.send(b[:pcsc.ReaderStateSize]); err != nil {
+			return err
+		}
+		runtime.Gosched()
+	}
+	return nil
 }
 
 // owns mirrors MSGCheckHandleAssociation, without its 2-second sleep.

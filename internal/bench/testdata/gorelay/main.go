@@ -3,7 +3,7 @@
 // connection to a new connection to another, both ways, with io.Copy, as the
 // simplest Go program doing socat's job would. No TLS, no multiplexing.
 //
-// With -rawio it reads and writes through relay.RawIO, as cardshare's relay
+// With -rawio it reads and writes through rawio.RawIO, as cardshare's relay
 // does, so that the two differ only in TLS and yamux. With -tls as well the
 // TCP leg is TLS 1.3 (a throwaway key, not verified: this measures cost, not
 // security), so that the two differ only in yamux.
@@ -24,11 +24,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/internal/rawio"
 )
 
 func main() {
-	rawIO := flag.Bool("rawio", false, "read and write through relay.RawIO")
+	rawIO := flag.Bool("rawio", false, "read and write through rawio.RawIO")
 	useTLS := flag.Bool("tls", false, "TLS 1.3 on the TCP leg")
 	flag.Parse()
 	args := flag.Args()
@@ -38,7 +38,7 @@ func main() {
 	}
 	wrap := func(c net.Conn) net.Conn { return c }
 	if *rawIO {
-		wrap = relay.RawIO
+		wrap = rawio.RawIO
 	}
 	if *useTLS {
 		cfg, err := tlsConfig()

@@ -1,0 +1,43 @@
+package bridge
+
+import (
+	"io"
+	"net"
+	"slices"
+	"testing"
+)
+
+// scriptedConn returns reads of the sizes in reads, then io.EOF, and
+// records the size of each buffer it was given.
+type scriptedConn struct {
+	net.Conn
+	reads []int
+	sizes []int
+}
+
+func (c *scriptedConn) Read(p []byte) (int, error) {
+	c.sizes = append(c.sizes, len(p))
+	if len(c.reads) == 0 {
+		return 0, io.EOF
+	}
+	n := min(c.reads[0], len(p))
+	c.reads = c.reads[1:]
+	return n, nil
+}
+
+func (c *scriptedConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// A read that fills the small buffer moves the copy to the large one, and
+// a read that does not fill the large one moves it back: an idle
+// connection waits on the small buffer whatever it carried before.
+func TestCopyBytesBuffers(t *testing.T) {
+	const s, b = smallBufSize, bigBufSize
+	src := &scriptedConn{reads: []int{100, s, b, 1000, 50, s, 200}}
+	if err := copyBytes(&scriptedConn{}, src, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []int{s, s, b, b, s, s, b, s}
+	if !slices.Equal(src.sizes, want) {
+		t.Errorf("read buffer sizes %v, want %v", src.sizes, want)
+	}
+}

@@ -1,0 +1,11 @@
+// Package control is the control socket of a running `cardshare up` or
+// `cardshare relay serve`: HTTP over a Unix socket in a directory only its
+// owner can enter ([Listen], [Serve]), serving the status document
+// [StatusV1] that `cardshare status` reads with [Query].
+//
+// Errors that callers branch on are [ErrNotRunning], [ErrAlreadyRunning],
+// [ErrPathTooLong], [ErrNotOwner] and [ErrVersion] (use errors.Is).
+//
+// control knows nothing of how guests are served: it must not import
+// forward, relay, config or cmd.
+package control

@@ -1,0 +1,10 @@
+// Package doctor holds the checks of `cardshare doctor`: the host pcscd
+// answers and its protocol version, its reader list, whether polkit may
+// refuse cardshare, and with a guest: SSH login, Unix socket forwarding,
+// the guest socket path, the guest's libpcsclite against the host pcscd,
+// and the login user's environment. [Run] reports each [Result] (status,
+// what was found, a fix) through a callback as soon as it is known; the
+// caller prints them.
+//
+// doctor must not import forward, relay, config or cmd.
+package doctor

@@ -1,0 +1,140 @@
+package doctor
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// fakePCSCD serves CMD_VERSION as a daemon d would and CMD_GET_READERS_STATE
+// with the given readers, on a socket that lives until the test ends.
+func fakePCSCD(t *testing.T, d pcsc.Daemon, readers ...reader) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "pcscd.comm")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	states := make([]byte, maxReaderContexts*readerStateSize)
+	for i, r := range readers {
+		rec := states[i*readerStateSize:]
+		copy(rec, r.Name)
+		st := uint32(0x2) // SCARD_ABSENT
+		if r.Card {
+			st = 0x34
+		}
+		binary.LittleEndian.PutUint32(rec[readerStateOffset:], st)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var h [8]byte
+				for {
+					if _, err := io.ReadFull(c, h[:]); err != nil {
+						return
+					}
+					switch binary.LittleEndian.Uint32(h[4:]) {
+					case pcsc.CmdVersion:
+						var b [12]byte
+						if _, err := io.ReadFull(c, b[:]); err != nil {
+							return
+						}
+						v := pcsc.Version{Major: binary.LittleEndian.Uint32(b[0:]), Minor: binary.LittleEndian.Uint32(b[4:])}
+						r := pcsc.VersionReply{Version: d.Version}
+						if !d.Accepts(v) {
+							r.RV = pcsc.ReturnServiceStopped
+						}
+						c.Write(pcsc.AppendVersionReply(nil, r))
+					case cmdGetReadersState:
+						c.Write(states)
+					default:
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return sock
+}
+
+func TestListReaders(t *testing.T) {
+	t.Parallel()
+	strict45 := pcsc.Daemon{Version: pcsc.V45}
+	sock := fakePCSCD(t, strict45, reader{Name: "Yubico YubiKey OTP+FIDO+CCID 00 00", Card: true}, reader{Name: "Alcor Micro AU9540 01 00"})
+	rs, err := listReaders(context.Background(), sock, strict45)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 || rs[0].Name != "Yubico YubiKey OTP+FIDO+CCID 00 00" || !rs[0].Card || rs[1].Card {
+		t.Errorf("readers %+v", rs)
+	}
+	// A daemon that rejects the version is an error, not a hang.
+	if _, err := listReaders(context.Background(), sock, pcsc.Daemon{Version: pcsc.V44}); err == nil {
+		t.Error("no error for a rejected CMD_VERSION")
+	}
+}
+
+func TestPolkitCheck(t *testing.T) {
+	const with = "pcsc-lite version 2.0.3.\nEnabled features: Linux x86_64-pc-linux-gnu libsystemd serial usb libudev polkit ipcdir=/run/pcscd filter\n"
+	const without = "pcsc-lite version 1.9.9.\nEnabled features: Linux x86_64-pc-linux-gnu libsystemd serial usb libudev usbdropdir=/usr/lib/pcsc/drivers ipcdir=/run/pcscd filter configdir=/etc/reader.conf.d\n"
+	desktop := map[string]string{"USER": "alice", "XDG_SESSION_ID": "2"}
+	service := map[string]string{"USER": "alice", "INVOCATION_ID": "f00"}
+	refused := fmt.Errorf("%w (/run/pcscd/pcscd.comm)", pcsc.ErrRefused)
+	for _, tc := range []struct {
+		name     string
+		version  string
+		args     [][]string
+		env      map[string]string
+		probeErr error
+		want     Status
+		msg      string
+	}{
+		{"no polkit", without, nil, service, nil, OK, "built without polkit"},
+		{"polkit, refused", with, nil, service, refused, Fail, "polkit refused this process"},
+		{"polkit disabled at run time", with, [][]string{{"/usr/sbin/pcscd", "--foreground", "--disable-polkit"}}, service, nil, OK, "--disable-polkit"},
+		{"polkit, desktop session", with, nil, desktop, nil, Warn, "as a service"},
+		{"polkit, allowed service", with, nil, service, nil, OK, "allows this process (a systemd service)"},
+		{"no pcscd program", "", nil, service, nil, Skip, "cannot tell"},
+		{"no pcscd program, refused", "", nil, service, refused, Fail, "polkit is the usual reason"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := &doctor{
+				pcscdVersion: func(context.Context) (string, error) {
+					if tc.version == "" {
+						return "", errors.New("no pcscd program found")
+					}
+					return tc.version, nil
+				},
+				pcscdArgs: func() [][]string { return tc.args },
+				getenv:    func(k string) string { return tc.env[k] },
+			}
+			r := d.polkitCheck(context.Background(), tc.probeErr)
+			if r.Status != tc.want || !strings.Contains(r.Msg, tc.msg) {
+				t.Errorf("%s: %s, want %s with %q", r.Status, r.Msg, tc.want, tc.msg)
+			}
+			if (r.Status == Fail || r.Status == Warn) && !strings.Contains(r.Fix, `subject.user == "alice"`) && tc.version != without {
+				t.Errorf("fix %q lacks the polkit rule", r.Fix)
+			}
+		})
+	}
+}

@@ -1,0 +1,308 @@
+package guestsock
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// MaxPath keeps guest socket paths inside sun_path on every Unix:
+// 108 bytes on Linux and 104 on the BSDs and macOS, each with a NUL.
+const MaxPath = 103
+
+// ErrInUse means a live listener already holds the guest socket path.
+var ErrInUse = errors.New("guest socket is in use by another listener")
+
+// ErrRemoved means the guest socket disappeared while the forward was
+// up; the forward reconnects to create it again.
+var ErrRemoved = errors.New("guest socket was removed")
+
+// ErrUnsafeDir means the directory of the guest socket lets other guest
+// users create files in it, so one of them could create the socket path
+// first and receive the card traffic, PINs included.
+var ErrUnsafeDir = errors.New("guest socket directory is writable by other users")
+
+// Info is what Prepare found in the guest.
+type Info struct {
+	Socket  string // the guest socket path to listen on
+	Exists  string // "socket", "other" or "" for the path's current state
+	OS      string // uname -s
+	Release string // the guest's pcsc-lite release, "" if unknown
+}
+
+// Client is the guest's libpcsclite, if its release could be read.
+func (g Info) Client() (pcsc.Client, bool) {
+	return pcsc.ClientOfRelease(g.Release)
+}
+
+// prepareScript is run by /bin/sh in the guest. It is plain POSIX sh with
+// no GNU-only flags: guests are any Unix with pcsc-lite. The host passes
+// values by prepending variable assignments, quoted for sh.
+//
+// It chooses the socket path (the requested one, or a directory only the
+// login user can enter: $XDG_RUNTIME_DIR/cardshare, else ~/.cardshare, else
+// /tmp/cardshare-UID when those paths are too long for sun_path), creates
+// the directory 0700, refuses a directory that other users can write to,
+// and reports the path, whether something is already there, and the guest's
+// pcsc-lite release.
+const prepareScript = DefaultDirFunc + `
+umask 077
+fail() { echo "error=$*"; exit 0; }
+owner_ok() { # $1 is owned by us or root, and no one else may write to it
+	set -- "$1" "$(ls -ldn "$1" 2>/dev/null)"
+	[ -n "$2" ] || return 1
+	o=$(echo "$2" | awk '{print $3}')
+	m=$(echo "$2" | awk '{print $1}')
+	[ "$o" = "$(id -u)" ] || [ "$o" = 0 ] || return 1
+	case "$m" in ?????w????*|????????w?*) return 2 ;; esac
+	return 0
+}
+if [ -z "$want" ]; then
+	default_dir
+	[ -d "$dir" ] || mkdir "$dir" || fail "cannot create $dir"
+	[ -L "$dir" ] && fail "$dir is a symbolic link"
+	[ "$(ls -ldn "$dir" | awk '{print $3}')" = "$(id -u)" ] || fail "$dir is not owned by $(id -un)"
+	chmod 700 "$dir" || fail "cannot chmod $dir"
+	sock=$dir/pcscd.comm
+else
+	sock=$want
+	dir=$(dirname "$sock")
+	[ -d "$dir" ] || mkdir -p "$dir" || fail "cannot create $dir"
+	owner_ok "$dir"
+	case $? in
+	1) fail "$dir is owned by another user" ;;
+	2) echo "unsafe=$dir" ;;
+	esac
+fi
+echo "socket=$sock"
+if [ -S "$sock" ]; then echo "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then echo "exists=other"; fi
+echo "os=$(uname -s)"
+rel=
+if command -v dpkg-query >/dev/null 2>&1; then rel=$(dpkg-query -W -f '${Version}' libpcsclite1 2>/dev/null); fi
+if [ -z "$rel" ] && command -v rpm >/dev/null 2>&1; then rel=$(rpm -q --qf '%{VERSION}' pcsc-lite-libs 2>/dev/null) || rel=; fi
+if [ -z "$rel" ] && command -v apk >/dev/null 2>&1; then rel=$(apk list -I pcsc-lite-libs 2>/dev/null | sed -n 's/^pcsc-lite-libs-\([0-9][0-9.]*\).*/\1/p'); fi
+if [ -z "$rel" ] && command -v pkg >/dev/null 2>&1; then rel=$(pkg query %v pcsc-lite 2>/dev/null) || rel=; fi
+if [ -z "$rel" ] && command -v pkg_info >/dev/null 2>&1; then rel=$(pkg_info -E pcsc-lite 2>/dev/null | sed 's/^pcsc-lite-//'); fi
+if [ -z "$rel" ] && command -v pkg-config >/dev/null 2>&1; then rel=$(pkg-config --modversion libpcsclite 2>/dev/null); fi
+echo "release=$rel"
+`
+
+// checkScript reports whether the guest socket is gone.
+const checkScript = `[ -S "$sock" ] || echo missing
+`
+
+// Missing reports whether no socket is at sock in the guest any more.
+func Missing(ctx context.Context, c *ssh.Client, sock string) (bool, error) {
+	out, err := Run(ctx, c, checkScript, "sock", sock)
+	if err != nil {
+		return false, err
+	}
+	return strings.TrimSpace(string(out)) == "missing", nil
+}
+
+// DefaultDirFunc defines default_dir, which sets dir to the default guest
+// socket directory; Prepare and package guestsetup's survey share it, and
+// unixsock.GuestSocketFor mirrors it in Go. It needs $max ([MaxPath]).
+const DefaultDirFunc = `default_dir() {
+	dir=
+	if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "$XDG_RUNTIME_DIR" ]; then
+		dir=$XDG_RUNTIME_DIR/cardshare
+	elif [ -n "${HOME:-}" ] && [ -d "$HOME" ]; then
+		dir=$HOME/.cardshare
+	fi
+	if [ -z "$dir" ] || [ ${#dir} -gt $((max - 12)) ]; then
+		dir=/tmp/cardshare-$(id -u)
+	fi
+}
+`
+
+// removeScript removes the guest socket if it is still a socket.
+const removeScript = `[ -S "$sock" ] && rm -f -- "$sock"; exit 0
+`
+
+// Remove removes the socket at sock in the guest, if a socket is there.
+func Remove(ctx context.Context, c *ssh.Client, sock string) error {
+	_, err := Run(ctx, c, removeScript, "sock", sock)
+	return err
+}
+
+// Quote quotes s for POSIX sh.
+func Quote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Unquote undoes Quote; other strings come back as they are.
+func Unquote(s string) string {
+	if len(s) < 2 || s[0] != '\'' || s[len(s)-1] != '\'' {
+		return s
+	}
+	return strings.ReplaceAll(s[1:len(s)-1], `'\''`, `'`)
+}
+
+// Run runs script with /bin/sh in the guest, after assigning vars.
+// The script travels on standard input, so the login shell only ever parses
+// "/bin/sh -s", whatever shell it is (sh, bash, zsh, csh, fish).
+func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]byte, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, fmt.Errorf("open session: %w", err)
+	}
+	defer s.Close()
+	var in bytes.Buffer
+	for i := 0; i+1 < len(vars); i += 2 {
+		fmt.Fprintf(&in, "%s=%s\n", vars[i], Quote(vars[i+1]))
+	}
+	in.WriteString(script)
+	s.Stdin = &in
+	var out, errb bytes.Buffer
+	s.Stdout = &out
+	s.Stderr = &limitedWriter{w: &errb, n: 4096}
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	if err := s.Run("/bin/sh -s"); err != nil {
+		if msg := strings.TrimSpace(errb.String()); msg != "" {
+			return nil, fmt.Errorf("guest script: %w: %s", err, msg)
+		}
+		return nil, fmt.Errorf("guest script: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// Prepare chooses and checks the guest socket path.
+func Prepare(ctx context.Context, c *ssh.Client, want string) (Info, error) {
+	if want != "" {
+		if err := CheckPath(want); err != nil {
+			return Info{}, err
+		}
+	}
+	out, err := Run(ctx, c, prepareScript, "want", want, "max", fmt.Sprint(MaxPath))
+	if err != nil {
+		return Info{}, err
+	}
+	var g Info
+	var unsafe string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		switch k {
+		case "error":
+			return Info{}, errors.New(v)
+		case "socket":
+			g.Socket = v
+		case "exists":
+			g.Exists = v
+		case "os":
+			g.OS = v
+		case "release":
+			g.Release = v
+		case "unsafe":
+			unsafe = v
+		}
+	}
+	if unsafe != "" {
+		return g, fmt.Errorf("%w: %s", ErrUnsafeDir, unsafe)
+	}
+	if g.Socket == "" {
+		return g, fmt.Errorf("guest script printed no socket path (output %q)", Truncate(out, 200))
+	}
+	return g, CheckPath(g.Socket)
+}
+
+// CheckPath refuses a guest socket path that is not absolute, holds a
+// newline or NUL, or does not fit in sun_path ([MaxPath]).
+func CheckPath(p string) error {
+	switch {
+	case !path.IsAbs(p):
+		return fmt.Errorf("guest socket %q is not an absolute path", p)
+	case strings.ContainsAny(p, "\n\x00"):
+		return fmt.Errorf("guest socket %q contains a newline or NUL", p)
+	case len(p) > MaxPath:
+		return fmt.Errorf("guest socket %q is %d bytes long; Unix sockets allow %d", p, len(p), MaxPath)
+	}
+	return nil
+}
+
+// ClearStale removes a socket left at path by an earlier run, but only when
+// nothing serves it. sshd never unlinks the socket of a remote forward, and
+// its StreamLocalBindUnlink option needs the guest's root to set it.
+//
+// The probe goes through the guest's sshd (direct-streamlocal): a refused
+// connect means the socket is stale. A listener that accepts and answers a
+// CMD_VERSION, or closes, is alive and is left alone. A listener that accepts
+// but stays silent is the forward of an SSH connection that died without the
+// guest's sshd noticing yet: its client will never answer, so it is stale.
+func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Duration) (removed bool, err error) {
+	conn, err := c.Dial("unix", sock)
+	if err != nil {
+		var oe *ssh.OpenChannelError
+		if !errors.As(err, &oe) || oe.Reason != ssh.ConnectionFailed {
+			return false, fmt.Errorf("check whether %s is in use: %w", sock, err)
+		}
+	} else {
+		alive := answers(conn, wait)
+		conn.Close()
+		if alive {
+			return false, fmt.Errorf("%w: %s", ErrInUse, sock)
+		}
+	}
+	if err := Remove(ctx, c, sock); err != nil {
+		return false, fmt.Errorf("remove stale socket %s: %w", sock, err)
+	}
+	return true, nil
+}
+
+// answers reports whether the listener behind conn reacts to a CMD_VERSION
+// within wait, by replying or by closing.
+func answers(conn io.ReadWriteCloser, wait time.Duration) bool {
+	done := make(chan bool, 1)
+	go func() {
+		if _, err := conn.Write(pcsc.AppendVersionRequest(nil, pcsc.V44)); err != nil {
+			done <- true
+			return
+		}
+		_, err := conn.Read(make([]byte, 12))
+		done <- err == nil || errors.Is(err, io.EOF)
+	}()
+	select {
+	case alive := <-done:
+		return alive
+	case <-time.After(wait):
+		return false
+	}
+}
+
+type limitedWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitedWriter) Write(p []byte) (int, error) {
+	if l.n > 0 {
+		q := p
+		if len(q) > l.n {
+			q = q[:l.n]
+		}
+		l.w.Write(q)
+		l.n -= len(q)
+	}
+	return len(p), nil
+}
+
+// Truncate returns b as a string of at most n bytes and "...", to quote a
+// script's unexpected output in an error.
+func Truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}

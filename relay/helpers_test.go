@@ -1,0 +1,53 @@
+package relay_test
+
+import (
+	"bytes"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// syncBuffer is a concurrency-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func versionExchange(t *testing.T, c net.Conn, v pcsc.Version) pcsc.VersionReply {
+	t.Helper()
+	if _, err := c.Write(pcsc.AppendVersionRequest(nil, v)); err != nil {
+		t.Fatal(err)
+	}
+	var buf [12]byte
+	r, err := pcsc.ReadVersionReply(c, &buf)
+	if err != nil {
+		t.Fatalf("read version reply: %v", err)
+	}
+	return r
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,8 +1,0 @@
-//go:build !linux
-
-package relay
-
-import "net"
-
-// RawIO returns c: raw system calls are used on Linux only.
-func RawIO(c net.Conn) net.Conn { return c }

@@ -1,0 +1,282 @@
+package up
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsetup"
+	"github.com/cardshare/cardshare/internal/sshdial"
+)
+
+// Supervisor runs one forward.Forwarder per configured guest and applies
+// reloads guest by guest.
+type Supervisor struct {
+	ctx     context.Context // parent of every guest's forward
+	opts    Options
+	started time.Time
+	log     *slog.Logger
+
+	mu        sync.Mutex
+	pending   *config.Config // what Load took for Start
+	host      hostInfo
+	loaded    time.Time
+	reloadErr string
+	guests    []*guestRun // in file order
+}
+
+// guestRun is one configured guest and, when it could be resolved, its
+// forward.
+type guestRun struct {
+	conf   config.Guest
+	spec   guestSpec
+	fwd    *forward.Forwarder // nil when the guest could not be resolved
+	err    error              // why it could not be resolved
+	at     time.Time          // when it failed to resolve
+	ctx    context.Context    // of fwd.Run and the guest setup
+	cancel context.CancelFunc
+	done   chan struct{}    // closed when fwd.Run has returned
+	setup  *guestsetup.Auto // nil unless setup_guest
+}
+
+// guestSpec is everything a guest's forward is made of. A reload leaves a
+// guest alone exactly when its spec is unchanged.
+type guestSpec struct {
+	conf      config.Guest // Line zeroed: moving an entry changes nothing
+	guest     forward.Guest
+	host      hostInfo
+	keepalive time.Duration
+	acceptNew bool
+}
+
+func (r *guestRun) running() bool {
+	if r.fwd == nil {
+		return false
+	}
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (r *guestRun) stop() {
+	if r.fwd != nil {
+		r.cancel()
+		<-r.done
+		r.setup.Wait()
+	}
+}
+
+// apply makes the running guests those of cfg. Guests whose spec is
+// unchanged are not touched; removed and changed ones are stopped (so a
+// changed guest's old socket is gone) before new and changed ones start.
+// A guest that cannot be resolved keeps its running forward, if it has
+// one. apply returns those problems.
+func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
+	// Resolving may run ssh -G and the VM managers' tools: all at once.
+	fresh := make([]*guestRun, len(cfg.Guests))
+	var wg sync.WaitGroup
+	for i, g := range cfg.Guests {
+		r := &guestRun{conf: g, done: make(chan struct{})}
+		r.spec.conf = g
+		r.spec.conf.Line = 0
+		r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
+		fresh[i] = r
+		wg.Go(func() {
+			t, _, err := Resolve(f.ctx, g, cfg.Host.SSHConfig)
+			if err != nil {
+				r.err, r.at = err, time.Now()
+				return
+			}
+			r.spec.guest = forward.Guest{Name: g.Name, Target: t, Socket: g.Socket}
+		})
+	}
+	wg.Wait()
+
+	var problems []error
+	var next, stop, start []*guestRun
+	var added, removed, restarted, kept []string
+	f.mu.Lock()
+	old := map[string]*guestRun{}
+	for _, r := range f.guests {
+		old[r.conf.Name] = r
+	}
+	for _, r := range fresh {
+		name := r.conf.Name
+		o := old[name]
+		delete(old, name)
+		switch {
+		case o != nil && r.err != nil && o.running():
+			f.log.Error("cannot resolve guest; keeping its running forward", "guest", name, "err", r.err, "hint", f.hint(r.err))
+			problems = append(problems, &placedError{"guest " + name + " (running forward kept)", r.err})
+			next = append(next, o)
+			continue
+		case o != nil && o.running() && reflect.DeepEqual(o.spec, r.spec):
+			kept = append(kept, name)
+			next = append(next, o)
+			continue
+		case o != nil:
+			stop = append(stop, o)
+			restarted = append(restarted, name)
+		default:
+			added = append(added, name)
+		}
+		next = append(next, r)
+		if r.err != nil {
+			f.log.Error("cannot resolve guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
+			f.note("%s: cannot resolve: %s", name, r.err)
+			problems = append(problems, &placedError{"guest " + name, r.err})
+			continue
+		}
+		r.ctx, r.cancel = context.WithCancel(f.ctx)
+		r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
+		start = append(start, r)
+	}
+	for name, o := range old {
+		stop = append(stop, o)
+		removed = append(removed, name)
+	}
+	f.guests, f.host = next, host
+	f.mu.Unlock()
+
+	slices.Sort(removed)
+	f.log.Info("guests configured", "added", added, "removed", removed, "restarted", restarted, "unchanged", kept)
+	stopAll(stop)
+	for _, r := range start {
+		go func() {
+			defer close(r.done)
+			if err := r.fwd.Run(r.ctx); err != nil {
+				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", f.hint(err))
+				f.note("%s: stopped until the next reload: %s", r.conf.Name, err)
+				if h := f.hint(err); h != "" {
+					f.note("    hint: %s", h)
+				}
+			}
+		}()
+	}
+	return problems
+}
+
+func (f *Supervisor) forwardConfig(r *guestRun) *forward.Config {
+	c := forward.DefaultConfig()
+	c.Host = r.spec.host.src
+	c.HostSocket = r.spec.host.socket
+	c.Daemon = r.spec.host.daemon
+	if r.spec.keepalive > 0 {
+		c.KeepaliveInterval = r.spec.keepalive
+	}
+	c.Logger = f.log
+	c.Dial = sshdial.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.opts.Prompt, Logger: f.log}
+	c.Relay.Policy = policy(r.conf)
+	c.Relay.Audit = r.conf.Audit
+	t := r.spec.guest.Target
+	dest := t.Addr()
+	if t.User != "" {
+		dest = t.User + "@" + dest
+	}
+	// setup_guest points the guest user's programs at the socket once it
+	// is known, as `expose --setup-guest` does.
+	if r.conf.SetupGuest && f.opts.SetupReport != nil {
+		targets := map[string]sshdial.Target{r.spec.guest.Name: r.spec.guest.Target}
+		r.setup = guestsetup.NewAuto(r.ctx, targets, c.Dial, f.opts.SetupReport)
+	}
+	c.OnEvent = func(e forward.Event) {
+		if f.opts.OnEvent != nil {
+			f.opts.OnEvent(e, dest)
+		}
+		if e.State == forward.StateUp {
+			r.setup.Up(e.Guest, e.Socket)
+		}
+	}
+	return c
+}
+
+func stopAll(runs []*guestRun) {
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Go(r.stop)
+	}
+	wg.Wait()
+}
+
+// Stop stops every guest's forward and waits for them (and their guest
+// setups) to end.
+func (f *Supervisor) Stop() {
+	f.mu.Lock()
+	runs := f.guests
+	f.guests = nil
+	f.mu.Unlock()
+	stopAll(runs)
+}
+
+// Reload reads the config file again and applies it. A file that does not
+// parse, or a host pcscd that moved and is not there, changes nothing.
+func (f *Supervisor) Reload() {
+	f.log.Info("reloading config", "file", f.opts.File)
+	cfg, err := config.Load(f.opts.File)
+	if err != nil {
+		f.refuse(err)
+		return
+	}
+	f.mu.Lock()
+	prev := f.host
+	f.mu.Unlock()
+	host, err := f.probeHost(f.ctx, cfg.Host)
+	switch {
+	case err != nil && (host.socket != prev.socket || host.backend != prev.backend):
+		f.refuse(err)
+		return
+	case err != nil:
+		// The same pcscd as before is down for now; the forwards redial
+		// it per connection, so keep what is known of it.
+		f.log.Warn("host pcscd did not answer; keeping its last known protocol", "err", err)
+		host = prev
+	}
+	f.setLevel(cfg.Host)
+	f.warn(cfg)
+	problems := f.apply(cfg, host)
+	f.mu.Lock()
+	f.loaded = time.Now()
+	f.reloadErr = ""
+	if len(problems) > 0 {
+		f.reloadErr = errors.Join(problems...).Error()
+	}
+	f.mu.Unlock()
+	f.note("reloaded %s", f.opts.File)
+}
+
+// refuse logs why a reload was refused, each error with its file:line and
+// hint, and keeps everything running.
+func (f *Supervisor) refuse(err error) {
+	for _, e := range unjoin(err) {
+		f.log.Error("config reload refused; the running guests are kept", "err", e, "hint", f.hint(e))
+		f.note("reload refused: %s", e)
+	}
+	f.mu.Lock()
+	f.reloadErr = err.Error()
+	f.mu.Unlock()
+}
+
+func (f *Supervisor) setLevel(h config.Host) {
+	switch {
+	case f.opts.Level == nil:
+	case f.opts.Verbose:
+		f.opts.Level.Set(slog.LevelDebug)
+	default:
+		f.opts.Level.Set(parseLevel(h.LogLevel))
+	}
+}
+
+func (f *Supervisor) warn(cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		f.log.Warn(w.Error(), "hint", w.Hint)
+	}
+}

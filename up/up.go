@@ -1,0 +1,183 @@
+package up
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/guestsetup"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/vm"
+)
+
+// Options are what a Supervisor needs besides the config file's contents.
+type Options struct {
+	// File is the config file; Reload reads it again.
+	File string
+	// Logger receives lifecycle events and errors; nil discards them.
+	Logger *slog.Logger
+	// Level, when set, follows the file's log_level (on start and on every
+	// reload), or stays at debug with Verbose (-v).
+	Level   *slog.LevelVar
+	Verbose bool
+	// Prompt asks for the passphrase of an encrypted identity file; nil
+	// means there is no one to ask.
+	Prompt func(prompt string) ([]byte, error)
+	// DefaultPCSCDSocket is the host pcscd socket when the file sets none.
+	DefaultPCSCDSocket string
+	// Backend, when set (--backend), wins over the file's host.backend:
+	// where the host's PC/SC comes from (hostpcsc.New).
+	Backend string
+	// Hint says what the user can do about an error; it becomes the "hint"
+	// attribute of error logs. nil gives none.
+	Hint func(error) string
+	// OnEvent, when set, is called on every change of a guest's state,
+	// with the guest's user@host:port. It must not block.
+	OnEvent func(e forward.Event, dest string)
+	// Note, when set, receives a line for a person waiting at a terminal:
+	// a guest that cannot be resolved, a refused reload...
+	Note func(format string, args ...any)
+	// SetupReport receives the results of setup_guest (see
+	// guestsetup.NewAuto); nil turns setup_guest off.
+	SetupReport func(guest, socket string, res guestsetup.Result, err error)
+}
+
+// New returns a Supervisor whose forwards run until ctx ends or Stop.
+func New(ctx context.Context, opts Options) *Supervisor {
+	f := &Supervisor{ctx: ctx, opts: opts, started: time.Now(), log: opts.Logger}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	return f
+}
+
+// Load takes the config file's contents for Start: it applies log_level,
+// logs the file's warnings and probes the host pcscd, which must answer.
+func (f *Supervisor) Load(cfg *config.Config) error {
+	f.setLevel(cfg.Host)
+	f.warn(cfg)
+	host, err := f.probeHost(f.ctx, cfg.Host)
+	if err != nil {
+		return err
+	}
+	f.log.Info("host pcscd", "socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
+	f.mu.Lock()
+	f.pending, f.host = cfg, host
+	f.mu.Unlock()
+	return nil
+}
+
+// Start starts the guests of the config that Load took.
+func (f *Supervisor) Start() {
+	f.mu.Lock()
+	cfg, host := f.pending, f.host
+	f.pending = nil
+	f.mu.Unlock()
+	if cfg == nil {
+		return
+	}
+	f.apply(cfg, host)
+	f.mu.Lock()
+	f.loaded = time.Now()
+	f.mu.Unlock()
+}
+
+func (f *Supervisor) hint(err error) string {
+	if f.opts.Hint == nil {
+		return ""
+	}
+	return f.opts.Hint(err)
+}
+
+func (f *Supervisor) note(format string, args ...any) {
+	if f.opts.Note != nil {
+		f.opts.Note(format, args...)
+	}
+}
+
+// policy is the reader policy of a guest that config.Validate accepted:
+// nil when it allows everything.
+func policy(g config.Guest) *pcsc.Policy {
+	deny := g.Control == "deny"
+	if len(g.Readers) == 0 && !deny {
+		return nil
+	}
+	return &pcsc.Policy{Readers: g.Readers, DenyControl: deny}
+}
+
+func parseLevel(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// hostInfo is the host's PC/SC as chosen and probed.
+type hostInfo struct {
+	backend string
+	socket  string
+	src     hostpcsc.Source
+	daemon  pcsc.Daemon
+}
+
+// probeHost chooses the host's PC/SC (hostpcsc.New) and asks it for its protocol, failing with expose's
+// error (and so its hint) when pcscd is not there; the socket path is set
+// either way.
+func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, error) {
+	sock := h.PCSCDSocket
+	if sock == "" {
+		sock = f.opts.DefaultPCSCDSocket
+	}
+	backend := h.Backend
+	if f.opts.Backend != "" {
+		backend = f.opts.Backend
+	}
+	info := hostInfo{backend: backend, socket: sock}
+	src, err := hostpcsc.New(backend, sock)
+	if err != nil {
+		return info, err
+	}
+	info.src = src
+	if info.daemon, err = src.Probe(ctx); err != nil {
+		return info, fmt.Errorf("host pcscd at %s: %w", sock, err)
+	}
+	return info, nil
+}
+
+// Resolve looks up where guest g is: a destination as ssh does, a VM
+// name as `cardshare resolve` does (an ssh_config alias, else the VM
+// managers, else a host name). from says where a VM's address came from.
+func Resolve(ctx context.Context, g config.Guest, sshConfig string) (t sshdial.Target, from string, err error) {
+	if g.VM == "" {
+		t, err = sshdial.Resolve(ctx, g.Destination, sshConfig)
+		return t, "", err
+	}
+	t, src, err := vm.Resolve(ctx, g.VM, sshConfig)
+	return t, src.Kind, err
+}
+
+// placedError says where err happened; its chain keeps err for hints.
+type placedError struct {
+	where string
+	err   error
+}
+
+func (e *placedError) Error() string { return e.where + ": " + e.err.Error() }
+func (e *placedError) Unwrap() error { return e.err }
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
