@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs the Windows builds of the host-side packages' tests under Wine
 # (opt-in; not part of scripts/test.sh): sshpaths (the agent's named-pipe
-# dialer against a pipe server made by the test, listing pipes, fileConn
-# through nettest.TestConn), service and hostcheck. What Wine cannot run
-# is skipped and says so: the OpenSSH agent service, Pageant, Task
-# Scheduler, AF_UNIX sockets, and listing \\.\pipe\ (Wine answers "Bad
-# device type").
+# dialer against a pipe server made by the test, fileConn through
+# nettest.TestConn), service (the task file written and registered with
+# Wine's schtasks, which parses the XML but keeps only part of it) and
+# hostcheck (the service manager query). What Wine cannot run is skipped
+# and says so: the OpenSSH agent service, Pageant, AF_UNIX sockets, and
+# listing \\.\pipe\ (Wine answers "Bad device type").
 #
 # Needs wine64 (apt-get install --no-install-recommends wine64). Go's
 # runtime needs bcryptprimitives.dll (ProcessPrng), which Wine 8 (Debian
@@ -58,6 +59,6 @@ out=$(mktemp -d)
 for pkg in sshpaths service hostcheck; do
 	GOOS=windows GOARCH=amd64 CGO_ENABLED=0 go test -c -o "$out/$pkg.test.exe" "./internal/$pkg"
 	echo "== internal/$pkg under $("$wine" --version 2>/dev/null || echo wine)"
-	(cd "internal/$pkg" && timeout 600 "$wine" "$out/$pkg.test.exe" -test.v -test.count=1) | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test\.go:)' | grep -v '^=== RUN'
+	(cd "internal/$pkg" && CARDSHARE_TEST_SCHTASKS=1 timeout 600 "$wine" "$out/$pkg.test.exe" -test.v -test.count=1) | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test\.go:)' | grep -v '^=== RUN'
 done
 rm -rf "$out"

@@ -24,6 +24,9 @@ func (r *recorder) run(_ context.Context, c Command) error {
 }
 
 func TestInstallUninstall(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the macOS and Linux plans have POSIX paths; TestInstallTask covers Windows")
+	}
 	home := t.TempDir()
 	env := Env{Home: home}
 	ctx := context.Background()
@@ -95,5 +98,36 @@ func TestExecRunner(t *testing.T) {
 	err := ExecRunner(context.Background(), Command{Args: []string{"sh", "-c", "echo 'Bootstrap failed: 5: Input/output error' >&2; exit 5"}})
 	if err == nil || err.Error() != "service: sh -c echo 'Bootstrap failed: 5: Input/output error' >&2; exit 5: Bootstrap failed: 5: Input/output error" {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// The Windows plan installed for real on Windows (and Wine): the task file
+// is written under %LOCALAPPDATA%, and schtasks is asked as planned.
+func TestInstallTask(t *testing.T) {
+	if runtime.GOOS != "windows" {
+		t.Skip("the Windows plan has Windows paths")
+	}
+	// Not t.TempDir: Wine cannot remove directories the way its cleanup does.
+	dir, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	p, err := PlanFor("windows", winSpec, Env{LocalAppData: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	if ch, err := Install(context.Background(), p, r.run); err != nil || ch != Created || len(r.ran) != 2 {
+		t.Fatalf("install: %v %v, ran %q", ch, err, r.ran)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "cardshare", "cardshare-task.xml")); err != nil || string(b) != string(p.Content) {
+		t.Errorf("task file: %v", err)
+	}
+	if err := Uninstall(context.Background(), p, r.run); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(p.Path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("task file left: %v", err)
 	}
 }
