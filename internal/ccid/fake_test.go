@@ -39,9 +39,12 @@ func newFakeHost() *fakeHost {
 }
 
 // helloApplet answers like internal/vcard's card: SELECT → 9000, 00 00 00
-// 00 → "Hello world!" 9000, INS 0xB0 → P2*8 bytes (for long responses).
+// 00 → "Hello world!" 9000; and INS B0 → P2*8 bytes (long responses), INS
+// D6 → 9000 whatever the length (long commands).
 func helloApplet(cmd []byte) []byte {
 	switch {
+	case len(cmd) >= 4 && cmd[1] == 0xd6:
+		return []byte{0x90, 0}
 	case len(cmd) >= 4 && cmd[1] == 0xa4:
 		return []byte{0x90, 0}
 	case len(cmd) >= 4 && cmd[1] == 0x00:

@@ -10,8 +10,9 @@ import (
 )
 
 // maxResponse is the receive buffer for the host card's responses: an
-// extended response (65536 bytes and the status word) and some room.
-const maxResponse = 65536 + 2 + 8
+// extended response, 65536 bytes and the status word (pcsc-lite's
+// MAX_BUFFER_SIZE_EXTENDED is a little more, so any host library takes it).
+const maxResponse = 65536 + 2
 
 // session is one chardev connection's state: what the guest was told, and
 // the connection to the host card.

@@ -1,0 +1,148 @@
+//go:build linux
+
+package ccid
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cardshare/cardshare/internal/testenv"
+)
+
+// guestEnv names the directory scripts/qemu-ccid-image.sh made (vmlinuz,
+// initrd.img, rootfs.ext4). TestQEMUGuest runs only when it is set:
+// scripts/qemu-ccid.sh sets it.
+const guestEnv = "CARDSHARE_QEMU_GUEST"
+
+// guestScript runs in the guest (its init calls /test/run.sh). The first
+// emulated reader (" 00 00" in libccid's naming) is bound to vpcd's first
+// reader with the project's test card, the second (" 01 00") to vpcd's
+// second reader with a T=1-only card.
+const guestScript = `#!/bin/sh
+C=/test/guestclient
+A=" 00 00"
+B=" 01 00"
+echo "guest: readers (pcsc_scan -r):"
+timeout 20 pcsc_scan -r 2>&1 | sed 's/^/guest:   /'
+$C "$A" hello
+$C "$B" hello
+$C "$A" bench 300
+$C "$B" bench 300
+for n in 256 368 372 376 600 2040; do $C "$B" resp $n; done
+for n in 261 1000 4096 65526; do $C "$B" cmd $n; done
+echo "guest: remove the card now"
+$C "$A" waitremove 30
+$C "$B" cmd 65527
+`
+
+// TestQEMUGuest boots a real QEMU guest (scripts/qemu-ccid.sh) with two
+// usb-ccid readers behind the bridge, one chardev dialed by the bridge and
+// one QEMU dials, and checks what the guest's own pcscd and libccid see.
+// It also measures APDU round trips in the guest against the same card on
+// the host and over the bridge without the guest.
+func TestQEMUGuest(t *testing.T) {
+	dir := os.Getenv(guestEnv)
+	if dir == "" {
+		t.Skipf("set %s (scripts/qemu-ccid.sh does)", guestEnv)
+	}
+	n := 300
+	p := testenv.StartPCSCD(t)
+	card := p.InsertCard(t)
+	host := realHost(t, p)
+	insertT1Card(t, p, host)
+	// The same card on the host, and over the bridge without the guest.
+	out, err := testenv.RunClient(t, testenv.BuildClient(t), p.Socket, "-r", testenv.VPCDReader, "bench", strconv.Itoa(n))
+	if err != nil {
+		t.Fatalf("host bench: %v\n%s", err, out)
+	}
+	hostB, err := testenv.ParseBench(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hopB := bridgeBench(t, host, testenv.VPCDReader, n)
+
+	work := sockDir(t)
+	disk := buildTestDisk(t, work)
+	sockA, sockB := filepath.Join(work, "ccid0.sock"), filepath.Join(work, "ccid1.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := &Config{
+		Reader:   "Virtual PCD*",
+		Chardevs: []Endpoint{{Network: "unix", Address: sockA}, {Network: "unix", Address: sockB, Listen: true}},
+		Logger:   testLogger(t),
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		if err := Attach(ctx, host, cfg); err != nil && ctx.Err() == nil {
+			t.Errorf("Attach: %v", err)
+		}
+	})
+
+	accel := os.Getenv("CARDSHARE_QEMU_ACCEL")
+	if accel == "" {
+		accel = "tcg"
+	}
+	qemu := exec.CommandContext(ctx, "qemu-system-x86_64",
+		"-machine", "q35,accel="+accel, "-m", "768", "-smp", "1", "-nographic", "-no-reboot",
+		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.img"),
+		"-append", "root=/dev/vda rw console=ttyS0 init=/sbin/cardshare-init panic=-1 quiet loglevel=3",
+		"-drive", "file="+filepath.Join(dir, "rootfs.ext4")+",if=virtio,format=raw,snapshot=on",
+		"-drive", "file="+disk+",if=virtio,format=raw,readonly=on",
+		"-device", "qemu-xhci,id=xhci",
+		"-device", "usb-ccid,id=ccid0,bus=xhci.0",
+		"-chardev", "socket,id=c0,path="+sockA+",server=on,wait=off",
+		"-device", "ccid-card-passthru,chardev=c0,bus=ccid0.0",
+		"-device", "usb-ccid,id=ccid1,bus=xhci.0",
+		"-chardev", "socket,id=c1,path="+sockB+",reconnect=1",
+		"-device", "ccid-card-passthru,chardev=c1,bus=ccid1.0",
+	)
+	stdout, err := qemu.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	qemu.Stderr = qemu.Stdout
+	start := time.Now()
+	if err := qemu.Start(); err != nil {
+		t.Fatalf("start QEMU: %v", err)
+	}
+	var lines []string
+	sc := bufio.NewScanner(stdout)
+	timeout := time.AfterFunc(6*time.Minute, func() { qemu.Process.Kill() })
+	defer timeout.Stop()
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		fmt.Printf("serial: %s\n", line) // the script's log shows the console
+		lines = append(lines, line)
+		if strings.Contains(line, "guest: remove the card now") {
+			p.RemoveCard(t, card)
+		}
+	}
+	qemu.Wait()
+	t.Logf("guest ran %s", time.Since(start).Round(time.Second))
+	console := strings.Join(lines, "\n")
+	for _, want := range []string{
+		`protocol: T=0\natr: 3B 02 14 50\nresponse: Hello world! sw: 9000`,
+		`protocol: T=0\natr: 3B 89 80 01 63 61 72 64 73 68 61 72 65 [0-9A-F]{2}\nresponse: Hello world! sw: 9000`,
+		`resp 2040: got 2040 bytes sw 9000`,
+		`cmd 65526: ok sw 9000`,
+		`removed: .* 00 00`,
+		`guest: done`,
+	} {
+		if !regexp.MustCompile(want).MatchString(console) {
+			t.Errorf("serial console lacks %q", want)
+		}
+	}
+	benchTable(t, hostB, hopB, console)
+}

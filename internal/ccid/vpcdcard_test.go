@@ -1,0 +1,55 @@
+//go:build linux
+
+package ccid
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+)
+
+// atrT1Only is a T=1-only card's ATR: TS 3B, T0 89 (TD1, 9 historical
+// bytes), TD1 01 (T=1, nothing follows), "cardshare", TCK. YubiKeys have
+// such ATRs; QEMU 7.2's usb-ccid takes only T=0.
+var atrT1Only = func() []byte {
+	atr := append([]byte{0x3b, 0x89, 0x01}, "cardshare"...)
+	var tck byte
+	for _, b := range atr[1:] {
+		tck ^= b
+	}
+	return append(atr, tck)
+}()
+
+// serveVPCDCard is a second virtual card for vsmartcard's vpcd (the
+// protocol of internal/vcard: 2-byte big-endian frames, a 1-byte frame is a
+// control command, 0x04 asks for the ATR): T=1 only, with helloApplet, which
+// also answers long responses (INS B0) for the size tests.
+func serveVPCDCard(ctx context.Context, conn net.Conn, atr []byte) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	var hdr [2]byte
+	for {
+		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+			return err
+		}
+		msg := make([]byte, binary.BigEndian.Uint16(hdr[:]))
+		if _, err := io.ReadFull(conn, msg); err != nil {
+			return err
+		}
+		var out []byte
+		switch {
+		case len(msg) == 1 && msg[0] == 0x04:
+			out = atr
+		case len(msg) > 1:
+			out = helloApplet(msg)
+		default:
+			continue // power on/off, reset: no answer
+		}
+		frame := binary.BigEndian.AppendUint16(nil, uint16(len(out)))
+		if _, err := conn.Write(append(frame, out...)); err != nil {
+			return err
+		}
+	}
+}
