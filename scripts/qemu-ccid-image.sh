@@ -24,7 +24,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 cache=${CARDSHARE_QEMU_CACHE:-$HOME/.cache/cardshare-qemu}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
-ready=$cache/.cardshare-ready-1
+# Two stages, each cached: the root file system (slow), then the image
+# made from it with the init below (quick; its marker's number changes with
+# the init).
+ready=$cache/.cardshare-ready-2
 if [ -e "$ready" ]; then
 	echo "$cache"
 	exit 0
@@ -35,8 +38,10 @@ command -v mke2fs >/dev/null || apt-get install -y e2fsprogs
 
 root=$cache/rootfs
 log=$cache/build.log
+rm -f "$cache"/.cardshare-ready-* "$cache/rootfs.ext4" "$cache/vmlinuz" "$cache/initrd.img"
+if [ ! -e "$root/.cardshare-rootfs-1" ]; then
 echo "qemu-ccid-image: building the bookworm guest in $root (log: $log)" >&2
-rm -rf "$root" "$cache/rootfs.ext4" "$cache/vmlinuz" "$cache/initrd.img"
+rm -rf "$root"
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1 || {
 	tail -n 20 "$log" >&2
 	exit 1
@@ -68,6 +73,8 @@ chroot_apt install -y --no-install-recommends linux-image-amd64 initramfs-tools 
 chroot "$root" dpkg-query -W linux-image-amd64 pcscd libccid pcsc-tools >&2
 rm -f "$root/usr/sbin/policy-rc.d"
 chroot "$root" apt-get clean
+touch "$root/.cardshare-rootfs-1"
+fi
 
 cat >"$root/sbin/cardshare-init" <<'EOF'
 #!/bin/sh
@@ -75,8 +82,8 @@ cat >"$root/sbin/cardshare-init" <<'EOF'
 # disk's run.sh with pcscd up, print everything on the serial console, power
 # off.
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sysfs /sys 2>/dev/null
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mkdir -p /dev/pts /run/pcscd /test
 mount -t devpts devpts /dev/pts
@@ -88,12 +95,17 @@ echo "guest: kernel $(uname -r), booted in $(cut -d' ' -f1 /proc/uptime) s"
 /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1
 udevadm trigger --action=add >/dev/null 2>&1
 udevadm settle --timeout=30
+# pcscd finds the usb-ccid readers through libudev and libccid.
+pcscd --foreground --info >/tmp/pcscd.log 2>&1 &
+for i in $(seq 50); do [ -S /run/pcscd/pcscd.comm ] && break; sleep 0.2; done
 mount -o ro /dev/vdb /test || echo "guest: no test disk"
 if [ -x /test/run.sh ]; then
 	/test/run.sh 2>&1
 else
 	echo "guest: no /test/run.sh"
 fi
+echo "guest: pcscd's log:"
+sed 's/^/guest:   pcscd: /' /tmp/pcscd.log
 echo "guest: done"
 sync
 echo o >/proc/sysrq-trigger

@@ -94,30 +94,53 @@ func (c *Config) Validate() error {
 // the PC/SC service when it comes back. It returns ctx's error, or the first
 // error that retrying cannot mend: a chardev peer that is not QEMU's
 // ccid-card-passthru (ErrNotQEMU), a listener that cannot be opened.
+// It is New and Run; use those to read Status meanwhile.
 func Attach(ctx context.Context, host Host, cfg *Config) error {
+	b, err := New(host, cfg)
+	if err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}
+
+// Bridge is a running Attach.
+type Bridge struct {
+	cfg   Config
+	host  Host
+	slots []*slot
+}
+
+// New checks cfg and opens the listening chardevs, so that a socket that
+// cannot be opened is reported before anything runs.
+func New(host Host, cfg *Config) (*Bridge, error) {
 	if cfg == nil {
 		cfg = DefaultConfig()
 	}
-	c := *cfg
-	if err := c.Validate(); err != nil {
-		return err
+	b := &Bridge{cfg: *cfg, host: host}
+	if err := b.cfg.Validate(); err != nil {
+		return nil, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	slots := make([]*slot, len(c.Chardevs))
-	for i, ep := range c.Chardevs {
-		conn, err := newConnector(ep, backoff{c.RetryMin, c.RetryMax})
+	for _, ep := range b.cfg.Chardevs {
+		conn, err := newConnector(ep, backoff{b.cfg.RetryMin, b.cfg.RetryMax})
 		if err != nil {
-			for _, s := range slots[:i] {
+			for _, s := range b.slots {
 				s.conn.close()
 			}
-			return err
+			return nil, err
 		}
-		slots[i] = &slot{cfg: &c, host: host, conn: conn, poke: make(chan struct{}, 1),
-			log: c.Logger.With("chardev", ep.String())}
+		b.slots = append(b.slots, &slot{cfg: &b.cfg, host: host, conn: conn, poke: make(chan struct{}, 1),
+			log: b.cfg.Logger.With("chardev", ep.String())})
 	}
+	return b, nil
+}
+
+// Run serves until ctx ends (see Attach); it closes the listeners on
+// return. Call it once.
+func (b *Bridge) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
-	for _, s := range slots {
+	for _, s := range b.slots {
 		wg.Go(func() {
 			defer s.conn.close()
 			if err := s.run(ctx); err != nil && ctx.Err() == nil {
@@ -125,7 +148,7 @@ func Attach(ctx context.Context, host Host, cfg *Config) error {
 			}
 		})
 	}
-	wg.Go(func() { watch(ctx, host, &c, slots) })
+	wg.Go(func() { watch(ctx, b.host, &b.cfg, b.slots) })
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err

@@ -397,3 +397,39 @@ func TestConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestStatus(t *testing.T) {
+	h := newFakeHost()
+	h.addReader("Yubico YubiKey", atrYub)
+	ep, accept := qemuServer(t)
+	b, err := New(h, &Config{Chardevs: []Endpoint{ep, {Network: "unix", Address: filepath.Join(sockDir(t), "none.sock")}},
+		RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	q := accept()
+	q.expect(vscard.ReaderAdd)
+	q.expect(vscard.ATR)
+	q.transmit(hello)
+	st := b.Status()
+	if len(st) != 2 || !st[0].QEMU || st[0].Reader != "Yubico YubiKey" || !st[0].Card || !st[0].T0ForT1 || st[0].APDUs != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	if st[1].QEMU || st[1].Reader != "" || st[1].Chardev != "unix:"+filepath.Join(filepath.Dir(st[1].Chardev[5:]), "none.sock") {
+		t.Fatalf("status of the unreachable chardev %+v", st[1])
+	}
+	q.conn.Close()
+	for deadline := time.Now().Add(5 * time.Second); b.Status()[0].QEMU; {
+		if time.Now().After(deadline) {
+			t.Fatal("QEMU still shown connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := b.Status()[0]; st.LastError == "" || st.Card {
+		t.Fatalf("after QEMU left: %+v", st)
+	}
+}

@@ -56,6 +56,7 @@ func (s *session) sync() error {
 			}
 			s.shown.reader = w.reader
 		}
+		s.slot.update(func(st *Status) { st.Reader, st.Card = w.reader, false })
 	}
 	if s.shown.present && (!w.present || w.gen != s.shown.gen || !bytes.Equal(w.atr, s.shown.atr)) {
 		if err := s.remove(); err != nil {
@@ -82,6 +83,7 @@ func (s *session) insert(w want) error {
 	atr, t0 := guestATR(w.atr, s.slot.cfg.T1)
 	s.resp = responder{t0: t0}
 	s.shown = w
+	s.slot.update(func(st *Status) { st.Card, st.T0ForT1 = true, t0 })
 	s.slot.log.Info("ccid: card inserted", "reader", w.reader, "atr_bytes", len(w.atr), "t0_for_t1_card", t0)
 	if err := s.send(vscard.ATR, atr); err != nil {
 		return err
@@ -103,6 +105,7 @@ func (s *session) remove() error {
 		return nil
 	}
 	s.shown.present = false
+	s.slot.update(func(st *Status) { st.Card, st.T0ForT1 = false, false })
 	s.slot.log.Info("ccid: card removed", "reader", s.shown.reader)
 	return s.send(vscard.CardRemove, nil)
 }
@@ -144,6 +147,7 @@ func (s *session) apdu(cmd []byte) error {
 		// removal. An Error makes QEMU fail it (ccid_card_card_error).
 		return s.send(vscard.Error, vscard.AppendError(nil, vscard.GeneralError))
 	}
+	s.slot.update(func(st *Status) { st.APDUs++ })
 	if resp, ok := s.resp.getResponse(cmd); ok {
 		return s.send(vscard.APDU, resp)
 	}

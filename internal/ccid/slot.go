@@ -26,9 +26,10 @@ type slot struct {
 	conn *connector
 	log  *slog.Logger
 
-	mu   sync.Mutex
-	w    want
-	poke chan struct{} // w changed
+	mu     sync.Mutex
+	w      want
+	poke   chan struct{} // w changed
+	status Status
 }
 
 func (s *slot) set(w want) {
@@ -66,6 +67,12 @@ func (s *slot) run(ctx context.Context) error {
 		s.log.Info("ccid: QEMU connected")
 		err = s.serve(ctx, conn)
 		conn.Close()
+		s.update(func(st *Status) {
+			*st = Status{APDUs: st.APDUs, Since: time.Now()}
+			if err != nil && ctx.Err() == nil {
+				st.LastError = err.Error()
+			}
+		})
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -104,6 +111,7 @@ func (s *slot) serve(ctx context.Context, conn net.Conn) error {
 		return ErrNotQEMU
 	}
 	conn.SetReadDeadline(time.Time{})
+	s.update(func(st *Status) { st.QEMU, st.Since = true, time.Now() })
 
 	apdus := make(chan []byte)
 	readErr := make(chan error, 1)
