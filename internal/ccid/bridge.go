@@ -193,6 +193,10 @@ func watch(ctx context.Context, host Host, cfg *Config, slots []*slot) {
 	}
 }
 
+// statusWait bounds each wait for reader events, so that readers are
+// listed again now and then even without PnP events (tests shorten it).
+var statusWait = 5 * time.Second
+
 func watchContext(ctx context.Context, hc HostContext, cfg *Config, slots []*slot) error {
 	stop := context.AfterFunc(ctx, func() { hc.Cancel() })
 	defer stop()
@@ -235,8 +239,11 @@ func watchContext(ctx context.Context, hc HostContext, cfg *Config, slots []*slo
 				delete(waiting, n)
 			}
 		}
-		err = hc.GetStatusChange(5*time.Second, states)
-		if err != nil && !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrReaderUnavailable) {
+		err = hc.GetStatusChange(statusWait, states)
+		switch {
+		case errors.Is(err, ErrTimeout), errors.Is(err, ErrReaderUnavailable):
+			continue // nothing new; a reader went: list them again
+		case err != nil:
 			return err
 		}
 		for i := range states {

@@ -433,3 +433,32 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("after QEMU left: %+v", st)
 	}
 }
+
+// A quiet host (GetStatusChange timing out) must not look like a removal.
+func TestQuietHost(t *testing.T) {
+	h := &timeoutHost{fakeHost: newFakeHost()}
+	h.addReader("R", atrT0)
+	ep, accept := qemuServer(t)
+	startBridge(t, h, &Config{Chardevs: []Endpoint{ep}})
+	q := accept()
+	q.expect(vscard.ReaderAdd)
+	q.expect(vscard.ATR)
+	q.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if m, err := q.r.Next(); err == nil {
+		t.Fatalf("got %v after timeouts", m.Type)
+	}
+}
+
+// timeoutHost's GetStatusChange waits at most 20 ms, however long asked.
+type timeoutHost struct{ *fakeHost }
+
+func (h *timeoutHost) EstablishContext() (HostContext, error) {
+	c, err := h.fakeHost.EstablishContext()
+	return timeoutContext{c}, err
+}
+
+type timeoutContext struct{ HostContext }
+
+func (c timeoutContext) GetStatusChange(_ time.Duration, states []ReaderState) error {
+	return c.HostContext.GetStatusChange(20*time.Millisecond, states)
+}

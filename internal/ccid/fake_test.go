@@ -121,8 +121,11 @@ func (c *fakeContext) GetStatusChange(timeout time.Duration, states []ReaderStat
 	for {
 		c.h.mu.Lock()
 		changed, any := c.h.changed, false
-		for i := range states {
-			st := &states[i]
+		// Like pcsc-lite through internal/scard: the states are filled
+		// in only when something changed.
+		next := slices.Clone(states)
+		for i := range next {
+			st := &next[i]
 			var ev uint32
 			if st.Reader == PnPNotification {
 				ev = uint32(len(c.h.readers)) << 16
@@ -141,6 +144,7 @@ func (c *fakeContext) GetStatusChange(timeout time.Duration, states []ReaderStat
 		}
 		c.h.mu.Unlock()
 		if any {
+			copy(states, next)
 			return nil
 		}
 		select {

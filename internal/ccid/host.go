@@ -23,7 +23,8 @@ type HostContext interface {
 	// GetStatusChange waits up to timeout for a state in states to differ
 	// from its CurrentState and fills in EventState and ATR
 	// (SCardGetStatusChange; PnPNotification as a reader name reports
-	// reader arrival and removal). Returns ErrTimeout or ErrCancelled.
+	// reader arrival and removal). Returns ErrTimeout or ErrCancelled, and
+	// then leaves states as they were.
 	GetStatusChange(timeout time.Duration, states []ReaderState) error
 	// Cancel ends a GetStatusChange under way (SCardCancel).
 	Cancel() error

@@ -71,6 +71,8 @@ func insertT1Card(t *testing.T, p *testenv.PCSCD, host Host) {
 // a removal, a reset by a host program, and a host program's transaction
 // between two bursts of guest commands.
 func TestRealPCSCD(t *testing.T) {
+	defer func(d time.Duration) { statusWait = d }(statusWait)
+	statusWait = 50 * time.Millisecond
 	p := testenv.StartPCSCD(t)
 	card := p.InsertCard(t)
 	host := realHost(t, p)
@@ -89,6 +91,12 @@ func TestRealPCSCD(t *testing.T) {
 	qa.transmit(selectHello)
 	if got := qa.transmit(hello); !bytes.Equal(got, helloResp) {
 		t.Fatalf("hello: % x", got)
+	}
+	// Quiet readers (GetStatusChange timing out, every 50 ms here) change
+	// nothing for the guest.
+	qa.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if m, err := qa.r.Next(); err == nil {
+		t.Fatalf("quiet host: got %v", m.Type)
 	}
 
 	// The T=1-only card: T=0 in its ATR, 61xx and GET RESPONSE.

@@ -39,11 +39,13 @@ func (c *scardContext) GetStatusChange(timeout time.Duration, states []ReaderSta
 	for i, s := range states {
 		rs[i] = scard.ReaderState{Reader: s.Reader, CurrentState: s.CurrentState}
 	}
-	err := c.lib.GetStatusChange(c.ctx, timeout, rs)
+	if err := c.lib.GetStatusChange(c.ctx, timeout, rs); err != nil {
+		return hostErr(err) // the states are not filled in
+	}
 	for i := range states {
 		states[i].EventState, states[i].ATR = rs[i].EventState, rs[i].ATR
 	}
-	return hostErr(err)
+	return nil
 }
 
 func (c *scardContext) Cancel() error  { return hostErr(c.lib.Cancel(c.ctx)) }
