@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+
+	"golang.org/x/sys/unix"
 )
 
 // atrT1Only is a T=1-only card's ATR: TS 3B, T0 89 (TD1, 9 historical
@@ -34,6 +36,7 @@ func serveVPCDCard(ctx context.Context, conn net.Conn, atr []byte) error {
 		if _, err := io.ReadFull(conn, hdr[:]); err != nil {
 			return err
 		}
+		quickAck(conn)
 		msg := make([]byte, binary.BigEndian.Uint16(hdr[:]))
 		if _, err := io.ReadFull(conn, msg); err != nil {
 			return err
@@ -50,6 +53,18 @@ func serveVPCDCard(ctx context.Context, conn net.Conn, atr []byte) error {
 		frame := binary.BigEndian.AppendUint16(nil, uint16(len(out)))
 		if _, err := conn.Write(append(frame, out...)); err != nil {
 			return err
+		}
+	}
+}
+
+// quickAck acknowledges vpcd's next segment at once (TCP_QUICKACK, reset by
+// the kernel after each read): vpcd writes a frame's length and its payload
+// separately, and a delayed ACK would hold the payload back ~40 ms (Nagle),
+// as internal/vcard explains.
+func quickAck(conn net.Conn) {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1) })
 		}
 	}
 }
