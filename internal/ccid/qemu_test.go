@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,8 +37,10 @@ echo "guest: readers (pcsc_scan -r):"
 timeout 20 pcsc_scan -r 2>&1 | sed 's/^/guest:   /'
 $C "$A" hello
 $C "$B" hello
+$C "$A" status 300
 $C "$A" bench 300
 $C "$B" bench 300
+$C "$A" bench 300
 for n in 256 368 376 600 2040; do $C "$B" resp $n; done
 for n in 261 1000 4096 65526; do $C "$B" cmd $n; done
 echo "guest: remove the card now"
@@ -70,6 +73,7 @@ func TestQEMUGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	hopB := bridgeBench(t, host, testenv.VPCDReader, n)
+	timed := &timingHost{Host: host}
 
 	work := sockDir(t)
 	disk := buildTestDisk(t, work)
@@ -85,7 +89,7 @@ func TestQEMUGuest(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() {
-		if err := Attach(ctx, host, cfg); err != nil && ctx.Err() == nil {
+		if err := Attach(ctx, timed, cfg); err != nil && ctx.Err() == nil {
 			t.Errorf("Attach: %v", err)
 		}
 	})
@@ -145,4 +149,61 @@ func TestQEMUGuest(t *testing.T) {
 		}
 	}
 	benchTable(t, hostB, hopB, console)
+	fmt.Println(timed.summary())
+}
+
+// timingHost times the host card's Transmit calls, to tell the bridge's
+// and the card's share of the guest's round trips from QEMU's and the
+// guest's.
+type timingHost struct {
+	Host
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (h *timingHost) EstablishContext() (HostContext, error) {
+	c, err := h.Host.EstablishContext()
+	return timingContext{c, h}, err
+}
+
+type timingContext struct {
+	HostContext
+	h *timingHost
+}
+
+func (c timingContext) Connect(reader string, exclusive bool) (HostCard, error) {
+	card, err := c.HostContext.Connect(reader, exclusive)
+	return timingCard{card, c.h}, err
+}
+
+type timingCard struct {
+	HostCard
+	h *timingHost
+}
+
+func (c timingCard) Transmit(apdu, recv []byte) (int, error) {
+	t0 := time.Now()
+	n, err := c.HostCard.Transmit(apdu, recv)
+	c.h.mu.Lock()
+	c.h.d = append(c.h.d, time.Since(t0))
+	c.h.mu.Unlock()
+	return n, err
+}
+
+func (h *timingHost) summary() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d := slices.Clone(h.d)
+	if len(d) == 0 {
+		return "no host transmits"
+	}
+	slices.Sort(d)
+	over := 0
+	for _, x := range d {
+		if x > 10*time.Millisecond {
+			over++
+		}
+	}
+	return fmt.Sprintf("host card time inside the bridge during the guest run (SCardTransmit on the host): %d calls, median %d µs, p99 %d µs, max %d µs, %d over 10 ms",
+		len(d), d[(len(d)-1)/2].Microseconds(), d[(len(d)*99+99)/100-1].Microseconds(), d[len(d)-1].Microseconds(), over)
 }

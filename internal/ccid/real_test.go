@@ -207,8 +207,8 @@ func benchTable(t *testing.T, hostB, hopB testenv.Bench, console string) {
 		name string
 		b    testenv.Bench
 	}{{"host: pcscclient → pcscd → vpcd → card", hostB}, {"bridge: fake QEMU → VSCard → bridge → pcscd", hopB}}
-	names := []string{"guest: T=0 test card (guest pcscd → libccid → xhci → usb-ccid → VSCard → bridge)",
-		"guest: T=1-only card (each hello = APDU + GET RESPONSE)"}
+	names := []string{"guest: test card (guest pcscd → libccid → xhci → usb-ccid → VSCard → bridge → host)",
+		"guest: T=1-only card (each hello = APDU + GET RESPONSE)", "guest: test card again"}
 	for i, m := range guestBenchRE.FindAllStringSubmatch(console, -1) {
 		f := func(j int) float64 { v, _ := strconv.ParseFloat(m[j], 64); return v }
 		name := fmt.Sprintf("guest %d", i)
@@ -219,6 +219,9 @@ func benchTable(t *testing.T, hostB, hopB testenv.Bench, console string) {
 			name string
 			b    testenv.Bench
 		}{name, testenv.Bench{Count: int(f(1)), MedianUS: f(2), P99US: f(3), MaxUS: f(4), PerSec: f(5), Over10ms: int(f(6))}})
+	}
+	if m := regexp.MustCompile(`status: count=\d+ mean_us=([\d.]+) max_us=([\d.]+)`).FindStringSubmatch(console); m != nil {
+		defer fmt.Printf("guest: SCardStatus alone (guest client ↔ guest pcscd, no USB): mean %s µs, max %s µs\n", m[1], m[2])
 	}
 	fmt.Printf("\n%-86s %8s %10s %10s %10s %6s\n", "path", "APDU/s", "median µs", "p99 µs", "max µs", ">10ms")
 	for _, r := range rows {

@@ -14,6 +14,8 @@
  *                  beyond 260) and print "cmd LEN: ok sw XXXX" or the error
  *   resp N         INS B0 with P2 = N/8: the test card answers N bytes;
  *                  print "resp N: got M bytes sw XXXX" after GET RESPONSEs
+ *   status N       N SCardStatus calls, which pcscd answers without the
+ *                  reader: the guest's own PC/SC cost, without USB
  *   waitremove S   wait up to S seconds for the card to go; print "removed"
  * Exit status 0 on success.
  */
@@ -160,6 +162,29 @@ static int respn(long n)
 	return len - 2 == (DWORD)(n / 8 * 8) ? 0 : 1;
 }
 
+static int status(long n)
+{
+	char name[512];
+	BYTE atr[64];
+	DWORD nl, st, pr, al;
+	long long start = now_ns(), t, max = 0;
+	long i;
+
+	for (i = 0; i < n; i++) {
+		long long t0 = now_ns();
+		nl = sizeof name, al = sizeof atr;
+		LONG rv = SCardStatus(card, name, &nl, &st, &pr, atr, &al);
+		if (rv != SCARD_S_SUCCESS)
+			return fail("SCardStatus", rv);
+		t = now_ns() - t0;
+		if (t > max)
+			max = t;
+	}
+	t = now_ns() - start;
+	printf("status: count=%ld mean_us=%.1f max_us=%.1f\n", n, t / 1e3 / n, max / 1e3);
+	return 0;
+}
+
 static int waitremove(long seconds)
 {
 	SCARD_READERSTATE rs = {.szReader = reader, .dwCurrentState = SCARD_STATE_PRESENT};
@@ -227,6 +252,8 @@ found:
 		return 2;
 	if (strcmp(argv[2], "bench") == 0)
 		return bench(atol(argv[3]));
+	if (strcmp(argv[2], "status") == 0)
+		return status(atol(argv[3]));
 	if (strcmp(argv[2], "cmd") == 0)
 		return cmd(atol(argv[3]));
 	if (strcmp(argv[2], "resp") == 0)
