@@ -371,6 +371,27 @@ func TestExclusive(t *testing.T) {
 	}
 }
 
+func TestListenRefusesFiles(t *testing.T) {
+	path := filepath.Join(sockDir(t), "file")
+	os.WriteFile(path, []byte("keep"), 0o644)
+	if _, err := New(newFakeHost(), &Config{Chardevs: []Endpoint{{Network: "unix", Address: path, Listen: true}}}); err == nil {
+		t.Fatal("listened over a regular file")
+	}
+	if b, _ := os.ReadFile(path); string(b) != "keep" {
+		t.Fatal("file replaced")
+	}
+	// A live listener is not taken over; a stale socket is.
+	live := filepath.Join(sockDir(t), "live.sock")
+	ln, err := net.Listen("unix", live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if _, err := New(newFakeHost(), &Config{Chardevs: []Endpoint{{Network: "unix", Address: live, Listen: true}}}); err == nil {
+		t.Fatal("took over a live socket")
+	}
+}
+
 func TestConfig(t *testing.T) {
 	if err := (&Config{}).Validate(); err == nil {
 		t.Error("no chardev accepted")

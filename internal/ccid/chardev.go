@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -81,7 +82,10 @@ func newConnector(ep Endpoint, b backoff) (*connector, error) {
 	}
 	if ep.Network == "unix" {
 		// A stale socket of an earlier run: remove it if nobody answers.
-		if _, err := os.Stat(ep.Address); err == nil {
+		if fi, err := os.Lstat(ep.Address); err == nil {
+			if fi.Mode()&os.ModeSocket == 0 {
+				return nil, fmt.Errorf("ccid: listen on %s: the path exists and is not a socket", ep.Address)
+			}
 			if conn, err := net.DialTimeout("unix", ep.Address, time.Second); err == nil {
 				conn.Close()
 				return nil, fmt.Errorf("ccid: listen on %s: %w", ep.Address, errInUse)
@@ -89,18 +93,9 @@ func newConnector(ep Endpoint, b backoff) (*connector, error) {
 			os.Remove(ep.Address)
 		}
 	}
-	ln, err := net.Listen(ep.Network, ep.Address)
+	ln, err := listen(ep)
 	if err != nil {
 		return nil, fmt.Errorf("ccid: listen on %s: %w", ep, err)
-	}
-	if ep.Network == "unix" {
-		// Only the owner (and root) may connect: QEMU runs as the user, or
-		// as root under libvirt's system instance with the socket in a
-		// directory of the user's choosing.
-		if err := os.Chmod(ep.Address, 0o600); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("ccid: listen on %s: %w", ep, err)
-		}
 	}
 	c.ln = ln
 	return c, nil
@@ -149,7 +144,42 @@ func (c *connector) next(ctx context.Context, onRetry func(err error, wait time.
 func (c *connector) close() {
 	if c.ln != nil {
 		c.ln.Close()
+		if c.ep.Network == "unix" {
+			os.Remove(c.ep.Address)
+		}
 	}
+}
+
+// listen opens a listening chardev. A Unix socket is made mode 0600 in a
+// fresh 0700 directory beside its path and then renamed into place, so that
+// no other user can connect to it at any moment, whatever the directory it
+// lives in: the chardev carries PINs unauthenticated. QEMU must therefore
+// run as the same user (or root); a QEMU of another user (libvirt's system
+// instance) should listen itself (source mode='bind') instead.
+func listen(ep Endpoint) (net.Listener, error) {
+	if ep.Network != "unix" {
+		return net.Listen(ep.Network, ep.Address)
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(ep.Address), ".cardshare-ccid-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, ep.Address); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
 
 // tune sets TCP_NODELAY: each VSCard message is one write, and waiting for
