@@ -115,8 +115,10 @@ func (s *slot) serve(ctx context.Context, conn net.Conn) error {
 
 	apdus := make(chan []byte)
 	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done) // readLoop stops waiting to hand over an APDU
 	go func() {
-		readErr <- readLoop(r, apdus, s.log)
+		readErr <- readLoop(r, apdus, done, s.log)
 		close(apdus)
 	}()
 	sess := &session{slot: s, conn: conn}
@@ -149,7 +151,7 @@ func (s *slot) serve(ctx context.Context, conn net.Conn) error {
 
 // readLoop reads QEMU's messages and passes each APDU on (a copy: the
 // reader reuses its buffer).
-func readLoop(r *vscard.Reader, apdus chan<- []byte, log *slog.Logger) error {
+func readLoop(r *vscard.Reader, apdus chan<- []byte, done <-chan struct{}, log *slog.Logger) error {
 	for {
 		m, err := r.Next()
 		if err != nil {
@@ -158,7 +160,11 @@ func readLoop(r *vscard.Reader, apdus chan<- []byte, log *slog.Logger) error {
 		switch m.Type {
 		case vscard.APDU:
 			log.Debug("ccid: guest APDU", "bytes", len(m.Payload))
-			apdus <- bytes.Clone(m.Payload)
+			select {
+			case apdus <- bytes.Clone(m.Payload):
+			case <-done:
+				return nil
+			}
 		case vscard.Error:
 			code, err := vscard.ParseError(m.Payload)
 			if err == nil && code != vscard.Success {
