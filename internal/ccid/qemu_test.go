@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -158,7 +159,7 @@ func TestQEMUGuest(t *testing.T) {
 type timingHost struct {
 	Host
 	mu sync.Mutex
-	d  []time.Duration
+	d  map[string][]time.Duration // by reader
 }
 
 func (h *timingHost) EstablishContext() (HostContext, error) {
@@ -173,19 +174,23 @@ type timingContext struct {
 
 func (c timingContext) Connect(reader string, exclusive bool) (HostCard, error) {
 	card, err := c.HostContext.Connect(reader, exclusive)
-	return timingCard{card, c.h}, err
+	return timingCard{card, c.h, reader}, err
 }
 
 type timingCard struct {
 	HostCard
-	h *timingHost
+	h      *timingHost
+	reader string
 }
 
 func (c timingCard) Transmit(apdu, recv []byte) (int, error) {
 	t0 := time.Now()
 	n, err := c.HostCard.Transmit(apdu, recv)
 	c.h.mu.Lock()
-	c.h.d = append(c.h.d, time.Since(t0))
+	if c.h.d == nil {
+		c.h.d = map[string][]time.Duration{}
+	}
+	c.h.d[c.reader] = append(c.h.d[c.reader], time.Since(t0))
 	c.h.mu.Unlock()
 	return n, err
 }
@@ -193,17 +198,18 @@ func (c timingCard) Transmit(apdu, recv []byte) (int, error) {
 func (h *timingHost) summary() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	d := slices.Clone(h.d)
-	if len(d) == 0 {
-		return "no host transmits"
-	}
-	slices.Sort(d)
-	over := 0
-	for _, x := range d {
-		if x > 10*time.Millisecond {
-			over++
+	var b strings.Builder
+	for _, reader := range slices.Sorted(maps.Keys(h.d)) {
+		d := slices.Clone(h.d[reader])
+		slices.Sort(d)
+		over := 0
+		for _, x := range d {
+			if x > 10*time.Millisecond {
+				over++
+			}
 		}
+		fmt.Fprintf(&b, "SCardTransmit on the host inside the bridge during the guest run, %s: %d calls, median %d µs, p99 %d µs, max %d µs, %d over 10 ms\n",
+			reader, len(d), d[(len(d)-1)/2].Microseconds(), d[(len(d)*99+99)/100-1].Microseconds(), d[len(d)-1].Microseconds(), over)
 	}
-	return fmt.Sprintf("host card time inside the bridge during the guest run (SCardTransmit on the host): %d calls, median %d µs, p99 %d µs, max %d µs, %d over 10 ms",
-		len(d), d[(len(d)-1)/2].Microseconds(), d[(len(d)*99+99)/100-1].Microseconds(), d[len(d)-1].Microseconds(), over)
+	return b.String()
 }
