@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -42,6 +43,7 @@ $C "$A" status 300
 $C "$A" bench 300
 $C "$B" bench 300
 $C "$A" bench 300
+$C "$B" reset
 for n in 256 368 376 600 2040; do $C "$B" resp $n; done
 for n in 261 1000 4096 65526; do $C "$B" cmd $n; done
 echo "guest: remove the card now"
@@ -130,6 +132,9 @@ func TestQEMUGuest(t *testing.T) {
 		line := strings.TrimRight(sc.Text(), "\r")
 		fmt.Printf("serial: %s\n", line) // the script's log shows the console
 		lines = append(lines, line)
+		if strings.Contains(line, "guest: reset the card now") {
+			resetCard(t, testenv.VPCDSecondReader)
+		}
 		if strings.Contains(line, "guest: remove the card now") {
 			p.RemoveCard(t, card)
 		}
@@ -140,6 +145,7 @@ func TestQEMUGuest(t *testing.T) {
 	for _, want := range []string{
 		`protocol: T=0\natr: 3B 02 14 50\nresponse: Hello world! sw: 9000`,
 		`protocol: T=0\natr: 3B 89 80 01 63 61 72 64 73 68 61 72 65 [0-9A-F]{2}\nresponse: Hello world! sw: 9000`,
+		`after reset: .*\nafter reset, connected again: response: Hello world! sw: 9000`,
 		`resp 2040: got 2040 bytes sw 9000`,
 		`cmd 65526: ok sw 9000`,
 		`removed: .* 00 00`,
@@ -212,4 +218,28 @@ func (h *timingHost) summary() string {
 			reader, len(d), d[(len(d)-1)/2].Microseconds(), d[(len(d)*99+99)/100-1].Microseconds(), d[len(d)-1].Microseconds(), over)
 	}
 	return b.String()
+}
+
+// resetCard resets the card in reader as a host program would
+// (SCardReconnect with SCARD_RESET_CARD), waiting for the guest's
+// transaction to end.
+func resetCard(t *testing.T, reader string) {
+	lib, err := scard.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := lib.EstablishContext(scard.ScopeSystem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lib.ReleaseContext(c)
+	h, _, err := lib.Connect(c, reader, scard.ShareShared, scard.ProtocolT0|scard.ProtocolT1)
+	if err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	defer lib.Disconnect(h, scard.DispositionLeave)
+	if _, err := lib.Reconnect(h, scard.ShareShared, scard.ProtocolT0|scard.ProtocolT1, scard.DispositionReset); err != nil {
+		t.Fatalf("reset: %v", err)
+	}
+	fmt.Println("host: reset the card in", reader)
 }

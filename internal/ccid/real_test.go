@@ -127,6 +127,7 @@ func TestRealPCSCD(t *testing.T) {
 	}
 	lib.Disconnect(h, scard.DispositionLeave)
 	qa.send(vscard.APDU, hello)
+	qa.expect(vscard.Error)
 	qa.expect(vscard.CardRemove)
 	qa.expect(vscard.ATR)
 	if got := qa.transmit(hello); !bytes.Equal(got, []byte{0x69, 0x85}) {

@@ -178,9 +178,10 @@ func (s *session) transmit(cmd []byte) (int, error) {
 	return n, err
 }
 
-// hostError answers a command the host could not run. A reset by another
-// program, or a card gone, shows in the guest as a removal and, if the card
-// is still there after the gap, an insertion: never as a wrong answer.
+// hostError answers a command the host could not run: the command fails
+// (an Error, which QEMU turns into a failed CCID answer). A reset by another
+// program, or a card gone, then shows in the guest as a removal and, if the
+// card is still there after the gap, an insertion: never as a wrong answer.
 func (s *session) hostError(err error) error {
 	switch {
 	case errors.Is(err, ErrResetCard):
@@ -191,6 +192,14 @@ func (s *session) hostError(err error) error {
 		s.inTxn = false
 		fallthrough
 	case errors.Is(err, ErrRemovedCard), errors.Is(err, ErrReaderUnavailable):
+		// Fail the command first: QEMU 7.2 answers a command still
+		// pending at CardRemove with an empty block and no error status
+		// (ccid_card_card_removed → ccid_flush_pending_answers,
+		// dev-smartcard-reader.c:1210-1219), which the guest's libccid
+		// passes on as a successful empty response.
+		if serr := s.send(vscard.Error, vscard.AppendError(nil, vscard.GeneralError)); serr != nil {
+			return serr
+		}
 		if rerr := s.remove(); rerr != nil {
 			return rerr
 		}

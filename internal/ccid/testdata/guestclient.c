@@ -16,6 +16,9 @@
  *                  print "resp N: got M bytes sw XXXX" after GET RESPONSEs
  *   status N       N SCardStatus calls, which pcscd answers without the
  *                  reader: the guest's own PC/SC cost, without USB
+ *   reset          print "guest: reset the card now", wait 4 s (the host
+ *                  resets the card meanwhile), send 00 00 00 00: it must fail;
+ *                  connect again and say hello
  *   waitremove S   wait up to S seconds for the card to go; print "removed"
  * Exit status 0 on success.
  */
@@ -185,6 +188,36 @@ static int status(long n)
 	return 0;
 }
 
+static int reset(void)
+{
+	DWORD len, proto;
+	LONG rv;
+	int i;
+
+	if (hello(0) != 0)
+		return 1;
+	printf("guest: reset the card now\n");
+	fflush(stdout);
+	sleep(4);
+	rv = xmit(hello_apdu, sizeof hello_apdu, &len);
+	if (rv == SCARD_S_SUCCESS) {
+		printf("after reset: answered sw %04X (must not be)\n", sw(resp, len));
+		return 1;
+	}
+	printf("after reset: %s (0x%08lX)\n", pcsc_stringify_error(rv), (unsigned long)rv);
+	SCardDisconnect(card, SCARD_LEAVE_CARD);
+	for (i = 0; i < 20; i++) {
+		rv = SCardConnect(ctx, reader, SCARD_SHARE_SHARED, SCARD_PROTOCOL_T0 | SCARD_PROTOCOL_T1, &card, &proto);
+		if (rv == SCARD_S_SUCCESS)
+			break;
+		sleep(1);
+	}
+	if (rv != SCARD_S_SUCCESS)
+		return fail("SCardConnect after reset", rv);
+	printf("after reset, connected again: ");
+	return hello(1);
+}
+
 static int waitremove(long seconds)
 {
 	SCARD_READERSTATE rs = {.szReader = reader, .dwCurrentState = SCARD_STATE_PRESENT};
@@ -238,6 +271,8 @@ found:
 	if (rv != SCARD_S_SUCCESS)
 		return fail("SCardConnect", rv);
 	pci = proto == SCARD_PROTOCOL_T0 ? SCARD_PCI_T0 : SCARD_PCI_T1;
+	if (strcmp(argv[2], "reset") == 0)
+		return reset();
 	if (strcmp(argv[2], "hello") == 0) {
 		rv = SCardStatus(card, names, &rlen, &state, &proto, atr, &atrlen);
 		if (rv != SCARD_S_SUCCESS)
