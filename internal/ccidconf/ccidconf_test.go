@@ -1,7 +1,9 @@
 package ccidconf
 
 import (
+	"context"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -66,5 +68,28 @@ func TestSnippet(t *testing.T) {
 	Snippet(&b, SnippetOptions{Listen: true})
 	if out := b.String(); !strings.Contains(out, "mode='connect'") || !strings.Contains(out, "reconnect=2") || !strings.Contains(out, "attach --listen") {
 		t.Errorf("listen snippet:\n%s", out)
+	}
+}
+
+func TestDomainChardevs(t *testing.T) {
+	t.Setenv("LIBVIRT_DEFAULT_URI", "")
+	var calls [][]string
+	run := func(_ context.Context, _, name string, args ...string) ([]byte, error) {
+		calls = append(calls, append([]string{name}, args...))
+		if len(args) > 0 && args[0] == "-c" {
+			return []byte(domainXML), nil
+		}
+		return nil, errors.New("error: failed to get domain 'win11'")
+	}
+	eps, err := DomainChardevs(context.Background(), run, "win11")
+	if os.Geteuid() == 0 {
+		// root asks one connection only.
+		if !errors.Is(err, ErrNoDomain) || len(calls) != 1 {
+			t.Fatalf("root: %v, calls %q", err, calls)
+		}
+		return
+	}
+	if err != nil || len(eps) != 2 || len(calls) != 2 {
+		t.Fatalf("%v %v %q", eps, err, calls)
 	}
 }
