@@ -37,11 +37,11 @@ type domain struct {
 }
 
 // ChardevsFromDomainXML returns the chardevs of a libvirt domain's
-// passthrough smartcards, in their order in the XML (libvirt gives each
-// its own usb-ccid controller). A source in mode 'bind' is a socket QEMU
-// listens on, so the bridge dials it; 'connect' means QEMU dials, so the
-// bridge listens. spicevmc smartcards belong to SPICE clients and are
-// skipped.
+// passthrough smartcards, in their order in the XML (each needs its own
+// usb-ccid device, <controller type='ccid'>, as each has one slot). A
+// source in mode 'bind' is a socket QEMU listens on, so the bridge dials it;
+// 'connect' means QEMU dials, so the bridge listens. spicevmc smartcards
+// belong to SPICE clients and are skipped.
 func ChardevsFromDomainXML(b []byte) ([]ccid.Endpoint, error) {
 	var d domain
 	if err := xml.Unmarshal(b, &d); err != nil {
