@@ -19,17 +19,11 @@ type symbols struct {
 }
 
 // symbolNames are the functions to load, in the order of symbols, for
-// libraries with 8-bit strings; wideNames are the W variants of Windows.
-var (
-	symbolNames = [...]string{"SCardEstablishContext", "SCardReleaseContext", "SCardListReaders",
-		"SCardGetStatusChange", "SCardCancel", "SCardConnect", "SCardReconnect", "SCardDisconnect",
-		"SCardBeginTransaction", "SCardEndTransaction", "SCardTransmit", "SCardControl", "SCardStatus",
-		"SCardGetAttrib", "SCardSetAttrib"}
-	wideNames = [...]string{"SCardEstablishContext", "SCardReleaseContext", "SCardListReadersW",
-		"SCardGetStatusChangeW", "SCardCancel", "SCardConnectW", "SCardReconnect", "SCardDisconnect",
-		"SCardBeginTransaction", "SCardEndTransaction", "SCardTransmit", "SCardControl", "SCardStatusW",
-		"SCardGetAttrib", "SCardSetAttrib"}
-)
+// libraries with 8-bit strings.
+var symbolNames = [...]string{"SCardEstablishContext", "SCardReleaseContext", "SCardListReaders",
+	"SCardGetStatusChange", "SCardCancel", "SCardConnect", "SCardReconnect", "SCardDisconnect",
+	"SCardBeginTransaction", "SCardEndTransaction", "SCardTransmit", "SCardControl", "SCardStatus",
+	"SCardGetAttrib", "SCardSetAttrib"}
 
 // load fills s with lookup(name) for each of names.
 func (s *symbols) load(names [15]string, lookup func(string) (uintptr, error)) error {
