@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/nativepcsc"
 	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
@@ -53,6 +56,9 @@ var (
 )
 
 func clientMain(mode string) int {
+	if sock, ok := strings.CutPrefix(mode, "serve "); ok {
+		return serveMain(sock)
+	}
 	lib, err := scard.Open()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -184,3 +190,32 @@ func clientMain(mode string) int {
 }
 
 func errOnly(_ int, _ uint32, err error) error { return err }
+
+// serveMain serves the daemon end on socket until stdin closes: the
+// daemon end in a process of its own, without the test's virtual card.
+func serveMain(socket string) int {
+	lib, err := scard.Open()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	src, err := nativepcsc.New(lib, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ln, err := net.Listen("unix", socket)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	fmt.Println("serving")
+	src.Serve(ctx, ln)
+	src.Close()
+	return 0
+}
