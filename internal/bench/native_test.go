@@ -120,8 +120,8 @@ func idleCost(b *testing.B, pcscd string) string {
 		c.Close()
 	}
 	perConn := float64(m1-m0) / float64(n)
-	return fmt.Sprintf("idle guest connections on the native backend: %d cost %.1f KiB each in Go heap and stacks (both socket ends and the serving goroutine), RSS +%.1f MiB in all\n",
-		n, perConn/1024, float64(rss1-rss0)/(1<<20))
+	return fmt.Sprintf("idle guest connections on the native backend: %d cost %.1f KiB each in Go heap and stacks (both socket ends and the serving goroutine), RSS %+.1f MiB in all\n",
+		n, perConn/1024, (float64(rss1)-float64(rss0))/(1<<20))
 }
 
 func readFull(c net.Conn, b []byte) (int, error) {
