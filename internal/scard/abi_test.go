@@ -151,3 +151,11 @@ func TestCodeError(t *testing.T) {
 		t.Error("CodeOf")
 	}
 }
+
+func TestSymbolNames(t *testing.T) {
+	for i, n := range symbolNames {
+		if len(n) < 6 || n[:5] != "SCard" {
+			t.Errorf("symbol %d: %q", i, n)
+		}
+	}
+}
