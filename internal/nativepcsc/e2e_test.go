@@ -4,6 +4,7 @@ package nativepcsc_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/nativepcsc"
+	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/scard/scardtest"
 	"github.com/cardshare/cardshare/internal/testenv"
@@ -278,4 +280,38 @@ func TestNativePCSCDRestart(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// Close ends every guest connection and the event loop, and leaves no
+// goroutine or descriptor behind; nor does a guest that leaves mid-call.
+func TestCloseLeavesNothing(t *testing.T) {
+	before := testenv.Snapshot(t)
+	f, src := startFake(t)
+	f.Insert(fakeReader, fakeATR)
+	var waiting []*raw
+	for range 10 {
+		r := dial(t, src)
+		r.version(pcsc.V46)
+		ctx := r.establish()
+		if cs := r.connect(ctx, fakeReader); cs.RV != 0 {
+			t.Fatalf("connect %+v", cs)
+		}
+		r.send(pcsc.CmdWaitReaderStateChange, nil, nil)
+		waiting = append(waiting, r)
+	}
+	half := dial(t, src)
+	half.Write([]byte{12, 0, 0, 0, 0x11, 0, 0}) // half a header
+	src.Close()
+	for _, r := range waiting {
+		r.closed()
+		r.Close()
+	}
+	half.Close()
+	if n := f.Contexts(); n != 0 {
+		t.Errorf("%d host contexts left after Close", n)
+	}
+	if _, err := src.Dial(t.Context()); !errors.Is(err, nativepcsc.ErrClosed) {
+		t.Errorf("Dial after Close: %v", err)
+	}
+	testenv.CheckNoLeak(t, before)
 }
