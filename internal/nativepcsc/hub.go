@@ -123,6 +123,11 @@ func (h *hub) run() {
 		readyOnce()
 		start := time.Now()
 		states := h.waitStates()
+		if len(states) == 0 {
+			// No readers and no PnP reader to watch (macOS): poll the list.
+			h.sleep(h.cfg.MaxPoll / 2)
+			continue
+		}
 		timeout := h.cfg.MaxPoll
 		h.inWait.Lock()
 		err := h.lib.GetStatusChange(hostCtx, timeout, states)

@@ -368,3 +368,38 @@ func TestConnectionCleanup(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Without PnP (macOS), readers are found by listing them: one plugged in
+// later appears, and an empty list is no error.
+func TestNoPnP(t *testing.T) {
+	f := scardtest.NewFake()
+	f.Feat.PnP, f.Feat.EventCounts = false, false
+	src, err := nativepcsc.New(f, &nativepcsc.Config{MinPoll: 5 * time.Millisecond, MaxPoll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	r := dial(t, src)
+	r.version(pcsc.V45)
+	r.send(pcsc.CmdWaitReaderStateChange, nil, nil)
+	r.bytes(pcsc.DefaultSlots * pcsc.ReaderStateSize)
+	f.AddReader(fakeReader)
+	var w pcsc.WaitStruct
+	r.recv(&w) // the reader's arrival
+	f.Insert(fakeReader, fakeATR)
+	r.send(pcsc.CmdWaitReaderStateChange, nil, nil)
+	arr := r.bytes(pcsc.DefaultSlots * pcsc.ReaderStateSize)
+	if names(arr)[0] != fakeReader {
+		t.Fatalf("names %q", names(arr)[:2])
+	}
+	var rec pcsc.ReaderState
+	binary.Decode(arr, le, &rec)
+	if rec.State != 0x34 {
+		r.recv(&w) // the card's arrival, if the dump came first
+		r.send(pcsc.CmdGetReadersState, nil, nil)
+		binary.Decode(r.bytes(pcsc.DefaultSlots*pcsc.ReaderStateSize), le, &rec)
+	}
+	if rec.State != 0x34 || rec.EventCounter != 1 {
+		t.Errorf("record without event counts from the host: %+v", rec)
+	}
+}
