@@ -14,6 +14,10 @@
 // and paces itself when the host's SCardGetStatusChange does not block
 // (Wine). Framing and structs are internal/pcsc's codec.
 //
+// Guests see the host's reader names, cut to 127 bytes: pcscd's on Linux
+// ("Name 00 00"), the Smart Card service's on Windows ("Name 0"), Apple's
+// on macOS. Reader policies match those names.
+//
 // A bad guest closes only its own connection; every length read from the
 // wire is checked against pcsc-lite's limits before anything is read or
 // allocated; payloads are never logged.
