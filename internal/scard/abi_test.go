@@ -16,9 +16,9 @@ import (
 // follow SCARD_READERSTATEW (rgbAtr[36]) with natural alignment.
 func TestReaderStateLayouts(t *testing.T) {
 	for _, tc := range []struct {
-		abi                         abi
+		abi                        abi
 		cur, evt, cbAtr, atr, size int
-		io                          int
+		io                         int
 	}{
 		{abiLinux64, 16, 24, 32, 40, 80, 16},
 		{abiLinux32, 8, 12, 16, 20, 56, 8},
@@ -149,5 +149,13 @@ func TestCodeError(t *testing.T) {
 	}
 	if CodeOf(nil) != Success || CodeOf(RemovedCard) != RemovedCard {
 		t.Error("CodeOf")
+	}
+}
+
+func TestSymbolNames(t *testing.T) {
+	for i, n := range symbolNames {
+		if len(n) < 6 || n[:5] != "SCard" {
+			t.Errorf("symbol %d: %q", i, n)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-//go:build !linux && !netbsd && !darwin && !windows && !(freebsd && cgo) || android
+//go:build (!linux && !netbsd && !darwin && !windows && !(freebsd && cgo)) || android
 
 package scard
 

@@ -13,6 +13,13 @@ import (
 
 const windowsHint = "winscard.dll is part of Windows; under Wine, install a Wine with winscard support (Wine 8 or later) and the host's libpcsclite"
 
+// wideNames are symbolNames with the W variants of the calls that take
+// strings.
+var wideNames = [...]string{"SCardEstablishContext", "SCardReleaseContext", "SCardListReadersW",
+	"SCardGetStatusChangeW", "SCardCancel", "SCardConnectW", "SCardReconnect", "SCardDisconnect",
+	"SCardBeginTransaction", "SCardEndTransaction", "SCardTransmit", "SCardControl", "SCardStatusW",
+	"SCardGetAttrib", "SCardSetAttrib"}
+
 // winscard is the Windows Library: proc plus the service quirks.
 type winscard struct {
 	*proc

@@ -116,8 +116,10 @@ type (
 // Scopes, share modes, protocols and dispositions (pcsclite.h.in:234-255;
 // the same values on Windows, winscard.h and winsmcrd.h).
 const (
-	ScopeUser   = 0
-	ScopeSystem = 2
+	ScopeUser     = 0
+	ScopeTerminal = 1
+	ScopeSystem   = 2
+	ScopeGlobal   = 3
 
 	ShareExclusive = 1
 	ShareShared    = 2
