@@ -484,3 +484,31 @@ type timeoutContext struct{ HostContext }
 func (c timeoutContext) GetStatusChange(_ time.Duration, states []ReaderState) error {
 	return c.HostContext.GetStatusChange(20*time.Millisecond, states)
 }
+
+// A TCP chardev (QEMU with server=on on loopback).
+func TestTCPChardev(t *testing.T) {
+	h := newFakeHost()
+	h.addReader("R", atrT0)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	startBridge(t, h, &Config{Chardevs: []Endpoint{{Network: "tcp", Address: ln.Addr().String()}}})
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := newFakeQEMU(t, conn)
+	q.open()
+	q.expect(vscard.ReaderAdd)
+	q.expect(vscard.ATR)
+	q.transmit(selectHello)
+	start := time.Now()
+	for range 50 {
+		if got := q.transmit(hello); !bytes.Equal(got, helloResp) {
+			t.Fatalf("hello: % x", got)
+		}
+	}
+	t.Logf("50 round trips over TCP in %v", time.Since(start))
+}

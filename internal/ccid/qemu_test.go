@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -80,12 +81,15 @@ func TestQEMUGuest(t *testing.T) {
 
 	work := sockDir(t)
 	disk := buildTestDisk(t, work)
-	sockA, sockB := filepath.Join(work, "ccid0.sock"), filepath.Join(work, "ccid1.sock")
+	// Chardev A is TCP on loopback (QEMU listens, nodelay=on), B a Unix
+	// socket the bridge listens on.
+	portA := freePort(t)
+	sockB := filepath.Join(work, "ccid1.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cfg := &Config{
 		Reader:   "Virtual PCD*",
-		Chardevs: []Endpoint{{Network: "unix", Address: sockA}, {Network: "unix", Address: sockB, Listen: true}},
+		Chardevs: []Endpoint{{Network: "tcp", Address: "127.0.0.1:" + portA}, {Network: "unix", Address: sockB, Listen: true}},
 		Logger:   testLogger(t),
 	}
 	var wg sync.WaitGroup
@@ -109,7 +113,7 @@ func TestQEMUGuest(t *testing.T) {
 		"-drive", "file="+disk+",if=virtio,format=raw,readonly=on",
 		"-device", "qemu-xhci,id=xhci",
 		"-device", "usb-ccid,id=ccid0,bus=xhci.0",
-		"-chardev", "socket,id=c0,path="+sockA+",server=on,wait=off",
+		"-chardev", "socket,id=c0,host=127.0.0.1,port="+portA+",server=on,wait=off,nodelay=on",
 		"-device", "ccid-card-passthru,chardev=c0,bus=ccid0.0",
 		"-device", "usb-ccid,id=ccid1,bus=xhci.0",
 		"-chardev", "socket,id=c1,path="+sockB+",reconnect=1",
@@ -242,4 +246,14 @@ func resetCard(t *testing.T, reader string) {
 		t.Fatalf("reset: %v", err)
 	}
 	fmt.Println("host: reset the card in", reader)
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }

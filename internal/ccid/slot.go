@@ -89,7 +89,7 @@ func (s *slot) run(ctx context.Context) error {
 func (s *slot) serve(ctx context.Context, conn net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	r := vscard.NewReader(conn)
+	r := vscard.NewReader(chardevReader(conn))
 	// Send our Init first: a QEMU that listens sent its own when the
 	// chardev opened, possibly before we connected, and answers ours
 	// (ccid-card-passthru.c:131-153).
