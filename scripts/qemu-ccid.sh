@@ -6,8 +6,8 @@
 # qemu-xhci, each with a ccid-card-passthru card. On the host: a private
 # pcscd with vsmartcard's vpcd, the project's test card in one reader and a
 # T=1-only card in the other, and the bridge between them, dialing one
-# chardev (QEMU listens, server=on) and listening on the other (QEMU
-# connects, reconnect=1).
+# chardev (TCP on loopback; QEMU listens, server=on,nodelay=on) and
+# listening on the other (a Unix socket; QEMU connects, reconnect=1).
 #
 # The guest's init runs pcsc_scan -r, the hello-world APDUs on both readers,
 # a benchmark, the response and command size limits, and waits for the host
