@@ -103,6 +103,52 @@ func guestATR(atr []byte, t1 bool) (out []byte, rewritten bool) {
 	return out, true
 }
 
+// qemuTakesATR is QEMU 7.2's check of an ATR (check_atr,
+// hw/usb/ccid-card-passthru.c:155-204 at v7.2.0), bug for bug: after a TD
+// byte it reads the next TD one byte too far (data[opt_bytes + 2] once
+// opt_bytes counts the TD itself), and it walks two groups at most. An ATR
+// it finds too short is refused with VSC_GENERAL_ERROR and the guest sees no
+// card; one it finds too long passes.
+func qemuTakesATR(atr []byte) bool {
+	if len(atr) < 2 || len(atr) > maxQEMUATR || (atr[0] != 0x3b && atr[0] != 0x3f) {
+		return false
+	}
+	hist, opt := int(atr[1]&0x0f), 0
+	td, n := atr[1]>>4, 0
+	for td != 0 && n < 2 && opt+hist+2 < len(atr) {
+		n++
+		for _, bit := range []byte{1, 2, 4} {
+			if td&bit != 0 {
+				opt++
+			}
+		}
+		if td&8 != 0 {
+			opt++
+			td = 0
+			if opt+2 < len(atr) {
+				td = atr[opt+2] >> 4
+			}
+		}
+	}
+	return len(atr) >= 2+hist+opt
+}
+
+// maxQEMUATR is QEMU's MAX_ATR_SIZE (ccid-card-passthru.c:53).
+const maxQEMUATR = 40
+
+// forQEMU makes an ATR that QEMU 7.2 refuses (qemuTakesATR) acceptable by
+// appending zero bytes after it, which QEMU lets through ("too long") and
+// the guest's ATR parsers ignore after the check byte; padded reports
+// whether it had to. Without it the guest would see no card at all.
+func forQEMU(atr []byte) (out []byte, padded bool) {
+	out = atr
+	for !qemuTakesATR(out) && len(out) < maxQEMUATR {
+		out = append(out[:len(out):len(out)], 0)
+		padded = true
+	}
+	return out, padded
+}
+
 // maxATR is ISO/IEC 7816-3's longest ATR (32 bytes after TS), which the
 // guest's pcsc-lite also holds at most (MAX_ATR_SIZE 33); QEMU takes 40.
 const maxATR = 33

@@ -24,6 +24,18 @@ var (
 	helloResp   = append([]byte("Hello world!"), 0x90, 0x00)
 )
 
+// atrT1Only is a T=1-only card's ATR: TS 3B, T0 89 (TD1, 9 historical
+// bytes), TD1 01 (T=1, nothing follows), "cardshare", TCK. YubiKeys have
+// such ATRs; QEMU 7.2's usb-ccid takes only T=0.
+var atrT1Only = func() []byte {
+	atr := append([]byte{0x3b, 0x89, 0x01}, "cardshare"...)
+	var tck byte
+	for _, b := range atr[1:] {
+		tck ^= b
+	}
+	return append(atr, tck)
+}()
+
 func sockDir(t *testing.T) string {
 	d, err := os.MkdirTemp("", "cs")
 	if err != nil {

@@ -40,6 +40,8 @@ echo "guest: readers (pcsc_scan -r):"
 timeout 20 pcsc_scan -r 2>&1 | sed 's/^/guest:   /'
 $C "$A" hello
 $C "$B" hello
+echo "guest: the T=1-only card with its own ATR (what --t1 does; QEMU 7.2 offers T=0 only):"
+$C " 02 00" hello
 $C "$A" status 300
 $C "$A" bench 300
 $C "$B" bench 300
@@ -92,9 +94,19 @@ func TestQEMUGuest(t *testing.T) {
 		Chardevs: []Endpoint{{Network: "tcp", Address: "127.0.0.1:" + portA}, {Network: "unix", Address: sockB, Listen: true}},
 		Logger:   testLogger(t),
 	}
+	// A third reader shows the T=1-only card as it is (Config.T1), to
+	// see what QEMU 7.2's guest makes of it.
+	sockC := filepath.Join(work, "ccid2.sock")
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
+	wg.Go(func() {
+		err := Attach(ctx, timed, &Config{Reader: testenv.VPCDSecondReader, T1: true, Logger: testLogger(t),
+			Chardevs: []Endpoint{{Network: "unix", Address: sockC, Listen: true}}})
+		if err != nil && ctx.Err() == nil {
+			t.Errorf("Attach with T1: %v", err)
+		}
+	})
 	wg.Go(func() {
 		if err := Attach(ctx, timed, cfg); err != nil && ctx.Err() == nil {
 			t.Errorf("Attach: %v", err)
@@ -118,6 +130,9 @@ func TestQEMUGuest(t *testing.T) {
 		"-device", "usb-ccid,id=ccid1,bus=xhci.0",
 		"-chardev", "socket,id=c1,path="+sockB+",reconnect=1",
 		"-device", "ccid-card-passthru,chardev=c1,bus=ccid1.0",
+		"-device", "usb-ccid,id=ccid2,bus=xhci.0",
+		"-chardev", "socket,id=c2,path="+sockC+",reconnect=1",
+		"-device", "ccid-card-passthru,chardev=c2,bus=ccid2.0",
 	)
 	stdout, err := qemu.StdoutPipe()
 	if err != nil {
@@ -151,6 +166,7 @@ func TestQEMUGuest(t *testing.T) {
 		`protocol: T=0\natr: 3B 89 80 01 63 61 72 64 73 68 61 72 65 [0-9A-F]{2}\nresponse: Hello world! sw: 9000`,
 		`after reset: .*\nafter reset, connected again: response: Hello world! sw: 9000`,
 		`resp 2040: got 2040 bytes sw 9000`,
+		`QEMU 7.2 offers T=0 only\):\nguestclient: SCardConnect: Card is unresponsive`,
 		`cmd 65526: ok sw 9000`,
 		`removed: .* 00 00`,
 		`guest: done`,

@@ -81,6 +81,10 @@ func (s *session) sync() error {
 // insert shows the guest the card in w.
 func (s *session) insert(w want) error {
 	atr, t0 := guestATR(w.atr, s.slot.cfg.T1)
+	atr, padded := forQEMU(atr)
+	if padded {
+		s.slot.log.Warn("ccid: QEMU 7.2 would refuse this ATR (its check misreads TD bytes); padded with zero bytes", "reader", w.reader, "atr_bytes", len(w.atr))
+	}
 	s.resp = responder{t0: t0}
 	s.shown = w
 	s.slot.update(func(st *Status) { st.Card, st.T0ForT1 = true, t0 })

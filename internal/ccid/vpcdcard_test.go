@@ -11,18 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// atrT1Only is a T=1-only card's ATR: TS 3B, T0 89 (TD1, 9 historical
-// bytes), TD1 01 (T=1, nothing follows), "cardshare", TCK. YubiKeys have
-// such ATRs; QEMU 7.2's usb-ccid takes only T=0.
-var atrT1Only = func() []byte {
-	atr := append([]byte{0x3b, 0x89, 0x01}, "cardshare"...)
-	var tck byte
-	for _, b := range atr[1:] {
-		tck ^= b
-	}
-	return append(atr, tck)
-}()
-
 // serveVPCDCard is a second virtual card for vsmartcard's vpcd (the
 // protocol of internal/vcard: 2-byte big-endian frames, a 1-byte frame is a
 // control command, 0x04 asks for the ATR): T=1 only, with helloApplet, which
