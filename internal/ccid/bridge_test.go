@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/iso7816"
 	"github.com/cardshare/cardshare/internal/vscard"
 )
 
@@ -248,8 +249,8 @@ func TestT1OnlyCard(t *testing.T) {
 	q := accept()
 	q.expect(vscard.ReaderAdd)
 	atr := q.expect(vscard.ATR)
-	a, err := parseATR(atr)
-	if err != nil || !a.t0 || !a.t1 {
+	a, err := iso7816.ParseATR(atr)
+	if err != nil || !a.T0 || !a.T1 {
 		t.Fatalf("guest ATR % x: %+v %v", atr, a, err)
 	}
 	if !bytes.HasSuffix(atr[:len(atr)-1], atrYub[9:len(atrYub)-1]) {

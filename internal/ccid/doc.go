@@ -26,13 +26,13 @@
 // answers from a card state they did not set up.
 //
 // Limits: APDUs only (no SCardControl, escape commands or PIN pads). The
-// guest's response APDUs are at most 374 bytes per CCID message (t0.go,
-// maxGuestResponse); longer ones reach the guest in pieces through
+// guest's response APDUs are at most 374 bytes per CCID message
+// (maxGuestResponse); longer ones reach the guest in pieces through
 // 61xx/GET RESPONSE. Command APDUs up to QEMU's 64 KiB bulk-out buffer
 // less the 10-byte CCID header (65526 bytes) pass. QEMU 7.2's usb-ccid
 // offers T=0 only: a card offering only T=1 is shown with T=0 added to its
-// ATR, and the bridge keeps T=0's rules for the guest (t0.go); set Config.T1
-// for a QEMU with x-t1-support=on.
+// ATR, and the bridge keeps T=0's rules for the guest (iso7816.Responder);
+// set Config.T1 for a QEMU with x-t1-support=on.
 //
 // The host side is the Host interface (PC/SC calls); NewSCardHost adapts
 // internal/scard. The package never logs APDU bytes, only their sizes.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/iso7816"
 	"github.com/cardshare/cardshare/internal/vscard"
 )
 
@@ -13,6 +14,15 @@ import (
 // extended response, 65536 bytes and the status word (pcsc-lite's
 // MAX_BUFFER_SIZE_EXTENDED is a little more, so any host library takes it).
 const maxResponse = 65536 + 2
+
+// maxGuestResponse is the longest response APDU QEMU's usb-ccid passes to
+// the guest: one RDR_to_PC_DataBlock of at most BULK_IN_BUF_SIZE = 384
+// bytes, 10 of them the CCID header (hw/usb/dev-smartcard-reader.c:74 and
+// 777-784 at v7.2.0). QEMU 7.2 drops a longer one without a word
+// (ccid_reserve_recv_buf, :601-605), so the guest would wait for an answer
+// that never comes; newer QEMU answers it with an error. The bridge never
+// sends one: longer responses go out in pieces through GET RESPONSE.
+const maxGuestResponse = 384 - 10
 
 // session is one chardev connection's state: what the guest was told, and
 // the connection to the host card.
@@ -27,7 +37,7 @@ type session struct {
 	card   HostCard
 	inTxn  bool
 	idleAt time.Time // the transaction ends at this time
-	resp   responder
+	resp   iso7816.Responder
 	buf    []byte
 }
 
@@ -85,7 +95,7 @@ func (s *session) insert(w want) error {
 	if padded {
 		s.slot.log.Warn("ccid: QEMU 7.2 would refuse this ATR (its check misreads TD bytes); padded with zero bytes", "reader", w.reader, "atr_bytes", len(w.atr))
 	}
-	s.resp = responder{t0: t0}
+	s.resp = iso7816.Responder{T0: t0, Max: maxGuestResponse}
 	s.shown = w
 	s.slot.update(func(st *Status) { st.Card, st.T0ForT1 = true, t0 })
 	s.slot.log.Info("ccid: card inserted", "reader", w.reader, "atr_bytes", len(w.atr), "t0_for_t1_card", t0)
@@ -152,14 +162,14 @@ func (s *session) apdu(cmd []byte) error {
 		return s.send(vscard.Error, vscard.AppendError(nil, vscard.GeneralError))
 	}
 	s.slot.update(func(st *Status) { st.APDUs++ })
-	if resp, ok := s.resp.getResponse(cmd); ok {
+	if resp, ok := s.resp.GetResponse(cmd); ok {
 		return s.send(vscard.APDU, resp)
 	}
 	n, err := s.transmit(cmd)
 	if err != nil {
 		return s.hostError(err)
 	}
-	out := s.resp.shape(cmd, s.buf[:n])
+	out := s.resp.Shape(cmd, s.buf[:n])
 	s.slot.log.Debug("ccid: card response", "bytes", n, "to_guest", len(out))
 	return s.send(vscard.APDU, out)
 }
@@ -251,7 +261,7 @@ func (s *session) dropCard() {
 		s.card.Disconnect()
 		s.card = nil
 	}
-	s.resp.drop()
+	s.resp.Drop()
 }
 
 func (s *session) close() {

@@ -1,4 +1,4 @@
-package ccid
+package iso7816
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ func TestShortLe(t *testing.T) {
 		{[]byte{0, 0, 0, 0, 2, 1, 2, 0}, 256, true},
 		{[]byte{0, 0, 0, 0, 0, 1, 0}, 0, false}, // extended case 2
 	} {
-		le, ok := shortLe(tc.cmd)
+		le, ok := ShortLe(tc.cmd)
 		if le != tc.le || ok != tc.ok {
 			t.Errorf("% x: %d %v", tc.cmd, le, ok)
 		}
@@ -26,21 +26,21 @@ func TestShortLe(t *testing.T) {
 }
 
 func TestResponderPassesThrough(t *testing.T) {
-	var r responder
+	r := Responder{Max: 374}
 	resp := append(bytes.Repeat([]byte{1}, 300), 0x90, 0)
-	if got := r.shape([]byte{0, 0xb0, 0, 0}, resp); !bytes.Equal(got, resp) {
+	if got := r.Shape([]byte{0, 0xb0, 0, 0}, resp); !bytes.Equal(got, resp) {
 		t.Fatal("a T=1 guest's response under the limit changed")
 	}
-	if _, ok := r.getResponse([]byte{0, 0xc0, 0, 0, 0}); ok {
+	if _, ok := r.GetResponse([]byte{0, 0xc0, 0, 0, 0}); ok {
 		t.Fatal("GET RESPONSE answered with nothing held")
 	}
-	r.t0 = true
-	if got := r.shape([]byte{0, 0xa4, 4, 0, 1, 1}, []byte{0x6a, 0x82}); !bytes.Equal(got, []byte{0x6a, 0x82}) {
+	r.T0 = true
+	if got := r.Shape([]byte{0, 0xa4, 4, 0, 1, 1}, []byte{0x6a, 0x82}); !bytes.Equal(got, []byte{0x6a, 0x82}) {
 		t.Fatal("a status word alone changed")
 	}
 	// Another command drops what is held.
-	r.shape([]byte{0, 0, 0, 0}, []byte{1, 2, 0x90, 0})
-	if _, ok := r.getResponse([]byte{0, 0xa4, 0, 0}); ok || r.on {
+	r.Shape([]byte{0, 0, 0, 0}, []byte{1, 2, 0x90, 0})
+	if _, ok := r.GetResponse([]byte{0, 0xa4, 0, 0}); ok || r.on {
 		t.Fatal("held response survived another command")
 	}
 }
@@ -58,11 +58,11 @@ func FuzzResponder(f *testing.F) {
 			resp[i] = byte(i)
 		}
 		resp[n], resp[n+1] = 0x90, 0
-		r := responder{t0: t0}
-		got := r.shape(cmd, resp)
+		r := Responder{T0: t0, Max: 374}
+		got := r.Shape(cmd, resp)
 		var all []byte
 		for range 5000 {
-			if len(got) > maxGuestResponse {
+			if len(got) > r.Max {
 				t.Fatalf("piece of %d bytes", len(got))
 			}
 			sw1 := got[len(got)-2]
@@ -75,7 +75,7 @@ func FuzzResponder(f *testing.F) {
 				l = le // the guest may fetch less
 			}
 			var ok bool
-			if got, ok = r.getResponse([]byte{0, 0xc0, 0, 0, l}); !ok {
+			if got, ok = r.GetResponse([]byte{0, 0xc0, 0, 0, l}); !ok {
 				t.Fatal("GET RESPONSE not served")
 			}
 		}
