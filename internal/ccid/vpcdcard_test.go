@@ -29,6 +29,7 @@ func serveVPCDCard(ctx context.Context, conn net.Conn, atr []byte) error {
 		if _, err := io.ReadFull(conn, msg); err != nil {
 			return err
 		}
+		quickAck(conn)
 		var out []byte
 		switch {
 		case len(msg) == 1 && msg[0] == 0x04:
