@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // FormatVersion is the file format this package reads.
@@ -42,6 +44,11 @@ type Config struct {
 
 // Host holds the host-side options.
 type Host struct {
+	// Backend is where the host's PC/SC comes from: "socket" (the pcscd
+	// socket, PCSCDSocket), "native" (the system's PC/SC API) or "auto"
+	// (the best this build has; today the socket). Empty means "auto".
+	Backend string
+
 	// PCSCDSocket is the host pcscd socket to relay to. Empty means what
 	// the host's libpcsclite would use: $PCSCLITE_CSOCK_NAME, else
 	// /run/pcscd/pcscd.comm.
@@ -153,10 +160,6 @@ const (
 	maxKeepalive = time.Hour
 )
 
-// maxSocketPath keeps guest socket paths inside sun_path on every Unix:
-// 104 bytes on the BSDs and macOS, NUL included (as forward checks).
-const maxSocketPath = 103
-
 // Error is a problem in a configuration, at a line of its file.
 type Error struct {
 	File string // "" for a Config built in code
@@ -204,6 +207,10 @@ func (v *validator) check() {
 			"version %d is not a format this cardshare reads (it reads %d)", c.Version, FormatVersion)
 	}
 	h := c.Host
+	if !slices.Contains([]string{"", "auto", "socket", "native"}, h.Backend) {
+		v.fail("host.backend", 0, "use auto, socket (the pcscd socket) or native (the system's PC/SC API), or leave it out",
+			"backend %q is not a PC/SC backend", h.Backend)
+	}
 	if h.PCSCDSocket != "" && !filepath.IsAbs(h.PCSCDSocket) {
 		v.fail("host.pcscd_socket", 0, "write the full path of the host pcscd socket, such as /run/pcscd/pcscd.comm, or leave it out",
 			"pcscd_socket %q is not an absolute path", h.PCSCDSocket)
@@ -279,9 +286,9 @@ func (v *validator) guest(i int, g *Guest) {
 			"socket %q is not an absolute path", s)
 	case strings.ContainsAny(s, "\n\x00"):
 		v.fail(key(i, "socket"), g.Line, "choose a plain path", "socket %q contains a newline or NUL", s)
-	case len(s) > maxSocketPath:
+	case len(s) > unixsock.MaxPath:
 		v.fail(key(i, "socket"), g.Line, "choose a shorter path, or leave socket out for a default that fits",
-			"socket %q is %d bytes long; Unix sockets allow %d", s, len(s), maxSocketPath)
+			"socket %q is %d bytes long; Unix sockets allow %d", s, len(s), unixsock.MaxPath)
 	}
 	seen := map[string]bool{}
 	for j, r := range g.Readers {

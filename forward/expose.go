@@ -17,6 +17,7 @@ import (
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // Guest is a guest to expose the host pcscd to.
@@ -32,7 +33,12 @@ type Guest struct {
 
 // Config tunes Expose. A nil *Config means DefaultConfig().
 type Config struct {
-	// HostSocket is the host pcscd socket. Empty means pcsc.DefaultSocket.
+	// Host is where the host's PC/SC comes from (hostpcsc.New). Nil means
+	// the pcscd socket HostSocket.
+	Host hostpcsc.Source
+
+	// HostSocket is the host pcscd socket when Host is nil. Empty means
+	// pcsc.DefaultSocket.
 	HostSocket string
 
 	// Daemon is the host pcscd as probed at start; it words errors.
@@ -99,6 +105,9 @@ func (c *Config) withDefaults() Config {
 	d, cc := DefaultConfig(), *c
 	if cc.HostSocket == "" {
 		cc.HostSocket = d.HostSocket
+	}
+	if cc.Host == nil {
+		cc.Host = hostpcsc.Socket{Path: cc.HostSocket}
 	}
 	if cc.KeepaliveInterval <= 0 {
 		cc.KeepaliveInterval = d.KeepaliveInterval
@@ -304,7 +313,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 func permanent(err error) bool {
 	return errors.Is(err, sshdial.ErrHostUnknown) || errors.Is(err, sshdial.ErrHostKeyChanged) ||
 		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, guestsock.ErrForwardRefused) ||
-		errors.Is(err, guestsock.ErrInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
+		errors.Is(err, unixsock.ErrSocketInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
 		errors.Is(err, sshdial.ErrProxyCommand)
 }
 
@@ -356,7 +365,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	ev := Event{State: StateUp, Socket: info.Socket}
 	if gc, ok := info.Client(); ok {
 		ev.GuestClient = &gc
-		f.logCompat(gc)
+		bridge.LogCompat(f.log, gc, f.cfg.Daemon, "cardshare")
 	}
 	f.log.Info("forward up", "socket", info.Socket, "guest_os", info.OS)
 	f.event(ev)
@@ -368,7 +377,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)
-	go func() { served <- bridge.Serve(serveCtx, ln, hostpcsc.Socket{Path: f.cfg.HostSocket}.Dial, &rc) }()
+	go func() { served <- bridge.Serve(serveCtx, ln, f.cfg.Host.Dial, &rc) }()
 	gone := watchSocket(serveCtx, client, info.Socket, f.cfg.SocketCheck)
 
 	select {
@@ -428,23 +437,6 @@ func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
 		return
 	}
 	f.log.Info("removed guest socket", "socket", sock)
-}
-
-func (f *Forwarder) logCompat(c pcsc.Client) {
-	d := f.cfg.Daemon
-	if d.Version == (pcsc.Version{}) {
-		return
-	}
-	if d.Serves(c) {
-		f.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
-		return
-	}
-	if d.Translates(c.Version) {
-		f.log.Info("guest libpcsclite and host pcscd speak different protocol versions; cardshare translates", "guest", c.String(), "host", d.String())
-		return
-	}
-	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
-	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
 }
 
 // watchSocket checks every interval that the guest socket is still at

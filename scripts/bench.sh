@@ -7,27 +7,28 @@
 # (BenchmarkPipe). Needs root and what scripts/install-test-deps.sh installs.
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
-#                         [-e CLI_ENV] [-P PROFILE_FILE] [-c COUNT_APDUS]
-#                         [-o OTHER_CARDSHARE] [-- GO_TEST_FLAGS...]
+#                         [-e CLI_ENV] [-P PROFILE_FILE] [-b BASELINE_BINARY]
+#                         [-c COUNT_APDUS]
+#                         [-- GO_TEST_FLAGS...]
 #   -r  measured rounds, each running every path once (default 5)
 #   -n  APDUs per round and path (default 3000)
 #   -s  APDUs per round on the `ssh -N -R` path, ~140 APDU/s (default 300)
 #   -p  comma-separated paths, of direct,ssh-N,ssh-session,cardshare,
-#       cardshare-cli, cardshare-other (needs -o) and the references socat
-#       (Unix → Unix) and socat-tcp (Unix → TCP → Unix), or all (default:
-#       all but the references and cardshare-other)
+#       cardshare-cli and the references socat (Unix → Unix) and socat-tcp
+#       (Unix → TCP → Unix), or all (default: all but the references)
 #   -e  comma-separated VAR=value for the cardshare-cli process, e.g.
 #       GOMAXPROCS=1
 #   -P  after the rounds, profile 20000 APDUs through cardshare alone and
 #       write the CPU profile to this file (go tool pprof -top FILE)
+#   -b  also run this cardshare binary of another build (before a change)
+#       as a process, interleaved with this build's, and print this build ÷
+#       it (same-run ratios)
 #   -c  after the rounds, run this many APDUs per path once more and count
 #       system calls (perf stat), CPU, sleeps and loopback TCP segments per
 #       APDU of every process on the path (needs perf and ss)
-#   -o  another cardshare binary (e.g. built from main) for the path
-#       cardshare-other, to compare two builds in the same run
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
-# PATHS, CLI_ENV, PROFILE, COUNT, OTHER. Flags after -- go to go test, e.g.
-# -- -v. BenchmarkRelay (relay mode) takes the same -args, and -relay-paths.
+# PATHS, CLI_ENV, PROFILE, BASELINE, COUNT. Flags after -- go to go test,
+# e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,9 +40,9 @@ slow=${SLOW_APDUS:-300}
 paths=${PATHS:-}
 cli_env=${CLI_ENV:-}
 profile=${PROFILE:-}
+baseline=${BASELINE:-}
 count=${COUNT:-0}
-other=${OTHER:-}
-while getopts r:n:s:p:e:P:c:o:h opt; do
+while getopts r:n:s:p:e:P:b:c:h opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	n) apdus=$OPTARG ;;
@@ -49,8 +50,8 @@ while getopts r:n:s:p:e:P:c:o:h opt; do
 	p) paths=$OPTARG ;;
 	e) cli_env=$OPTARG ;;
 	P) profile=$OPTARG ;;
+	b) baseline=$OPTARG ;;
 	c) count=$OPTARG ;;
-	o) other=$OPTARG ;;
 	h)
 		usage
 		exit 0
@@ -63,6 +64,9 @@ while getopts r:n:s:p:e:P:c:o:h opt; do
 done
 shift $((OPTIND - 1))
 
+if [ -n "$baseline" ]; then
+	case $baseline in /*) ;; *) baseline=$PWD/$baseline ;; esac
+fi
 if [ -n "$profile" ]; then
 	# The test binary runs in the package directory.
 	case $profile in /*) ;; *) profile=$PWD/$profile ;; esac
@@ -70,5 +74,5 @@ fi
 
 go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
 	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cli-env="$cli_env" \
-	-cardshare-cpuprofile="$profile" -count="$count" -other-cardshare="$other"
+	-cardshare-cpuprofile="$profile" -baseline-bin="$baseline" -count="$count"
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench

@@ -2,13 +2,13 @@ package up
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/guestsetup"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -29,6 +29,9 @@ type Options struct {
 	Prompt func(prompt string) ([]byte, error)
 	// DefaultPCSCDSocket is the host pcscd socket when the file sets none.
 	DefaultPCSCDSocket string
+	// Backend, when set (--backend), wins over the file's host.backend:
+	// where the host's PC/SC comes from (hostpcsc.New).
+	Backend string
 	// Hint says what the user can do about an error; it becomes the "hint"
 	// attribute of error logs. nil gives none.
 	Hint func(error) string
@@ -118,13 +121,15 @@ func parseLevel(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-// hostInfo is the host pcscd as probed.
+// hostInfo is the host's PC/SC as chosen and probed.
 type hostInfo struct {
-	socket string
-	daemon pcsc.Daemon
+	backend string
+	socket  string
+	src     hostpcsc.Source
+	daemon  pcsc.Daemon
 }
 
-// probeHost asks the host pcscd for its protocol, failing with expose's
+// probeHost chooses the host's PC/SC (hostpcsc.New) and asks it for its protocol, failing with expose's
 // error (and so its hint) when pcscd is not there; the socket path is set
 // either way.
 func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, error) {
@@ -132,11 +137,12 @@ func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, er
 	if sock == "" {
 		sock = f.opts.DefaultPCSCDSocket
 	}
-	d, err := pcsc.Probe(ctx, sock)
-	if err != nil {
-		return hostInfo{socket: sock}, fmt.Errorf("host pcscd at %s: %w", sock, err)
+	backend := h.Backend
+	if f.opts.Backend != "" {
+		backend = f.opts.Backend
 	}
-	return hostInfo{sock, d}, nil
+	src, d, err := hostpcsc.Open(ctx, backend, sock)
+	return hostInfo{backend, sock, src, d}, err
 }
 
 // Resolve looks up where guest g is: a destination as ssh does, a VM

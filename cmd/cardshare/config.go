@@ -12,12 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/up"
 )
 
 const configExample = `version: 1
 host:
+  backend: auto                         # auto, socket (pcscd) or native (not yet)
   pcscd_socket: /run/pcscd/pcscd.comm   # default: $PCSCLITE_CSOCK_NAME, else this
   keepalive: 5s                         # how often each guest is checked
   log_level: info                       # debug, info, warn or error
@@ -34,7 +37,7 @@ guests:
     control: deny                       # refuse SCardControl; default allow
     audit: true                         # log every PC/SC call; default false`
 
-func newConfigCmd(g *globals) *cobra.Command {
+func newConfigCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Check the config file that `cardshare up` runs from",
@@ -61,7 +64,7 @@ type configCheckOptions struct {
 	config string
 }
 
-func newConfigCheckCmd(g *globals) *cobra.Command {
+func newConfigCheckCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &configCheckOptions{}
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -75,7 +78,7 @@ the file is usable and every guest resolves, 1 otherwise.`,
   cardshare config check --config ./vms.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runConfigCheck(cmd.Context(), o, cmd.OutOrStdout(), g.stderr)
+			return runConfigCheck(cmd.Context(), o, cmd.OutOrStdout(), g.Stderr)
 		},
 	}
 	cmd.Flags().StringVar(&o.config, "config", "", "config `file` (default $XDG_CONFIG_HOME/cardshare/config.yaml)")
@@ -95,27 +98,37 @@ func configPath(flag string) (string, error) {
 func loadConfig(path string) (*config.Config, error) {
 	c, err := config.Load(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, withHint(err, "create it: `cardshare config --help` shows every key, or pass another file with --config")
+		return nil, cmdutil.WithHint(err, "create it: `cardshare config --help` shows every key, or pass another file with --config")
 	}
 	return c, err
 }
 
-func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
-	file, err := configPath(o.config)
+// checkConfig loads the config file of --config (flag) and prints its
+// warnings, for the commands that check it before anything else.
+func checkConfig(flag string, stderr io.Writer) (string, *config.Config, error) {
+	file, err := configPath(flag)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	c, err := loadConfig(file)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	for _, w := range c.Warnings() {
 		fmt.Fprintf(stderr, "cardshare: warning: %s\ncardshare: hint: %s\n", w, w.Hint)
 	}
+	return file, c, nil
+}
+
+func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
+	file, c, err := checkConfig(o.config, stderr)
+	if err != nil {
+		return err
+	}
 	h := c.Host
 	pcscd := h.PCSCDSocket
 	if pcscd == "" {
-		pcscd = defaultPCSCDSocket() + " (default)"
+		pcscd = cmdutil.DefaultPCSCDSocket() + " (default)"
 	}
 	sshConfig := h.SSHConfig
 	if sshConfig == "" {
@@ -162,25 +175,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 
 // policyText describes a guest's reader policy, or is empty for none.
 func policyText(g config.Guest) string {
-	return readerPolicyText(g.Readers, g.Control == "deny", g.Audit)
-}
-
-// readerPolicyText describes a reader policy, or is empty for none.
-func readerPolicyText(readers []string, denyControl, audit bool) string {
-	var parts []string
-	if len(readers) > 0 {
-		parts = append(parts, fmt.Sprintf("readers %q", readers))
-	}
-	if denyControl {
-		parts = append(parts, "control denied")
-	}
-	if audit {
-		parts = append(parts, "audit log")
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "reader policy: " + strings.Join(parts, ", ")
+	return control.PolicyText(g.Readers, g.Control == "deny", g.Audit)
 }
 
 func plural(n int, what string) string {

@@ -32,15 +32,15 @@ import (
 
 // Flags of the test binary; pass them after -args (scripts/bench.sh does).
 var (
-	flagRounds         = flag.Int("rounds", 5, "measured rounds, each running every path once")
-	flagAPDUs          = flag.Int("apdus", 3000, "APDUs per round and path")
-	flagSlowAPDUs      = flag.Int("slow-apdus", 300, "APDUs per round on the ssh -N -R path, which stalls 40 ms at a time (~140 APDU/s)")
-	flagWarmup         = flag.Int("warmup", 200, "unmeasured APDUs per path before the first round")
-	flagPaths          = flag.String("paths", "", "comma-separated paths to run, of "+strings.Join(pathIDs, ",")+`, or "all"; empty runs `+strings.Join(defaultPathIDs, ","))
-	flagCLIEnv         = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
-	flagProfile        = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
-	flagOtherCardshare = flag.String("other-cardshare", "", "a cardshare `binary` (another build, e.g. of main) for the path "+pathCLIOther+", measured in the same run as this build's")
-	flagProfileN       = flag.Int("profile-apdus", 20000, "APDUs of the profiled cardshare run")
+	flagRounds    = flag.Int("rounds", 5, "measured rounds, each running every path once")
+	flagAPDUs     = flag.Int("apdus", 3000, "APDUs per round and path")
+	flagSlowAPDUs = flag.Int("slow-apdus", 300, "APDUs per round on the ssh -N -R path, which stalls 40 ms at a time (~140 APDU/s)")
+	flagWarmup    = flag.Int("warmup", 200, "unmeasured APDUs per path before the first round")
+	flagPaths     = flag.String("paths", "", "comma-separated paths to run, of "+strings.Join(pathIDs, ",")+`, or "all"; empty runs `+strings.Join(defaultPathIDs, ","))
+	flagCLIEnv    = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
+	flagProfile   = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
+	flagProfileN  = flag.Int("profile-apdus", 20000, "APDUs of the profiled cardshare run")
+	flagBaseline  = flag.String("baseline-bin", "", "a cardshare `binary` of another build (before a change, say): BenchmarkPaths and BenchmarkRelay also run it as a process, interleaved with this build's (paths "+pathCLIBase+" and "+pathRelayBase+"), and print this build ÷ baseline")
 )
 
 // The paths, in table order.
@@ -50,16 +50,16 @@ const (
 	pathSSHSession = "ssh-session"
 	pathCardshare  = "cardshare"
 	pathCLI        = "cardshare-cli"
-	pathCLIOther   = "cardshare-other"
 	pathSocat      = "socat"
 	pathSocatTCP   = "socat-tcp"
+	pathCLIBase    = "cardshare-cli-baseline" // with -baseline-bin only
 )
 
 // pathIDs are all paths, in table order. The socat paths are references
 // that run only when named in -paths: one relay process without encryption
 // is about the floor for any relay, and two with a TCP hop between them is
 // the floor for a relay through the guest's sshd.
-var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathCLIOther, pathSocat, pathSocatTCP}
+var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathSocat, pathSocatTCP}
 
 // defaultPathIDs run when -paths is empty.
 var defaultPathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI}
@@ -70,9 +70,9 @@ var pathNames = map[string]string{
 	pathSSHSession: "`ssh -R` + session",
 	pathCardshare:  "cardshare expose",
 	pathCLI:        "`cardshare expose` process",
-	pathCLIOther:   "`cardshare expose` of -other-cardshare",
 	pathSocat:      "socat Unix → Unix",
 	pathSocatTCP:   "socat Unix → TCP → Unix",
+	pathCLIBase:    "`cardshare expose` process, -baseline-bin",
 }
 
 // path is one way from the client to the host pcscd.
@@ -118,6 +118,9 @@ func BenchmarkPaths(b *testing.B) {
 	p.InsertCard(b)
 	bin := testenv.BuildClient(b)
 	var s *testenv.SSHD
+	if *flagBaseline != "" {
+		want = append(slices.Clone(want), pathCLIBase)
+	}
 	if slices.ContainsFunc(want, func(id string) bool { return id != pathDirect && id != pathSocat && id != pathSocatTCP }) {
 		s = testenv.StartSSHD(b, testenv.SSHDOptions{})
 	}
@@ -140,17 +143,10 @@ func BenchmarkPaths(b *testing.B) {
 			pt.socket, csLog = startCardshare(b, s, p.Socket)
 		case pathCLI:
 			pt.socket = filepath.Join(s.Home, "cardshare-cli.comm")
-			bin := os.Getenv("CS_BENCH_CLI_BIN")
-			if bin == "" {
-				bin = buildCardshare(b)
-			}
-			pt.pid = startCLI(b, bin, s, p.Socket, pt.socket)
-		case pathCLIOther:
-			if *flagOtherCardshare == "" {
-				b.Fatal("bench: path " + pathCLIOther + " needs -other-cardshare")
-			}
-			pt.socket = filepath.Join(s.Home, "cardshare-other.comm")
-			pt.pid = startCLI(b, *flagOtherCardshare, s, p.Socket, pt.socket)
+			pt.pid = startCLI(b, buildCardshare(b), s, p.Socket, pt.socket)
+		case pathCLIBase:
+			pt.socket = filepath.Join(s.Home, "cardshare-base.comm")
+			pt.pid = startCLI(b, *flagBaseline, s, p.Socket, pt.socket)
 		case pathSocat:
 			pt.socket = filepath.Join(sockDir(b), "socat.comm")
 			startSocat(b, pt.socket, "UNIX-LISTEN:"+pt.socket+",fork", "UNIX-CONNECT:"+p.Socket)
@@ -195,7 +191,7 @@ func BenchmarkPaths(b *testing.B) {
 				continue // shares this process with the card
 			case pathSSHN, pathSSHSession:
 				procs = append(procs, watched{"ssh", pt.pid})
-			case pathCLI, pathCLIOther:
+			case pathCLI, pathCLIBase:
 				procs = append(procs, watched{"cardshare", pt.pid})
 			}
 			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "guest sshd"))
@@ -217,9 +213,6 @@ func selectedPaths() ([]string, error) {
 		return defaultPathIDs, nil
 	}
 	if *flagPaths == "all" {
-		if *flagOtherCardshare == "" {
-			return slices.DeleteFunc(slices.Clone(pathIDs), func(id string) bool { return id == pathCLIOther }), nil
-		}
 		return pathIDs, nil
 	}
 	var ids []string
@@ -357,8 +350,8 @@ func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *locke
 	}
 }
 
-// startCLI builds cmd/cardshare and runs `cardshare expose` as a process of
-// its own, as users run it: unlike the in-process path, its Go runtime is not
+// startCLI runs `cardshare expose` of bin (buildCardshare, or
+// -baseline-bin) as a process of its own, as users run it: unlike the in-process path, its Go runtime is not
 // shared with the virtual card, and its CPU time and context switches can be
 // counted apart. The -cli-env settings go into its environment.
 func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string) int {
@@ -662,16 +655,14 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 	}
 	t.WriteString("\nrelay CPU and switches are per APDU, in the host-side relay process (ssh, or cardshare run as a process): " +
 		"CPU time of all its threads, and voluntary + involuntary context switches. Every voluntary switch is a sleep that costs a wake-up on the APDU's path.\n")
-	for _, id := range []string{pathCardshare, pathCLI, pathCLIOther} {
+	for _, id := range []string{pathCardshare, pathCLI} {
 		a, ok := sums[id]
 		if o, ok2 := sums[pathSSHSession]; ok && ok2 && o.perSec > 0 {
 			fmt.Fprintf(&t, "\n%s ÷ OpenSSH with a session: %.2f× APDU/s, median %+.0f µs; %s",
 				pathNames[id], a.perSec/o.perSec, a.medianUS-o.medianUS, roundRatios(pathRuns(paths, id), pathRuns(paths, pathSSHSession)))
 		}
 	}
-	if a, b := pathRuns(paths, pathCLI), pathRuns(paths, pathCLIOther); a != nil && b != nil {
-		fmt.Fprintf(&t, "\nthis build ÷ -other-cardshare: %.2f× APDU/s; %s", summarize(a).perSec/summarize(b).perSec, roundRatios(a, b))
-	}
+	t.WriteString(vsBaseline(paths, pathCLI, pathCLIBase))
 	if *flagCLIEnv != "" && slices.ContainsFunc(paths, func(pt *path) bool { return pt.id == pathCLI }) {
 		fmt.Fprintf(&t, "\n%s ran with %s", pathNames[pathCLI], *flagCLIEnv)
 	}
@@ -887,6 +878,26 @@ func unixPair(b *testing.B) (net.Conn, net.Conn) {
 	return c1, c2
 }
 
+// vsBaseline compares this build's path id with the same path of
+// -baseline-bin, base, when both ran: "" otherwise.
+func vsBaseline(paths []*path, id, base string) string {
+	var a, o []testenv.Bench
+	for _, pt := range paths {
+		switch pt.id {
+		case id:
+			a = pt.runs
+		case base:
+			o = pt.runs
+		}
+	}
+	if len(a) == 0 || len(o) == 0 {
+		return ""
+	}
+	as, os := summarize(a), summarize(o)
+	return fmt.Sprintf("\n%s, this build ÷ -baseline-bin %s: %.2f× APDU/s, median %+.0f µs, p99 %+.0f µs; %s\n",
+		id, *flagBaseline, as.perSec/os.perSec, as.medianUS-os.medianUS, as.p99US-os.p99US, roundRatios(a, o))
+}
+
 // pathRuns returns the runs of path id.
 func pathRuns(paths []*path, id string) []testenv.Bench {
 	for _, pt := range paths {
@@ -899,7 +910,8 @@ func pathRuns(paths []*path, id string) []testenv.Bench {
 
 // roundRatios describes the ratios of a to b round by round: each round
 // runs both within seconds, so that the load of the machine, which moves
-// APDU/s severalfold between rounds here, weighs on both alike.
+// APDU/s severalfold between rounds on a shared machine, weighs on both
+// alike.
 func roundRatios(a, b []testenv.Bench) string {
 	var r []float64
 	for i := range min(len(a), len(b)) {
@@ -912,11 +924,11 @@ func roundRatios(a, b []testenv.Bench) string {
 	}
 	slices.Sort(r)
 	q := func(f float64) float64 { return r[int(f*float64(len(r)-1)+0.5)] }
-	wins := 0
+	ahead := 0
 	for _, x := range r {
 		if x > 1 {
-			wins++
+			ahead++
 		}
 	}
-	return fmt.Sprintf("round by round: median %.2f×, quartiles %.2f–%.2f, ahead in %d of %d rounds", q(0.5), q(0.25), q(0.75), wins, len(r))
+	return fmt.Sprintf("round by round: median %.2f×, quartiles %.2f–%.2f, ahead in %d of %d rounds", q(0.5), q(0.25), q(0.75), ahead, len(r))
 }

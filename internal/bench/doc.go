@@ -16,12 +16,10 @@
 // With -count N, both BenchmarkPaths and BenchmarkRelay end with a counting
 // pass (count_test.go): N more APDUs per path with every process on it
 // watched, for system calls (perf stat), CPU, sleeps and loopback TCP
-// segments per APDU. -other-cardshare BINARY adds another build (main's, say)
-// as a path of its own, and the reports give ratios round by round, which
-// this shared machine needs. For development, CS_STRACE_DIR and CS_PERF_DIR
-// make the counting pass write strace logs or perf recordings of each
-// process there, and CS_BENCH_CLI_BIN runs a prebuilt binary on the
-// cardshare-cli path.
+// segments per APDU. The reports give ratios round by round too, which a
+// shared machine needs. For development, CS_STRACE_DIR and CS_PERF_DIR make
+// the counting pass write strace logs or perf recordings of each process
+// there.
 //
 // Run it with scripts/bench.sh, or:
 //

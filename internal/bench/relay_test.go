@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,32 +36,25 @@ import (
 // in yamux. testdata/epollrelay (one thread in its own epoll loop, as socat)
 // is the ceiling of a Go relay.
 const (
-	pathGoPair   = "go-pair"
-	pathGoRaw    = "go-pair-rawio"
-	pathGoTLS    = "go-pair-rawio-tls"
-	pathEpoll    = "go-epoll-pair"
-	pathRelayCLI = "relay-tls"
-	pathRelayLib = "relay-tls-inprocess"
-	pathRelayAlt = "relay-tls-other"
+	pathGoPair    = "go-pair"
+	pathGoRaw     = "go-pair-rawio"
+	pathGoTLS     = "go-pair-rawio-tls"
+	pathEpoll     = "go-epoll-pair"
+	pathRelayCLI  = "relay-tls"
+	pathRelayLib  = "relay-tls-inprocess"
+	pathRelayBase = "relay-tls-baseline" // with -baseline-bin only
 )
 
-// relayPathIDs are BenchmarkRelay's paths, in table order; -relay-paths
-// picks some (direct and the socat pair always run: the table's ratios are
-// to them).
-var relayPathIDs = []string{pathDirect, pathSocatTCP, pathGoPair, pathGoRaw, pathGoTLS, pathEpoll, pathRelayCLI, pathRelayLib, pathRelayAlt}
-
-var flagRelayPaths = flag.String("relay-paths", "", "comma-separated paths of BenchmarkRelay, of "+strings.Join(relayPathIDs, ",")+"; empty runs all but "+pathRelayAlt+", which needs -other-cardshare")
-
 var relayPathNames = map[string]string{
-	pathDirect:   "direct",
-	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay` (2 processes)",
-	pathGoPair:   "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
-	pathGoRaw:    "the same with RawIO, as cardshare (2 processes)",
-	pathGoTLS:    "the same with TLS 1.3 on the TCP leg (2 processes)",
-	pathEpoll:    "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
-	pathRelayCLI: "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
-	pathRelayLib: "the same, both ends in the benchmark process",
-	pathRelayAlt: "cardshare relay serve + agent of -other-cardshare (2 processes)",
+	pathDirect:    "direct",
+	pathSocatTCP:  "socat Unix → TCP → Unix, `nodelay` (2 processes)",
+	pathGoPair:    "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
+	pathGoRaw:     "the same with RawIO, as cardshare (2 processes)",
+	pathGoTLS:     "the same with TLS 1.3 on the TCP leg (2 processes)",
+	pathEpoll:     "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
+	pathRelayCLI:  "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
+	pathRelayLib:  "the same, both ends in the benchmark process",
+	pathRelayBase: "cardshare relay serve + agent of -baseline-bin",
 }
 
 // BenchmarkRelay measures relay mode next to what it must beat, in one run
@@ -85,47 +77,30 @@ func BenchmarkRelay(b *testing.B) {
 	p.InsertCard(b)
 	bin := testenv.BuildClient(b)
 
-	want := []string{pathDirect, pathSocatTCP, pathGoPair, pathGoRaw, pathGoTLS, pathEpoll, pathRelayCLI, pathRelayLib}
-	if *flagRelayPaths != "" {
-		want = []string{pathDirect, pathSocatTCP}
-		for id := range strings.SplitSeq(*flagRelayPaths, ",") {
-			if id = strings.TrimSpace(id); !slices.Contains(relayPathIDs, id) {
-				b.Fatalf("bench: unknown path %q in -relay-paths; known: %s", id, strings.Join(relayPathIDs, ", "))
-			}
-			if !slices.Contains(want, id) {
-				want = append(want, id)
-			}
-		}
-		slices.SortFunc(want, func(a, b string) int { return slices.Index(relayPathIDs, a) - slices.Index(relayPathIDs, b) })
-	}
 	r := startRelay(b, p.Socket, 1)
-	var paths []*path
-	for _, id := range want {
-		pt := &path{id: id, apdus: *flagAPDUs}
-		switch id {
-		case pathDirect:
-			pt.socket = p.Socket
-		case pathSocatTCP:
-			pt.socket, pt.pids = startSocatPair(b, p.Socket)
-		case pathGoPair:
-			pt.socket, pt.pids = startGoPair(b, p.Socket, "gorelay")
-		case pathGoRaw:
-			pt.socket, pt.pids = startGoPair(b, p.Socket, "gorelay", "-rawio")
-		case pathGoTLS:
-			pt.socket, pt.pids = startGoPair(b, p.Socket, "gorelay", "-rawio", "-tls")
-		case pathEpoll:
-			pt.socket, pt.pids = startGoPair(b, p.Socket, "epollrelay")
-		case pathRelayCLI:
-			pt.socket, pt.pids = startRelayCLI(b, p.Socket, "")
-		case pathRelayLib:
-			pt.socket = r.sockets[0]
-		case pathRelayAlt:
-			if *flagOtherCardshare == "" {
-				b.Fatal("bench: path " + pathRelayAlt + " needs -other-cardshare")
-			}
-			pt.socket, pt.pids = startRelayCLI(b, p.Socket, *flagOtherCardshare)
-		}
-		paths = append(paths, pt)
+	paths := []*path{
+		{id: pathDirect, socket: p.Socket},
+		{id: pathSocatTCP},
+		{id: pathGoPair},
+		{id: pathGoRaw},
+		{id: pathGoTLS},
+		{id: pathEpoll},
+		{id: pathRelayCLI},
+		{id: pathRelayLib, socket: r.sockets[0]},
+	}
+	paths[1].socket, paths[1].pids = startSocatPair(b, p.Socket)
+	paths[2].socket, paths[2].pids = startGoPair(b, p.Socket, "gorelay")
+	paths[3].socket, paths[3].pids = startGoPair(b, p.Socket, "gorelay", "-rawio")
+	paths[4].socket, paths[4].pids = startGoPair(b, p.Socket, "gorelay", "-rawio", "-tls")
+	paths[5].socket, paths[5].pids = startGoPair(b, p.Socket, "epollrelay")
+	paths[6].socket, paths[6].pids = startRelayCLI(b, p.Socket, "")
+	if *flagBaseline != "" {
+		base := &path{id: pathRelayBase}
+		base.socket, base.pids = startRelayCLI(b, p.Socket, *flagBaseline)
+		paths = append(paths, base)
+	}
+	for _, pt := range paths {
+		pt.apdus = *flagAPDUs
 	}
 	for _, pt := range paths {
 		waitReady(b, bin, pt.socket)
@@ -196,18 +171,11 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 			b.ReportMetric(s.perSec/direct.perSec, pt.id+"-x-direct")
 		}
 	}
+	relayS, socatS := summarize(paths[6].runs), summarize(paths[1].runs)
 	t.WriteString("\nrelay CPU and sleeps are per APDU, summed over the path's two relay processes: CPU time of all threads (socat's from the children it forks per connection, at 10 ms resolution), and voluntary context switches (socat's are not known). Every sleep costs a wake-up on the APDU's path.\n")
-	socatS := summarize(paths[1].runs)
-	for _, pt := range paths {
-		if pt.id == pathRelayCLI || pt.id == pathRelayAlt {
-			relayS := summarize(pt.runs)
-			fmt.Fprintf(&t, "\n%s ÷ socat pair: %.2f× APDU/s, median %+.0f µs; %s", relayPathNames[pt.id], relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS, roundRatios(pt.runs, paths[1].runs))
-		}
-	}
-	if a, b := pathRuns(paths, pathRelayCLI), pathRuns(paths, pathRelayAlt); a != nil && b != nil {
-		fmt.Fprintf(&t, "\nthis build ÷ -other-cardshare: %.2f× APDU/s; %s", summarize(a).perSec/summarize(b).perSec, roundRatios(a, b))
-	}
-	t.WriteString("\n")
+	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs; %s\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS,
+		roundRatios(paths[6].runs, paths[1].runs))
+	t.WriteString(vsBaseline(paths, pathRelayCLI, pathRelayBase))
 	fmt.Println(t.String())
 }
 
@@ -239,16 +207,14 @@ func startGoPair(b *testing.B, pcscd, name string, flags ...string) (string, []i
 	return socket, []int{host, guest}
 }
 
-// startRelayCLI builds cardshare and runs `relay serve` and `relay agent` as
-// two processes, paired through the CLI, and returns the guest socket.
+// startRelayCLI runs `relay serve` and `relay agent` of bin (empty: this
+// build's cardshare) as two processes, paired through the CLI, and returns
+// the guest socket.
 func startRelayCLI(b *testing.B, pcscd, bin string) (string, []int) {
 	b.Helper()
 	dir := sockDir(b)
 	if bin == "" {
-		bin = filepath.Join(dir, "cardshare")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput(); err != nil {
-			b.Fatalf("bench: build cardshare: %v\n%s", err, out)
-		}
+		bin = buildCardshare(b)
 	}
 	state, creds, guest := filepath.Join(dir, "host"), filepath.Join(dir, "guest", "credentials.json"), filepath.Join(dir, "g", "pcscd.comm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))

@@ -14,13 +14,19 @@ import (
 const UnitName = "cardshare.service"
 
 // UnitFile is the text of the user unit that runs binary with config.
+// Unit is the same for a Spec, with its paths checked.
 func UnitFile(binary, config string) string {
+	return unitText(systemdQuote(binary) + " up --config " + systemdQuote(config))
+}
+
+// unitText is the user unit with the ExecStart command line execStart.
+func unitText(execStart string) string {
 	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
 [Unit]
-Description=cardshare: the host's smart card readers in guest VMs
+Description=` + description + `
 
 [Service]
-ExecStart=` + systemdQuote(binary) + ` up --config ` + systemdQuote(config) + `
+ExecStart=` + execStart + `
 ExecReload=kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
@@ -31,11 +37,12 @@ WantedBy=default.target
 }
 
 // systemdQuote quotes an argument for ExecStart: systemd splits on spaces,
-// unquotes "..." with C escapes, and expands % specifiers and $ variables.
+// unquotes "..." with C escapes, and expands % specifiers and $ variables
+// (systemd.service(5), "Command lines"). An empty argument is "".
 func systemdQuote(s string) string {
 	s = strings.ReplaceAll(s, "%", "%%")
 	s = strings.ReplaceAll(s, "$", "$$")
-	if !strings.ContainsAny(s, " \t\"'\\;") {
+	if s != "" && !strings.ContainsAny(s, " \t\"'\\;") {
 		return s
 	}
 	s = strings.ReplaceAll(s, `\`, `\\`)

@@ -35,6 +35,7 @@ func TestSystemdQuote(t *testing.T) {
 		"/home/$USER/c.yaml":          "/home/$$USER/c.yaml",
 		`/odd "dir"\x`:                `"/odd \"dir\"\\x"`,
 		"/a;b":                        `"/a;b"`,
+		"":                            `""`,
 	} {
 		if got := systemdQuote(in); got != want {
 			t.Errorf("systemdQuote(%q) = %s, want %s", in, got, want)

@@ -1,0 +1,128 @@
+package relaycmd
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/unixsock"
+	"github.com/cardshare/cardshare/relay"
+	"github.com/cardshare/cardshare/relay/trust"
+)
+
+// New is `cardshare relay` and its subcommands.
+func New(g *cmdutil.Globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "relay",
+		Short: "Share the host pcscd with guests over TLS or vsock, without SSH",
+		Long: `relay connects guests to the host pcscd without SSH: each guest runs
+` + "`cardshare relay agent`" + `, which keeps one connection to ` + "`cardshare relay serve`" + ` on
+the host and carries every pcsc-lite connection of the guest's programs over it.
+The connection is TCP or vsock, always with TLS 1.3 and both ends
+authenticated by keys pinned at pairing: no CA, no passwords, no plaintext.
+
+Pair each guest once: ` + "`relay pair NAME`" + ` on the host prints a one-time token
+(valid 10 minutes) that ` + "`relay join`" + ` in the guest uses to exchange keys.
+` + "`relay revoke NAME`" + ` cuts a guest off at once, open connections included.
+` + "`relay policy NAME --readers PATTERN`" + ` limits the host readers a guest may use.
+
+Host state (host key, paired guests) and guest credentials live in
+$XDG_CONFIG_HOME/cardshare/relay (~/.config/cardshare/relay), mode 0700.`,
+		Example: `  host$  cardshare relay serve --listen 0.0.0.0:7743     # or --listen vsock://:7743
+  host$  cardshare relay pair vm1                         # prints the token
+  guest$ cardshare relay join --token cs1-... 192.168.122.1:7743
+  guest$ cardshare relay agent                            # prints the export line
+  host$  cardshare relay policy vm1 --readers 'Yubico YubiKey*'
+  host$  cardshare relay revoke vm1
+
+  # a guest the host can reach but that cannot reach the host: the host dials
+  host$  cardshare relay pair --dial 10.0.0.5:7744 vm2
+  guest$ cardshare relay join --token cs1-... --listen :7744
+  guest$ cardshare relay agent`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newRelayServeCmd(g), newRelayPairCmd(), newRelayListCmd(), newRelayRevokeCmd(),
+		newRelayPolicyCmd(), newRelayJoinCmd(g), newRelayAgentCmd(g))
+	return cmd
+}
+
+// oneProc runs the relay commands on one P (GOMAXPROCS=1) unless the
+// GOMAXPROCS environment variable says otherwise, and returns what undoes it.
+//
+// A relay's work comes in bursts of a few microseconds: each APDU wakes the
+// process twice, and yamux hands each frame between goroutines. With more Ps
+// every hand-off also wakes an idle thread (futex), which on the small VMs
+// relay mode runs on costs more than the work itself: BenchmarkRelay measured
+// 0.27× direct with two Ps and 0.42× with one, against 0.41×–0.44× for a
+// bare Go relay without TLS and yamux. One P relays tens of thousands of
+// APDUs a second, far beyond any card.
+func oneProc() (undo func()) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return func() {}
+	}
+	runtime.GOMAXPROCS(1)
+	return runtime.SetDefaultGOMAXPROCS
+}
+
+// defaultRelayDir is where relay mode keeps its files on both ends.
+func defaultRelayDir() string {
+	d, err := os.UserConfigDir()
+	if err != nil {
+		d = filepath.Join(os.TempDir(), fmt.Sprintf("cardshare-%d", os.Getuid()))
+	}
+	return filepath.Join(d, "cardshare", "relay")
+}
+
+// defaultCredentials is the guest's credentials file.
+func defaultCredentials() string { return filepath.Join(defaultRelayDir(), "credentials.json") }
+
+// relayError attaches what the user can do about a relay error.
+func relayError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if h := relayHint(err); h != "" {
+		return cmdutil.WithHint(err, h)
+	}
+	return err
+}
+
+func relayHint(err error) string {
+	var oe *net.OpError
+	switch {
+	case errors.Is(err, trust.ErrPairingRefused):
+		return "a token works once and for a limited time; run `cardshare relay pair NAME` on the host again and join with the new token (the host's log says why it refused)"
+	case errors.Is(err, relay.ErrGuestRefused):
+		return "the host no longer accepts this guest's key (revoked, or paired with another host): pair again with `cardshare relay pair NAME` on the host and `cardshare relay join` here"
+	case errors.Is(err, trust.ErrHostKeyMismatch):
+		return "the machine at that address is not the host this guest paired with (or that issued the token); check the address, and if the host's state directory was replaced, pair again"
+	case errors.Is(err, trust.ErrBadToken):
+		return "copy the whole token that `cardshare relay pair` printed; it starts with cs1-"
+	case errors.Is(err, trust.ErrNoCredentials):
+		return "pair this guest first: `cardshare relay pair NAME` on the host, then `cardshare relay join --token TOKEN HOST:PORT` here"
+	case errors.Is(err, trust.ErrGuestExists):
+		return "revoke the old guest first with `cardshare relay revoke NAME`, or pair under another name"
+	case errors.Is(err, trust.ErrUnknownGuest):
+		return "`cardshare relay list` shows the paired guests"
+	case errors.Is(err, relay.ErrBadAddr):
+		return "give the guest's address as this host reaches it, HOST:PORT (10.0.0.5:7744), or vsock://CID:PORT for a VM socket"
+	case errors.Is(err, trust.ErrBadName):
+		return "name the guest like a host name: `vm1`, `build-runner.2`"
+	case errors.Is(err, unixsock.ErrSocketInUse):
+		return "another agent (or a forward) serves that path; stop it, or choose another path with --socket"
+	case errors.Is(err, unixsock.ErrUnsafePermissions):
+		return "keys live there: make it this user's own and private, as the error says"
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return "is `cardshare relay serve` running on the host, and its port open to this guest (firewall)? for vsock, the host is vsock://2:PORT"
+	case errors.As(err, &oe) && oe.Op == "listen":
+		return "choose another address with --listen, or stop what serves that one"
+	}
+	return ""
+}
