@@ -13,6 +13,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/backoff"
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -68,7 +69,9 @@ type Config struct {
 	SocketCheck time.Duration
 
 	// Relay configures the relay of each guest connection; its Logger,
-	// Daemon and Stats are set per guest.
+	// Daemon, Stats and Guest are set per guest. A nil Relay.Limiter
+	// means one with connlimit's defaults, shared by the guests of one
+	// Expose (a Forwarder made by NewForwarder gets its own).
 	Relay bridge.Config
 
 	// Logger receives lifecycle events. Nil discards.
@@ -163,6 +166,13 @@ type Event struct {
 // when none is left running.
 func Expose(ctx context.Context, guests []Guest, cfg *Config) error {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		l, err := connlimit.New(&connlimit.Config{Logger: c.Logger})
+		if err != nil {
+			return err
+		}
+		c.Relay.Limiter = l
+	}
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -209,6 +219,9 @@ type Forwarder struct {
 // NewForwarder returns a Forwarder for g; Run starts it.
 func NewForwarder(g Guest, cfg *Config) *Forwarder {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		c.Relay.Limiter, _ = connlimit.New(&connlimit.Config{Logger: c.Logger}) // the defaults are valid
+	}
 	return &Forwarder{guest: g, cfg: &c, log: c.Logger.With("guest", g.Name),
 		status: Status{Guest: g.Name, State: StateConnecting, Since: time.Now()}}
 }
@@ -365,6 +378,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	rc.Logger = f.log
 	rc.Daemon = f.cfg.Daemon
 	rc.Stats = &f.stats
+	rc.Guest = f.guest.Name
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/accept"
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay/mux"
@@ -39,7 +40,9 @@ type HostConfig struct {
 	// guest's protocol version the way every mode does. Its Logger and
 	// Stats are set per guest, and so is its Policy for a guest paired with
 	// one (trust.GuestRecord.Policy). Relay.Daemon is also sent to each guest, so
-	// that its agent can compare its own libpcsclite.
+	// that its agent can compare its own libpcsclite. Relay.Limiter caps
+	// each guest's connections and all of them together; nil means one
+	// with connlimit's defaults for this Host.
 	Relay bridge.Config
 
 	// Mux tunes the yamux sessions; nil means mux.DefaultConfig().
@@ -156,6 +159,9 @@ type hostGuest struct {
 // NewHost returns a Host for the guests paired in state.
 func NewHost(state *trust.HostState, cfg *HostConfig) *Host {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		c.Relay.Limiter, _ = connlimit.New(&connlimit.Config{Logger: c.Logger}) // the defaults are valid
+	}
 	h := &Host{state: state, cfg: c, log: c.Logger, guests: make(map[string]*hostGuest)}
 	h.tls = trust.HostTLSConfig(state.Identity(), h.verify)
 	return h
@@ -350,6 +356,7 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp tru
 	// when it closes for any other reason.
 	rc.Logger = log
 	rc.Stats = &g.stats
+	rc.Guest = rec.Name
 	err = bridge.Serve(ctx, mux.Listener{Session: sess}, h.cfg.Dial, &rc)
 	sess.Close()
 	reason := h.unregister(rec.Name, sess)

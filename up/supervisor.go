@@ -176,6 +176,7 @@ func (f *Supervisor) forwardConfig(r *guestRun) *forward.Config {
 	c.Dial = sshdial.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.opts.Prompt, Logger: f.log}
 	c.Relay.Policy = policy(r.conf)
 	c.Relay.Audit = r.conf.Audit
+	c.Relay.Limiter = f.opts.Limiter
 	t := r.spec.guest.Target
 	dest := t.Addr()
 	if t.User != "" {

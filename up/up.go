@@ -8,6 +8,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
@@ -41,6 +42,11 @@ type Options struct {
 	// SetupReport receives the results of setup_guest (see
 	// guestsetup.NewAuto); nil turns setup_guest off.
 	SetupReport func(guest, socket string, res guestsetup.Result, err error)
+	// Limiter caps the pcsc-lite connections of each guest and of all of
+	// them together (host.max_guest_conns, host.max_conns). It is shared
+	// by every guest and kept across reloads; nil means connlimit's
+	// defaults.
+	Limiter *connlimit.Limiter
 }
 
 // New returns a Supervisor whose forwards run until ctx ends or Stop.
@@ -48,6 +54,9 @@ func New(ctx context.Context, opts Options) *Supervisor {
 	f := &Supervisor{ctx: ctx, opts: opts, started: time.Now(), log: opts.Logger}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	if f.opts.Limiter == nil {
+		f.opts.Limiter, _ = connlimit.New(&connlimit.Config{Logger: f.log}) // the defaults are valid
 	}
 	return f
 }
