@@ -9,6 +9,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -149,9 +150,20 @@ func Unquote(s string) string {
 	return strings.ReplaceAll(s[1:len(s)-1], `'\''`, `'`)
 }
 
+// MaxOutput caps what a guest script may print on standard output. The
+// scripts print a few key=value lines, or a profile file for guestsetup;
+// a guest whose shell prints without end must not grow the host process
+// (`cardshare up` serves every guest).
+const MaxOutput = 1 << 20
+
+// ErrOutputTooLarge means a guest script printed more than MaxOutput bytes;
+// the script was stopped.
+var ErrOutputTooLarge = fmt.Errorf("guest script printed more than %d bytes", MaxOutput)
+
 // Run runs script with /bin/sh in the guest, after assigning vars.
 // The script travels on standard input, so the login shell only ever parses
-// "/bin/sh -s", whatever shell it is (sh, bash, zsh, csh, fish).
+// "/bin/sh -s", whatever shell it is (sh, bash, zsh, csh, fish). A script
+// that prints more than MaxOutput bytes is stopped, with ErrOutputTooLarge.
 func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]byte, error) {
 	s, err := c.NewSession()
 	if err != nil {
@@ -165,11 +177,16 @@ func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]b
 	in.WriteString(script)
 	s.Stdin = &in
 	var out, errb bytes.Buffer
-	s.Stdout = &out
+	stdout := &cappedWriter{w: &out, n: MaxOutput, over: func() { s.Close() }}
+	s.Stdout = stdout
 	s.Stderr = &limitedWriter{w: &errb, n: 4096}
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
-	if err := s.Run("/bin/sh -s"); err != nil {
+	err = s.Run("/bin/sh -s")
+	if stdout.exceeded() {
+		return nil, ErrOutputTooLarge
+	}
+	if err != nil {
 		if msg := strings.TrimSpace(errb.String()); msg != "" {
 			return nil, fmt.Errorf("guest script: %w: %s", err, msg)
 		}
@@ -279,6 +296,36 @@ func answers(conn io.ReadWriteCloser, wait time.Duration) bool {
 	case <-time.After(wait):
 		return false
 	}
+}
+
+// cappedWriter writes up to n bytes to w; the write that would go over
+// calls over once (which stops the script) and fails.
+type cappedWriter struct {
+	w    io.Writer
+	n    int
+	over func()
+	mu   sync.Mutex
+	hit  bool
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(p) > c.n {
+		if !c.hit {
+			c.hit = true
+			go c.over()
+		}
+		return 0, ErrOutputTooLarge
+	}
+	c.n -= len(p)
+	return c.w.Write(p)
+}
+
+func (c *cappedWriter) exceeded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hit
 }
 
 type limitedWriter struct {
