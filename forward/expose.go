@@ -57,7 +57,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// StaleProbe is how long a listener found at the guest socket path may
-	// take to answer before it counts as a dead forward. Zero means 2 s.
+	// take to answer before it counts as silent. A silent listener on the
+	// socket of this Forwarder's own lost connection is that dead forward
+	// and is removed; anyone else's is left alone, and the Forwarder
+	// retries (guestsock.ErrSilent). Zero means 2 s.
 	StaleProbe time.Duration
 
 	// SocketCheck is how often a guest whose forward is up is asked
@@ -211,6 +214,11 @@ type Forwarder struct {
 	cfg   *Config
 	log   *slog.Logger
 	stats bridge.Stats
+
+	// held is the guest socket of the last forward that came up, which
+	// a lost connection may have left held by its silent listener; Run's
+	// goroutine alone uses it.
+	held string
 
 	mu     sync.Mutex
 	status Status
@@ -366,6 +374,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	}
 	defer keeper.Close()
 
+	f.held = info.Socket
 	ev := Event{State: StateUp, Socket: info.Socket}
 	if gc, ok := info.Client(); ok {
 		ev.GuestClient = &gc
@@ -417,7 +426,11 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 	case "other":
 		return nil, info, fmt.Errorf("%s exists in the guest and is not a socket; refusing to replace it", info.Socket)
 	case "socket":
-		removed, err := guestsock.ClearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
+		// A silent listener is left alone (guestsock.ErrSilent), unless it
+		// holds the socket of this Forwarder's own lost connection: then
+		// it is that dead forward, whose client will never answer.
+		ours := f.held == info.Socket
+		removed, err := guestsock.ClearStale(ctx, client, info.Socket, f.cfg.StaleProbe, ours)
 		if err != nil {
 			return nil, info, err
 		}

@@ -24,6 +24,14 @@ const MaxPath = 103
 // ErrInUse means a live listener already holds the guest socket path.
 var ErrInUse = errors.New("guest socket is in use by another listener")
 
+// ErrSilent means a listener holds the guest socket path and accepts
+// connections but does not answer a CMD_VERSION: the forward of an SSH
+// connection that died without the guest's sshd noticing yet, or some
+// other program that is slow or stuck. It is never removed; the forward
+// retries until the listener is gone (sshd's ClientAliveInterval reaps a
+// dead connection) or answers.
+var ErrSilent = errors.New("guest socket is held by a listener that does not answer")
+
 // ErrRemoved means the guest socket disappeared while the forward was
 // up; the forward reconnects to create it again.
 var ErrRemoved = errors.New("guest socket was removed")
@@ -58,12 +66,12 @@ func (g Info) Client() (pcsc.Client, bool) {
 // pcsc-lite release.
 const prepareScript = DefaultDirFunc + `
 umask 077
-fail() { echo "error=$*"; exit 0; }
+fail() { printf '%s\n' "error=$*"; exit 0; }
 owner_ok() { # $1 is owned by us or root, and no one else may write to it
 	set -- "$1" "$(ls -ldn "$1" 2>/dev/null)"
 	[ -n "$2" ] || return 1
-	o=$(echo "$2" | awk '{print $3}')
-	m=$(echo "$2" | awk '{print $1}')
+	o=$(printf '%s\n' "$2" | awk '{print $3}')
+	m=$(printf '%s\n' "$2" | awk '{print $1}')
 	[ "$o" = "$(id -u)" ] || [ "$o" = 0 ] || return 1
 	case "$m" in ?????w????*|????????w?*) return 2 ;; esac
 	return 0
@@ -82,12 +90,12 @@ else
 	owner_ok "$dir"
 	case $? in
 	1) fail "$dir is owned by another user" ;;
-	2) echo "unsafe=$dir" ;;
+	2) printf '%s\n' "unsafe=$dir" ;;
 	esac
 fi
-echo "socket=$sock"
-if [ -S "$sock" ]; then echo "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then echo "exists=other"; fi
-echo "os=$(uname -s)"
+printf '%s\n' "socket=$sock"
+if [ -S "$sock" ]; then printf '%s\n' "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then printf '%s\n' "exists=other"; fi
+printf '%s\n' "os=$(uname -s)"
 rel=
 if command -v dpkg-query >/dev/null 2>&1; then rel=$(dpkg-query -W -f '${Version}' libpcsclite1 2>/dev/null); fi
 if [ -z "$rel" ] && command -v rpm >/dev/null 2>&1; then rel=$(rpm -q --qf '%{VERSION}' pcsc-lite-libs 2>/dev/null) || rel=; fi
@@ -95,11 +103,11 @@ if [ -z "$rel" ] && command -v apk >/dev/null 2>&1; then rel=$(apk list -I pcsc-
 if [ -z "$rel" ] && command -v pkg >/dev/null 2>&1; then rel=$(pkg query %v pcsc-lite 2>/dev/null) || rel=; fi
 if [ -z "$rel" ] && command -v pkg_info >/dev/null 2>&1; then rel=$(pkg_info -E pcsc-lite 2>/dev/null | sed 's/^pcsc-lite-//'); fi
 if [ -z "$rel" ] && command -v pkg-config >/dev/null 2>&1; then rel=$(pkg-config --modversion libpcsclite 2>/dev/null); fi
-echo "release=$rel"
+printf '%s\n' "release=$rel"
 `
 
 // checkScript reports whether the guest socket is gone.
-const checkScript = `[ -S "$sock" ] || echo missing
+const checkScript = `[ -S "$sock" ] || printf '%s\n' missing
 `
 
 // Missing reports whether no socket is at sock in the guest any more.
@@ -255,10 +263,14 @@ func CheckPath(p string) error {
 //
 // The probe goes through the guest's sshd (direct-streamlocal): a refused
 // connect means the socket is stale. A listener that accepts and answers a
-// CMD_VERSION, or closes, is alive and is left alone. A listener that accepts
-// but stays silent is the forward of an SSH connection that died without the
-// guest's sshd noticing yet: its client will never answer, so it is stale.
-func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Duration) (removed bool, err error) {
+// CMD_VERSION, or closes, is alive and is left alone (ErrInUse). A listener
+// that accepts but stays silent for wait is left alone too (ErrSilent): it
+// may be the forward of an SSH connection that died without the guest's
+// sshd noticing yet, but it may as well be a live program that is slow,
+// and removing its socket would cut it off for good. Only when ownLost is
+// set (sock is where the caller's own forward listened, on a connection
+// that it lost) is a silent listener that dead forward, and removed.
+func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Duration, ownLost bool) (removed bool, err error) {
 	conn, err := c.Dial("unix", sock)
 	if err != nil {
 		var oe *ssh.OpenChannelError
@@ -270,6 +282,9 @@ func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Durat
 		conn.Close()
 		if alive {
 			return false, fmt.Errorf("%w: %s", ErrInUse, sock)
+		}
+		if !ownLost {
+			return false, fmt.Errorf("%w: %s (no answer within %v)", ErrSilent, sock, wait)
 		}
 	}
 	if err := Remove(ctx, c, sock); err != nil {
