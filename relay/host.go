@@ -53,10 +53,17 @@ type HostConfig struct {
 	// Zero means 10 s.
 	HandshakeTimeout time.Duration
 
-	// MaxHandshakes caps the connections in their handshake at once; more
-	// are closed as soon as they are accepted. It bounds what unauthenticated
-	// peers can cost. A paired guest turned away retries with backoff.
-	// Zero means 32.
+	// FirstByteTimeout bounds how long a new connection may stay silent
+	// before its first TLS bytes: an agent sends its ClientHello at once,
+	// so a peer that connects and says nothing is cut off long before
+	// HandshakeTimeout. Zero means 2.5 s.
+	FirstByteTimeout time.Duration
+
+	// MaxHandshakes caps the connections in their handshake at once. It
+	// bounds what unauthenticated peers can cost. When every one is
+	// taken, the oldest pending handshake (one that has sent nothing
+	// first) is closed to make room for the newest, so that peers that
+	// connect and stall cannot keep a paired guest out. Zero means 32.
 	MaxHandshakes int
 
 	// PollInterval is how often the host looks for changes of the guest list
@@ -79,7 +86,7 @@ type HostConfig struct {
 
 // defaultHostConfig returns the configuration used for a nil *HostConfig.
 func defaultHostConfig() *HostConfig {
-	return &HostConfig{HandshakeTimeout: 10 * time.Second, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond,
+	return &HostConfig{HandshakeTimeout: 10 * time.Second, FirstByteTimeout: 2500 * time.Millisecond, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond,
 		MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
 }
 
@@ -99,6 +106,9 @@ func (c *HostConfig) withDefaults() HostConfig {
 	}
 	if cc.MaxHandshakes <= 0 {
 		cc.MaxHandshakes = d.MaxHandshakes
+	}
+	if cc.FirstByteTimeout <= 0 {
+		cc.FirstByteTimeout = min(d.FirstByteTimeout, cc.HandshakeTimeout)
 	}
 	if cc.PollInterval <= 0 {
 		cc.PollInterval = d.PollInterval
@@ -235,7 +245,8 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		h.refused(addr, err)
 	}
-	err := accept.Loop(ctx, ln, accept.Config{Slots: h.cfg.MaxHandshakes, Refuse: refuse}, func(ctx context.Context, c net.Conn, release func()) {
+	ac := accept.Config{Slots: h.cfg.MaxHandshakes, Evict: true, FirstByte: h.cfg.FirstByteTimeout, Refuse: refuse}
+	err := accept.Loop(ctx, ln, ac, func(ctx context.Context, c net.Conn, release func()) {
 		h.handle(ctx, c, release, nil)
 	})
 	if err != nil {
