@@ -42,6 +42,11 @@ type Config struct {
 
 // Host holds the host-side options.
 type Host struct {
+	// Backend is where the host's PC/SC comes from: "socket" (the pcscd
+	// socket, PCSCDSocket), "native" (the system's PC/SC API) or "auto"
+	// (the best this build has; today the socket). Empty means "auto".
+	Backend string
+
 	// PCSCDSocket is the host pcscd socket to relay to. Empty means what
 	// the host's libpcsclite would use: $PCSCLITE_CSOCK_NAME, else
 	// /run/pcscd/pcscd.comm.
@@ -204,6 +209,10 @@ func (v *validator) check() {
 			"version %d is not a format this cardshare reads (it reads %d)", c.Version, FormatVersion)
 	}
 	h := c.Host
+	if !slices.Contains([]string{"", "auto", "socket", "native"}, h.Backend) {
+		v.fail("host.backend", 0, "use auto, socket (the pcscd socket) or native (the system's PC/SC API), or leave it out",
+			"backend %q is not a PC/SC backend", h.Backend)
+	}
 	if h.PCSCDSocket != "" && !filepath.IsAbs(h.PCSCDSocket) {
 		v.fail("host.pcscd_socket", 0, "write the full path of the host pcscd socket, such as /run/pcscd/pcscd.comm, or leave it out",
 			"pcscd_socket %q is not an absolute path", h.PCSCDSocket)

@@ -86,6 +86,7 @@ func TestParseFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Host{
+		Backend:     "socket",
 		PCSCDSocket: "/run/pcscd/pcscd.comm",
 		Keepalive:   10 * time.Second,
 		LogLevel:    "debug",
@@ -97,9 +98,9 @@ func TestParseFull(t *testing.T) {
 		t.Errorf("host = %+v, want %+v", c.Host, want)
 	}
 	wantGuests := []Guest{
-		{Name: "devvm", Destination: "dev@127.0.0.1:2222", Socket: "/run/user/1000/cardshare/pcscd.comm", SetupGuest: true, Line: 11},
-		{Name: "build", VM: "build", Readers: []string{"Yubico YubiKey*", "REINER SCT*"}, Control: "deny", Audit: true, Line: 15},
-		{Name: "ci-runner", Destination: "ci-runner", Line: 19},
+		{Name: "devvm", Destination: "dev@127.0.0.1:2222", Socket: "/run/user/1000/cardshare/pcscd.comm", SetupGuest: true, Line: 12},
+		{Name: "build", VM: "build", Readers: []string{"Yubico YubiKey*", "REINER SCT*"}, Control: "deny", Audit: true, Line: 16},
+		{Name: "ci-runner", Destination: "ci-runner", Line: 20},
 	}
 	if !reflect.DeepEqual(c.Guests, wantGuests) {
 		t.Errorf("guests =\n%+v\nwant\n%+v", c.Guests, wantGuests)

@@ -12,6 +12,7 @@
 //
 //	version: 1                        # optional; the format version
 //	host:
+//	  backend: auto                   # auto, socket or native
 //	  pcscd_socket: /run/pcscd/pcscd.comm
 //	  keepalive: 5s
 //	  log_level: info                 # debug, info, warn or error

@@ -29,6 +29,7 @@ type fileSchema struct {
 }
 
 type hostSchema struct {
+	Backend     yaml.Node `yaml:"backend"`
 	PCSCDSocket yaml.Node `yaml:"pcscd_socket"`
 	Keepalive   yaml.Node `yaml:"keepalive"`
 	LogLevel    yaml.Node `yaml:"log_level"`
@@ -318,6 +319,7 @@ func (p *parser) convert(s *fileSchema, c *Config) {
 		}
 	}
 	h := &s.Host
+	p.str(&h.Backend, "backend", &c.Host.Backend)
 	p.str(&h.PCSCDSocket, "pcscd_socket", &c.Host.PCSCDSocket)
 	c.Host.PCSCDSocket = expandHome(c.Host.PCSCDSocket)
 	p.duration(&h.Keepalive, "keepalive", &c.Host.Keepalive)

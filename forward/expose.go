@@ -33,7 +33,12 @@ type Guest struct {
 
 // Config tunes Expose. A nil *Config means DefaultConfig().
 type Config struct {
-	// HostSocket is the host pcscd socket. Empty means pcsc.DefaultSocket.
+	// Host is where the host's PC/SC comes from (hostpcsc.New). Nil means
+	// the pcscd socket HostSocket.
+	Host hostpcsc.Source
+
+	// HostSocket is the host pcscd socket when Host is nil. Empty means
+	// pcsc.DefaultSocket.
 	HostSocket string
 
 	// Daemon is the host pcscd as probed at start; it words errors.
@@ -105,6 +110,9 @@ func (c *Config) withDefaults() Config {
 	d, cc := DefaultConfig(), *c
 	if cc.HostSocket == "" {
 		cc.HostSocket = d.HostSocket
+	}
+	if cc.Host == nil {
+		cc.Host = hostpcsc.Socket{Path: cc.HostSocket}
 	}
 	if cc.KeepaliveInterval <= 0 {
 		cc.KeepaliveInterval = d.KeepaliveInterval
@@ -391,7 +399,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)
-	go func() { served <- bridge.Serve(serveCtx, ln, hostpcsc.Socket{Path: f.cfg.HostSocket}.Dial, &rc) }()
+	go func() { served <- bridge.Serve(serveCtx, ln, f.cfg.Host.Dial, &rc) }()
 	gone := watchSocket(serveCtx, client, info.Socket, f.cfg.SocketCheck)
 
 	select {

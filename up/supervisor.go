@@ -167,6 +167,7 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 
 func (f *Supervisor) forwardConfig(r *guestRun) *forward.Config {
 	c := forward.DefaultConfig()
+	c.Host = r.spec.host.src
 	c.HostSocket = r.spec.host.socket
 	c.Daemon = r.spec.host.daemon
 	if r.spec.keepalive > 0 {
@@ -231,7 +232,7 @@ func (f *Supervisor) Reload() {
 	f.mu.Unlock()
 	host, err := f.probeHost(f.ctx, cfg.Host)
 	switch {
-	case err != nil && host.socket != prev.socket:
+	case err != nil && (host.socket != prev.socket || host.backend != prev.backend):
 		f.refuse(err)
 		return
 	case err != nil:

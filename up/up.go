@@ -10,6 +10,7 @@ import (
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/guestsetup"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -30,6 +31,9 @@ type Options struct {
 	Prompt func(prompt string) ([]byte, error)
 	// DefaultPCSCDSocket is the host pcscd socket when the file sets none.
 	DefaultPCSCDSocket string
+	// Backend, when set (--backend), wins over the file's host.backend:
+	// where the host's PC/SC comes from (hostpcsc.New).
+	Backend string
 	// Hint says what the user can do about an error; it becomes the "hint"
 	// attribute of error logs. nil gives none.
 	Hint func(error) string
@@ -127,13 +131,15 @@ func parseLevel(s string) slog.Level {
 	return slog.LevelInfo
 }
 
-// hostInfo is the host pcscd as probed.
+// hostInfo is the host's PC/SC as chosen and probed.
 type hostInfo struct {
-	socket string
-	daemon pcsc.Daemon
+	backend string
+	socket  string
+	src     hostpcsc.Source
+	daemon  pcsc.Daemon
 }
 
-// probeHost asks the host pcscd for its protocol, failing with expose's
+// probeHost chooses the host's PC/SC (hostpcsc.New) and asks it for its protocol, failing with expose's
 // error (and so its hint) when pcscd is not there; the socket path is set
 // either way.
 func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, error) {
@@ -141,11 +147,20 @@ func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, er
 	if sock == "" {
 		sock = f.opts.DefaultPCSCDSocket
 	}
-	d, err := pcsc.Probe(ctx, sock)
-	if err != nil {
-		return hostInfo{socket: sock}, fmt.Errorf("host pcscd at %s: %w", sock, err)
+	backend := h.Backend
+	if f.opts.Backend != "" {
+		backend = f.opts.Backend
 	}
-	return hostInfo{sock, d}, nil
+	info := hostInfo{backend: backend, socket: sock}
+	src, err := hostpcsc.New(backend, sock)
+	if err != nil {
+		return info, err
+	}
+	info.src = src
+	if info.daemon, err = src.Probe(ctx); err != nil {
+		return info, fmt.Errorf("host pcscd at %s: %w", sock, err)
+	}
+	return info, nil
 }
 
 // Resolve looks up where guest g is: a destination as ssh does, a VM

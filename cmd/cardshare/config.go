@@ -12,12 +12,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/up"
 )
 
 const configExample = `version: 1
 host:
+  backend: auto                         # auto, socket (pcscd) or native (not yet)
   pcscd_socket: /run/pcscd/pcscd.comm   # default: $PCSCLITE_CSOCK_NAME, else this
   keepalive: 5s                         # how often each guest is checked
   log_level: info                       # debug, info, warn or error
@@ -34,7 +36,7 @@ guests:
     control: deny                       # refuse SCardControl; default allow
     audit: true                         # log every PC/SC call; default false`
 
-func newConfigCmd(g *globals) *cobra.Command {
+func newConfigCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",
 		Short: "Check the config file that `cardshare up` runs from",
@@ -61,7 +63,7 @@ type configCheckOptions struct {
 	config string
 }
 
-func newConfigCheckCmd(g *globals) *cobra.Command {
+func newConfigCheckCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &configCheckOptions{}
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -75,7 +77,7 @@ the file is usable and every guest resolves, 1 otherwise.`,
   cardshare config check --config ./vms.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runConfigCheck(cmd.Context(), o, cmd.OutOrStdout(), g.stderr)
+			return runConfigCheck(cmd.Context(), o, cmd.OutOrStdout(), g.Stderr)
 		},
 	}
 	cmd.Flags().StringVar(&o.config, "config", "", "config `file` (default $XDG_CONFIG_HOME/cardshare/config.yaml)")
@@ -95,7 +97,7 @@ func configPath(flag string) (string, error) {
 func loadConfig(path string) (*config.Config, error) {
 	c, err := config.Load(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, withHint(err, "create it: `cardshare config --help` shows every key, or pass another file with --config")
+		return nil, cmdutil.WithHint(err, "create it: `cardshare config --help` shows every key, or pass another file with --config")
 	}
 	return c, err
 }
@@ -115,7 +117,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 	h := c.Host
 	pcscd := h.PCSCDSocket
 	if pcscd == "" {
-		pcscd = defaultPCSCDSocket() + " (default)"
+		pcscd = cmdutil.DefaultPCSCDSocket() + " (default)"
 	}
 	sshConfig := h.SSHConfig
 	if sshConfig == "" {
@@ -162,25 +164,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 
 // policyText describes a guest's reader policy, or is empty for none.
 func policyText(g config.Guest) string {
-	return readerPolicyText(g.Readers, g.Control == "deny", g.Audit)
-}
-
-// readerPolicyText describes a reader policy, or is empty for none.
-func readerPolicyText(readers []string, denyControl, audit bool) string {
-	var parts []string
-	if len(readers) > 0 {
-		parts = append(parts, fmt.Sprintf("readers %q", readers))
-	}
-	if denyControl {
-		parts = append(parts, "control denied")
-	}
-	if audit {
-		parts = append(parts, "audit log")
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "reader policy: " + strings.Join(parts, ", ")
+	return cmdutil.ReaderPolicyText(g.Readers, g.Control == "deny", g.Audit)
 }
 
 func plural(n int, what string) string {

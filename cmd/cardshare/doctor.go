@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/doctor"
 	"github.com/cardshare/cardshare/internal/sshdial"
 )
@@ -20,8 +20,8 @@ type doctorOptions struct {
 	strict      bool
 }
 
-func newDoctorCmd(g *globals) *cobra.Command {
-	o := &doctorOptions{pcscdSocket: defaultPCSCDSocket()}
+func newDoctorCmd(g *cmdutil.Globals) *cobra.Command {
+	o := &doctorOptions{pcscdSocket: cmdutil.DefaultPCSCDSocket()}
 	cmd := &cobra.Command{
 		Use:   "doctor [GUEST]",
 		Short: "Check the host, and a guest, for what cardshare needs; print a fix for each problem",
@@ -49,7 +49,7 @@ fail only with --strict.`,
   cardshare doctor --guest-socket /home/me/.pcsc/pcscd.comm myvm`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
-				return &usageError{fmt.Sprintf("doctor checks one guest at a time, got %d", len(args)), "run `cardshare doctor GUEST` for each guest"}
+				return cmdutil.Usage(fmt.Sprintf("doctor checks one guest at a time, got %d", len(args)), "run `cardshare doctor GUEST` for each guest")
 			}
 			return nil
 		},
@@ -58,24 +58,21 @@ fail only with --strict.`,
 		},
 	}
 	f := cmd.Flags()
-	sshConfigFlag(f, &o.sshConfig)
-	acceptNewFlag(f, &o.acceptNew)
-	guestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default)")
-	pcscdSocketFlag(f, &o.pcscdSocket)
+	cmdutil.SSHConfigFlag(f, &o.sshConfig)
+	cmdutil.AcceptNewFlag(f, &o.acceptNew)
+	cmdutil.GuestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default)")
+	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.strict, "strict", false, "exit non-zero on warnings too")
 	return cmd
 }
 
-// errChecksFailed ends doctor with exit status 1; the report says why.
-var errChecksFailed = errors.New("doctor: checks failed")
-
-func runDoctor(ctx context.Context, g *globals, o *doctorOptions, args []string, w io.Writer) error {
+func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args []string, w io.Writer) error {
 	cfg := &doctor.Config{
 		PCSCDSocket: o.pcscdSocket,
 		SSHConfig:   o.sshConfig,
 		GuestSocket: o.guestSocket,
-		Dial:        sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()},
-		Hint:        hint,
+		Dial:        sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.Logger()},
+		Hint:        cmdutil.Hint,
 		Report:      func(name string, r doctor.Result) { printCheck(w, name, r) },
 	}
 	guest := ""
@@ -85,9 +82,9 @@ func runDoctor(ctx context.Context, g *globals, o *doctorOptions, args []string,
 	sum := doctor.Run(ctx, cfg, guest)
 	switch {
 	case sum.Failed > 0:
-		return fmt.Errorf("%w: %d failed, %d warned", errChecksFailed, sum.Failed, sum.Warned)
+		return fmt.Errorf("%w: %d failed, %d warned", cmdutil.ErrChecksFailed, sum.Failed, sum.Warned)
 	case sum.Warned > 0 && o.strict:
-		return fmt.Errorf("%w: %d warned (--strict)", errChecksFailed, sum.Warned)
+		return fmt.Errorf("%w: %d warned (--strict)", cmdutil.ErrChecksFailed, sum.Warned)
 	}
 	return nil
 }

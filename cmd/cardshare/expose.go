@@ -13,8 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
-	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
@@ -23,6 +24,7 @@ type exposeOptions struct {
 	sshConfig   string
 	acceptNew   bool
 	guestSocket string
+	backend     string
 	pcscdSocket string
 	keepalive   time.Duration
 	setupGuest  bool
@@ -31,8 +33,8 @@ type exposeOptions struct {
 	audit       bool
 }
 
-func newExposeCmd(g *globals) *cobra.Command {
-	o := &exposeOptions{pcscdSocket: defaultPCSCDSocket()}
+func newExposeCmd(g *cmdutil.Globals) *cobra.Command {
+	o := &exposeOptions{backend: hostpcsc.Auto, pcscdSocket: cmdutil.DefaultPCSCDSocket()}
 	cmd := &cobra.Command{
 		Use:   "expose GUEST...",
 		Short: "Forward the host pcscd into guests over SSH and keep the forwards up",
@@ -78,12 +80,12 @@ guest (command, reader, return code, time, sizes; never data).`,
   pcsc_scan`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
-				return &usageError{"expose needs at least one guest", "name it like ssh does: `cardshare expose myvm` or `cardshare expose user@host:2222`"}
+				return cmdutil.Usage("expose needs at least one guest", "name it like ssh does: `cardshare expose myvm` or `cardshare expose user@host:2222`")
 			}
 			if o.guestSocket != "" && len(args) > 1 {
-				return &usageError{"--guest-socket names one path, but " + fmt.Sprint(len(args)) + " guests were given", "run one cardshare per guest that needs its own path, or drop --guest-socket for per-guest defaults"}
+				return cmdutil.Usage("--guest-socket names one path, but "+fmt.Sprint(len(args))+" guests were given", "run one cardshare per guest that needs its own path, or drop --guest-socket for per-guest defaults")
 			}
-			if _, err := guestPolicy(o.readers, o.control); err != nil {
+			if _, err := cmdutil.GuestPolicy(o.readers, o.control); err != nil {
 				return err
 			}
 			return nil
@@ -93,10 +95,11 @@ guest (command, reader, return code, time, sizes; never data).`,
 		},
 	}
 	f := cmd.Flags()
-	sshConfigFlag(f, &o.sshConfig)
-	acceptNewFlag(f, &o.acceptNew)
-	guestSocketFlag(f, &o.guestSocket, " (default: a private directory of the login user)")
-	pcscdSocketFlag(f, &o.pcscdSocket)
+	cmdutil.SSHConfigFlag(f, &o.sshConfig)
+	cmdutil.AcceptNewFlag(f, &o.acceptNew)
+	cmdutil.GuestSocketFlag(f, &o.guestSocket, " (default: a private directory of the login user)")
+	cmdutil.BackendFlag(f, &o.backend)
+	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.DurationVar(&o.keepalive, "keepalive", 5*time.Second, "how often to check that each guest is alive; a dead guest is noticed within this plus 10s")
 	f.BoolVar(&o.setupGuest, "setup-guest", false, "once a forward is up, point the guest user's programs at it (as `cardshare guest setup` does)")
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
@@ -105,16 +108,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 	return cmd
 }
 
-// defaultPCSCDSocket honours PCSCLITE_CSOCK_NAME on the host, as the host's
-// own libpcsclite would.
-func defaultPCSCDSocket() string {
-	if p := os.Getenv("PCSCLITE_CSOCK_NAME"); p != "" {
-		return p
-	}
-	return pcsc.DefaultSocket
-}
-
-func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string, stdout io.Writer) error {
+func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests []string, stdout io.Writer) error {
 	// One P unless the user says otherwise: relaying an APDU is a chain of
 	// goroutine hand-offs (x/crypto/ssh's read loop, its mux, the channel
 	// reader, the relay), and with more Ps each hand-off wakes another
@@ -122,8 +116,12 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)
 	}
-	log := g.logger()
-	daemon, err := pcsc.Probe(ctx, o.pcscdSocket)
+	log := g.Logger()
+	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
+	if err != nil {
+		return err
+	}
+	daemon, err := src.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
 	}
@@ -133,7 +131,7 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	seen := map[string]bool{}
 	for _, d := range dests {
 		if seen[d] {
-			return &usageError{fmt.Sprintf("guest %q is named twice", d), "name each guest once"}
+			return cmdutil.Usage(fmt.Sprintf("guest %q is named twice", d), "name each guest once")
 		}
 		seen[d] = true
 		t, _, err := vm.Resolve(ctx, d, o.sshConfig)
@@ -146,12 +144,12 @@ func runExpose(ctx context.Context, g *globals, o *exposeOptions, dests []string
 	var mu sync.Mutex
 	printed := map[string]string{}
 	cfg := forward.DefaultConfig()
-	cfg.HostSocket = o.pcscdSocket
+	cfg.Host = src
 	cfg.Daemon = daemon
 	cfg.KeepaliveInterval = o.keepalive
 	cfg.Logger = log
 	cfg.Dial = sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
-	cfg.Relay.Policy, _ = guestPolicy(o.readers, o.control) // checked in Args
+	cfg.Relay.Policy, _ = cmdutil.GuestPolicy(o.readers, o.control) // checked in Args
 	cfg.Relay.Audit = o.audit
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
 	defer setup.Wait()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/sshdial"
@@ -16,7 +17,7 @@ import (
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
-func newGuestCmd(g *globals) *cobra.Command {
+func newGuestCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "guest",
 		Short: "Point a guest's programs at the forwarded socket",
@@ -38,7 +39,7 @@ type guestSetupOptions struct {
 	undo        bool
 }
 
-func newGuestSetupCmd(g *globals) *cobra.Command {
+func newGuestSetupCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &guestSetupOptions{}
 	cmd := &cobra.Command{
 		Use:   "setup [--undo] [--system] GUEST",
@@ -80,9 +81,9 @@ Programs that are already running keep their environment: log in again.`,
 		},
 	}
 	f := cmd.Flags()
-	sshConfigFlag(f, &o.sshConfig)
-	acceptNewFlag(f, &o.acceptNew)
-	guestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default for the login user)")
+	cmdutil.SSHConfigFlag(f, &o.sshConfig)
+	cmdutil.AcceptNewFlag(f, &o.acceptNew)
+	cmdutil.GuestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default for the login user)")
 	f.BoolVar(&o.system, "system", false, "also mask the guest's pcscd and link /run/pcscd/pcscd.comm to the socket (needs root or sudo -n in the guest)")
 	f.BoolVar(&o.undo, "undo", false, "remove what an earlier setup added (with --system, the system part too)")
 	return cmd
@@ -92,21 +93,21 @@ Programs that are already running keep their environment: log in again.`,
 func exactGuest(what string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
-			return &usageError{fmt.Sprintf("%s needs one guest, got %d", what, len(args)), "name it like ssh does: `cardshare " + what + " myvm`"}
+			return cmdutil.Usage(fmt.Sprintf("%s needs one guest, got %d", what, len(args)), "name it like ssh does: `cardshare "+what+" myvm`")
 		}
 		return nil
 	}
 }
 
-func runGuestSetup(ctx context.Context, g *globals, o *guestSetupOptions, name string, stdout io.Writer) error {
+func runGuestSetup(ctx context.Context, g *cmdutil.Globals, o *guestSetupOptions, name string, stdout io.Writer) error {
 	if o.undo && o.guestSocket != "" {
-		return &usageError{"--undo takes no --guest-socket", "undo finds what setup added by its markers; drop --guest-socket"}
+		return cmdutil.Usage("--undo takes no --guest-socket", "undo finds what setup added by its markers; drop --guest-socket")
 	}
 	t, _, err := vm.Resolve(ctx, name, o.sshConfig)
 	if err != nil {
 		return &forward.GuestError{Guest: name, Err: err}
 	}
-	c, err := sshdial.Dial(ctx, t, sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.logger()})
+	c, err := sshdial.Dial(ctx, t, sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.Logger()})
 	if err != nil {
 		return &forward.GuestError{Guest: name, Err: err}
 	}
@@ -166,7 +167,7 @@ func setupReporter(out io.Writer, log *slog.Logger) func(guest, socket string, r
 	return func(guest, socket string, res guestsetup.Result, err error) {
 		if err != nil {
 			attrs := []any{"guest", guest, "err", err}
-			if h := hint(err); h != "" {
+			if h := cmdutil.Hint(err); h != "" {
 				attrs = append(attrs, "hint", h)
 			}
 			log.Error("guest setup failed; the forward stays up", attrs...)

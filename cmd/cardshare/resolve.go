@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
@@ -18,7 +19,7 @@ type resolveOptions struct {
 	limaHome   string
 }
 
-func newResolveCmd(g *globals) *cobra.Command {
+func newResolveCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &resolveOptions{}
 	cmd := &cobra.Command{
 		Use:   "resolve NAME",
@@ -48,16 +49,16 @@ addresses VirtualBox and libvirt report (User, IdentityFile, known_hosts).`,
 		},
 	}
 	f := cmd.Flags()
-	sshConfigFlag(f, &o.sshConfig)
+	cmdutil.SSHConfigFlag(f, &o.sshConfig)
 	f.StringVar(&o.vagrantDir, "vagrant-dir", "", "`directory` of the Vagrantfile (default: $VAGRANT_CWD, else the current directory)")
 	f.StringVar(&o.limaHome, "lima-home", "", "Lima's `directory` (default: $LIMA_HOME, else ~/.lima)")
 	return cmd
 }
 
-func runResolve(ctx context.Context, g *globals, o *resolveOptions, name string, w io.Writer) error {
+func runResolve(ctx context.Context, g *cmdutil.Globals, o *resolveOptions, name string, w io.Writer) error {
 	r := &vm.Resolver{SSHConfig: o.sshConfig, VagrantDir: o.vagrantDir, LimaHome: o.limaHome}
 	t, src, err := r.Resolve(ctx, name)
-	if g.verbose || err != nil {
+	if g.Verbose || err != nil {
 		for _, l := range src.Looked {
 			fmt.Fprintf(w, "looked at %s\n", l)
 		}

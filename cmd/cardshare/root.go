@@ -2,34 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/cmd/cardshare/relaycmd"
 )
 
-// globals are the flags every subcommand shares.
-type globals struct {
-	verbose   bool
-	logFormat string
-	stdin     io.Reader
-	stderr    io.Writer
-}
-
-func (g *globals) logger() *slog.Logger {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	if g.verbose {
-		opts.Level = slog.LevelDebug
-	}
-	if g.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(g.stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(g.stderr, opts))
-}
-
-func newRootCmd(g *globals) *cobra.Command {
+func newRootCmd(g *cmdutil.Globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "cardshare",
 		Short: "Share the host's smart card readers with virtual machines",
@@ -51,16 +32,17 @@ In the guest, point programs at the forwarded socket:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug events (connections, byte counts; never card data)")
-	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
-	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), newServiceCmd(g), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), newRelayCmd(g))
+	root.PersistentFlags().BoolVarP(&g.Verbose, "verbose", "v", false, "log debug events (connections, byte counts; never card data)")
+	root.PersistentFlags().StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
+	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), newServiceCmd(g), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), relaycmd.New(g))
 	return root
 }
 
 // run executes the command line and returns the exit code. Errors are
-// printed here and only here, each with a hint when one is known.
+// printed here and only here (cmdutil.PrintError), each with a hint when one is
+// known.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{stdin: stdin, stderr: stderr}
+	g := &cmdutil.Globals{Stdin: stdin, Stderr: stderr}
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -70,34 +52,6 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return 0
 	}
-	printError(stderr, err)
+	cmdutil.PrintError(stderr, err)
 	return 1
-}
-
-func printError(w io.Writer, err error) {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	for _, e := range errs {
-		fmt.Fprintf(w, "cardshare: error: %s\n", e.Error())
-		if h := hint(e); h != "" {
-			fmt.Fprintf(w, "cardshare: hint: %s\n", h)
-		}
-	}
-}
-
-// usageError marks errors in the command line itself.
-type usageError struct{ msg, hint string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func hintOf(err error) (string, bool) {
-	var u *usageError
-	if errors.As(err, &u) && u.hint != "" {
-		return u.hint, true
-	}
-	return "", false
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/service"
 )
 
@@ -20,7 +21,7 @@ type serviceOptions struct {
 	dryRun bool
 }
 
-func newServiceCmd(g *globals) *cobra.Command {
+func newServiceCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "service",
 		Short: "Run `cardshare up` as a systemd service",
@@ -29,7 +30,7 @@ func newServiceCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func newServiceInstallCmd(g *globals) *cobra.Command {
+func newServiceInstallCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &serviceOptions{user: true}
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -52,9 +53,9 @@ IdentityAgent in ssh_config); unencrypted key files work as they are.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !o.user {
-				return &usageError{"only user units are supported", "drop --user=false: cardshare runs as you, with your SSH keys"}
+				return cmdutil.Usage("only user units are supported", "drop --user=false: cardshare runs as you, with your SSH keys")
 			}
-			return runServiceInstall(cmd.Context(), o, cmd.OutOrStdout(), g.stderr)
+			return runServiceInstall(cmd.Context(), o, cmd.OutOrStdout(), g.Stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -87,7 +88,7 @@ func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io
 			return fmt.Errorf("find the cardshare binary: %w", err)
 		}
 		if strings.Contains(bin, string(filepath.Separator)+"go-build") {
-			return withHint(fmt.Errorf("cardshare runs from a temporary build (%s) that will be gone", bin),
+			return cmdutil.WithHint(fmt.Errorf("cardshare runs from a temporary build (%s) that will be gone", bin),
 				"install it first (`go install ./cmd/cardshare`), or name the binary with --binary")
 		}
 	}
@@ -127,7 +128,7 @@ func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io
 	} else {
 		for _, s := range steps[1:] {
 			if why := service.Systemctl(ctx, s...); why != "" {
-				return withHint(fmt.Errorf("systemctl --user %s: %s", strings.Join(s, " "), why),
+				return cmdutil.WithHint(fmt.Errorf("systemctl --user %s: %s", strings.Join(s, " "), why),
 					"see `systemctl --user status cardshare` and `journalctl --user -u cardshare`")
 			}
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/control"
 )
 
@@ -77,7 +78,7 @@ func runStatus(ctx context.Context, o *statusOptions, stdout io.Writer) error {
 		docs = append(docs, s)
 	}
 	if len(docs) == 0 {
-		return withHint(fmt.Errorf("%w: nothing serves %s", control.ErrNotRunning, strings.Join(paths, " or ")), hint(notRunning))
+		return cmdutil.WithHint(fmt.Errorf("%w: nothing serves %s", control.ErrNotRunning, strings.Join(paths, " or ")), cmdutil.Hint(notRunning))
 	}
 	for i, s := range docs {
 		if o.json {
@@ -141,7 +142,7 @@ func printStatus(w io.Writer, s *control.StatusV1, now time.Time) {
 	tw.Flush()
 	first := true
 	for _, g := range s.Guests {
-		if p := readerPolicyText(g.Readers, g.Control == "deny", g.Audit); p != "" {
+		if p := cmdutil.ReaderPolicyText(g.Readers, g.Control == "deny", g.Audit); p != "" {
 			if first {
 				fmt.Fprintln(w)
 				first = false

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/up"
@@ -24,9 +25,10 @@ import (
 type upOptions struct {
 	config  string
 	control string
+	backend string
 }
 
-func newUpCmd(g *globals) *cobra.Command {
+func newUpCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &upOptions{}
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -55,7 +57,7 @@ stay machine-readable (log_format text or json in the config, or --log-format).`
   cardshare status`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return &usageError{"up takes no guests on the command line", "list the guests in the config file (see `cardshare config --help`), or use `cardshare expose " + args[0] + "`"}
+				return cmdutil.Usage("up takes no guests on the command line", "list the guests in the config file (see `cardshare config --help`), or use `cardshare expose "+args[0]+"`")
 			}
 			return nil
 		},
@@ -65,11 +67,12 @@ stay machine-readable (log_format text or json in the config, or --log-format).`
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "config `file` (default $XDG_CONFIG_HOME/cardshare/config.yaml)")
+	cmdutil.BackendFlag(f, &o.backend)
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/control.sock)")
 	return cmd
 }
 
-func runUp(ctx context.Context, g *globals, o *upOptions, flags *pflag.FlagSet, stdout io.Writer) error {
+func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.FlagSet, stdout io.Writer) error {
 	// Before anything else: SIGHUP's default action ends the process. up
 	// also owns SIGINT and SIGTERM (main catches them too), so that it
 	// cleans up from any entry point.
@@ -98,16 +101,17 @@ func runUp(ctx context.Context, g *globals, o *upOptions, flags *pflag.FlagSet, 
 		}
 	}
 	level := new(slog.LevelVar)
-	log := g.serviceLogger(flags, cfg.Host.LogFormat, level)
-	out := &progress{w: stdout, chatty: isTerminal(g.stderr), sockets: map[string]string{}}
+	log := g.ServiceLogger(flags, cfg.Host.LogFormat, level)
+	out := &progress{w: stdout, chatty: isTerminal(g.Stderr), sockets: map[string]string{}}
 	sup := up.New(ctx, up.Options{
 		File:               file,
 		Logger:             log,
 		Level:              level,
-		Verbose:            g.verbose,
+		Verbose:            g.Verbose,
 		Prompt:             terminalPrompt(),
-		DefaultPCSCDSocket: defaultPCSCDSocket(),
-		Hint:               hint,
+		DefaultPCSCDSocket: cmdutil.DefaultPCSCDSocket(),
+		Backend:            o.backend,
+		Hint:               cmdutil.Hint,
 		OnEvent:            out.event,
 		Note:               out.note,
 		SetupReport:        setupReporter(stdout, log),
@@ -135,19 +139,6 @@ func runUp(ctx context.Context, g *globals, o *upOptions, flags *pflag.FlagSet, 
 			sup.Reload()
 		}
 	}
-}
-
-// serviceLogger is the logger of a long-running command: --log-format and
-// -v, when given, win over the config file's log_format and log_level.
-func (g *globals) serviceLogger(flags *pflag.FlagSet, format string, level *slog.LevelVar) *slog.Logger {
-	if fl := flags.Lookup("log-format"); fl != nil && fl.Changed || format == "" {
-		format = g.logFormat
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(g.stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(g.stderr, opts))
 }
 
 // isTerminal reports whether w is a terminal, where a person waits for

@@ -60,7 +60,6 @@ var noTransport = []string{
 // this list once those land; an entry that no longer matches a violation
 // fails the test, so the list cannot go stale.
 var allowed = map[string]string{
-	"package cmd/cardshare": "being split after the merge of both halves of issue 12",
 	"package internal/pcsc": "the proxy stage moves into its own package after the merge of issue 13's proxy fixes",
 }
 

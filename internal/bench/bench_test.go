@@ -40,6 +40,7 @@ var (
 	flagCLIEnv    = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
 	flagProfile   = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
 	flagProfileN  = flag.Int("profile-apdus", 20000, "APDUs of the profiled cardshare run")
+	flagBaseline  = flag.String("baseline-bin", "", "a cardshare `binary` of another build (before a change, say): BenchmarkPaths and BenchmarkRelay also run it as a process, interleaved with this build's (paths "+pathCLIBase+" and "+pathRelayBase+"), and print this build ÷ baseline")
 )
 
 // The paths, in table order.
@@ -51,6 +52,7 @@ const (
 	pathCLI        = "cardshare-cli"
 	pathSocat      = "socat"
 	pathSocatTCP   = "socat-tcp"
+	pathCLIBase    = "cardshare-cli-baseline" // with -baseline-bin only
 )
 
 // pathIDs are all paths, in table order. The socat paths are references
@@ -70,6 +72,7 @@ var pathNames = map[string]string{
 	pathCLI:        "`cardshare expose` process",
 	pathSocat:      "socat Unix → Unix",
 	pathSocatTCP:   "socat Unix → TCP → Unix",
+	pathCLIBase:    "`cardshare expose` process, -baseline-bin",
 }
 
 // path is one way from the client to the host pcscd.
@@ -115,6 +118,9 @@ func BenchmarkPaths(b *testing.B) {
 	p.InsertCard(b)
 	bin := testenv.BuildClient(b)
 	var s *testenv.SSHD
+	if *flagBaseline != "" {
+		want = append(slices.Clone(want), pathCLIBase)
+	}
 	if slices.ContainsFunc(want, func(id string) bool { return id != pathDirect && id != pathSocat && id != pathSocatTCP }) {
 		s = testenv.StartSSHD(b, testenv.SSHDOptions{})
 	}
@@ -137,7 +143,10 @@ func BenchmarkPaths(b *testing.B) {
 			pt.socket, csLog = startCardshare(b, s, p.Socket)
 		case pathCLI:
 			pt.socket = filepath.Join(s.Home, "cardshare-cli.comm")
-			pt.pid = startCLI(b, s, p.Socket, pt.socket)
+			pt.pid = startCLI(b, buildCardshare(b), s, p.Socket, pt.socket)
+		case pathCLIBase:
+			pt.socket = filepath.Join(s.Home, "cardshare-base.comm")
+			pt.pid = startCLI(b, *flagBaseline, s, p.Socket, pt.socket)
 		case pathSocat:
 			pt.socket = filepath.Join(sockDir(b), "socat.comm")
 			startSocat(b, pt.socket, "UNIX-LISTEN:"+pt.socket+",fork", "UNIX-CONNECT:"+p.Socket)
@@ -324,13 +333,12 @@ func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *locke
 	}
 }
 
-// startCLI builds cmd/cardshare and runs `cardshare expose` as a process of
-// its own, as users run it: unlike the in-process path, its Go runtime is not
+// startCLI runs `cardshare expose` of bin (buildCardshare, or
+// -baseline-bin) as a process of its own, as users run it: unlike the in-process path, its Go runtime is not
 // shared with the virtual card, and its CPU time and context switches can be
 // counted apart. The -cli-env settings go into its environment.
-func startCLI(b *testing.B, s *testenv.SSHD, host, guest string) int {
+func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string) int {
 	b.Helper()
-	bin := buildCardshare(b)
 	os.Remove(guest)
 	cmd := exec.Command(bin, "expose", "-F", s.ConfigFile, "--pcscd-socket", host, "--guest-socket", guest, s.HostAlias)
 	cmd.Env = os.Environ()
@@ -636,6 +644,7 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 			fmt.Fprintf(&t, "\n%s ÷ OpenSSH with a session: %.2f× APDU/s, median %+.0f µs", pathNames[id], a.perSec/o.perSec, a.medianUS-o.medianUS)
 		}
 	}
+	t.WriteString(vsBaseline(paths, pathCLI, pathCLIBase))
 	if *flagCLIEnv != "" && slices.ContainsFunc(paths, func(pt *path) bool { return pt.id == pathCLI }) {
 		fmt.Fprintf(&t, "\n%s ran with %s", pathNames[pathCLI], *flagCLIEnv)
 	}
@@ -849,4 +858,24 @@ func unixPair(b *testing.B) (net.Conn, net.Conn) {
 	}
 	b.Cleanup(func() { c1.Close(); c2.Close() })
 	return c1, c2
+}
+
+// vsBaseline compares this build's path id with the same path of
+// -baseline-bin, base, when both ran: "" otherwise.
+func vsBaseline(paths []*path, id, base string) string {
+	var a, o []testenv.Bench
+	for _, pt := range paths {
+		switch pt.id {
+		case id:
+			a = pt.runs
+		case base:
+			o = pt.runs
+		}
+	}
+	if len(a) == 0 || len(o) == 0 {
+		return ""
+	}
+	as, os := summarize(a), summarize(o)
+	return fmt.Sprintf("\n%s, this build ÷ -baseline-bin %s: %.2f× APDU/s, median %+.0f µs, p99 %+.0f µs\n",
+		id, *flagBaseline, as.perSec/os.perSec, as.medianUS-os.medianUS, as.p99US-os.p99US)
 }

@@ -36,23 +36,25 @@ import (
 // in yamux. testdata/epollrelay (one thread in its own epoll loop, as socat)
 // is the ceiling of a Go relay.
 const (
-	pathGoPair   = "go-pair"
-	pathGoRaw    = "go-pair-rawio"
-	pathGoTLS    = "go-pair-rawio-tls"
-	pathEpoll    = "go-epoll-pair"
-	pathRelayCLI = "relay-tls"
-	pathRelayLib = "relay-tls-inprocess"
+	pathGoPair    = "go-pair"
+	pathGoRaw     = "go-pair-rawio"
+	pathGoTLS     = "go-pair-rawio-tls"
+	pathEpoll     = "go-epoll-pair"
+	pathRelayCLI  = "relay-tls"
+	pathRelayLib  = "relay-tls-inprocess"
+	pathRelayBase = "relay-tls-baseline" // with -baseline-bin only
 )
 
 var relayPathNames = map[string]string{
-	pathDirect:   "direct",
-	pathSocatTCP: "socat Unix → TCP → Unix, `nodelay` (2 processes)",
-	pathGoPair:   "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
-	pathGoRaw:    "the same with RawIO, as cardshare (2 processes)",
-	pathGoTLS:    "the same with TLS 1.3 on the TCP leg (2 processes)",
-	pathEpoll:    "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
-	pathRelayCLI: "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
-	pathRelayLib: "the same, both ends in the benchmark process",
+	pathDirect:    "direct",
+	pathSocatTCP:  "socat Unix → TCP → Unix, `nodelay` (2 processes)",
+	pathGoPair:    "bare Go relay Unix → TCP → Unix, io.Copy (2 processes)",
+	pathGoRaw:     "the same with RawIO, as cardshare (2 processes)",
+	pathGoTLS:     "the same with TLS 1.3 on the TCP leg (2 processes)",
+	pathEpoll:     "bare Go relay Unix → TCP → Unix, own epoll loop (2 processes)",
+	pathRelayCLI:  "cardshare relay serve + agent, TLS 1.3 + yamux (2 processes)",
+	pathRelayLib:  "the same, both ends in the benchmark process",
+	pathRelayBase: "cardshare relay serve + agent of -baseline-bin",
 }
 
 // BenchmarkRelay measures relay mode next to what it must beat, in one run
@@ -91,7 +93,12 @@ func BenchmarkRelay(b *testing.B) {
 	paths[3].socket, paths[3].pids = startGoPair(b, p.Socket, "gorelay", "-rawio")
 	paths[4].socket, paths[4].pids = startGoPair(b, p.Socket, "gorelay", "-rawio", "-tls")
 	paths[5].socket, paths[5].pids = startGoPair(b, p.Socket, "epollrelay")
-	paths[6].socket, paths[6].pids = startRelayCLI(b, p.Socket)
+	paths[6].socket, paths[6].pids = startRelayCLI(b, p.Socket, "")
+	if *flagBaseline != "" {
+		base := &path{id: pathRelayBase}
+		base.socket, base.pids = startRelayCLI(b, p.Socket, *flagBaseline)
+		paths = append(paths, base)
+	}
 	for _, pt := range paths {
 		pt.apdus = *flagAPDUs
 	}
@@ -152,6 +159,7 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 	relayS, socatS := summarize(paths[6].runs), summarize(paths[1].runs)
 	t.WriteString("\nrelay CPU and sleeps are per APDU, summed over the path's two relay processes: CPU time of all threads (socat's from the children it forks per connection, at 10 ms resolution), and voluntary context switches (socat's are not known). Every sleep costs a wake-up on the APDU's path.\n")
 	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
+	t.WriteString(vsBaseline(paths, pathRelayCLI, pathRelayBase))
 	fmt.Println(t.String())
 }
 
@@ -183,14 +191,14 @@ func startGoPair(b *testing.B, pcscd, name string, flags ...string) (string, []i
 	return socket, []int{host, guest}
 }
 
-// startRelayCLI builds cardshare and runs `relay serve` and `relay agent` as
-// two processes, paired through the CLI, and returns the guest socket.
-func startRelayCLI(b *testing.B, pcscd string) (string, []int) {
+// startRelayCLI runs `relay serve` and `relay agent` of bin (empty: this
+// build's cardshare) as two processes, paired through the CLI, and returns
+// the guest socket.
+func startRelayCLI(b *testing.B, pcscd, bin string) (string, []int) {
 	b.Helper()
 	dir := sockDir(b)
-	bin := filepath.Join(dir, "cardshare")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput(); err != nil {
-		b.Fatalf("bench: build cardshare: %v\n%s", err, out)
+	if bin == "" {
+		bin = buildCardshare(b)
 	}
 	state, creds, guest := filepath.Join(dir, "host"), filepath.Join(dir, "guest", "credentials.json"), filepath.Join(dir, "g", "pcscd.comm")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))

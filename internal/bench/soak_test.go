@@ -64,7 +64,7 @@ func BenchmarkSoak(b *testing.B) {
 		switch id {
 		case pathCLI:
 			pt.socket = s.Home + "/soak.comm"
-			pt.pid = startCLI(b, s, p.Socket, pt.socket)
+			pt.pid = startCLI(b, buildCardshare(b), s, p.Socket, pt.socket)
 		case pathCardshare:
 			pt.socket, csLog = startCardshare(b, s, p.Socket)
 		}

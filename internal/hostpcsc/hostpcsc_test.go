@@ -2,6 +2,7 @@ package hostpcsc_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/hostpcsc"
@@ -30,5 +31,20 @@ func TestSocket(t *testing.T) {
 	c.Close()
 	if got := (hostpcsc.Socket{}).String(); got != "pcscd socket "+pcsc.DefaultSocket {
 		t.Errorf("zero Socket: %q", got)
+	}
+}
+
+func TestNew(t *testing.T) {
+	for _, b := range []string{"", hostpcsc.Auto, hostpcsc.PCSCDSocket} {
+		src, err := hostpcsc.New(b, "/tmp/x.comm")
+		if err != nil || src != (hostpcsc.Socket{Path: "/tmp/x.comm"}) {
+			t.Errorf("New(%q) = %v, %v; want the socket", b, src, err)
+		}
+	}
+	if _, err := hostpcsc.New(hostpcsc.Native, ""); !errors.Is(err, hostpcsc.ErrNoNative) {
+		t.Errorf("New(native): %v", err)
+	}
+	if _, err := hostpcsc.New("pcscd", ""); !errors.Is(err, hostpcsc.ErrUnknownBackend) {
+		t.Errorf("New(pcscd): %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package relaycmd
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
@@ -22,7 +23,7 @@ type relayAgentOptions struct {
 	listen      string
 }
 
-func newRelayAgentCmd(g *globals) *cobra.Command {
+func newRelayAgentCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &relayAgentOptions{credentials: defaultCredentials()}
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -62,9 +63,9 @@ talk.`,
 	return cmd
 }
 
-func runRelayAgent(ctx context.Context, g *globals, o *relayAgentOptions, stdout io.Writer) error {
+func runRelayAgent(ctx context.Context, g *cmdutil.Globals, o *relayAgentOptions, stdout io.Writer) error {
 	defer oneProc()()
-	log := g.logger()
+	log := g.Logger()
 	creds, err := trust.LoadCredentials(o.credentials)
 	if err != nil {
 		return err

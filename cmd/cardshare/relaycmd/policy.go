@@ -1,10 +1,11 @@
-package main
+package relaycmd
 
 import (
 	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/relay/trust"
 )
 
@@ -30,7 +31,7 @@ new policy within a second.`,
   cardshare relay policy vm1                  # every reader again`,
 		Args: relayArgs(1, "policy needs the guest's name", "`cardshare relay list` shows the paired guests"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := guestPolicy(readers, control)
+			p, err := cmdutil.GuestPolicy(readers, control)
 			if err != nil {
 				return err
 			}
@@ -43,7 +44,7 @@ new policy within a second.`,
 			}
 			text := "every reader"
 			if p != nil {
-				text = readerPolicyText(p.Readers, p.DenyControl, false)
+				text = cmdutil.ReaderPolicyText(p.Readers, p.DenyControl, false)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], text)
 			return nil
@@ -51,6 +52,6 @@ new policy within a second.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&stateDir, "state-dir", stateDir, "`directory` of the host key and the paired guests")
-	addPolicyFlags(f, &readers, &control)
+	cmdutil.PolicyFlags(f, &readers, &control)
 	return cmd
 }

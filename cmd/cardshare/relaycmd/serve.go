@@ -1,4 +1,4 @@
-package main
+package relaycmd
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
@@ -21,13 +22,14 @@ import (
 type relayServeOptions struct {
 	listen      string
 	stateDir    string
+	backend     string
 	pcscdSocket string
 	control     string
 	audit       bool
 }
 
-func newRelayServeCmd(g *globals) *cobra.Command {
-	o := &relayServeOptions{listen: ":7743", stateDir: defaultRelayDir(), pcscdSocket: defaultPCSCDSocket()}
+func newRelayServeCmd(g *cmdutil.Globals) *cobra.Command {
+	o := &relayServeOptions{listen: ":7743", stateDir: defaultRelayDir(), backend: hostpcsc.Auto, pcscdSocket: cmdutil.DefaultPCSCDSocket()}
 	cmd := &cobra.Command{
 		Use:   "serve [--listen ADDR]",
 		Short: "Serve the host pcscd to paired guests",
@@ -59,16 +61,20 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 	f.StringVar(&o.listen, "listen", o.listen, "`address` to listen on: HOST:PORT, vsock://[CID]:PORT, or none")
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/relay.sock)")
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
-	pcscdSocketFlag(f, &o.pcscdSocket)
+	cmdutil.BackendFlag(f, &o.backend)
+	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
 	return cmd
 }
 
-func runRelayServe(ctx context.Context, g *globals, o *relayServeOptions, stdout io.Writer) error {
+func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions, stdout io.Writer) error {
 	defer oneProc()()
-	log := g.logger()
+	log := g.Logger()
 	started := time.Now()
-	src := hostpcsc.Socket{Path: o.pcscdSocket}
+	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
+	if err != nil {
+		return err
+	}
 	daemon, err := src.Probe(ctx)
 	if err != nil {
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)

@@ -1,4 +1,4 @@
-package main
+package relaycmd
 
 import (
 	"errors"
@@ -10,12 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 	"github.com/cardshare/cardshare/relay/trust"
 )
 
-func newRelayCmd(g *globals) *cobra.Command {
+// New is `cardshare relay` and its subcommands.
+func New(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "Share the host pcscd with guests over TLS or vsock, without SSH",
@@ -87,7 +89,7 @@ func relayError(err error) error {
 		return nil
 	}
 	if h := relayHint(err); h != "" {
-		return withHint(err, h)
+		return cmdutil.WithHint(err, h)
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-package main
+package relaycmd
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/relay"
 	"github.com/cardshare/cardshare/relay/trust"
 )
@@ -19,7 +20,7 @@ type relayJoinOptions struct {
 	timeout     time.Duration
 }
 
-func newRelayJoinCmd(g *globals) *cobra.Command {
+func newRelayJoinCmd(g *cmdutil.Globals) *cobra.Command {
 	o := &relayJoinOptions{credentials: defaultCredentials()}
 	cmd := &cobra.Command{
 		Use:   "join --token TOKEN (HOST:PORT | --listen ADDR)",
@@ -43,11 +44,11 @@ who connects learns nothing and is ignored. ` + "`relay agent`" + ` then listens
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case o.listen == "" && len(args) == 0:
-				return &usageError{"join needs the host's address, or --listen", "`cardshare relay join --token TOKEN HOST:PORT`, with the address where `relay serve` listens; or --listen :PORT when the host connects to this guest (`relay pair --dial`)"}
+				return cmdutil.Usage("join needs the host's address, or --listen", "`cardshare relay join --token TOKEN HOST:PORT`, with the address where `relay serve` listens; or --listen :PORT when the host connects to this guest (`relay pair --dial`)")
 			case o.listen != "" && len(args) > 0:
-				return &usageError{"join takes the host's address or --listen, not both", "with --listen the host connects to this guest; drop the address"}
+				return cmdutil.Usage("join takes the host's address or --listen, not both", "with --listen the host connects to this guest; drop the address")
 			case len(args) > 1:
-				return &usageError{"join takes one address", "`cardshare relay join --token TOKEN HOST:PORT`"}
+				return cmdutil.Usage("join takes one address", "`cardshare relay join --token TOKEN HOST:PORT`")
 			}
 			return nil
 		},
@@ -63,9 +64,9 @@ who connects learns nothing and is ignored. ` + "`relay agent`" + ` then listens
 	return cmd
 }
 
-func runRelayJoin(ctx context.Context, g *globals, o *relayJoinOptions, args []string, stdout io.Writer) error {
+func runRelayJoin(ctx context.Context, g *cmdutil.Globals, o *relayJoinOptions, args []string, stdout io.Writer) error {
 	if o.token == "" {
-		return &usageError{"join needs --token", "run `cardshare relay pair NAME` on the host and pass the token it prints"}
+		return cmdutil.Usage("join needs --token", "run `cardshare relay pair NAME` on the host and pass the token it prints")
 	}
 	tok, err := trust.ParseToken(o.token)
 	if err != nil {
@@ -94,7 +95,7 @@ func runRelayJoin(ctx context.Context, g *globals, o *relayJoinOptions, args []s
 	if err := creds.Save(o.credentials); err != nil {
 		return err
 	}
-	g.logger().Info("paired", "guest", creds.Guest, "host", peer, "host_key", creds.HostKey.String())
+	g.Logger().Info("paired", "guest", creds.Guest, "host", peer, "host_key", creds.HostKey.String())
 	fmt.Fprintf(stdout, "paired with %s as %s; credentials in %s\nnow run: cardshare relay agent\n", peer, creds.Guest, o.credentials)
 	return nil
 }

@@ -1,4 +1,4 @@
-package main
+package cmdutil
 
 import (
 	"errors"
@@ -9,14 +9,15 @@ import (
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/guestsock"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
-// hint says what the user can do about err, or "" when nothing useful is
+// Hint says what the user can do about err, or "" when nothing useful is
 // known. Hints are matched on error values, never on message text.
-func hint(err error) string {
+func Hint(err error) string {
 	if h, ok := hintOf(err); ok {
 		return h
 	}
@@ -42,6 +43,10 @@ func hint(err error) string {
 		return "remove it, or choose another path with --control-socket"
 	case errors.Is(err, control.ErrVersion):
 		return "use the same cardshare binary for `up`, `relay serve` and `status`"
+	case errors.Is(err, hostpcsc.ErrNoNative):
+		return "use --backend socket (or host.backend: socket in the config file), with pcscd running"
+	case errors.Is(err, hostpcsc.ErrUnknownBackend):
+		return "use --backend auto, socket or native"
 	case errors.Is(err, pcsc.ErrNoDaemon):
 		return "is pcscd running? start it with `sudo systemctl start pcscd.socket`, or point --pcscd-socket at its socket"
 	case errors.Is(err, pcsc.ErrRefused):
@@ -56,7 +61,7 @@ func hint(err error) string {
 		return "name the VM by its address instead (`cardshare resolve NAME` shows each), or give it an ssh_config Host alias, which comes first"
 	case errors.Is(err, vm.ErrNoAddress):
 		return "`cardshare resolve NAME` shows what each VM manager reported"
-	case errors.Is(err, errChecksFailed):
+	case errors.Is(err, ErrChecksFailed):
 		return "each FAIL line above says how to fix it"
 	case errors.Is(err, sshdial.ErrHostUnknown):
 		return "check the fingerprint with the guest's `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`, then run again with --accept-new (or `ssh` to the guest once) to record it"
@@ -81,14 +86,18 @@ func hint(err error) string {
 }
 
 // hintedError carries a hint for the user beside an error, for errors made
-// here in cmd that no package sentinel describes.
+// in cmd that no package sentinel describes.
 type hintedError struct {
 	err  error
 	hint string
 }
 
-func withHint(err error, hint string) error { return &hintedError{err, hint} }
+// WithHint attaches hint to err, for errors that no sentinel describes.
+func WithHint(err error, hint string) error { return &hintedError{err, hint} }
 
 func (e *hintedError) Error() string { return e.err.Error() }
 func (e *hintedError) Unwrap() error { return e.err }
 func (e *hintedError) Hint() string  { return e.hint }
+
+// ErrChecksFailed ends doctor with exit status 1; the report says why.
+var ErrChecksFailed = errors.New("doctor: checks failed")

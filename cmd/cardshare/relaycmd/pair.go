@@ -1,4 +1,4 @@
-package main
+package relaycmd
 
 import (
 	"fmt"
@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
+	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/relay"
 	"github.com/cardshare/cardshare/relay/trust"
 )
@@ -58,22 +58,15 @@ the guest sees and uses only the host readers whose names match a pattern
 	f.StringVar(&o.stateDir, "state-dir", o.stateDir, "`directory` of the host key and the paired guests")
 	f.DurationVar(&o.expires, "expires", o.expires, "how long the token stays valid")
 	f.StringVar(&o.dial, "dial", "", "the host connects to the guest's agent at `address` (HOST:PORT or vsock://CID:PORT) instead of the guest connecting to the host")
-	addPolicyFlags(f, &o.readers, &o.control)
+	cmdutil.PolicyFlags(f, &o.readers, &o.control)
 	return cmd
-}
-
-// addPolicyFlags adds the reader policy flags of the relay commands, which
-// expose has too.
-func addPolicyFlags(f *pflag.FlagSet, readers *[]string, control *string) {
-	f.StringArrayVar(readers, "readers", nil, "show the guest only the host readers matching `pattern` (* ? [...]; repeat for more)")
-	f.StringVar(control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guest")
 }
 
 func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 	if o.expires <= 0 {
-		return &usageError{"--expires must be positive", "for example --expires 30m"}
+		return cmdutil.Usage("--expires must be positive", "for example --expires 30m")
 	}
-	policy, err := guestPolicy(o.readers, o.control)
+	policy, err := cmdutil.GuestPolicy(o.readers, o.control)
 	if err != nil {
 		return err
 	}
@@ -91,7 +84,7 @@ func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "pairing token for %s, valid once until %s:\n\n    %s\n\n", name, now.Add(o.expires).Format("15:04:05"), tok)
 	if policy != nil {
-		fmt.Fprintf(stdout, "%s\n\n", readerPolicyText(policy.Readers, policy.DenyControl, false))
+		fmt.Fprintf(stdout, "%s\n\n", cmdutil.ReaderPolicyText(policy.Readers, policy.DenyControl, false))
 	}
 	if o.dial == "" {
 		fmt.Fprintf(stdout, `in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT
@@ -130,7 +123,7 @@ func listenSide(addr string) string {
 func relayArgs(n int, msg, hint string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {
 		if len(args) != n {
-			return &usageError{msg, hint}
+			return cmdutil.Usage(msg, hint)
 		}
 		return nil
 	}

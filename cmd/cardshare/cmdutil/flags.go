@@ -1,0 +1,55 @@
+package cmdutil
+
+import (
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
+)
+
+// Flags that several subcommands share, declared once so that their names
+// and help stay the same everywhere.
+
+// SSHConfigFlag is -F/--ssh-config, as for ssh -F.
+func SSHConfigFlag(f *pflag.FlagSet, p *string) {
+	f.StringVarP(p, "ssh-config", "F", "", "ssh_config `file` to use instead of ~/.ssh/config")
+}
+
+// AcceptNewFlag is --accept-new, as StrictHostKeyChecking accept-new.
+func AcceptNewFlag(f *pflag.FlagSet, p *bool) {
+	f.BoolVar(p, "accept-new", false, "record the host key of a guest not yet in known_hosts (never accepts a changed key)")
+}
+
+// GuestSocketFlag is --guest-socket; def says what the default is for this
+// subcommand.
+func GuestSocketFlag(f *pflag.FlagSet, p *string, def string) {
+	f.StringVar(p, "guest-socket", "", "socket `path` in the guest"+def)
+}
+
+// PCSCDSocketFlag is --pcscd-socket; its default is *p.
+func PCSCDSocketFlag(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "pcscd-socket", *p, "host pcscd socket `path`")
+}
+
+// BackendFlag is --backend, where the host's PC/SC comes from
+// (hostpcsc.New); its default is *p.
+func BackendFlag(f *pflag.FlagSet, p *string) {
+	f.StringVar(p, "backend", *p, "where the host's PC/SC comes from: auto, socket (the pcscd socket) or native (the system's PC/SC API)")
+}
+
+// PolicyFlags adds the reader policy flags of the relay commands, which
+// expose has too.
+func PolicyFlags(f *pflag.FlagSet, readers *[]string, control *string) {
+	f.StringArrayVar(readers, "readers", nil, "show the guest only the host readers matching `pattern` (* ? [...]; repeat for more)")
+	f.StringVar(control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guest")
+}
+
+// DefaultPCSCDSocket honours PCSCLITE_CSOCK_NAME on the host, as the host's
+// own libpcsclite would.
+func DefaultPCSCDSocket() string {
+	if p := os.Getenv("PCSCLITE_CSOCK_NAME"); p != "" {
+		return p
+	}
+	return pcsc.DefaultSocket
+}
