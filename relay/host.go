@@ -177,8 +177,8 @@ func NewHost(state *trust.HostState, cfg *HostConfig) *Host {
 	return h
 }
 
-// errNotPaired is the host's reason to refuse a key; the peer sees only a
-// bad_certificate alert.
+// errNotPaired is the host's reason to refuse a key that its guest list
+// does not accept; the peer is told so (trust.Hello.Refused).
 var errNotPaired = errors.New("relay: key is not paired with this host, or was revoked")
 
 // verify decides whether a client key may proceed with proto. It runs inside
@@ -188,23 +188,46 @@ func (h *Host) verify(proto string, fp trust.Fingerprint) error {
 	case trust.ProtoPair:
 		return nil // the secret decides, after the handshake
 	case trust.ProtoRelay:
-		if _, ok := h.activeGuest(fp); ok {
+		// A key that the readable list does not accept passes too, to be
+		// told so explicitly after the handshake (attach): the agent
+		// stops for good on that word only. An unreadable list fails
+		// the handshake (an alert), which the agent retries.
+		if _, refusal, ok := h.lookup(fp); ok || refusal != "" {
 			return nil
 		}
-		return fmt.Errorf("%w: %s", errNotPaired, fp)
+		return fmt.Errorf("%w: %s", errListUnreadable, fp)
 	}
 	return errors.New("relay: client offered no cardshare protocol")
 }
 
+// errListUnreadable is the host's reason to refuse a key while its guest
+// list cannot be read; the peer sees only a bad_certificate alert, and
+// retries.
+var errListUnreadable = errors.New("relay: guest list cannot be read; refusing for now")
+
 // activeGuest looks fp up in the current guest list.
 func (h *Host) activeGuest(fp trust.Fingerprint) (trust.GuestRecord, bool) {
+	g, _, ok := h.lookup(fp)
+	return g, ok
+}
+
+// lookup looks fp up in the current guest list. It returns the guest's
+// record when it may connect; else why not, in words for the guest
+// ("revoked", "not paired"), or "" when the list cannot be read.
+func (h *Host) lookup(fp trust.Fingerprint) (rec trust.GuestRecord, refusal string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.refreshLocked(); err != nil {
-		return trust.GuestRecord{}, false // watch logs it
+		return trust.GuestRecord{}, "", false // watch logs it
 	}
-	g, ok := h.list.ByKey(fp)
-	return g, ok && g.Active()
+	g, found := h.list.ByKey(fp)
+	switch {
+	case !found:
+		return trust.GuestRecord{}, "not paired", false
+	case !g.Active():
+		return trust.GuestRecord{}, "revoked", false
+	}
+	return g, "", true
 }
 
 // refreshLocked re-reads the guest list if its file changed. While the file
@@ -330,9 +353,16 @@ func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) error {
 // attach serves a paired guest's session until it ends.
 func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) {
 	defer conn.Close()
-	rec, ok := h.activeGuest(fp)
+	rec, refusal, ok := h.lookup(fp)
 	if !ok {
-		h.refused(addr, fmt.Errorf("%w: %s", errNotPaired, fp))
+		if refusal != "" {
+			// The host's explicit word, on which the agent stops.
+			conn.SetWriteDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+			trust.WriteHello(conn, trust.Hello{Refused: refusal})
+			h.refused(addr, fmt.Errorf("%w (%s): %s", errNotPaired, refusal, fp))
+			return
+		}
+		h.refused(addr, fmt.Errorf("%w: %s", errListUnreadable, fp))
 		return
 	}
 	log := h.log.With("guest", rec.Name)

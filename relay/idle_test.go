@@ -3,6 +3,9 @@ package relay_test
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,4 +72,41 @@ func TestPairedGuestServedPastIdleConns(t *testing.T) {
 	}
 	echo(t, c, "served")
 	t.Logf("paired agent served in %v with 64 idle connections held on the port", time.Since(start).Round(time.Millisecond))
+}
+
+// TestAgentRetriesUnreadableGuestList: while guests.json cannot be read
+// (rewritten by hand), the host refuses every key with a TLS alert; the
+// agent, which used to give up for good on any alert, retries slowly and
+// is served again once the file is back. Only the host's explicit word
+// (revoked, TestRevokeCutsOff) stops it (issue 13, item 8).
+func TestAgentRetriesUnreadableGuestList(t *testing.T) {
+	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
+	h := startHost(t, hostpcsc.Socket{Path: fake.Socket}.Dial, nil)
+	a := startAgent(t, h.join(t, "vm1"), func(c *relay.AgentConfig) { c.RefusedBackoff = 200 * time.Millisecond })
+	a.waitConnected(t)
+
+	file := filepath.Join(h.state.Dir(), "guests.json")
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, []byte(`{"guests": [`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.stop(t) // the session ends; the agent reconnects into the alert
+	h.start(t)
+	waitFor(t, func() bool { return strings.Contains(a.log.String(), "without saying why") })
+	select {
+	case err := <-a.done:
+		t.Fatalf("agent gave up on a transient refusal: %v", err)
+	default:
+	}
+	if err := os.WriteFile(file, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, a.agent.Connected)
+	c := a.dial(t)
+	if r := versionExchange(t, c, pcsc.V44); !r.Accepted() {
+		t.Fatalf("after the list came back: %+v", r)
+	}
 }

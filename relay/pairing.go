@@ -14,9 +14,15 @@ import (
 // package trust's; Join and JoinListening reach the host for it over relay
 // mode's addresses.
 
-// ErrGuestRefused means the host does not accept this guest's key: the guest
-// was revoked, or never paired with this host.
+// ErrGuestRefused means the host said that it does not accept this guest's
+// key (trust.Hello.Refused): the guest was revoked, or never paired with
+// this host.
 var ErrGuestRefused = errors.New("relay: host refused this guest's key")
+
+// errHostAlert means the host ended the handshake with a TLS alert
+// without saying why: a host that could not read its guest list, or one
+// older than the explicit refusal. The agent retries it, slowly.
+var errHostAlert = errors.New("relay: host refused the connection with a TLS alert")
 
 // JoinConfig tunes Join. A nil *JoinConfig means defaults.
 type JoinConfig struct {
