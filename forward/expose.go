@@ -366,19 +366,12 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 
-	// A session makes sshd turn on TCP_NODELAY (packet_set_interactive in
-	// OpenSSH), which a bare forward never does: without it, round trips
-	// stall 40 ms on Nagle and delayed ACKs.
-	keeper, err := client.NewSession()
-	if err == nil {
-		_, err = keeper.StdinPipe() // never written: the session lives until we close it
-		if err == nil {
-			err = keeper.Start("cat > /dev/null")
-		}
-	}
+	// The keeper session turns TCP_NODELAY on in sshd, and removes the
+	// guest socket on the way out (cleanup).
+	keeper, err := guestsock.StartKeeper(client)
 	if err != nil {
 		ln.Close()
-		return false, fmt.Errorf("start keeper session: %w", err)
+		return false, err
 	}
 	defer keeper.Close()
 
@@ -405,7 +398,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	select {
 	case <-ctx.Done():
 		<-served
-		f.cleanup(client, info.Socket)
+		f.cleanup(client, keeper, info.Socket)
 		return true, nil
 	case err := <-lost:
 		stopServe()
@@ -453,12 +446,22 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 // cleanup removes the guest socket on the way out: sshd does not, and a
 // leftover socket would make the guest's clients fail instead of reporting
 // that no service is there.
-func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+//
+// It goes through the keeper session, which is open already: a new
+// session per guest, on an sshd that a hundred guests stop at once, often
+// failed ("remote command exited without exit status"). Only when the
+// keeper fails does it try a new session.
+func (f *Forwarder) cleanup(client *ssh.Client, keeper *guestsock.Keeper, sock string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
-	if err := guestsock.Remove(ctx, client, sock); err != nil {
+	err := keeper.Remove(ctx, sock)
+	if err != nil && ctx.Err() == nil {
+		f.log.Debug("could not remove guest socket through the keeper session; trying a new session", "socket", sock, "err", err)
+		err = guestsock.Remove(ctx, client, sock)
+	}
+	if err != nil {
 		f.log.Warn("could not remove guest socket", "socket", sock, "err", err)
 		return
 	}
