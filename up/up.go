@@ -75,6 +75,14 @@ func (f *Supervisor) Load(cfg *config.Config) error {
 		return err
 	}
 	f.log.Info("host pcscd", "socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
+	if proxied(cfg) {
+		// A reader policy or audit log must read every message: refuse
+		// a daemon whose protocol the proxy does not know, rather than
+		// start and refuse each connection.
+		if err := pcsc.CheckPolicyDaemon(host.daemon); err != nil {
+			return fmt.Errorf("host pcscd at %s: %w", host.socket, err)
+		}
+	}
 	f.mu.Lock()
 	f.pending, f.host = cfg, host
 	f.mu.Unlock()
@@ -111,6 +119,17 @@ func (f *Supervisor) note(format string, args ...any) {
 
 // policy is the reader policy of a guest that config.Validate accepted:
 // nil when it allows everything.
+// proxied reports whether a guest of cfg has a reader policy or an audit
+// log, which the protocol-aware proxy applies.
+func proxied(cfg *config.Config) bool {
+	for _, g := range cfg.Guests {
+		if g.Audit || policy(g) != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func policy(g config.Guest) *pcsc.Policy {
 	deny := g.Control == "deny"
 	if len(g.Readers) == 0 && !deny {

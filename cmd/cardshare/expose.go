@@ -16,6 +16,7 @@ import (
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
@@ -126,6 +127,11 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
 	}
 	log.Info("host pcscd", "socket", o.pcscdSocket, "protocol", daemon.Version.String(), "releases", daemon.Releases())
+	if len(o.readers) > 0 || o.control == "deny" || o.audit {
+		if err := pcsc.CheckPolicyDaemon(daemon); err != nil {
+			return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
+		}
+	}
 
 	guests := make([]forward.Guest, 0, len(dests))
 	seen := map[string]bool{}

@@ -27,6 +27,7 @@ func Hint(err error) string {
 		oe *net.OpError
 		ce *config.Error
 		he *hintedError
+		ud *pcsc.UnknownDaemonError
 	)
 	switch {
 	case errors.As(err, &ce):
@@ -53,6 +54,8 @@ func Hint(err error) string {
 		return "pcscd closed the connection at once, which is what polkit's refusal looks like: allow org.debian.pcsc-lite.access_pcsc for your user, or run pcscd with --disable-polkit"
 	case errors.As(err, &m):
 		return m.Hint()
+	case errors.As(err, &ud):
+		return ud.Hint()
 	case errors.Is(err, guestsetup.ErrSudo):
 		return "let the guest user run sudo without a password (`sudo visudo` in the guest: `USER ALL=(root) NOPASSWD: ALL`), or run this as root@GUEST, or do the --system steps of examples/virtualbox/README.md by hand"
 	case errors.Is(err, guestsetup.ErrSetup):

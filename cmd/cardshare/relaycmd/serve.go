@@ -84,6 +84,14 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	if err != nil {
 		return err
 	}
+	if proxied, err := anyProxied(state, o.audit); err != nil {
+		return err
+	} else if proxied {
+		// A reader policy or audit log must read every message.
+		if err := pcsc.CheckPolicyDaemon(daemon); err != nil {
+			return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
+		}
+	}
 	ctl := o.control
 	if ctl == "" {
 		if ctl, err = control.DefaultRelaySocket(); err != nil {
@@ -182,4 +190,23 @@ func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, l
 		s.Guests = append(s.Guests, gs)
 	}
 	return s
+}
+
+// anyProxied reports whether the guests of state are served through the
+// protocol-aware proxy at start: with audit, or when a paired guest has a
+// reader policy.
+func anyProxied(state *trust.HostState, audit bool) (bool, error) {
+	if audit {
+		return true, nil
+	}
+	guests, err := state.Guests()
+	if err != nil {
+		return false, err
+	}
+	for _, g := range guests {
+		if g.Active() && g.Policy() != nil {
+			return true, nil
+		}
+	}
+	return false, nil
 }
