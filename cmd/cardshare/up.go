@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/control"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/up"
 )
 
@@ -95,6 +97,11 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 		return err
 	}
 	ctl := o.control
+	if ctl != "" {
+		if err := unixsock.CheckChosenDir(filepath.Dir(ctl)); err != nil {
+			return fmt.Errorf("--control-socket: %w", err)
+		}
+	}
 	if ctl == "" {
 		if ctl, err = control.DefaultSocket(); err != nil {
 			return err

@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,34 +14,53 @@ import (
 // UnitName is the name of the user unit.
 const UnitName = "cardshare.service"
 
-// UnitFile is the text of the user unit that runs binary with config.
-func UnitFile(binary, config string) string {
+// UnitFile is the text of the user unit that runs binary with config. It
+// refuses a path that a unit file cannot carry: a newline or a NUL would
+// end the ExecStart line and start a directive of its own.
+func UnitFile(binary, config string) (string, error) {
+	b, err := systemdQuote(binary)
+	if err != nil {
+		return "", err
+	}
+	c, err := systemdQuote(config)
+	if err != nil {
+		return "", err
+	}
+	// ExecReload names kill by its absolute path: systemd before 239
+	// requires one, and a unit must not depend on the manager's PATH.
 	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
 [Unit]
 Description=cardshare: the host's smart card readers in guest VMs
 
 [Service]
-ExecStart=` + systemdQuote(binary) + ` up --config ` + systemdQuote(config) + `
-ExecReload=kill -HUP $MAINPID
+ExecStart=` + b + ` up --config ` + c + `
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
 
 [Install]
 WantedBy=default.target
-`
+`, nil
 }
+
+// ErrUnitPath means a path cannot be written into a unit file.
+var ErrUnitPath = errors.New("service: a path in a systemd unit cannot hold a newline, carriage return or NUL")
 
 // systemdQuote quotes an argument for ExecStart: systemd splits on spaces,
 // unquotes "..." with C escapes, and expands % specifiers and $ variables.
-func systemdQuote(s string) string {
+// A line break or NUL cannot be quoted: it ends the line.
+func systemdQuote(s string) (string, error) {
+	if strings.ContainsAny(s, "\n\r\x00") {
+		return "", fmt.Errorf("%w: %q", ErrUnitPath, s)
+	}
 	s = strings.ReplaceAll(s, "%", "%%")
 	s = strings.ReplaceAll(s, "$", "$$")
 	if !strings.ContainsAny(s, " \t\"'\\;") {
-		return s
+		return s, nil
 	}
 	s = strings.ReplaceAll(s, `\`, `\\`)
 	s = strings.ReplaceAll(s, `"`, `\"`)
-	return `"` + s + `"`
+	return `"` + s + `"`, nil
 }
 
 // UserUnitDir is where systemd looks for user units of this user.

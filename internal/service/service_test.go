@@ -1,8 +1,10 @@
 package service
 
 import (
+	"errors"
 	"flag"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -11,7 +13,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // TestUnitFile compares the unit text with testdata/cardshare.service.golden;
 // -update rewrites it.
 func TestUnitFile(t *testing.T) {
-	got := UnitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
+	got, err := UnitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	const golden = "testdata/cardshare.service.golden"
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -36,8 +41,26 @@ func TestSystemdQuote(t *testing.T) {
 		`/odd "dir"\x`:                `"/odd \"dir\"\\x"`,
 		"/a;b":                        `"/a;b"`,
 	} {
-		if got := systemdQuote(in); got != want {
-			t.Errorf("systemdQuote(%q) = %s, want %s", in, got, want)
+		if got, err := systemdQuote(in); got != want || err != nil {
+			t.Errorf("systemdQuote(%q) = %s, %v; want %s", in, got, err, want)
 		}
+	}
+}
+
+// TestUnitFileRefusesLineBreaks: a newline in a path would end ExecStart
+// and start a directive of the path's choosing (issue 13, item 11); the
+// unit names kill by its absolute path.
+func TestUnitFileRefusesLineBreaks(t *testing.T) {
+	for _, p := range []string{"/home/me/x\nExecStartPre=/bin/sh -c evil", "/a\rb", "/a\x00b"} {
+		if u, err := UnitFile("/usr/bin/cardshare", p); !errors.Is(err, ErrUnitPath) {
+			t.Errorf("config %q: %v, want ErrUnitPath; unit:\n%s", p, err, u)
+		}
+		if _, err := UnitFile(p, "/c.yaml"); !errors.Is(err, ErrUnitPath) {
+			t.Errorf("binary %q: %v, want ErrUnitPath", p, err)
+		}
+	}
+	u, _ := UnitFile("/usr/bin/cardshare", "/c.yaml")
+	if !strings.Contains(u, "\nExecReload=/bin/kill -HUP $MAINPID\n") {
+		t.Errorf("ExecReload is not an absolute path:\n%s", u)
 	}
 }

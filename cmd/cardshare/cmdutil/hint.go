@@ -12,6 +12,7 @@ import (
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/internal/vm"
 )
 
@@ -56,6 +57,8 @@ func Hint(err error) string {
 		return m.Hint()
 	case errors.As(err, &ud):
 		return ud.Hint()
+	case errors.Is(err, unixsock.ErrOpenDir):
+		return "choose a path in a directory only you can enter (the default is one), or make that one private yourself with `chmod 700`; cardshare does not change the mode of a directory you chose"
 	case errors.Is(err, guestsetup.ErrSudo):
 		return "let the guest user run sudo without a password (`sudo visudo` in the guest: `USER ALL=(root) NOPASSWD: ALL`), or run this as root@GUEST, or do the --system steps of examples/virtualbox/README.md by hand"
 	case errors.Is(err, guestsetup.ErrSetup):

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 	"github.com/cardshare/cardshare/relay/trust"
 )
@@ -93,6 +95,11 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 		}
 	}
 	ctl := o.control
+	if ctl != "" {
+		if err := unixsock.CheckChosenDir(filepath.Dir(ctl)); err != nil {
+			return fmt.Errorf("--control-socket: %w", err)
+		}
+	}
 	if ctl == "" {
 		if ctl, err = control.DefaultRelaySocket(); err != nil {
 			return err
