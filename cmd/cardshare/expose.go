@@ -32,6 +32,7 @@ type exposeOptions struct {
 	readers     []string
 	control     string
 	audit       bool
+	caps        cmdutil.ConnCaps
 }
 
 func newExposeCmd(g *cmdutil.Globals) *cobra.Command {
@@ -106,6 +107,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
 	f.StringVar(&o.control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guests")
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
+	cmdutil.ConnCapsFlags(f, &o.caps)
 	return cmd
 }
 
@@ -118,6 +120,10 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 		runtime.GOMAXPROCS(1)
 	}
 	log := g.Logger()
+	limiter, err := o.caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
@@ -157,6 +163,7 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	cfg.Dial = sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
 	cfg.Relay.Policy, _ = cmdutil.GuestPolicy(o.readers, o.control) // checked in Args
 	cfg.Relay.Audit = o.audit
+	cfg.Relay.Limiter = limiter
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
 	defer setup.Wait()
 	cfg.OnEvent = func(e forward.Event) {

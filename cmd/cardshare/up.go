@@ -19,6 +19,7 @@ import (
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/up"
@@ -110,7 +111,19 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 	level := new(slog.LevelVar)
 	log := g.ServiceLogger(flags, cfg.Host.LogFormat, level)
 	out := &progress{w: stdout, chatty: isTerminal(g.Stderr), sockets: map[string]string{}}
+	caps := cmdutil.ConnCaps{PerGuest: cfg.Host.MaxGuestConns, Total: cfg.Host.MaxConns}
+	if caps.PerGuest == 0 {
+		caps.PerGuest = connlimit.DefaultPerGuest
+	}
+	if caps.Total == 0 {
+		caps.Total = max(connlimit.DefaultTotal, caps.PerGuest)
+	}
+	limiter, err := caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	sup := up.New(ctx, up.Options{
+		Limiter:            limiter,
 		File:               file,
 		Logger:             log,
 		Level:              level,

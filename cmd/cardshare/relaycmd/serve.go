@@ -28,6 +28,7 @@ type relayServeOptions struct {
 	pcscdSocket string
 	control     string
 	audit       bool
+	caps        cmdutil.ConnCaps
 }
 
 func newRelayServeCmd(g *cmdutil.Globals) *cobra.Command {
@@ -66,6 +67,7 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 	cmdutil.BackendFlag(f, &o.backend)
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
+	cmdutil.ConnCapsFlags(f, &o.caps)
 	return cmd
 }
 
@@ -73,6 +75,10 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	defer oneProc()()
 	log := g.Logger()
 	started := time.Now()
+	limiter, err := o.caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
@@ -123,7 +129,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	h := relay.NewHost(state, &relay.HostConfig{
 		Logger: log,
 		Dial:   src.Dial,
-		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit},
+		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter},
 	})
 	srv := control.Serve(cln, func() control.StatusV1 {
 		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)
