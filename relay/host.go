@@ -205,12 +205,6 @@ func (h *Host) verify(proto string, fp trust.Fingerprint) error {
 // retries.
 var errListUnreadable = errors.New("relay: guest list cannot be read; refusing for now")
 
-// activeGuest looks fp up in the current guest list.
-func (h *Host) activeGuest(fp trust.Fingerprint) (trust.GuestRecord, bool) {
-	g, _, ok := h.lookup(fp)
-	return g, ok
-}
-
 // lookup looks fp up in the current guest list. It returns the guest's
 // record when it may connect; else why not, in words for the guest
 // ("revoked", "not paired"), or "" when the list cannot be read.
