@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // FormatVersion is the file format this package reads.
@@ -175,10 +177,6 @@ const (
 	maxKeepalive = time.Hour
 )
 
-// maxSocketPath keeps guest socket paths inside sun_path on every Unix:
-// 104 bytes on the BSDs and macOS, NUL included (as forward checks).
-const maxSocketPath = 103
-
 // Error is a problem in a configuration, at a line of its file.
 type Error struct {
 	File string // "" for a Config built in code
@@ -318,9 +316,9 @@ func (v *validator) guest(i int, g *Guest) {
 			"socket %q is not an absolute path", s)
 	case strings.ContainsAny(s, "\n\x00"):
 		v.fail(key(i, "socket"), g.Line, "choose a plain path", "socket %q contains a newline or NUL", s)
-	case len(s) > maxSocketPath:
+	case len(s) > unixsock.MaxPath:
 		v.fail(key(i, "socket"), g.Line, "choose a shorter path, or leave socket out for a default that fits",
-			"socket %q is %d bytes long; Unix sockets allow %d", s, len(s), maxSocketPath)
+			"socket %q is %d bytes long; Unix sockets allow %d", s, len(s), unixsock.MaxPath)
 	}
 	seen := map[string]bool{}
 	for j, r := range g.Readers {

@@ -18,6 +18,7 @@ import (
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // Guest is a guest to expose the host pcscd to.
@@ -333,7 +334,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 func permanent(err error) bool {
 	return errors.Is(err, sshdial.ErrHostUnknown) || errors.Is(err, sshdial.ErrHostKeyChanged) ||
 		errors.Is(err, sshdial.ErrAuth) || errors.Is(err, guestsock.ErrForwardRefused) ||
-		errors.Is(err, guestsock.ErrInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
+		errors.Is(err, unixsock.ErrSocketInUse) || errors.Is(err, guestsock.ErrUnsafeDir) ||
 		errors.Is(err, sshdial.ErrProxyCommand)
 }
 
@@ -379,7 +380,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	ev := Event{State: StateUp, Socket: info.Socket}
 	if gc, ok := info.Client(); ok {
 		ev.GuestClient = &gc
-		f.logCompat(gc)
+		bridge.LogCompat(f.log, gc, f.cfg.Daemon, "cardshare")
 	}
 	f.log.Info("forward up", "socket", info.Socket, "guest_os", info.OS)
 	f.event(ev)
@@ -466,23 +467,6 @@ func (f *Forwarder) cleanup(client *ssh.Client, keeper *guestsock.Keeper, sock s
 		return
 	}
 	f.log.Info("removed guest socket", "socket", sock)
-}
-
-func (f *Forwarder) logCompat(c pcsc.Client) {
-	d := f.cfg.Daemon
-	if d.Version == (pcsc.Version{}) {
-		return
-	}
-	if d.Serves(c) {
-		f.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
-		return
-	}
-	if d.Translates(c.Version) {
-		f.log.Info("guest libpcsclite and host pcscd speak different protocol versions; cardshare translates", "guest", c.String(), "host", d.String())
-		return
-	}
-	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
-	f.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
 }
 
 // watchSocket checks every interval that the guest socket is still at

@@ -1,3 +1,5 @@
+//go:build unix
+
 package forward_test
 
 import (
@@ -23,6 +25,7 @@ import (
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/testenv"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // End-to-end tests: real pcscd with the Go test card in vpcd, real sshd on
@@ -318,12 +321,12 @@ func TestExposeSocketInUse(t *testing.T) {
 	started := time.Now()
 	e := expose(t, p, []forward.Guest{guestOf(t, s, "")}, nil)
 	ev := e.wait(t, forward.StateFailed)
-	if !errors.Is(ev.Err, guestsock.ErrInUse) {
+	if !errors.Is(ev.Err, unixsock.ErrSocketInUse) {
 		t.Fatalf("err = %v, want ErrSocketInUse", ev.Err)
 	}
 	t.Logf("fault: foreign listener: refused after %v: %v", time.Since(started).Round(time.Millisecond), ev.Err)
 	err = e.stop(t)
-	if !errors.Is(err, guestsock.ErrInUse) {
+	if !errors.Is(err, unixsock.ErrSocketInUse) {
 		t.Errorf("Expose = %v, want ErrSocketInUse", err)
 	}
 	if _, err := os.Stat(sock); err != nil {

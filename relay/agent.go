@@ -380,16 +380,6 @@ func (a *Agent) logCompat(h trust.Hello) {
 	if a.cfg.Client == nil || h.Protocol == [2]uint32{} {
 		return
 	}
-	c := *a.cfg.Client
 	d := pcsc.Daemon{Version: pcsc.Version{Major: h.Protocol[0], Minor: h.Protocol[1]}, Lenient: h.Lenient}
-	if d.Serves(c) {
-		a.log.Info("guest libpcsclite is compatible with host pcscd", "guest", c.String(), "host", d.String())
-		return
-	}
-	if d.Translates(c.Version) {
-		a.log.Info("guest libpcsclite and host pcscd speak different protocol versions; the host translates", "guest", c.String(), "host", d.String())
-		return
-	}
-	m := &pcsc.Mismatch{Client: c.Version, Daemon: d}
-	a.log.Error("guest libpcsclite will be rejected by host pcscd", "guest", c.String(), "host", d.String(), "hint", m.Hint())
+	bridge.LogCompat(a.log, *a.cfg.Client, d, "the host")
 }

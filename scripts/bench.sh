@@ -7,7 +7,8 @@
 # (BenchmarkPipe). Needs root and what scripts/install-test-deps.sh installs.
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
-#                         [-e CLI_ENV] [-P PROFILE_FILE] [-- GO_TEST_FLAGS...]
+#                         [-e CLI_ENV] [-P PROFILE_FILE] [-b BASELINE_BINARY]
+#                         [-- GO_TEST_FLAGS...]
 #   -r  measured rounds, each running every path once (default 5)
 #   -n  APDUs per round and path (default 3000)
 #   -s  APDUs per round on the `ssh -N -R` path, ~140 APDU/s (default 300)
@@ -18,8 +19,11 @@
 #       GOMAXPROCS=1
 #   -P  after the rounds, profile 20000 APDUs through cardshare alone and
 #       write the CPU profile to this file (go tool pprof -top FILE)
+#   -b  also run this cardshare binary of another build (before a change)
+#       as a process, interleaved with this build's, and print this build ÷
+#       it (same-run ratios)
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
-# PATHS, CLI_ENV, PROFILE. Flags after -- go to go test, e.g. -- -v.
+# PATHS, CLI_ENV, PROFILE, BASELINE. Flags after -- go to go test, e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +35,8 @@ slow=${SLOW_APDUS:-300}
 paths=${PATHS:-}
 cli_env=${CLI_ENV:-}
 profile=${PROFILE:-}
-while getopts r:n:s:p:e:P:h opt; do
+baseline=${BASELINE:-}
+while getopts r:n:s:p:e:P:b:h opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	n) apdus=$OPTARG ;;
@@ -39,6 +44,7 @@ while getopts r:n:s:p:e:P:h opt; do
 	p) paths=$OPTARG ;;
 	e) cli_env=$OPTARG ;;
 	P) profile=$OPTARG ;;
+	b) baseline=$OPTARG ;;
 	h)
 		usage
 		exit 0
@@ -51,6 +57,9 @@ while getopts r:n:s:p:e:P:h opt; do
 done
 shift $((OPTIND - 1))
 
+if [ -n "$baseline" ]; then
+	case $baseline in /*) ;; *) baseline=$PWD/$baseline ;; esac
+fi
 if [ -n "$profile" ]; then
 	# The test binary runs in the package directory.
 	case $profile in /*) ;; *) profile=$PWD/$profile ;; esac
@@ -58,5 +67,5 @@ fi
 
 go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
 	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cli-env="$cli_env" \
-	-cardshare-cpuprofile="$profile"
+	-cardshare-cpuprofile="$profile" -baseline-bin="$baseline"
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench

@@ -170,16 +170,8 @@ func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, er
 	if f.opts.Backend != "" {
 		backend = f.opts.Backend
 	}
-	info := hostInfo{backend: backend, socket: sock}
-	src, err := hostpcsc.New(backend, sock)
-	if err != nil {
-		return info, err
-	}
-	info.src = src
-	if info.daemon, err = src.Probe(ctx); err != nil {
-		return info, fmt.Errorf("host pcscd at %s: %w", sock, err)
-	}
-	return info, nil
+	src, d, err := hostpcsc.Open(ctx, backend, sock)
+	return hostInfo{backend, sock, src, d}, err
 }
 
 // Resolve looks up where guest g is: a destination as ssh does, a VM

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/up"
 )
 
@@ -102,17 +103,27 @@ func loadConfig(path string) (*config.Config, error) {
 	return c, err
 }
 
-func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
-	file, err := configPath(o.config)
+// checkConfig loads the config file of --config (flag) and prints its
+// warnings, for the commands that check it before anything else.
+func checkConfig(flag string, stderr io.Writer) (string, *config.Config, error) {
+	file, err := configPath(flag)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	c, err := loadConfig(file)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	for _, w := range c.Warnings() {
 		fmt.Fprintf(stderr, "cardshare: warning: %s\ncardshare: hint: %s\n", w, w.Hint)
+	}
+	return file, c, nil
+}
+
+func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr io.Writer) error {
+	file, c, err := checkConfig(o.config, stderr)
+	if err != nil {
+		return err
 	}
 	h := c.Host
 	pcscd := h.PCSCDSocket
@@ -164,7 +175,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 
 // policyText describes a guest's reader policy, or is empty for none.
 func policyText(g config.Guest) string {
-	return cmdutil.ReaderPolicyText(g.Readers, g.Control == "deny", g.Audit)
+	return control.PolicyText(g.Readers, g.Control == "deny", g.Audit)
 }
 
 func plural(n int, what string) string {

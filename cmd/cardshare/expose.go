@@ -124,15 +124,10 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	if err != nil {
 		return err
 	}
-	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
+	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
 	}
-	daemon, err := src.Probe(ctx)
-	if err != nil {
-		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
-	}
-	log.Info("host pcscd", "socket", o.pcscdSocket, "protocol", daemon.Version.String(), "releases", daemon.Releases())
 	if len(o.readers) > 0 || o.control == "deny" || o.audit {
 		if err := pcsc.CheckPolicyDaemon(daemon); err != nil {
 			return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)

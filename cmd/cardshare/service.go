@@ -67,17 +67,10 @@ IdentityAgent in ssh_config); unencrypted key files work as they are.`,
 }
 
 func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io.Writer) error {
-	file, err := configPath(o.config)
-	if err != nil {
-		return err
-	}
 	// A unit that cannot start would only restart in a loop: check first.
-	c, err := loadConfig(file)
+	file, _, err := checkConfig(o.config, stderr)
 	if err != nil {
 		return err
-	}
-	for _, w := range c.Warnings() {
-		fmt.Fprintf(stderr, "cardshare: warning: %s\ncardshare: hint: %s\n", w, w.Hint)
 	}
 	bin := o.binary
 	if bin == "" {

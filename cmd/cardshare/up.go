@@ -196,7 +196,7 @@ func (p *progress) event(e forward.Event, dest string) {
 		}
 	case forward.StateBackoff:
 		if p.chatty {
-			fmt.Fprintf(p.w, "%s: %s; retrying in %s\n", e.Guest, e.Err, roughly(time.Until(e.Retry)))
+			fmt.Fprintf(p.w, "%s: %s; retrying in %s\n", e.Guest, e.Err, control.Until(time.Now(), e.Retry))
 		}
 	case forward.StateFailed:
 		if p.chatty {
@@ -218,14 +218,6 @@ func (p *progress) note(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, format+"\n", args...)
-}
-
-// roughly rounds d for people: to the second, or to 100 ms below one.
-func roughly(d time.Duration) time.Duration {
-	if d < time.Second {
-		return max(d, 0).Round(100 * time.Millisecond)
-	}
-	return d.Round(time.Second)
 }
 
 // placedError says where err happened; its chain keeps err for hints.

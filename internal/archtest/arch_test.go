@@ -53,22 +53,18 @@ var noTransport = []string{
 	"internal/unixsock",
 }
 
-// allowed are today's known violations, each with the reason it is still
-// there. They belong to the other half of issue 12 (splitting forward/ and
-// moving up's supervisor, the control socket and doctor out of cmd/) and to
-// internal/pcsc/proxy.go, which another change is editing. The lead empties
-// this list once those land; an entry that no longer matches a violation
-// fails the test, so the list cannot go stale.
-var allowed = map[string]string{
-	"package internal/pcsc": "the proxy stage moves into its own package after the merge of issue 13's proxy fixes",
-}
+// allowed are known violations, each with the reason it is still there;
+// none today. An entry that no longer matches a violation fails the test,
+// so the list cannot go stale.
+var allowed = map[string]string{}
 
 // forbidden lists, for some packages (and everything under them), module
 // packages and transports they must not depend on, beyond the rules every
 // package follows (see violations).
 var forbidden = map[string][]string{
-	"relay/mux":   {"internal/pcsc", "internal/bridge", "relay/trust", "crypto/tls"},
-	"relay/trust": {"github.com/hashicorp/yamux", "github.com/mdlayher/vsock", "internal/bridge", "relay/mux"},
+	"internal/pcsc/proxy": {"internal/bridge", "internal/hostpcsc"},
+	"relay/mux":           {"internal/pcsc", "internal/bridge", "relay/trust", "crypto/tls"},
+	"relay/trust":         {"github.com/hashicorp/yamux", "github.com/mdlayher/vsock", "internal/bridge", "relay/mux"},
 }
 
 // pkg is what `go list -json` says of a package, as far as the rules need.

@@ -35,7 +35,7 @@ var proxyPathNames = map[string]string{
 // byte relay, in one run against the same pcscd and card, rounds
 // interleaved as in BenchmarkPaths: the direct socket; bridge.Serve on a
 // Unix socket piping bytes; and bridge.Serve with a reader policy that
-// shows the card's reader, so that every message is parsed by pcsc.Proxy.
+// shows the card's reader, so that every message is parsed by proxy.Proxy.
 // Both relays run in this process with the same dial function, so the
 // difference between them is the stage alone. The target is the proxy
 // within 10 % of the byte relay's APDU/s.
@@ -135,7 +135,7 @@ func startServe(b *testing.B, pcscd string, cfg bridge.Config) string {
 // Unix sockets, with the messages of one SCardTransmit of a 5-byte APDU as
 // libpcsclite 1.9.9 and pcscd write them (as BenchmarkPipe): "bytes" is
 // the byte relay, "proxy" the same Serve with a reader policy, so that
-// pcsc.Proxy parses every message. An op is one round trip; allocs/op is
+// proxy.Proxy parses every message. An op is one round trip; allocs/op is
 // what relaying one costs the garbage collector, in both directions.
 //
 //	go test -run '^$' -bench ServeHop -benchmem ./internal/bench

@@ -2,16 +2,18 @@
 // connections. Each one must open as a pcsc-lite client does; its protocol
 // version is checked against the host's, or translated when the two differ;
 // then its bytes are piped to a connection from the host side (Pipe), or
-// relayed message by message through the protocol-aware stage (pcsc.Proxy)
-// when versions are translated, reader arrays differ in size, or a reader
-// policy or an audit log applies.
+// relayed message by message through the protocol-aware stage
+// (internal/pcsc/proxy) when versions are translated, reader arrays differ
+// in size, or a reader policy or an audit log applies.
 //
 // Every mode is a listener, a dial function and Serve: the guest socket an
 // SSH server forwards, a yamux session or a plain Unix socket is the
 // net.Listener; the host pcscd (a hostpcsc.Source's Dial) or a yamux stream
 // is the DialFunc.
 //
-// The protocol decisions live in internal/pcsc; the accept loop in
-// internal/accept. bridge must not import a transport (x/crypto/ssh, yamux,
-// crypto/tls, vsock), nor cmd, forward, relay or config.
+// The protocol decisions live in internal/pcsc and internal/pcsc/proxy, the
+// accept loop in internal/accept; LogCompat words the guest-against-host
+// verdict that every mode logs. bridge must not import a transport
+// (x/crypto/ssh, yamux, crypto/tls, vsock), nor cmd, forward, relay or
+// config.
 package bridge

@@ -19,7 +19,7 @@ type handshake struct {
 	// cancel is set for the temporary socket of SCardCancel.
 	cancel bool
 	// guest and host are the protocol versions of the two ends once the
-	// CMD_VERSION exchange is over (see pcsc.Dialect).
+	// CMD_VERSION exchange is over (see proxy.Dialect).
 	guest, host pcsc.Version
 	// daemon is the version the daemon's accepting reply named: its own.
 	daemon pcsc.Version

@@ -7,11 +7,12 @@ import (
 	"net"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
 // The protocol-aware stage. Most connections need none: when the guest and
 // the daemon speak the same dialect and no policy applies, Serve pipes the
-// bytes. Otherwise pcsc.Proxy relays each direction message by message,
+// bytes. Otherwise proxy.Proxy relays each direction message by message,
 // run by the same pipe as the byte relay, so that a connection ends the
 // same way in both.
 
@@ -26,7 +27,7 @@ func (c *Config) translates(g pcsc.Version) bool { return c.Daemon.Translates(g)
 
 // stage returns the dialect of a connection that needs the proxy after its
 // handshake hs, and false for one that the byte relay serves.
-func (c *Config) stage(hs handshake) (pcsc.Dialect, bool) {
+func (c *Config) stage(hs handshake) (proxy.Dialect, bool) {
 	if hs.cancel {
 		// The socket of SCardCancel carries one request, answered in
 		// any version.
@@ -34,9 +35,9 @@ func (c *Config) stage(hs handshake) (pcsc.Dialect, bool) {
 		if !v.Known() {
 			v = pcsc.V44
 		}
-		return pcsc.Dialect{Guest: v, Host: v}, hs.prefix != nil
+		return proxy.Dialect{Guest: v, Host: v}, hs.prefix != nil
 	}
-	d := pcsc.Dialect{Guest: hs.guest, Host: hs.host, GuestSlots: c.GuestSlots, HostSlots: c.Daemon.Readers, Daemon: hs.daemon}
+	d := proxy.Dialect{Guest: hs.guest, Host: hs.host, GuestSlots: c.GuestSlots, HostSlots: c.Daemon.Readers, Daemon: hs.daemon}
 	if c.Daemon.Version != hs.daemon {
 		// Not the daemon that was probed: its arrays are of unknown size.
 		d.HostSlots = 0
@@ -44,22 +45,22 @@ func (c *Config) stage(hs handshake) (pcsc.Dialect, bool) {
 	if !d.Guest.Known() || !d.Host.Known() || !d.Daemon.Known() {
 		// 4.3 and older, newer than 4.6, or a claimed major other than 4
 		// that pcsc-lite 2.4.1 accepts: bytes only, but never past a
-		// policy or audit log, which pcsc.NewProxy then refuses.
+		// policy or audit log, which proxy.New then refuses.
 		return d, c.proxyAll()
 	}
 	return d, c.proxyAll() || d.Translates()
 }
 
-// proxy relays a connection through pcsc.Proxy.
-func proxy(ctx context.Context, guest, host net.Conn, d pcsc.Dialect, prefix []byte, c *Config, log *slog.Logger, counts *Counts) error {
-	pc := pcsc.ProxyConfig{
+// proxy relays a connection through proxy.Proxy.
+func runProxy(ctx context.Context, guest, host net.Conn, d proxy.Dialect, prefix []byte, c *Config, log *slog.Logger, counts *Counts) error {
+	pc := proxy.Config{
 		Dialect: d, Guest: c.shared, Up: &counts.Up, Down: &counts.Down, Prefix: prefix,
-		OnNotice: func(n *pcsc.Notice) { logNotice(log, n) },
+		OnNotice: func(n *proxy.Notice) { logNotice(log, n) },
 	}
 	if c.Audit {
-		pc.OnCall = func(call *pcsc.Call) { logCall(log, call) }
+		pc.OnCall = func(call *proxy.Call) { logCall(log, call) }
 	}
-	p, err := pcsc.NewProxy(guest, host, pc)
+	p, err := proxy.New(guest, host, pc)
 	if err != nil {
 		guest.Close()
 		host.Close()
@@ -72,7 +73,7 @@ func proxy(ctx context.Context, guest, host net.Conn, d pcsc.Dialect, prefix []b
 }
 
 // logNotice logs what the proxy did instead of relaying a call.
-func logNotice(log *slog.Logger, n *pcsc.Notice) {
+func logNotice(log *slog.Logger, n *proxy.Notice) {
 	args := []any{"cmd", pcsc.CommandName(n.Command), "reason", n.Reason}
 	if n.Reader != "" {
 		args = append(args, "reader", n.Reader)
@@ -86,7 +87,7 @@ func logNotice(log *slog.Logger, n *pcsc.Notice) {
 }
 
 // logCall writes the audit line of one call.
-func logCall(log *slog.Logger, c *pcsc.Call) {
+func logCall(log *slog.Logger, c *proxy.Call) {
 	msg := "pcsc call"
 	if c.Event {
 		msg = "pcsc event"

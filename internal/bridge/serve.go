@@ -12,6 +12,7 @@ import (
 	"github.com/cardshare/cardshare/internal/accept"
 	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
 // DialFunc opens a connection that speaks pcsc-lite's client protocol to
@@ -85,7 +86,7 @@ type Config struct {
 
 	// shared is what the proxied connections of this Serve share: the
 	// policy, the contexts issued to the guest, its reader events.
-	shared *pcsc.Guest
+	shared *proxy.Guest
 }
 
 // Validate checks the reader policy and GuestSlots.
@@ -130,7 +131,7 @@ func (c *Config) withDefaults() Config {
 	if p == nil && cc.Audit {
 		p = new(pcsc.Policy)
 	}
-	cc.shared = pcsc.NewGuest(p)
+	cc.shared = proxy.NewGuest(p)
 	return cc
 }
 
@@ -204,7 +205,7 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 	defer c.Stats.Open.Add(-1)
 	var counts Counts
 	if d, ok := c.stage(hs); ok {
-		err = proxy(ctx, guest, host, d, hs.prefix, c, log, &counts)
+		err = runProxy(ctx, guest, host, d, hs.prefix, c, log, &counts)
 	} else {
 		err = Pipe(ctx, guest, host, &counts)
 	}

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // The control socket lets `cardshare status` (and scripts, with
@@ -183,30 +185,17 @@ func DefaultRelaySocket() (string, error) {
 	return filepath.Join(filepath.Dir(p), "relay.sock"), nil
 }
 
-// maxPath keeps the control socket path inside sun_path.
-const maxPath = 103
-
 // prepareDir creates dir mode 0700 if needed and checks that it is
 // a real directory of this user that no one else can enter, tightening its
-// mode when it is ours: whoever can reach the socket can see the guests.
+// mode when it is ours (unixsock.MkdirPrivate): whoever can reach the
+// socket can see the guests.
 func prepareDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create control socket directory: %w", err)
+	err := unixsock.MkdirPrivate(dir)
+	if errors.Is(err, unixsock.ErrUnsafePermissions) {
+		return &described{"control socket directory: " + err.Error(), errors.Join(ErrNotOwner, err)}
 	}
-	fi, err := os.Lstat(dir)
 	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("control socket directory %s is not a directory", dir)
-	}
-	if err := checkOwner(dir, fi); err != nil {
-		return err
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		if err := os.Chmod(dir, 0o700); err != nil {
-			return fmt.Errorf("make control socket directory owner-only: %w", err)
-		}
+		return fmt.Errorf("control socket directory: %w", err)
 	}
 	return nil
 }
@@ -214,8 +203,8 @@ func prepareDir(dir string) error {
 // Listen listens on the control socket at path, after removing a
 // stale socket that nothing serves. A live one means another `cardshare up`.
 func Listen(path string) (net.Listener, error) {
-	if len(path) > maxPath {
-		return nil, &described{fmt.Sprintf("control socket path %s is %d bytes long; Unix sockets allow %d", path, len(path), maxPath), ErrPathTooLong}
+	if len(path) > unixsock.MaxPath {
+		return nil, &described{fmt.Sprintf("control socket path %s is %d bytes long; Unix sockets allow %d", path, len(path), unixsock.MaxPath), ErrPathTooLong}
 	}
 	if err := prepareDir(filepath.Dir(path)); err != nil {
 		return nil, err

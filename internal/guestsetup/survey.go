@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cardshare/cardshare/internal/guestsock"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
 // surveyScript reads, without changing anything, what setup needs to know
@@ -109,7 +110,7 @@ func runSurvey(ctx context.Context, c *ssh.Client, socket string, system bool, s
 	if system {
 		sysFlag = "1"
 	}
-	out, err := guestsock.Run(ctx, c, surveyScript, "want", socket, "max", strconv.Itoa(guestsock.MaxPath),
+	out, err := guestsock.Run(ctx, c, surveyScript, "want", socket, "maxdir", strconv.Itoa(unixsock.MaxDir),
 		"sdroot", sys.sdRoot, "system", sysFlag, "sudo", sys.sudo, "systemctl", sys.systemctl,
 		"tmpfiles", sys.tmpfiles, "link", sys.link, "tmpconf", sys.tmpConf)
 	if err != nil {

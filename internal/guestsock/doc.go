@@ -8,7 +8,8 @@
 // [Inspect] and [ProbeStreamLocal] report all of it for `cardshare doctor`
 // without changing anything.
 //
-// Errors that callers branch on are [ErrInUse], [ErrUnsafeDir],
+// Errors that callers branch on are unixsock.ErrSocketInUse (a live
+// listener holds the path, in the guest as on the host), [ErrUnsafeDir],
 // [ErrRemoved] and [ErrForwardRefused] (use errors.Is); their text carries
 // no package prefix.
 //

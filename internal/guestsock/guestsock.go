@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,14 +16,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/unixsock"
 )
-
-// MaxPath keeps guest socket paths inside sun_path on every Unix:
-// 108 bytes on Linux and 104 on the BSDs and macOS, each with a NUL.
-const MaxPath = 103
-
-// ErrInUse means a live listener already holds the guest socket path.
-var ErrInUse = errors.New("guest socket is in use by another listener")
 
 // ErrSilent means a listener holds the guest socket path and accepts
 // connections but does not answer a CMD_VERSION: the forward of an SSH
@@ -121,7 +116,7 @@ func Missing(ctx context.Context, c *ssh.Client, sock string) (bool, error) {
 
 // DefaultDirFunc defines default_dir, which sets dir to the default guest
 // socket directory; Prepare and package guestsetup's survey share it, and
-// unixsock.GuestSocketFor mirrors it in Go. It needs $max ([MaxPath]).
+// unixsock.GuestSocketFor mirrors it in Go. It needs $maxdir (unixsock.MaxDir).
 const DefaultDirFunc = `default_dir() {
 	dir=
 	if [ -n "${XDG_RUNTIME_DIR:-}" ] && [ -d "$XDG_RUNTIME_DIR" ]; then
@@ -129,7 +124,7 @@ const DefaultDirFunc = `default_dir() {
 	elif [ -n "${HOME:-}" ] && [ -d "$HOME" ]; then
 		dir=$HOME/.cardshare
 	fi
-	if [ -z "$dir" ] || [ ${#dir} -gt $((max - 12)) ]; then
+	if [ -z "$dir" ] || [ ${#dir} -gt "$maxdir" ]; then
 		dir=/tmp/cardshare-$(id -u)
 	fi
 }
@@ -210,7 +205,7 @@ func Prepare(ctx context.Context, c *ssh.Client, want string) (Info, error) {
 			return Info{}, err
 		}
 	}
-	out, err := Run(ctx, c, prepareScript, "want", want, "max", fmt.Sprint(MaxPath))
+	out, err := Run(ctx, c, prepareScript, "want", want, "maxdir", strconv.Itoa(unixsock.MaxDir))
 	if err != nil {
 		return Info{}, err
 	}
@@ -244,15 +239,15 @@ func Prepare(ctx context.Context, c *ssh.Client, want string) (Info, error) {
 }
 
 // CheckPath refuses a guest socket path that is not absolute, holds a
-// newline or NUL, or does not fit in sun_path ([MaxPath]).
+// newline or NUL, or does not fit in sun_path (unixsock.MaxPath).
 func CheckPath(p string) error {
 	switch {
 	case !path.IsAbs(p):
 		return fmt.Errorf("guest socket %q is not an absolute path", p)
 	case strings.ContainsAny(p, "\n\x00"):
 		return fmt.Errorf("guest socket %q contains a newline or NUL", p)
-	case len(p) > MaxPath:
-		return fmt.Errorf("guest socket %q is %d bytes long; Unix sockets allow %d", p, len(p), MaxPath)
+	case len(p) > unixsock.MaxPath:
+		return fmt.Errorf("guest socket %q is %d bytes long; Unix sockets allow %d", p, len(p), unixsock.MaxPath)
 	}
 	return nil
 }
@@ -281,7 +276,7 @@ func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Durat
 		alive := answers(conn, wait)
 		conn.Close()
 		if alive {
-			return false, fmt.Errorf("%w: %s", ErrInUse, sock)
+			return false, fmt.Errorf("%w: %s", unixsock.ErrSocketInUse, sock)
 		}
 		if !ownLost {
 			return false, fmt.Errorf("%w: %s (no answer within %v)", ErrSilent, sock, wait)

@@ -1,8 +1,11 @@
 package hostpcsc
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
 // The backends a user may choose (--backend, host.backend in the config
@@ -39,4 +42,19 @@ func New(backend, socket string) (Source, error) {
 		return nil, ErrNoNative
 	}
 	return nil, fmt.Errorf("%w %q: choose auto, socket or native", ErrUnknownBackend, backend)
+}
+
+// Open chooses the Source (New) and asks it which protocol it speaks: the
+// start of every mode's host side. A source that does not answer fails
+// with what it is ("host pcscd at PATH: ...").
+func Open(ctx context.Context, backend, socket string) (Source, pcsc.Daemon, error) {
+	src, err := New(backend, socket)
+	if err != nil {
+		return nil, pcsc.Daemon{}, err
+	}
+	d, err := src.Probe(ctx)
+	if err != nil {
+		return src, pcsc.Daemon{}, fmt.Errorf("host pcscd at %s: %w", socket, err)
+	}
+	return src, d, nil
 }

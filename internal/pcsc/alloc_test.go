@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
 // transmitExchange returns one SCardTransmit of a 5-byte APDU as
@@ -34,7 +35,7 @@ type exchanger struct {
 	reply  []byte
 }
 
-func newExchanger(t testing.TB, d pcsc.Dialect, g *pcsc.Guest) *exchanger {
+func newExchanger(t testing.TB, d proxy.Dialect, g *proxy.Guest) *exchanger {
 	x := startProxy(t, d, g, false)
 	req, rep := transmitExchange(t)
 	go func() {
@@ -72,16 +73,16 @@ func TestProxyZeroAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	for name, c := range map[string]struct {
-		d pcsc.Dialect
-		g *pcsc.Guest
+		d proxy.Dialect
+		g *proxy.Guest
 	}{
-		"plain":       {pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, nil},
-		"policy":      {pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, pcsc.NewGuest(&pcsc.Policy{Readers: []string{"Virtual*"}, DenyControl: true})},
-		"4.6 on 4.4":  {pcsc.Dialect{Guest: pcsc.V46, Host: pcsc.V44}, nil},
-		"48 on 16":    {pcsc.Dialect{Guest: pcsc.V45, Host: pcsc.V45, GuestSlots: 48}, nil},
-		"4.5 on 4.4":  {pcsc.Dialect{Guest: pcsc.V45, Host: pcsc.V44}, nil},
-		"4.4 on 4.5":  {pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V45}, nil},
-		"4.6 on 4.6 ": {pcsc.Dialect{Guest: pcsc.V46, Host: pcsc.V46}, nil},
+		"plain":       {proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, nil},
+		"policy":      {proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, proxy.NewGuest(&pcsc.Policy{Readers: []string{"Virtual*"}, DenyControl: true})},
+		"4.6 on 4.4":  {proxy.Dialect{Guest: pcsc.V46, Host: pcsc.V44}, nil},
+		"48 on 16":    {proxy.Dialect{Guest: pcsc.V45, Host: pcsc.V45, GuestSlots: 48}, nil},
+		"4.5 on 4.4":  {proxy.Dialect{Guest: pcsc.V45, Host: pcsc.V44}, nil},
+		"4.4 on 4.5":  {proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V45}, nil},
+		"4.6 on 4.6 ": {proxy.Dialect{Guest: pcsc.V46, Host: pcsc.V46}, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newExchanger(t, c.d, c.g)
@@ -96,7 +97,7 @@ func TestProxyZeroAllocs(t *testing.T) {
 // BenchmarkProxy is one transmit round trip through the proxy; compare
 // with internal/bench's BenchmarkPipe.
 func BenchmarkProxy(b *testing.B) {
-	e := newExchanger(b, pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, pcsc.NewGuest(&pcsc.Policy{Readers: []string{"Virtual*"}}))
+	e := newExchanger(b, proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, proxy.NewGuest(&pcsc.Policy{Readers: []string{"Virtual*"}}))
 	b.ReportAllocs()
 	for b.Loop() {
 		e.once(b)
@@ -109,7 +110,7 @@ func TestProxyZeroAllocsReaderStates(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	x := startProxy(t, pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, pcsc.NewGuest(hostilePolicy()), false)
+	x := startProxy(t, proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, proxy.NewGuest(hostilePolicy()), false)
 	var array []byte
 	array = append(array, record(hiddenReader, hiddenATR[:4], nil)...)
 	array = append(array, record(shownReader, []byte{0x3b, 2, 0x14, 0x50}, nil)...)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
 // A guest that loops SCARD_ESTABLISH_CONTEXT on one connection does not
@@ -21,8 +22,8 @@ import (
 // cancelled in pcscd, and the guest may no longer cancel them either.
 func TestProxyContextBound(t *testing.T) {
 	fake := pcsctest.Serve(t, pcsc.Daemon{Version: pcsc.V44}, shownReader)
-	g := pcsc.NewGuest(hostilePolicy())
-	cl := proxiedClient(t, fake.Socket, pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, g)
+	g := proxy.NewGuest(hostilePolicy())
+	cl := proxiedClient(t, fake.Socket, proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, g)
 	var issued []uint32
 	for range 1000 {
 		h, err := cl.Establish()
@@ -37,7 +38,7 @@ func TestProxyContextBound(t *testing.T) {
 			t.Fatalf("context %#x owned: %v; only the last (%#x) should be", h, g.OwnsContext(h), last)
 		}
 	}
-	canceller := proxiedClient(t, fake.Socket, pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, g)
+	canceller := proxiedClient(t, fake.Socket, proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, g)
 	for h, want := range map[uint32]uint32{issued[0]: pcsc.ReturnInvalidHandle, last: pcsc.ReturnSuccess} {
 		if rv := rawCancel(t, canceller.Conn, h); rv != want {
 			t.Errorf("cancel of %#x: rv %#x, want %#x", h, rv, want)
@@ -53,7 +54,7 @@ func TestProxyContextBound(t *testing.T) {
 
 // proxiedClient is a client of the daemon at socket through a proxy for
 // the guest g, after the CMD_VERSION exchange.
-func proxiedClient(t *testing.T, socket string, d pcsc.Dialect, g *pcsc.Guest) *pcsctest.Client {
+func proxiedClient(t *testing.T, socket string, d proxy.Dialect, g *proxy.Guest) *pcsctest.Client {
 	t.Helper()
 	host, err := net.Dial("unix", socket)
 	if err != nil {
@@ -68,7 +69,7 @@ func proxiedClient(t *testing.T, socket string, d pcsc.Dialect, g *pcsc.Guest) *
 		t.Fatalf("CMD_VERSION: %+v, %v", r, err)
 	}
 	client, guestEnd := unixPair(t)
-	p, err := pcsc.NewProxy(guestEnd, host, pcsc.ProxyConfig{Dialect: d, Guest: g})
+	p, err := proxy.New(guestEnd, host, proxy.Config{Dialect: d, Guest: g})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestCheckPolicyDaemon(t *testing.T) {
 	if !strings.Contains(err.Error(), "4.3") || !strings.Contains(err.(*pcsc.UnknownDaemonError).Hint(), "1.8.24") {
 		t.Errorf("4.3: %v", err)
 	}
-	for _, d := range []pcsc.Dialect{
+	for _, d := range []proxy.Dialect{
 		{Guest: pcsc.V43, Host: pcsc.V43},
 		{Guest: pcsc.Version{Major: 5, Minor: 4}, Host: pcsc.Version{Major: 5, Minor: 4}},
 		{Guest: pcsc.V44, Host: pcsc.V44, Daemon: pcsc.Version{Major: 4, Minor: 7}},

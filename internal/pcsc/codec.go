@@ -91,24 +91,25 @@ const (
 	ArraySizeSize       = 4   // the int32 reply to CMD_GET_READERS_STATE_SIZE
 	ReaderStateSize     = 184 // READER_STATE (pubReaderStatesList, src/readers.h:49-60)
 	maxFixedSize        = GetSetSize
-	maxRequestFixedSize = HeaderSize + GetSetSize
+	MaxRequestFixedSize = HeaderSize + GetSetSize
 )
 
-// Offsets of the fields the proxy reads or writes, by struct. rv is the
-// last field of every struct, at size-4.
+// Offsets of the fields the codec and the proxy (package
+// internal/pcsc/proxy, which uses the exported ones) read or write, by
+// struct. rv is the last field of every struct, at size-4.
 const (
-	offEstablishContext = 4
-	offReleaseContext   = 0
+	OffEstablishContext = 4
+	OffReleaseContext   = 0
 	offConnectContext   = 0
-	offConnectReader    = 4
-	offConnectCard      = 140
-	offConnectProtocol  = 144
-	offCardHandle       = 0 // hCard opens every struct of a card call
-	offCancelContext    = 0
-	offTransmitSendLen  = 12
+	OffConnectReader    = 4
+	OffConnectCard      = 140
+	OffConnectProtocol  = 144
+	OffCardHandle       = 0 // hCard opens every struct of a card call
+	OffCancelContext    = 0
+	OffTransmitSendLen  = 12
 	offTransmitRecvLen  = 24
-	offControlSendLen   = 8
-	offControlReturned  = 16
+	OffControlSendLen   = 8
+	OffControlReturned  = 16
 	offGetSetAttrLen    = 272
 	offStateName        = 0
 	offStateEvents      = 128
@@ -184,9 +185,9 @@ func (v Version) Supports(cmd uint32) bool {
 // 4.4, 4.5 or 4.6.
 func (v Version) Known() bool { return v.Major == 4 && v.Minor >= 4 && v.Minor <= 6 }
 
-// newAPI reports whether v uses the reader state API of 4.6: WAIT without
+// NewAPI reports whether v uses the reader state API of 4.6: WAIT without
 // a dump, then CMD_GET_READERS_STATE_SIZE and _ARRAY.
-func (v Version) newAPI() bool { return v.Major == 4 && v.Minor >= 6 }
+func (v Version) NewAPI() bool { return v.Major == 4 && v.Minor >= 6 }
 
 // The fixed structs of src/winscard_msg.h, for building and reading
 // messages outside the proxy's hot path (tests, the fake daemon). Every
@@ -286,10 +287,10 @@ type ReaderState struct {
 
 // ReaderName returns the reader name of the record rec (ReaderStateSize
 // bytes), without its NUL padding; empty for an unused slot.
-func ReaderName(rec []byte) []byte { return cString(rec[offStateName : offStateName+MaxReaderName]) }
+func ReaderName(rec []byte) []byte { return CString(rec[offStateName : offStateName+MaxReaderName]) }
 
-// cString returns b up to its first NUL.
-func cString(b []byte) []byte {
+// CString returns b up to its first NUL.
+func CString(b []byte) []byte {
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		return b[:i]
 	}
@@ -370,7 +371,7 @@ func unusedRecord(rec []byte) bool {
 // misframed stream, whose "records" straddle real ones.
 func ValidRecord(rec []byte) (name []byte, ok bool) {
 	field := rec[offStateName : offStateName+MaxReaderName]
-	name = cString(field)
+	name = CString(field)
 	if len(name) == 0 {
 		return nil, unusedRecord(rec)
 	}

@@ -50,17 +50,17 @@ func TestOffsets(t *testing.T) {
 		v    any
 		off  int
 	}{
-		{"establish hContext", &EstablishStruct{Context: x}, offEstablishContext},
-		{"release hContext", &ReleaseStruct{Context: x}, offReleaseContext},
+		{"establish hContext", &EstablishStruct{Context: x}, OffEstablishContext},
+		{"release hContext", &ReleaseStruct{Context: x}, OffReleaseContext},
 		{"connect hContext", &ConnectStruct{Context: x}, offConnectContext},
-		{"connect hCard", &ConnectStruct{Card: x}, offConnectCard},
-		{"connect protocol", &ConnectStruct{ActiveProtocol: x}, offConnectProtocol},
-		{"transmit cbSendLength", &TransmitStruct{SendLength: x}, offTransmitSendLen},
+		{"connect hCard", &ConnectStruct{Card: x}, OffConnectCard},
+		{"connect protocol", &ConnectStruct{ActiveProtocol: x}, OffConnectProtocol},
+		{"transmit cbSendLength", &TransmitStruct{SendLength: x}, OffTransmitSendLen},
 		{"transmit pcbRecvLength", &TransmitStruct{RecvLength: x}, offTransmitRecvLen},
-		{"control cbSendLength", &ControlStruct{SendLength: x}, offControlSendLen},
-		{"control dwBytesReturned", &ControlStruct{BytesReturned: x}, offControlReturned},
+		{"control cbSendLength", &ControlStruct{SendLength: x}, OffControlSendLen},
+		{"control dwBytesReturned", &ControlStruct{BytesReturned: x}, OffControlReturned},
 		{"getset cbAttrLen", &GetSetStruct{AttrLen: x}, offGetSetAttrLen},
-		{"cancel hContext", &CancelStruct{Context: x}, offCancelContext},
+		{"cancel hContext", &CancelStruct{Context: x}, OffCancelContext},
 		{"reader eventCounter", &ReaderState{EventCounter: x}, offStateEvents},
 		{"reader state", &ReaderState{State: x}, offStateState},
 		{"reader sharing", &ReaderState{Sharing: -0x5E4D3C2C}, offStateSharing},
@@ -76,7 +76,7 @@ func TestOffsets(t *testing.T) {
 	}
 	for _, v := range []any{&ReconnectStruct{Card: x}, &DisconnectStruct{Card: x}, &CardStruct{Card: x},
 		&TransmitStruct{Card: x}, &ControlStruct{Card: x}, &GetSetStruct{Card: x}} {
-		if got := at(v, offCardHandle); got != x {
+		if got := at(v, OffCardHandle); got != x {
 			t.Errorf("%T hCard: %#x", v, got)
 		}
 	}

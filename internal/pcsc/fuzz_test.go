@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
 // The fuzz targets are seeded with the recorded exchanges of
@@ -101,7 +102,7 @@ type rw struct {
 }
 
 // dialects the proxy fuzz target picks from: the identities first.
-var fuzzDialects = []pcsc.Dialect{
+var fuzzDialects = []proxy.Dialect{
 	{Guest: pcsc.V44, Host: pcsc.V44},
 	{Guest: pcsc.V45, Host: pcsc.V45},
 	{Guest: pcsc.V46, Host: pcsc.V46},
@@ -134,8 +135,8 @@ func FuzzProxy(f *testing.F) {
 			}
 		}
 		var toHost, toGuest bytes.Buffer
-		x, err := pcsc.NewProxy(rw{bytes.NewReader(reqs), &toGuest}, rw{bytes.NewReader(reps), &toHost},
-			pcsc.ProxyConfig{Dialect: dialect, Guest: pcsc.NewGuest(p), OnCall: func(*pcsc.Call) {}, OnNotice: func(*pcsc.Notice) {}})
+		x, err := proxy.New(rw{bytes.NewReader(reqs), &toGuest}, rw{bytes.NewReader(reps), &toHost},
+			proxy.Config{Dialect: dialect, Guest: proxy.NewGuest(p), OnCall: func(*proxy.Call) {}, OnNotice: func(*proxy.Notice) {}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 	"github.com/cardshare/cardshare/internal/testenv"
 	"github.com/cardshare/cardshare/internal/vcard"
 )
@@ -34,7 +35,7 @@ func TestHostileGuestPCSCD(t *testing.T) {
 	atr := []byte(vcard.ATR)
 
 	const cancelOp = 9
-	for _, d := range []pcsc.Dialect{
+	for _, d := range []proxy.Dialect{
 		{Guest: pcsc.V44, Host: pcsc.V44},
 		{Guest: pcsc.V45, Host: pcsc.V44},
 		{Guest: pcsc.V46, Host: pcsc.V44},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
 // A hostile guest: a client that writes the reader state commands of
@@ -35,7 +36,7 @@ func hostilePolicy() *pcsc.Policy { return &pcsc.Policy{Readers: []string{shownR
 type hostile struct {
 	t       testing.TB
 	socket  string
-	d       pcsc.Dialect
+	d       proxy.Dialect
 	client  *net.UnixConn
 	got     chan []byte
 	ctx     uint32
@@ -51,7 +52,7 @@ var hostileCommands = []uint32{
 // startHostile opens a connection to the daemon at socket, completes its
 // CMD_VERSION exchange in the host's dialect, puts a proxy with the hiding
 // policy in front of it and establishes a context through it.
-func startHostile(t testing.TB, socket string, d pcsc.Dialect) *hostile {
+func startHostile(t testing.TB, socket string, d proxy.Dialect) *hostile {
 	t.Helper()
 	host, err := net.Dial("unix", socket)
 	if err != nil {
@@ -66,7 +67,7 @@ func startHostile(t testing.TB, socket string, d pcsc.Dialect) *hostile {
 		t.Fatalf("CMD_VERSION %s: %+v, %v", d.Host, r, err)
 	}
 	client, guestEnd := unixPair(t)
-	p, err := pcsc.NewProxy(guestEnd, host, pcsc.ProxyConfig{Dialect: d, Guest: pcsc.NewGuest(hostilePolicy())})
+	p, err := proxy.New(guestEnd, host, proxy.Config{Dialect: d, Guest: proxy.NewGuest(hostilePolicy())})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func (f fakeEvents) cardOut(hidden bool) {
 //	8     wait a moment, so that replies come back
 //	9     cancel the wait from another connection
 //	10-13 a card in or out of the hidden or the shown reader
-func runHostile(t testing.TB, socket string, d pcsc.Dialect, ev events, ops []byte) []byte {
+func runHostile(t testing.TB, socket string, d proxy.Dialect, ev events, ops []byte) []byte {
 	h := startHostile(t, socket, d)
 	for i := 0; i < len(ops); i++ {
 		switch op := ops[i] % 14; {
@@ -242,7 +243,7 @@ var reproducedLeak = []byte{0, 6, 8, 1, 2, 6, 8}
 
 // hostileDialects are the dialects of the fake daemon runs: each version
 // natively, and the translations.
-var hostileDialects = []pcsc.Dialect{
+var hostileDialects = []proxy.Dialect{
 	{Guest: pcsc.V44, Host: pcsc.V44},
 	{Guest: pcsc.V45, Host: pcsc.V45},
 	{Guest: pcsc.V46, Host: pcsc.V46},

@@ -16,7 +16,7 @@ import (
 // unit, or that more are needed. Fixed parts (a header with its struct, a
 // reply struct, a reader record) are returned whole, so that they can be
 // read and rewritten in place; variable data is returned in whatever pieces
-// have arrived, so that no unit is larger than maxRequestFixedSize and a
+// have arrived, so that no unit is larger than MaxRequestFixedSize and a
 // 64 KiB APDU needs no 64 KiB buffer.
 
 // ErrProtocol means a peer broke the protocol: a command the connection's
@@ -26,6 +26,9 @@ import (
 // branch of ContextThread, src/winscard_svc.c:334-343, 876-878 in 2.5.1);
 // so does the proxy.
 var ErrProtocol = errors.New("pcsc: protocol violation")
+
+// IsProtocol reports whether err is a protocol violation by a peer.
+func IsProtocol(err error) bool { return errors.Is(err, ErrProtocol) }
 
 // Kind is what a unit of a stream holds.
 type Kind uint8
@@ -100,9 +103,9 @@ func (s *RequestScanner) Next(b []byte) (Unit, error) {
 	var data uint32
 	switch cmd {
 	case CmdTransmit:
-		data = le.Uint32(body[offTransmitSendLen:])
+		data = le.Uint32(body[OffTransmitSendLen:])
 	case CmdControl:
-		data = le.Uint32(body[offControlSendLen:])
+		data = le.Uint32(body[OffControlSendLen:])
 	case CmdGetAttrib, CmdSetAttrib:
 		if n := le.Uint32(body[offGetSetAttrLen:]); n > MaxAttrSize {
 			return Unit{}, fmt.Errorf("%w: client sent %s with cbAttrLen %d, over %d", ErrProtocol, CommandName(cmd), n, MaxAttrSize)
@@ -136,7 +139,7 @@ func ReplyTo(cmd uint32, v Version, slots, size int) (r Reply, ok bool) {
 	case CmdGetReadersState:
 		return Reply{cmd, slots}, true
 	case CmdWaitReaderStateChange:
-		if v.newAPI() {
+		if v.NewAPI() {
 			return Reply{}, false
 		}
 		return Reply{cmd, slots}, true
@@ -243,7 +246,7 @@ func (s *ReplyScanner) Next(b []byte, want *Reply, armed bool) (Unit, error) {
 		case CmdTransmit:
 			data = le.Uint32(b[offTransmitRecvLen:])
 		case CmdControl:
-			data = le.Uint32(b[offControlReturned:])
+			data = le.Uint32(b[OffControlReturned:])
 		}
 	}
 	if data > MaxBufferSizeExtended {

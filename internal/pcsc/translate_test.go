@@ -17,11 +17,12 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
 // table is a translation table from testdata/translate (see its README).
 type table struct {
-	dialect pcsc.Dialect
+	dialect proxy.Dialect
 	policy  *pcsc.Policy
 	notices []string
 	steps   []step
@@ -128,27 +129,27 @@ type proxied struct {
 
 	mu      sync.Mutex
 	notices []string
-	calls   []pcsc.Call
+	calls   []proxy.Call
 }
 
-func startProxy(t testing.TB, d pcsc.Dialect, g *pcsc.Guest, audit bool) *proxied {
+func startProxy(t testing.TB, d proxy.Dialect, g *proxy.Guest, audit bool) *proxied {
 	t.Helper()
 	client, guestEnd := unixPair(t)
 	hostEnd, daemon := unixPair(t)
 	x := &proxied{client: client, daemon: daemon, done: make(chan error, 2)}
-	cfg := pcsc.ProxyConfig{Dialect: d, Guest: g, OnNotice: func(n *pcsc.Notice) {
+	cfg := proxy.Config{Dialect: d, Guest: g, OnNotice: func(n *proxy.Notice) {
 		x.mu.Lock()
 		x.notices = append(x.notices, fmt.Sprintf("%s %s rv=%#x: %s", pcsc.CommandName(n.Command), n.Reader, n.RV, n.Reason))
 		x.mu.Unlock()
 	}}
 	if audit {
-		cfg.OnCall = func(c *pcsc.Call) {
+		cfg.OnCall = func(c *proxy.Call) {
 			x.mu.Lock()
 			x.calls = append(x.calls, *c)
 			x.mu.Unlock()
 		}
 	}
-	p, err := pcsc.NewProxy(guestEnd, hostEnd, cfg)
+	p, err := proxy.New(guestEnd, hostEnd, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestTranslationTables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			x := startProxy(t, tab.dialect, pcsc.NewGuest(tab.policy), false)
+			x := startProxy(t, tab.dialect, proxy.NewGuest(tab.policy), false)
 			for i, s := range tab.steps {
 				switch s.op {
 				case "guest>":
@@ -249,7 +250,7 @@ func TestTranslationTables(t *testing.T) {
 func TestProxyIdentity(t *testing.T) {
 	for _, x := range loadExchanges(t) {
 		t.Run(x.name, func(t *testing.T) {
-			p := startProxy(t, pcsc.Dialect{Guest: x.version, Host: x.version, GuestSlots: x.slots, HostSlots: x.slots}, nil, true)
+			p := startProxy(t, proxy.Dialect{Guest: x.version, Host: x.version, GuestSlots: x.slots, HostSlots: x.slots}, nil, true)
 			segs := x.segments
 			// CMD_VERSION is the relay's to exchange, not the proxy's.
 			if s := segs[0]; s.client && bytes.HasPrefix(s.b, []byte{12, 0, 0, 0, 0x11, 0, 0, 0}) {
@@ -273,7 +274,7 @@ func TestProxyIdentity(t *testing.T) {
 // An extended APDU and its response, each larger than the proxy's
 // buffers, pass through whole.
 func TestProxyExtendedAPDU(t *testing.T) {
-	for name, d := range map[string]pcsc.Dialect{
+	for name, d := range map[string]proxy.Dialect{
 		"4.4":        {Guest: pcsc.V44, Host: pcsc.V44},
 		"4.5 on 4.4": {Guest: pcsc.V45, Host: pcsc.V44},
 	} {
@@ -326,7 +327,7 @@ func TestProxyClosesOnViolation(t *testing.T) {
 		"16 requests queued": strings.Repeat("08000000 0b000000 4cf54f5a 00000000 ", 17),
 	} {
 		t.Run(name, func(t *testing.T) {
-			x := startProxy(t, pcsc.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, nil, false)
+			x := startProxy(t, proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, nil, false)
 			b, err := parseBytes(in)
 			if err != nil {
 				t.Fatal(err)
@@ -346,7 +347,7 @@ func TestProxyClosesOnViolation(t *testing.T) {
 
 // The audit log has one call per request, with sizes and no payload.
 func TestProxyAudit(t *testing.T) {
-	x := startProxy(t, pcsc.Dialect{Guest: pcsc.V46, Host: pcsc.V46}, pcsc.NewGuest(&pcsc.Policy{}), true)
+	x := startProxy(t, proxy.Dialect{Guest: pcsc.V46, Host: pcsc.V46}, proxy.NewGuest(&pcsc.Policy{}), true)
 	var card exchange
 	for _, e := range loadExchanges(t) {
 		if e.name == "card-2.5.1.txt" {

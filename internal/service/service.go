@@ -3,7 +3,6 @@ package service
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,52 +14,50 @@ import (
 const UnitName = "cardshare.service"
 
 // UnitFile is the text of the user unit that runs binary with config. It
-// refuses a path that a unit file cannot carry: a newline or a NUL would
-// end the ExecStart line and start a directive of its own.
+// refuses control characters in either path (ErrUnsafe): a newline would
+// end ExecStart and start a directive of the path's choosing. Unit is the
+// same for a Spec.
 func UnitFile(binary, config string) (string, error) {
-	b, err := systemdQuote(binary)
-	if err != nil {
+	if err := checkText("program path", binary); err != nil {
 		return "", err
 	}
-	c, err := systemdQuote(config)
-	if err != nil {
+	if err := checkText("config path", config); err != nil {
 		return "", err
 	}
-	// ExecReload names kill by its absolute path: systemd before 239
-	// requires one, and a unit must not depend on the manager's PATH.
+	return unitText(systemdQuote(binary) + " up --config " + systemdQuote(config)), nil
+}
+
+// unitText is the user unit with the ExecStart command line execStart.
+// ExecReload names kill by its absolute path: systemd before 239 requires
+// one, and the unit must not depend on the manager's PATH.
+func unitText(execStart string) string {
 	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
 [Unit]
-Description=cardshare: the host's smart card readers in guest VMs
+Description=` + description + `
 
 [Service]
-ExecStart=` + b + ` up --config ` + c + `
+ExecStart=` + execStart + `
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
 
 [Install]
 WantedBy=default.target
-`, nil
+`
 }
 
-// ErrUnitPath means a path cannot be written into a unit file.
-var ErrUnitPath = errors.New("service: a path in a systemd unit cannot hold a newline, carriage return or NUL")
-
 // systemdQuote quotes an argument for ExecStart: systemd splits on spaces,
-// unquotes "..." with C escapes, and expands % specifiers and $ variables.
-// A line break or NUL cannot be quoted: it ends the line.
-func systemdQuote(s string) (string, error) {
-	if strings.ContainsAny(s, "\n\r\x00") {
-		return "", fmt.Errorf("%w: %q", ErrUnitPath, s)
-	}
+// unquotes "..." with C escapes, and expands % specifiers and $ variables
+// (systemd.service(5), "Command lines"). An empty argument is "".
+func systemdQuote(s string) string {
 	s = strings.ReplaceAll(s, "%", "%%")
 	s = strings.ReplaceAll(s, "$", "$$")
-	if !strings.ContainsAny(s, " \t\"'\\;") {
-		return s, nil
+	if s != "" && !strings.ContainsAny(s, " \t\"'\\;") {
+		return s
 	}
 	s = strings.ReplaceAll(s, `\`, `\\`)
 	s = strings.ReplaceAll(s, `"`, `\"`)
-	return `"` + s + `"`, nil
+	return `"` + s + `"`
 }
 
 // UserUnitDir is where systemd looks for user units of this user.

@@ -362,7 +362,7 @@ func (s *SSHD) Kill(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done != nil && !exited(s.done) { // a reaped PID may belong to another process
-		syscall.Kill(s.PID, sig)
+		kill(s.PID, sig)
 	}
 }
 
@@ -392,7 +392,7 @@ func (s *SSHD) KillSessions(sig syscall.Signal) int {
 		n := 0
 		for _, pid := range pids {
 			if !done[pid] {
-				syscall.Kill(pid, sig)
+				kill(pid, sig)
 				done[pid] = true
 				n++
 			}
@@ -426,12 +426,12 @@ func (s *SSHD) stopListener(sig syscall.Signal) {
 	if done == nil || exited(done) {
 		return
 	}
-	syscall.Kill(pid, sig)
-	syscall.Kill(pid, syscall.SIGCONT)
+	kill(pid, sig)
+	kill(pid, sigCont)
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		syscall.Kill(pid, syscall.SIGKILL)
+		kill(pid, syscall.SIGKILL)
 		<-done
 	}
 }
@@ -445,7 +445,7 @@ func (s *SSHD) Run(t testing.TB, command string) string {
 	cmd.Dir = s.Home
 	cmd.Env = []string{"HOME=" + s.Home, "USER=" + s.User, "LOGNAME=" + s.User, "SHELL=/bin/sh",
 		"PATH=/usr/local/bin:/usr/bin:/bin"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(s.UID), Gid: uint32(s.GID)}}
+	cmd.SysProcAttr = asUser(s.UID, s.GID)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -493,9 +493,9 @@ func (s *SSHD) cleanup(t testing.TB) {
 		roots, pids := s.sessionTree(listener)
 		for _, pid := range pids {
 			if roots[pid] {
-				syscall.Kill(pid, syscall.SIGCONT) // a stopped monitor cannot reap
+				kill(pid, sigCont) // a stopped monitor cannot reap
 			} else {
-				syscall.Kill(pid, syscall.SIGKILL)
+				kill(pid, syscall.SIGKILL)
 			}
 		}
 		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -516,7 +516,7 @@ func (s *SSHD) cleanup(t testing.TB) {
 				break
 			}
 			for _, pid := range pids {
-				syscall.Kill(pid, syscall.SIGKILL)
+				kill(pid, syscall.SIGKILL)
 			}
 		}
 		if err := deleteUser(s.User); err != nil {
@@ -647,12 +647,12 @@ func reapStaleUsers() {
 			continue
 		}
 		pid, err := strconv.Atoi(strings.TrimPrefix(f[4], gecosTag))
-		if err != nil || syscall.Kill(pid, 0) != syscall.ESRCH {
+		if err != nil || kill(pid, 0) != syscall.ESRCH {
 			continue // its test process is still running
 		}
 		uid, _ := strconv.Atoi(f[2])
 		for _, p := range pidsOfUID(uid) {
-			syscall.Kill(p, syscall.SIGKILL)
+			kill(p, syscall.SIGKILL)
 		}
 		deleteUser(f[0])
 		if base := filepath.Dir(f[5]); strings.HasPrefix(base, "/tmp/csh") {

@@ -13,7 +13,14 @@ import (
 
 // MaxPath keeps socket paths inside sun_path on every Unix: 108 bytes on
 // Linux and 104 on the BSDs and macOS, each with a NUL.
+// The guest's shell computes the same limits from these (package
+// guestsock passes them to its scripts), so that both sides agree.
 const MaxPath = 103
+
+// MaxDir is the longest default socket directory (GuestSocketFor, and
+// guestsock's default_dir in the guest's shell): room for "/pcscd.comm"
+// below MaxPath.
+const MaxDir = MaxPath - 12
 
 // ErrSocketInUse means a live listener already serves the socket path.
 var ErrSocketInUse = errors.New("guest socket is in use by another listener")
@@ -36,7 +43,7 @@ func GuestSocketFor(getenv func(string) string, uid int) string {
 	} else if h := getenv("HOME"); h != "" && isDir(h) {
 		dir = h + "/.cardshare"
 	}
-	if dir == "" || len(dir) > MaxPath-12 {
+	if dir == "" || len(dir) > MaxDir {
 		dir = "/tmp/cardshare-" + strconv.Itoa(uid)
 	}
 	return dir + "/pcscd.comm"

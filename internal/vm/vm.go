@@ -52,7 +52,7 @@ const commandTimeout = 20 * time.Second
 
 // ExecRunner runs commands with os/exec.
 func ExecRunner(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
-	p, err := exec.LookPath(name)
+	p, err := lookTool(name)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,8 @@ func ExecRunner(ctx context.Context, dir, name string, args ...string) ([]byte, 
 // Source says where a destination came from.
 type Source struct {
 	// Kind is "destination" (user@host:port as typed), "ssh_config",
-	// "virtualbox", "libvirt", "vagrant", "lima" or "host name".
+	// "virtualbox", "libvirt", "vagrant", "lima", "vmware", "parallels",
+	// "utm", "hyperv" or "host name".
 	Kind string
 	// Detail says what the manager reported, e.g. the NAT rule.
 	Detail string
@@ -141,6 +142,10 @@ var managers = []manager{
 	{"libvirt", findLibvirt},
 	{"vagrant", findVagrant},
 	{"lima", findLima},
+	{"vmware", findVMware},
+	{"parallels", findParallels},
+	{"utm", findUTM},
+	{"hyperv", findHyperV},
 }
 
 // Resolve turns name ([user@]NAME, or a destination with a port) into a

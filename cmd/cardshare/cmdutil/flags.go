@@ -1,6 +1,7 @@
 package cmdutil
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/internal/connlimit"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
@@ -77,4 +79,15 @@ func (c ConnCaps) Limiter(log *slog.Logger) (*connlimit.Limiter, error) {
 			fmt.Sprintf("choose 1 ≤ --max-guest-conns ≤ --max-conns ≤ %d: pcscd serves about 200 clients in all", config.MaxConnsLimit))
 	}
 	return connlimit.New(&connlimit.Config{PerGuest: c.PerGuest, Total: c.Total, Logger: log})
+}
+
+// OpenHost opens the host's PC/SC that --backend and --pcscd-socket name
+// (hostpcsc.Open) and logs what it speaks.
+func OpenHost(ctx context.Context, log *slog.Logger, backend, socket string) (hostpcsc.Source, pcsc.Daemon, error) {
+	src, d, err := hostpcsc.Open(ctx, backend, socket)
+	if err != nil {
+		return nil, d, err
+	}
+	log.Info("host pcscd", "socket", socket, "protocol", d.Version.String(), "releases", d.Releases())
+	return src, d, nil
 }

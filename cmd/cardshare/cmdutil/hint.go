@@ -77,7 +77,7 @@ func Hint(err error) string {
 		return "make sure `ssh GUEST` logs in without a password: add your key to ssh-agent (`ssh-add`) or set IdentityFile for the guest in ~/.ssh/config"
 	case errors.Is(err, guestsock.ErrForwardRefused):
 		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
-	case errors.Is(err, guestsock.ErrInUse):
+	case errors.Is(err, unixsock.ErrSocketInUse):
 		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
 	case errors.Is(err, guestsock.ErrUnsafeDir):
 		return "other guest users could create the socket first and read your PIN: choose a directory only you can write to, or leave --guest-socket unset for a private default"

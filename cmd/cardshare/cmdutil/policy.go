@@ -29,21 +29,3 @@ func GuestPolicy(readers []string, control string) (*pcsc.Policy, error) {
 	}
 	return p, nil
 }
-
-// ReaderPolicyText describes a reader policy, or is empty for none.
-func ReaderPolicyText(readers []string, denyControl, audit bool) string {
-	var parts []string
-	if len(readers) > 0 {
-		parts = append(parts, fmt.Sprintf("readers %q", readers))
-	}
-	if denyControl {
-		parts = append(parts, "control denied")
-	}
-	if audit {
-		parts = append(parts, "audit log")
-	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "reader policy: " + strings.Join(parts, ", ")
-}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/relay/trust"
 )
 
@@ -35,7 +35,7 @@ func newRelayListCmd() *cobra.Command {
 				if g.Dial != "" {
 					status += ", host dials " + g.Dial
 				}
-				if p := cmdutil.ReaderPolicyText(g.Readers, g.DenyControl, false); p != "" {
+				if p := control.PolicyText(g.Readers, g.DenyControl, false); p != "" {
 					status += ", " + p
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\n", g.Name, g.Key, status)

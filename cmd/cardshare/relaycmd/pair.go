@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/relay"
 	"github.com/cardshare/cardshare/relay/trust"
 )
@@ -84,7 +85,7 @@ func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "pairing token for %s, valid once until %s:\n\n    %s\n\n", name, now.Add(o.expires).Format("15:04:05"), tok)
 	if policy != nil {
-		fmt.Fprintf(stdout, "%s\n\n", cmdutil.ReaderPolicyText(policy.Readers, policy.DenyControl, false))
+		fmt.Fprintf(stdout, "%s\n\n", control.PolicyText(policy.Readers, policy.DenyControl, false))
 	}
 	if o.dial == "" {
 		fmt.Fprint(stdout, `in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT

@@ -6,13 +6,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/relay/trust"
 )
 
 func newRelayPolicyCmd() *cobra.Command {
 	stateDir := defaultRelayDir()
 	var readers []string
-	var control string
+	var ctlFlag string
 	cmd := &cobra.Command{
 		Use:   "policy NAME",
 		Short: "Set which host readers a paired guest may use",
@@ -31,7 +32,7 @@ new policy within a second.`,
   cardshare relay policy vm1                  # every reader again`,
 		Args: relayArgs(1, "policy needs the guest's name", "`cardshare relay list` shows the paired guests"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := cmdutil.GuestPolicy(readers, control)
+			p, err := cmdutil.GuestPolicy(readers, ctlFlag)
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,7 @@ new policy within a second.`,
 			}
 			text := "every reader"
 			if p != nil {
-				text = cmdutil.ReaderPolicyText(p.Readers, p.DenyControl, false)
+				text = control.PolicyText(p.Readers, p.DenyControl, false)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s\n", args[0], text)
 			return nil
@@ -52,6 +53,6 @@ new policy within a second.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&stateDir, "state-dir", stateDir, "`directory` of the host key and the paired guests")
-	cmdutil.PolicyFlags(f, &readers, &control)
+	cmdutil.PolicyFlags(f, &readers, &ctlFlag)
 	return cmd
 }

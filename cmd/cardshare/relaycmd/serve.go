@@ -79,15 +79,10 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	if err != nil {
 		return err
 	}
-	src, err := hostpcsc.New(o.backend, o.pcscdSocket)
+	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
 	}
-	daemon, err := src.Probe(ctx)
-	if err != nil {
-		return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
-	}
-	log.Info("host pcscd", "socket", o.pcscdSocket, "protocol", daemon.Version.String(), "releases", daemon.Releases())
 	state, err := trust.OpenHostState(o.stateDir)
 	if err != nil {
 		return err

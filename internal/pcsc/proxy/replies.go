@@ -1,7 +1,9 @@
-package pcsc
+package proxy
 
 import (
 	"fmt"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
 // The host-to-guest direction of Proxy: framing the daemon's stream
@@ -60,7 +62,7 @@ func (p *Proxy) Replies() error {
 			if err != nil {
 				return err
 			}
-			var want *Reply
+			var want *pcsc.Reply
 			if e != nil {
 				want = &e.reply
 			}
@@ -76,7 +78,7 @@ func (p *Proxy) Replies() error {
 				break
 			}
 			unit := buf[r : r+u.Len]
-			if u.Kind == KindSignal && (e == nil || !e.stop) {
+			if u.Kind == pcsc.KindSignal && (e == nil || !e.stop) {
 				if err := p.toGuest(buf[out:r]); err != nil {
 					return err
 				}
@@ -128,7 +130,7 @@ func (p *Proxy) signal(unit []byte) error {
 	err := p.toGuest(unit)
 	p.mu.Unlock()
 	if p.onCall != nil {
-		p.repCall = Call{Command: CmdWaitReaderStateChange, RV: le.Uint32(unit[4:]), HasRV: true, ReplyBytes: len(unit), Event: true}
+		p.repCall = Call{Command: pcsc.CmdWaitReaderStateChange, RV: le.Uint32(unit[4:]), HasRV: true, ReplyBytes: len(unit), Event: true}
 		p.onCall(&p.repCall)
 	}
 	return err
@@ -145,22 +147,22 @@ func (p *Proxy) disarm() {
 
 // replyUnit handles one unit of the reply to e, and reports whether it
 // goes to the guest; unit may be rewritten in place.
-func (p *Proxy) replyUnit(e *entry, u Unit, unit []byte) (bool, error) {
+func (p *Proxy) replyUnit(e *entry, u pcsc.Unit, unit []byte) (bool, error) {
 	switch u.Kind {
-	case KindReply:
+	case pcsc.KindReply:
 		rv := le.Uint32(unit[len(unit)-4:])
 		e.rv, e.hasRV = rv, true
-		if rv == ReturnSuccess {
+		if rv == pcsc.ReturnSuccess {
 			p.track(u.Command, unit)
 		}
-	case KindSignal: // the answer to STOP_WAITING
+	case pcsc.KindSignal: // the answer to STOP_WAITING
 		e.rv, e.hasRV = le.Uint32(unit[4:]), true
 		p.mu.Lock()
 		p.disarm()
 		p.mu.Unlock()
-	case KindArraySize:
+	case pcsc.KindArraySize:
 		p.lastSize = int(le.Uint32(unit))
-	case KindRecord:
+	case pcsc.KindRecord:
 		return p.record(e, u, unit)
 	}
 	return !e.swallow, nil
@@ -169,34 +171,34 @@ func (p *Proxy) replyUnit(e *entry, u Unit, unit []byte) (bool, error) {
 // track notes the handles a successful reply issues or ends.
 func (p *Proxy) track(cmd uint32, rep []byte) {
 	switch cmd {
-	case CmdEstablishContext:
+	case pcsc.CmdEstablishContext:
 		// pcscd keeps one context per connection: a second
 		// ESTABLISH_CONTEXT replaces the first, which can then be
 		// neither released nor cancelled (MSGAddContext and
 		// MSGRemoveContext, src/winscard_svc.c:953-971 in pcsc-lite
 		// 2.5.1; the lookup of SCARD_CANCEL, 673-707). So does the
 		// proxy: what it remembers of a connection is bounded by one.
-		h := le.Uint32(rep[offEstablishContext:])
+		h := le.Uint32(rep[pcsc.OffEstablishContext:])
 		if p.context != 0 {
 			p.g.dropContext(p.context)
 		}
 		p.context = h
 		p.g.addContext(h)
-	case CmdReleaseContext:
-		if h := le.Uint32(rep[offReleaseContext:]); h == p.context && h != 0 {
+	case pcsc.CmdReleaseContext:
+		if h := le.Uint32(rep[pcsc.OffReleaseContext:]); h == p.context && h != 0 {
 			p.g.dropContext(h)
 			p.context = 0
 		}
-	case CmdConnect:
+	case pcsc.CmdConnect:
 		if p.onCall != nil {
-			name := string(cString(rep[offConnectReader : offConnectReader+MaxReaderName-1]))
+			name := string(pcsc.CString(rep[pcsc.OffConnectReader : pcsc.OffConnectReader+pcsc.MaxReaderName-1]))
 			p.mu.Lock()
-			p.cards = append(p.cards, card{le.Uint32(rep[offConnectCard:]), name})
+			p.cards = append(p.cards, card{le.Uint32(rep[pcsc.OffConnectCard:]), name})
 			p.mu.Unlock()
 		}
-	case CmdDisconnect:
+	case pcsc.CmdDisconnect:
 		if p.onCall != nil {
-			h := le.Uint32(rep[offCardHandle:])
+			h := le.Uint32(rep[pcsc.OffCardHandle:])
 			p.mu.Lock()
 			for i, c := range p.cards {
 				if c.h == h {
@@ -217,13 +219,13 @@ func (p *Proxy) track(cmd uint32, rep []byte) {
 // readers by readerName[0], src/winscard_clnt.c:2974 in 2.5.1). Bytes that
 // do not parse while the signal could have come are a lost framing: the
 // connection closes.
-func (p *Proxy) record(e *entry, u Unit, rec []byte) (bool, error) {
-	name := ReaderName(rec)
+func (p *Proxy) record(e *entry, u pcsc.Unit, rec []byte) (bool, error) {
+	name := pcsc.ReaderName(rec)
 	if p.g.policy.Filters() {
 		var ok bool
-		if name, ok = ValidRecord(rec); !ok {
+		if name, ok = pcsc.ValidRecord(rec); !ok {
 			if e.racy {
-				return false, fmt.Errorf("%w: server sent a malformed reader record (%s, record %d) while an event signal could come", ErrProtocol, CommandName(e.guestCmd), u.Index)
+				return false, fmt.Errorf("%w: server sent a malformed reader record (%s, record %d) while an event signal could come", pcsc.ErrProtocol, pcsc.CommandName(e.guestCmd), u.Index)
 			}
 			p.malformed(e, u)
 		}
@@ -231,7 +233,7 @@ func (p *Proxy) record(e *entry, u Unit, rec []byte) (bool, error) {
 			clear(rec)
 			name = nil
 		} else {
-			CleanRecord(rec)
+			pcsc.CleanRecord(rec)
 		}
 	}
 	if !e.swallow && u.Index >= e.out {
@@ -253,7 +255,7 @@ func (p *Proxy) record(e *entry, u Unit, rec []byte) (bool, error) {
 }
 
 // malformed reports a record that does not parse, once per connection.
-func (p *Proxy) malformed(e *entry, u Unit) {
+func (p *Proxy) malformed(e *entry, u pcsc.Unit) {
 	if p.badRecord {
 		return
 	}
@@ -273,7 +275,7 @@ func (p *Proxy) complete(e *entry) error {
 				if err := p.toGuest(zeroRecord[:]); err != nil {
 					return err
 				}
-				e.repBytes += ReaderStateSize
+				e.repBytes += pcsc.ReaderStateSize
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package pcsc
+package proxy
 
 import (
 	"errors"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
 // Dialect is what each end of a proxied connection speaks once the
@@ -17,9 +19,9 @@ type Dialect struct {
 	// the daemon's if that is older (the CMD_VERSION handler of
 	// src/winscard_svc.c, 2.5.1:393-436, and the client's fallback,
 	// 2.5.1:src/winscard_clnt.c:593-642).
-	Guest Version
+	Guest pcsc.Version
 	// Host is the protocol the daemon serves the connection with.
-	Host Version
+	Host pcsc.Version
 	// GuestSlots is the client library's PCSCLITE_MAX_READERS_CONTEXTS:
 	// the records it reads for CMD_GET_READERS_STATE and the old WAIT
 	// dump. Zero means DefaultSlots.
@@ -30,16 +32,16 @@ type Dialect struct {
 	// Daemon is the daemon's own protocol, as its reply to CMD_VERSION
 	// named it; it may be newer than Host, the protocol it serves the
 	// connection with. Zero means Host.
-	Daemon Version
+	Daemon pcsc.Version
 }
 
 func (d Dialect) slots() (guest, host int) {
 	guest, host = d.GuestSlots, d.HostSlots
 	if guest <= 0 {
-		guest = DefaultSlots
+		guest = pcsc.DefaultSlots
 	}
 	if host <= 0 {
-		host = DefaultSlots
+		host = pcsc.DefaultSlots
 	}
 	return guest, host
 }
@@ -54,8 +56,8 @@ func (d Dialect) Translates() bool {
 	switch {
 	case d.Guest.Minor >= 5 && d.Host.Minor < 5:
 		return true
-	case d.Guest.newAPI():
-		return !d.Host.newAPI()
+	case d.Guest.NewAPI():
+		return !d.Host.NewAPI()
 	}
 	return gs != hs
 }
@@ -68,13 +70,13 @@ func (d Dialect) Validate() error {
 	gs, hs := d.slots()
 	switch {
 	case !d.Guest.Known() || !d.Host.Known():
-		return fmt.Errorf("%w: cannot proxy protocol %s to %s: only 4.4, 4.5 and 4.6 are known", ErrUnknownProtocol, d.Guest, d.Host)
-	case d.Daemon != (Version{}) && !d.Daemon.Known():
-		return fmt.Errorf("%w: cannot proxy a daemon of protocol %s: only 4.4, 4.5 and 4.6 are known", ErrUnknownProtocol, d.Daemon)
-	case d.Host.newAPI() && !d.Guest.newAPI():
+		return fmt.Errorf("%w: cannot proxy protocol %s to %s: only 4.4, 4.5 and 4.6 are known", pcsc.ErrUnknownProtocol, d.Guest, d.Host)
+	case d.Daemon != (pcsc.Version{}) && !d.Daemon.Known():
+		return fmt.Errorf("%w: cannot proxy a daemon of protocol %s: only 4.4, 4.5 and 4.6 are known", pcsc.ErrUnknownProtocol, d.Daemon)
+	case d.Host.NewAPI() && !d.Guest.NewAPI():
 		return fmt.Errorf("pcsc: cannot proxy protocol %s to %s: a 4.6 daemon serves older clients itself", d.Guest, d.Host)
-	case gs > MaxSlots || hs > MaxSlots:
-		return fmt.Errorf("pcsc: reader arrays of %d and %d records: at most %d are supported", gs, hs, MaxSlots)
+	case gs > pcsc.MaxSlots || hs > pcsc.MaxSlots:
+		return fmt.Errorf("pcsc: reader arrays of %d and %d records: at most %d are supported", gs, hs, pcsc.MaxSlots)
 	}
 	return nil
 }
@@ -102,8 +104,8 @@ type Notice struct {
 	Reason  string
 }
 
-// ProxyConfig configures a Proxy.
-type ProxyConfig struct {
+// Config configures a Proxy.
+type Config struct {
 	Dialect Dialect
 	// Guest is the state the guest's connections share. Nil means a
 	// guest of its own, without a policy.
@@ -130,7 +132,7 @@ type ProxyConfig struct {
 const queueLen = 16
 
 // proxyBufSize is each direction's read buffer. Every fixed unit fits
-// (the largest is maxRequestFixedSize, 288 bytes), and so does a default
+// (the largest is MaxRequestFixedSize, 288 bytes), and so does a default
 // reader array (DefaultSlots records, 2944 bytes) in one read; APDU data
 // and larger arrays pass through in pieces. It is held for as long as the
 // connection is open, so it is as small as the common messages allow.
@@ -140,23 +142,23 @@ var proxyBufs = sync.Pool{New: func() any { return new([proxyBufSize]byte) }}
 
 // zeroRecord pads reader arrays for a client that reads more records than
 // the daemon sends.
-var zeroRecord [ReaderStateSize]byte
+var zeroRecord [pcsc.ReaderStateSize]byte
 
 // entry is a request in flight: how its reply arrives and what the guest
 // gets of it.
 type entry struct {
-	reply    Reply  // the host's reply to expect
-	guestCmd uint32 // the command the guest sent
-	sized    bool   // reply.Records is the last CMD_GET_READERS_STATE_SIZE answer
-	out      int    // records the guest reads of an array reply
-	swallow  bool   // the guest expects no reply: read it, send nothing
-	arms     bool   // a WAIT: pcscd registers the connection when it gets here
-	noReply  bool   // a WAIT of 4.6 on 4.6, answered by nothing but the signal
-	stop     bool   // a STOP_WAITING sent while registered: one signal answers it
-	racy     bool   // the signal could come during the reply (see isSignal)
-	gen      uint32 // the registration a WAIT makes
-	localN   int    // >0: no host reply; send local[:localN]
-	local    [ConnectSize]byte
+	reply    pcsc.Reply // the host's reply to expect
+	guestCmd uint32     // the command the guest sent
+	sized    bool       // reply.Records is the last CMD_GET_READERS_STATE_SIZE answer
+	out      int        // records the guest reads of an array reply
+	swallow  bool       // the guest expects no reply: read it, send nothing
+	arms     bool       // a WAIT: pcscd registers the connection when it gets here
+	noReply  bool       // a WAIT of 4.6 on 4.6, answered by nothing but the signal
+	stop     bool       // a STOP_WAITING sent while registered: one signal answers it
+	racy     bool       // the signal could come during the reply (see isSignal)
+	gen      uint32     // the registration a WAIT makes
+	localN   int        // >0: no host reply; send local[:localN]
+	local    [pcsc.ConnectSize]byte
 	rv       uint32
 	hasRV    bool
 	reader   string
@@ -189,12 +191,12 @@ type Proxy struct {
 	prefix      []byte
 
 	// Requests' own.
-	reqs     RequestScanner
+	reqs     pcsc.RequestScanner
 	dropping bool // the current request was answered locally: drop its data
 	reqCall  Call
 
 	// Replies' own.
-	reps      ReplyScanner
+	reps      pcsc.ReplyScanner
 	lastSize  int    // the last CMD_GET_READERS_STATE_SIZE answer
 	set       uint64 // visible reader names of the array being read
 	context   uint32 // the hContext pcscd holds for this connection, 0 if none
@@ -228,9 +230,9 @@ type Proxy struct {
 	armGen uint32
 }
 
-// NewProxy returns a proxy between the guest's and the host's ends of a
+// New returns a proxy between the guest's and the host's ends of a
 // connection whose CMD_VERSION exchange is done.
-func NewProxy(guest, host io.ReadWriter, cfg ProxyConfig) (*Proxy, error) {
+func New(guest, host io.ReadWriter, cfg Config) (*Proxy, error) {
 	if err := cfg.Dialect.Validate(); err != nil {
 		return nil, err
 	}
@@ -242,7 +244,7 @@ func NewProxy(guest, host io.ReadWriter, cfg ProxyConfig) (*Proxy, error) {
 		guest: guest, host: host, d: cfg.Dialect, g: g,
 		onCall: cfg.OnCall, onNotice: cfg.OnNotice, up: cfg.Up, down: cfg.Down,
 	}
-	if len(cfg.Prefix) > OpeningMax {
+	if len(cfg.Prefix) > pcsc.OpeningMax {
 		return nil, errors.New("pcsc: proxy prefix longer than an opening message")
 	}
 	p.prefix = cfg.Prefix
@@ -330,7 +332,7 @@ func compact(buf []byte, r, w int) (int, int, int) {
 	if r == w {
 		return 0, 0, 0
 	}
-	if len(buf)-w < maxRequestFixedSize {
+	if len(buf)-w < pcsc.MaxRequestFixedSize {
 		copy(buf, buf[r:w])
 		return 0, w - r, 0
 	}
@@ -361,116 +363,116 @@ func (p *Proxy) toGuest(b []byte) error {
 
 // request handles one unit of the guest's stream. It reports whether the
 // unit goes to the host; msg may be rewritten in place.
-func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
-	if u.Kind == KindData {
+func (p *Proxy) request(u pcsc.Unit, msg []byte) (bool, error) {
+	if u.Kind == pcsc.KindData {
 		return !p.dropping, nil
 	}
 	p.dropping = false
 	cmd := u.Command
-	body := msg[HeaderSize:]
+	body := msg[pcsc.HeaderSize:]
 	if err := p.whileWaiting(cmd); err != nil {
 		return false, err
 	}
 	e := entry{guestCmd: cmd, reqBytes: u.Len}
 	switch cmd {
-	case CmdTransmit:
-		e.reqBytes += int(le.Uint32(body[offTransmitSendLen:]))
-	case CmdControl:
-		e.reqBytes += int(le.Uint32(body[offControlSendLen:]))
+	case pcsc.CmdTransmit:
+		e.reqBytes += int(le.Uint32(body[pcsc.OffTransmitSendLen:]))
+	case pcsc.CmdControl:
+		e.reqBytes += int(le.Uint32(body[pcsc.OffControlSendLen:]))
 	}
 	if p.onCall != nil {
 		e.start = time.Now()
 	}
 
 	switch cmd {
-	case CmdVersion:
-		return false, fmt.Errorf("%w: client sent CMD_VERSION after the handshake", ErrProtocol)
+	case pcsc.CmdVersion:
+		return false, fmt.Errorf("%w: client sent CMD_VERSION after the handshake", pcsc.ErrProtocol)
 
-	case CmdConnect:
-		name := cString(body[offConnectReader : offConnectReader+MaxReaderName-1])
+	case pcsc.CmdConnect:
+		name := pcsc.CString(body[pcsc.OffConnectReader : pcsc.OffConnectReader+pcsc.MaxReaderName-1])
 		if !p.g.allows(name) {
-			var rep [ConnectSize]byte
+			var rep [pcsc.ConnectSize]byte
 			copy(rep[:], body)
-			le.PutUint32(rep[offConnectCard:], 0)
-			le.PutUint32(rep[offConnectProtocol:], 0)
-			le.PutUint32(rep[ConnectSize-4:], ReturnUnknownReader)
-			p.notice(cmd, string(name), ReturnUnknownReader, "the guest's reader policy hides this reader")
+			le.PutUint32(rep[pcsc.OffConnectCard:], 0)
+			le.PutUint32(rep[pcsc.OffConnectProtocol:], 0)
+			le.PutUint32(rep[pcsc.ConnectSize-4:], pcsc.ReturnUnknownReader)
+			p.notice(cmd, string(name), pcsc.ReturnUnknownReader, "the guest's reader policy hides this reader")
 			return false, p.answer(&e, rep[:], string(name))
 		}
 		if p.onCall != nil {
 			e.reader = string(name)
 		}
 
-	case CmdControl:
+	case pcsc.CmdControl:
 		if p.g.policy.DenyControl {
 			p.dropping = true
-			var rep [ControlSize]byte
+			var rep [pcsc.ControlSize]byte
 			copy(rep[:], body)
-			le.PutUint32(rep[offControlReturned:], 0)
-			le.PutUint32(rep[ControlSize-4:], ReturnUnsupported)
-			p.notice(cmd, p.cardReader(le.Uint32(body)), ReturnUnsupported, "the guest's policy denies SCardControl")
+			le.PutUint32(rep[pcsc.OffControlReturned:], 0)
+			le.PutUint32(rep[pcsc.ControlSize-4:], pcsc.ReturnUnsupported)
+			p.notice(cmd, p.cardReader(le.Uint32(body)), pcsc.ReturnUnsupported, "the guest's policy denies SCardControl")
 			return false, p.answer(&e, rep[:], "")
 		}
 
-	case CmdCancel:
-		if h := le.Uint32(body[offCancelContext:]); p.g.guards() && !p.g.OwnsContext(h) {
-			var rep [CancelSize]byte
+	case pcsc.CmdCancel:
+		if h := le.Uint32(body[pcsc.OffCancelContext:]); p.g.guards() && !p.g.OwnsContext(h) {
+			var rep [pcsc.CancelSize]byte
 			copy(rep[:], body)
-			le.PutUint32(rep[CancelSize-4:], ReturnInvalidHandle)
-			p.notice(cmd, "", ReturnInvalidHandle, "the context was not issued to this guest")
+			le.PutUint32(rep[pcsc.CancelSize-4:], pcsc.ReturnInvalidHandle)
+			p.notice(cmd, "", pcsc.ReturnInvalidHandle, "the context was not issued to this guest")
 			return false, p.answer(&e, rep[:], "")
 		}
 
-	case CmdGetReaderEvents:
+	case pcsc.CmdGetReaderEvents:
 		if p.emulate {
-			var rep [ReaderEventsSize]byte
+			var rep [pcsc.ReaderEventsSize]byte
 			le.PutUint32(rep[:], p.g.readerEvents())
 			return false, p.answer(&e, rep[:], "")
 		}
 
-	case CmdGetReadersStateSize:
-		if !p.d.Host.newAPI() {
+	case pcsc.CmdGetReadersStateSize:
+		if !p.d.Host.NewAPI() {
 			// The old API's array has a fixed size, which never shrinks
 			// as libpcsclite 2.5 requires: it fails with
 			// SCARD_E_UNSUPPORTED_FEATURE when the size shrinks
 			// (src/winscard_clnt.c:3699-3713 in 2.5.1).
-			var rep [ArraySizeSize]byte
+			var rep [pcsc.ArraySizeSize]byte
 			le.PutUint32(rep[:], uint32(p.hslots))
 			return false, p.answer(&e, rep[:], "")
 		}
 
-	case CmdGetReadersStateArray:
-		if !p.d.Host.newAPI() {
-			le.PutUint32(msg[4:], CmdGetReadersState)
-			e.reply, e.out = Reply{CmdGetReadersState, p.hslots}, p.hslots
+	case pcsc.CmdGetReadersStateArray:
+		if !p.d.Host.NewAPI() {
+			le.PutUint32(msg[4:], pcsc.CmdGetReadersState)
+			e.reply, e.out = pcsc.Reply{Command: pcsc.CmdGetReadersState, Records: p.hslots}, p.hslots
 			return true, p.push(&e, false)
 		}
-		e.reply, e.sized = Reply{Command: cmd}, true
+		e.reply, e.sized = pcsc.Reply{Command: cmd}, true
 		return true, p.push(&e, false)
 
-	case CmdGetReadersState:
-		e.reply, e.out = Reply{cmd, p.hslots}, p.gslots
+	case pcsc.CmdGetReadersState:
+		e.reply, e.out = pcsc.Reply{Command: cmd, Records: p.hslots}, p.gslots
 		return true, p.push(&e, false)
 
-	case CmdWaitReaderStateChange:
+	case pcsc.CmdWaitReaderStateChange:
 		switch {
-		case p.d.Guest.newAPI() && p.d.Host.newAPI():
+		case p.d.Guest.NewAPI() && p.d.Host.NewAPI():
 			e.noReply = true
-		case p.d.Guest.newAPI():
+		case p.d.Guest.NewAPI():
 			// The old daemon dumps its array, which the 4.6 client does
 			// not read: it asks for the array next.
-			e.reply, e.swallow = Reply{cmd, p.hslots}, true
+			e.reply, e.swallow = pcsc.Reply{Command: cmd, Records: p.hslots}, true
 		default:
-			e.reply, e.out = Reply{cmd, p.hslots}, p.gslots
+			e.reply, e.out = pcsc.Reply{Command: cmd, Records: p.hslots}, p.gslots
 		}
 		return true, p.push(&e, true)
 
-	case CmdStopWaiting:
+	case pcsc.CmdStopWaiting:
 		return true, p.stopWaiting(&e)
 	}
-	e.reply = Reply{Command: cmd}
-	if p.onCall != nil && e.reader == "" && cmd != CmdConnect && carriesCard(cmd) {
-		e.reader = p.cardReader(le.Uint32(body[offCardHandle:]))
+	e.reply = pcsc.Reply{Command: cmd}
+	if p.onCall != nil && e.reader == "" && cmd != pcsc.CmdConnect && carriesCard(cmd) {
+		e.reader = p.cardReader(le.Uint32(body[pcsc.OffCardHandle:]))
 	}
 	return true, p.push(&e, false)
 }
@@ -478,8 +480,8 @@ func (p *Proxy) request(u Unit, msg []byte) (bool, error) {
 // carriesCard reports whether the request struct of cmd opens with hCard.
 func carriesCard(cmd uint32) bool {
 	switch cmd {
-	case CmdReconnect, CmdDisconnect, CmdBeginTransaction, CmdEndTransaction,
-		CmdTransmit, CmdControl, CmdStatus, CmdGetAttrib, CmdSetAttrib:
+	case pcsc.CmdReconnect, pcsc.CmdDisconnect, pcsc.CmdBeginTransaction, pcsc.CmdEndTransaction,
+		pcsc.CmdTransmit, pcsc.CmdControl, pcsc.CmdStatus, pcsc.CmdGetAttrib, pcsc.CmdSetAttrib:
 		return true
 	}
 	return false
@@ -497,7 +499,7 @@ func (p *Proxy) cardReader(h uint32) string {
 	return ""
 }
 
-var errQueueFull = fmt.Errorf("%w: client sent %d requests without reading a reply", ErrProtocol, queueLen)
+var errQueueFull = fmt.Errorf("%w: client sent %d requests without reading a reply", pcsc.ErrProtocol, queueLen)
 
 // push queues e before its request goes to the host, so that the reply
 // always finds it; registers marks a WAIT, which registers the connection
@@ -565,6 +567,3 @@ func (p *Proxy) audit(c *Call, e *entry, local bool) {
 	}
 	p.onCall(c)
 }
-
-// IsProtocol reports whether err is a protocol violation by a peer.
-func IsProtocol(err error) bool { return errors.Is(err, ErrProtocol) }

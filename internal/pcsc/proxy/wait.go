@@ -1,7 +1,9 @@
-package pcsc
+package proxy
 
 import (
 	"fmt"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
 // The guest's side of the WAIT registration (see Proxy.waiting).
@@ -22,10 +24,10 @@ func (p *Proxy) whileWaiting(cmd uint32) error {
 		return nil
 	}
 	switch cmd {
-	case CmdStopWaiting, CmdGetReadersState, CmdGetReaderEvents, CmdGetReadersStateSize, CmdGetReadersStateArray:
+	case pcsc.CmdStopWaiting, pcsc.CmdGetReadersState, pcsc.CmdGetReaderEvents, pcsc.CmdGetReadersStateSize, pcsc.CmdGetReadersStateArray:
 		return nil
 	}
-	return fmt.Errorf("%w: client sent %s while waiting for reader events", ErrProtocol, CommandName(cmd))
+	return fmt.Errorf("%w: client sent %s while waiting for reader events", pcsc.ErrProtocol, pcsc.CommandName(cmd))
 }
 
 // stopWaiting handles STOP_WAITING. While the guest waits, pcscd answers
@@ -47,6 +49,6 @@ func (p *Proxy) stopWaiting(e *entry) error {
 	if !waiting {
 		return nil
 	}
-	e.stop, e.reply = true, Reply{Command: CmdStopWaiting}
+	e.stop, e.reply = true, pcsc.Reply{Command: pcsc.CmdStopWaiting}
 	return p.push(e, false)
 }

@@ -1,22 +1,20 @@
-package main
+package control
 
 import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/cardshare/cardshare/internal/control"
 )
 
-func TestPrintStatus(t *testing.T) {
+func TestWriteText(t *testing.T) {
 	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
 	retry := now.Add(12 * time.Second)
-	s := &control.StatusV1{
+	s := &StatusV1{
 		Version: 1, PID: 4242, Config: "/home/me/.config/cardshare/config.yaml",
 		Started: now.Add(-time.Hour), Loaded: now.Add(-5 * time.Minute),
 		ReloadError: "/home/me/.config/cardshare/config.yaml:3: unknown key \"keepalife\" in host",
-		Host:        control.HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
-		Guests: []control.GuestStatus{
+		Host:        HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
+		Guests: []GuestStatus{
 			{Name: "devvm", State: "up", Since: now.Add(-133 * time.Second), Socket: "/run/user/1000/cardshare/pcscd.comm",
 				GuestProtocol: "4.4", HostProtocol: "4.4", OpenConnections: 1, Connections: 14, BytesUp: 3100, BytesDown: 12345},
 			{Name: "build", State: "backing-off", Since: now.Add(-3 * time.Second), RetryAt: &retry,
@@ -24,7 +22,7 @@ func TestPrintStatus(t *testing.T) {
 		},
 	}
 	var b strings.Builder
-	printStatus(&b, s, now)
+	s.WriteText(&b, now)
 	want := `cardshare up, pid 4242, running for 1h0m0s
 config /home/me/.config/cardshare/config.yaml, loaded 5m0s ago
 host pcscd /run/pcscd/pcscd.comm: protocol 4.4 (pcsc-lite 1.8.24–2.2.3)
@@ -41,13 +39,13 @@ build: dial tcp 127.0.0.1:2223: connect: connection refused
 	}
 }
 
-func TestPrintStatusRelay(t *testing.T) {
+func TestWriteTextRelay(t *testing.T) {
 	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
-	s := &control.StatusV1{
-		Version: 1, Mode: control.ModeRelay, PID: 77, Config: "/home/me/.config/cardshare/relay", Listen: "[::]:7743",
+	s := &StatusV1{
+		Version: 1, Mode: ModeRelay, PID: 77, Config: "/home/me/.config/cardshare/relay", Listen: "[::]:7743",
 		Started: now.Add(-time.Hour), Loaded: now.Add(-time.Hour),
-		Host: control.HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
-		Guests: []control.GuestStatus{
+		Host: HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
+		Guests: []GuestStatus{
 			{Name: "vm1", State: "up", Since: now.Add(-time.Minute), Address: "192.168.122.5:40112",
 				HostProtocol: "4.4", OpenConnections: 2, Connections: 9, BytesUp: 1200, BytesDown: 4000,
 				Readers: []string{"Yubico YubiKey*"}, Control: "deny"},
@@ -56,7 +54,7 @@ func TestPrintStatusRelay(t *testing.T) {
 		},
 	}
 	var b strings.Builder
-	printStatus(&b, s, now)
+	s.WriteText(&b, now)
 	want := `cardshare relay serve, pid 77, running for 1h0m0s
 state /home/me/.config/cardshare/relay, listening on [::]:7743
 host pcscd /run/pcscd/pcscd.comm: protocol 4.4 (pcsc-lite 1.8.24–2.2.3)
