@@ -44,11 +44,10 @@ type AgentConfig struct {
 	// doubles after each failure, with jitter. Zero means 1 s and 30 s.
 	MinBackoff, MaxBackoff time.Duration
 
-	// RefusedBackoff is the first wait after the host refused the
-	// handshake without saying why (a TLS alert: it could not read its
-	// guest list, as while guests.json is rewritten by hand); it doubles
-	// up to ten times as much. Only the host's explicit refusal
-	// (trust.Hello.Refused) stops the agent. Zero means 30 s.
+	// RefusedBackoff is the first wait after a TLS alert from the host
+	// (it could not read guests.json, being rewritten?), doubling up to
+	// ten times as much; only trust.Hello.Refused stops the agent. Zero
+	// means 30 s.
 	RefusedBackoff time.Duration
 
 	// Client is the guest's libpcsclite when it could be read. It is
@@ -202,16 +201,11 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 				a.log.Error("giving up", "host", a.creds.Host, "err", err)
 				return err
 			}
+			wait, msg := retry.Next(), "cannot reach host; retrying"
 			if errors.Is(err, errHostAlert) {
-				wait := refused.Next()
-				a.log.Error("host refused the connection without saying why; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
-				if !backoff.Sleep(ctx, wait) {
-					return nil
-				}
-				continue
+				wait, msg = refused.Next(), "host refused the connection without saying why; retrying"
 			}
-			wait := retry.Next()
-			a.log.Warn("cannot reach host; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
+			a.log.Warn(msg, "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
 			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}

@@ -53,17 +53,13 @@ type HostConfig struct {
 	// Zero means 10 s.
 	HandshakeTimeout time.Duration
 
-	// FirstByteTimeout bounds how long a new connection may stay silent
-	// before its first TLS bytes: an agent sends its ClientHello at once,
-	// so a peer that connects and says nothing is cut off long before
-	// HandshakeTimeout. Zero means 2.5 s.
+	// FirstByteTimeout bounds the wait for a new connection's first TLS
+	// bytes (an agent sends them at once). Zero means 2.5 s.
 	FirstByteTimeout time.Duration
 
-	// MaxHandshakes caps the connections in their handshake at once. It
-	// bounds what unauthenticated peers can cost. When every one is
-	// taken, the oldest pending handshake (one that has sent nothing
-	// first) is closed to make room for the newest, so that peers that
-	// connect and stall cannot keep a paired guest out. Zero means 32.
+	// MaxHandshakes caps the connections in their handshake at once; when
+	// all are taken the oldest (silent ones first) is closed for the newest,
+	// so that stalling peers cannot keep a paired guest out. Zero means 32.
 	MaxHandshakes int
 
 	// PollInterval is how often the host looks for changes of the guest list
@@ -188,10 +184,8 @@ func (h *Host) verify(proto string, fp trust.Fingerprint) error {
 	case trust.ProtoPair:
 		return nil // the secret decides, after the handshake
 	case trust.ProtoRelay:
-		// A key that the readable list does not accept passes too, to be
-		// told so explicitly after the handshake (attach): the agent
-		// stops for good on that word only. An unreadable list fails
-		// the handshake (an alert), which the agent retries.
+		// A key the readable list refuses passes, to be told so after the
+		// handshake (attach); an unreadable list fails it (an alert).
 		if _, refusal, ok := h.lookup(fp); ok || refusal != "" {
 			return nil
 		}
@@ -200,9 +194,8 @@ func (h *Host) verify(proto string, fp trust.Fingerprint) error {
 	return errors.New("relay: client offered no cardshare protocol")
 }
 
-// errListUnreadable is the host's reason to refuse a key while its guest
-// list cannot be read; the peer sees only a bad_certificate alert, and
-// retries.
+// errListUnreadable refuses every key while the guest list cannot be read
+// (a bad_certificate alert, which the agent retries).
 var errListUnreadable = errors.New("relay: guest list cannot be read; refusing for now")
 
 // lookup looks fp up in the current guest list. It returns the guest's

@@ -19,9 +19,8 @@ import (
 // this host.
 var ErrGuestRefused = errors.New("relay: host refused this guest's key")
 
-// errHostAlert means the host ended the handshake with a TLS alert
-// without saying why: a host that could not read its guest list, or one
-// older than the explicit refusal. The agent retries it, slowly.
+// errHostAlert is a TLS alert from the host, which says no why (its guest
+// list unreadable, or an older host): the agent retries it, slowly.
 var errHostAlert = errors.New("relay: host refused the connection with a TLS alert")
 
 // JoinConfig tunes Join. A nil *JoinConfig means defaults.
