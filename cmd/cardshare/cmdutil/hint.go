@@ -79,6 +79,8 @@ func Hint(err error) string {
 		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
 	case errors.Is(err, unixsock.ErrSocketInUse):
 		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
+	case errors.Is(err, guestsock.ErrSilent):
+		return "a listener that does not answer holds that path in the guest: a program that is stuck, or the forward of an SSH connection that died (the guest's sshd drops those sooner with ClientAliveInterval 15 in its sshd_config); cardshare retries and never removes a socket someone listens on"
 	case errors.Is(err, guestsock.ErrUnsafeDir):
 		return "other guest users could create the socket first and read your PIN: choose a directory only you can write to, or leave --guest-socket unset for a private default"
 	case errors.Is(err, sshdial.ErrProxyCommand):
