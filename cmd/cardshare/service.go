@@ -93,7 +93,10 @@ func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io
 		return fmt.Errorf("find the systemd user unit directory: %w", err)
 	}
 	path := filepath.Join(dir, service.UnitName)
-	unit := service.UnitFile(bin, file)
+	unit, err := service.UnitFile(bin, file)
+	if err != nil {
+		return err
+	}
 	if o.dryRun {
 		fmt.Fprintf(stdout, "# %s\n%s", path, unit)
 		return nil
