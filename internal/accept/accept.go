@@ -122,7 +122,7 @@ func Loop(ctx context.Context, ln net.Listener, cfg Config, handle func(ctx cont
 			release := func() { held.release(h) }
 			defer release()
 			if cfg.FirstByte > 0 {
-				fc, err := firstByte(c, cfg.FirstByte)
+				fc, err := firstByte(c, cfg.FirstByte, release)
 				if err != nil {
 					if !h.evicted() && ctx.Err() == nil {
 						refuse(c.RemoteAddr(), ErrSilent)
@@ -192,9 +192,14 @@ func (hs *holders) release(h *holder) {
 
 // firstByte waits up to d for c's first byte and returns c with that byte
 // put back in front. Not every net.Conn has deadlines (SSH channels do
-// not): a timer that closes c bounds the wait instead.
-func firstByte(c net.Conn, d time.Duration) (net.Conn, error) {
-	t := time.AfterFunc(d, func() { c.Close() })
+// not): a timer that closes c bounds the wait instead. The timer gives the
+// slot back (release) before it closes c, so that the peer, which sees the
+// close at once, finds the slot free when it connects again.
+func firstByte(c net.Conn, d time.Duration, release func()) (net.Conn, error) {
+	t := time.AfterFunc(d, func() {
+		release()
+		c.Close()
+	})
 	var b [1]byte
 	n, err := c.Read(b[:])
 	if !t.Stop() {
