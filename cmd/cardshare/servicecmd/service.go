@@ -1,4 +1,4 @@
-package main
+package servicecmd
 
 import (
 	"context"
@@ -16,24 +16,30 @@ import (
 	"github.com/cardshare/cardshare/internal/service"
 )
 
-type serviceOptions struct {
+type options struct {
 	config string
 	user   bool
 	binary string
 	dryRun bool
 }
 
-func newServiceCmd(g *cmdutil.Globals) *cobra.Command {
+// ConfigChecker loads the config file that flag names (the default one
+// for "") and prints its warnings on stderr; it returns the file's
+// absolute path.
+type ConfigChecker func(flag string, stderr io.Writer) (string, error)
+
+// New is `cardshare service`.
+func New(g *cmdutil.Globals, cc ConfigChecker) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "service",
 		Short: "Run `cardshare up` as a per-user service (systemd, launchd or a Windows logon task)",
 	}
-	cmd.AddCommand(newServiceInstallCmd(g), newServiceUninstallCmd(g))
+	cmd.AddCommand(newInstallCmd(g, cc), newUninstallCmd())
 	return cmd
 }
 
-func newServiceInstallCmd(g *cmdutil.Globals) *cobra.Command {
-	o := &serviceOptions{user: true}
+func newInstallCmd(g *cmdutil.Globals, cc ConfigChecker) *cobra.Command {
+	o := &options{user: true}
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install and start a per-user service that runs `cardshare up`",
@@ -71,7 +77,7 @@ agent's pipe.`,
 			if !o.user {
 				return cmdutil.Usage("only user units are supported", "drop --user=false: cardshare runs as you, with your SSH keys")
 			}
-			return runServiceInstall(cmd.Context(), o, cmd.OutOrStdout(), g.Stderr)
+			return runInstall(cmd.Context(), cc, o, cmd.OutOrStdout(), g.Stderr)
 		},
 	}
 	f := cmd.Flags()
@@ -82,9 +88,9 @@ agent's pipe.`,
 	return cmd
 }
 
-func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io.Writer) error {
+func runInstall(ctx context.Context, cc ConfigChecker, o *options, stdout, stderr io.Writer) error {
 	// A service that cannot start would only restart in a loop: check first.
-	file, _, err := checkConfig(o.config, stderr)
+	file, err := cc(o.config, stderr)
 	if err != nil {
 		return err
 	}
@@ -132,7 +138,7 @@ func runServiceInstall(ctx context.Context, o *serviceOptions, stdout, stderr io
 	return nil
 }
 
-func newServiceUninstallCmd(g *cmdutil.Globals) *cobra.Command {
+func newUninstallCmd() *cobra.Command {
 	var dryRun bool
 	cmd := &cobra.Command{
 		Use:   "uninstall",
@@ -147,23 +153,20 @@ files stay. A service that is not installed is not an error.`,
   cardshare service uninstall --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runServiceUninstall(cmd.Context(), dryRun, cmd.OutOrStdout())
+			return runUninstall(cmd.Context(), dryRun, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be stopped and removed; change nothing")
 	return cmd
 }
 
-func runServiceUninstall(ctx context.Context, dryRun bool, stdout io.Writer) error {
+func runUninstall(ctx context.Context, dryRun bool, stdout io.Writer) error {
 	// Only Path and the commands matter here, not what the service runs.
 	bin, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the cardshare binary: %w", err)
 	}
-	file, err := configPath("")
-	if err != nil {
-		file = "config.yaml"
-	}
+	file := "config.yaml"
 	plan, _, err := servicePlan(runtime.GOOS, bin, file)
 	if err != nil {
 		return err
