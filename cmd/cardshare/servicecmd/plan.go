@@ -24,7 +24,7 @@ func servicePlan(goos, bin, file string) (service.Plan, service.Spec, error) {
 	if env.Home, err = os.UserHomeDir(); err != nil && goos != "windows" {
 		return service.Plan{}, service.Spec{}, fmt.Errorf("find the home directory: %w", err)
 	}
-	spec := service.Spec{Binary: bin, Args: service.UpArgs(goos, file, service.LogFile(goos, env)), UID: os.Getuid()}
+	spec := service.Spec{Binary: bin, Args: service.UpArgs(goos, file, service.LogFile(goos, env)), UID: getuid()}
 	if goos == "windows" {
 		u, err := user.Current()
 		if err != nil {
@@ -35,6 +35,9 @@ func servicePlan(goos, bin, file string) (service.Plan, service.Spec, error) {
 	plan, err := service.PlanFor(goos, spec, env)
 	return plan, spec, err
 }
+
+// getuid is os.Getuid; tests replace it.
+var getuid = os.Getuid
 
 // serviceName names the installed service for the user.
 func serviceName(goos string) string {
@@ -117,7 +120,7 @@ func serviceRunner(goos string) (service.Runner, *deferredSteps) {
 			d.failed = append(d.failed, c)
 		case fallback && errors.As(err, &ce):
 			d.why = ce.Output
-			if errors.Is(err, exec.ErrNotFound) {
+			if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
 				d.why = "no " + c.Args[0] + " program"
 			}
 			d.cmds = append(append(d.failed, c), d.cmds...)
