@@ -13,6 +13,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/backoff"
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -62,7 +63,10 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 
 	// StaleProbe is how long a listener found at the guest socket path may
-	// take to answer before it counts as a dead forward. Zero means 2 s.
+	// take to answer before it counts as silent. A silent listener on the
+	// socket of this Forwarder's own lost connection is that dead forward
+	// and is removed; anyone else's is left alone, and the Forwarder
+	// retries (guestsock.ErrSilent). Zero means 2 s.
 	StaleProbe time.Duration
 
 	// SocketCheck is how often a guest whose forward is up is asked
@@ -74,7 +78,9 @@ type Config struct {
 	SocketCheck time.Duration
 
 	// Relay configures the relay of each guest connection; its Logger,
-	// Daemon and Stats are set per guest.
+	// Daemon, Stats and Guest are set per guest. A nil Relay.Limiter
+	// means one with connlimit's defaults, shared by the guests of one
+	// Expose (a Forwarder made by NewForwarder gets its own).
 	Relay bridge.Config
 
 	// Logger receives lifecycle events. Nil discards.
@@ -172,6 +178,13 @@ type Event struct {
 // when none is left running.
 func Expose(ctx context.Context, guests []Guest, cfg *Config) error {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		l, err := connlimit.New(&connlimit.Config{Logger: c.Logger})
+		if err != nil {
+			return err
+		}
+		c.Relay.Limiter = l
+	}
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -211,6 +224,11 @@ type Forwarder struct {
 	log   *slog.Logger
 	stats bridge.Stats
 
+	// held is the guest socket of the last forward that came up, which
+	// a lost connection may have left held by its silent listener; Run's
+	// goroutine alone uses it.
+	held string
+
 	mu     sync.Mutex
 	status Status
 }
@@ -218,6 +236,9 @@ type Forwarder struct {
 // NewForwarder returns a Forwarder for g; Run starts it.
 func NewForwarder(g Guest, cfg *Config) *Forwarder {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		c.Relay.Limiter, _ = connlimit.New(&connlimit.Config{Logger: c.Logger}) // the defaults are valid
+	}
 	return &Forwarder{guest: g, cfg: &c, log: c.Logger.With("guest", g.Name),
 		status: Status{Guest: g.Name, State: StateConnecting, Since: time.Now()}}
 }
@@ -346,22 +367,16 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 
-	// A session makes sshd turn on TCP_NODELAY (packet_set_interactive in
-	// OpenSSH), which a bare forward never does: without it, round trips
-	// stall 40 ms on Nagle and delayed ACKs.
-	keeper, err := client.NewSession()
-	if err == nil {
-		_, err = keeper.StdinPipe() // never written: the session lives until we close it
-		if err == nil {
-			err = keeper.Start("cat > /dev/null")
-		}
-	}
+	// The keeper session turns TCP_NODELAY on in sshd, and removes the
+	// guest socket on the way out (cleanup).
+	keeper, err := guestsock.StartKeeper(client)
 	if err != nil {
 		ln.Close()
-		return false, fmt.Errorf("start keeper session: %w", err)
+		return false, err
 	}
 	defer keeper.Close()
 
+	f.held = info.Socket
 	ev := Event{State: StateUp, Socket: info.Socket}
 	if gc, ok := info.Client(); ok {
 		ev.GuestClient = &gc
@@ -374,6 +389,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	rc.Logger = f.log
 	rc.Daemon = f.cfg.Daemon
 	rc.Stats = &f.stats
+	rc.Guest = f.guest.Name
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)
@@ -383,7 +399,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	select {
 	case <-ctx.Done():
 		<-served
-		f.cleanup(client, info.Socket)
+		f.cleanup(client, keeper, info.Socket)
 		return true, nil
 	case err := <-lost:
 		stopServe()
@@ -412,7 +428,11 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 	case "other":
 		return nil, info, fmt.Errorf("%s exists in the guest and is not a socket; refusing to replace it", info.Socket)
 	case "socket":
-		removed, err := guestsock.ClearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
+		// A silent listener is left alone (guestsock.ErrSilent), unless it
+		// holds the socket of this Forwarder's own lost connection: then
+		// it is that dead forward, whose client will never answer.
+		ours := f.held == info.Socket
+		removed, err := guestsock.ClearStale(ctx, client, info.Socket, f.cfg.StaleProbe, ours)
 		if err != nil {
 			return nil, info, err
 		}
@@ -427,12 +447,22 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 // cleanup removes the guest socket on the way out: sshd does not, and a
 // leftover socket would make the guest's clients fail instead of reporting
 // that no service is there.
-func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+//
+// It goes through the keeper session, which is open already: a new
+// session per guest, on an sshd that a hundred guests stop at once, often
+// failed ("remote command exited without exit status"). Only when the
+// keeper fails does it try a new session.
+func (f *Forwarder) cleanup(client *ssh.Client, keeper *guestsock.Keeper, sock string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { client.Close() })
 	defer stop()
-	if err := guestsock.Remove(ctx, client, sock); err != nil {
+	err := keeper.Remove(ctx, sock)
+	if err != nil && ctx.Err() == nil {
+		f.log.Debug("could not remove guest socket through the keeper session; trying a new session", "socket", sock, "err", err)
+		err = guestsock.Remove(ctx, client, sock)
+	}
+	if err != nil {
 		f.log.Warn("could not remove guest socket", "socket", sock, "err", err)
 		return
 	}

@@ -44,6 +44,12 @@ type AgentConfig struct {
 	// doubles after each failure, with jitter. Zero means 1 s and 30 s.
 	MinBackoff, MaxBackoff time.Duration
 
+	// RefusedBackoff is the first wait after a TLS alert from the host
+	// (it could not read guests.json, being rewritten?), doubling up to
+	// ten times as much; only trust.Hello.Refused stops the agent. Zero
+	// means 30 s.
+	RefusedBackoff time.Duration
+
 	// Client is the guest's libpcsclite when it could be read. It is
 	// compared with the host pcscd on each connect, and a mismatch is
 	// logged with what to do about it.
@@ -66,7 +72,7 @@ type AgentConfig struct {
 
 // DefaultAgentConfig returns the configuration used for a nil *AgentConfig.
 func DefaultAgentConfig() *AgentConfig {
-	return &AgentConfig{ConnectTimeout: 10 * time.Second, MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
+	return &AgentConfig{ConnectTimeout: 10 * time.Second, MinBackoff: time.Second, MaxBackoff: 30 * time.Second, RefusedBackoff: 30 * time.Second}
 }
 
 func (c *AgentConfig) withDefaults() AgentConfig {
@@ -79,6 +85,9 @@ func (c *AgentConfig) withDefaults() AgentConfig {
 	}
 	if cc.ConnectTimeout <= 0 {
 		cc.ConnectTimeout = d.ConnectTimeout
+	}
+	if cc.RefusedBackoff <= 0 {
+		cc.RefusedBackoff = d.RefusedBackoff
 	}
 	if cc.MinBackoff <= 0 {
 		cc.MinBackoff = d.MinBackoff
@@ -177,6 +186,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 // until ctx is done or the host refuses this guest.
 func (a *Agent) keepConnected(ctx context.Context) error {
 	retry := backoff.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
+	refused := backoff.Backoff{Min: a.cfg.RefusedBackoff, Max: 10 * a.cfg.RefusedBackoff}
 	for {
 		start := time.Now()
 		sess, err := a.connect(ctx)
@@ -191,14 +201,18 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 				a.log.Error("giving up", "host", a.creds.Host, "err", err)
 				return err
 			}
-			wait := retry.Next()
-			a.log.Warn("cannot reach host; retrying", "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
+			wait, msg := retry.Next(), "cannot reach host; retrying"
+			if errors.Is(err, errHostAlert) {
+				wait, msg = refused.Next(), "host refused the connection without saying why; retrying"
+			}
+			a.log.Warn(msg, "host", a.creds.Host, "err", err, "in", wait.Round(time.Millisecond))
 			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 			continue
 		}
 
+		refused.Reset()
 		a.setSession(sess)
 		select {
 		case <-sess.CloseChan():
@@ -255,13 +269,17 @@ func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamu
 		raw.Close()
 		switch {
 		case trust.IsRemoteAlert(err):
-			return nil, fmt.Errorf("%w (%s)", ErrGuestRefused, peer)
+			return nil, fmt.Errorf("%w (%s): %w", errHostAlert, peer, err)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("relay: no hello from %s within %v", peer, a.cfg.ConnectTimeout)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("relay: %s closed the connection during the handshake", peer)
 		}
 		return nil, fmt.Errorf("relay: read hello from %s: %w", peer, err)
+	}
+	if h.Refused != "" {
+		raw.Close()
+		return nil, fmt.Errorf("%w (%s: %s)", ErrGuestRefused, peer, h.Refused)
 	}
 	if !stop() {
 		raw.Close()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardshare/cardshare/internal/accept"
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay/mux"
@@ -39,7 +40,9 @@ type HostConfig struct {
 	// guest's protocol version the way every mode does. Its Logger and
 	// Stats are set per guest, and so is its Policy for a guest paired with
 	// one (trust.GuestRecord.Policy). Relay.Daemon is also sent to each guest, so
-	// that its agent can compare its own libpcsclite.
+	// that its agent can compare its own libpcsclite. Relay.Limiter caps
+	// each guest's connections and all of them together; nil means one
+	// with connlimit's defaults for this Host.
 	Relay bridge.Config
 
 	// Mux tunes the yamux sessions; nil means mux.DefaultConfig().
@@ -50,10 +53,13 @@ type HostConfig struct {
 	// Zero means 10 s.
 	HandshakeTimeout time.Duration
 
-	// MaxHandshakes caps the connections in their handshake at once; more
-	// are closed as soon as they are accepted. It bounds what unauthenticated
-	// peers can cost. A paired guest turned away retries with backoff.
-	// Zero means 32.
+	// FirstByteTimeout bounds the wait for a new connection's first TLS
+	// bytes (an agent sends them at once). Zero means 2.5 s.
+	FirstByteTimeout time.Duration
+
+	// MaxHandshakes caps the connections in their handshake at once; when
+	// all are taken the oldest (silent ones first) is closed for the newest,
+	// so that stalling peers cannot keep a paired guest out. Zero means 32.
 	MaxHandshakes int
 
 	// PollInterval is how often the host looks for changes of the guest list
@@ -76,7 +82,7 @@ type HostConfig struct {
 
 // defaultHostConfig returns the configuration used for a nil *HostConfig.
 func defaultHostConfig() *HostConfig {
-	return &HostConfig{HandshakeTimeout: 10 * time.Second, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond,
+	return &HostConfig{HandshakeTimeout: 10 * time.Second, FirstByteTimeout: 2500 * time.Millisecond, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond,
 		MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
 }
 
@@ -96,6 +102,9 @@ func (c *HostConfig) withDefaults() HostConfig {
 	}
 	if cc.MaxHandshakes <= 0 {
 		cc.MaxHandshakes = d.MaxHandshakes
+	}
+	if cc.FirstByteTimeout <= 0 {
+		cc.FirstByteTimeout = min(d.FirstByteTimeout, cc.HandshakeTimeout)
 	}
 	if cc.PollInterval <= 0 {
 		cc.PollInterval = d.PollInterval
@@ -156,13 +165,16 @@ type hostGuest struct {
 // NewHost returns a Host for the guests paired in state.
 func NewHost(state *trust.HostState, cfg *HostConfig) *Host {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		c.Relay.Limiter, _ = connlimit.New(&connlimit.Config{Logger: c.Logger}) // the defaults are valid
+	}
 	h := &Host{state: state, cfg: c, log: c.Logger, guests: make(map[string]*hostGuest)}
 	h.tls = trust.HostTLSConfig(state.Identity(), h.verify)
 	return h
 }
 
-// errNotPaired is the host's reason to refuse a key; the peer sees only a
-// bad_certificate alert.
+// errNotPaired is the host's reason to refuse a key that its guest list
+// does not accept; the peer is told so (trust.Hello.Refused).
 var errNotPaired = errors.New("relay: key is not paired with this host, or was revoked")
 
 // verify decides whether a client key may proceed with proto. It runs inside
@@ -172,23 +184,37 @@ func (h *Host) verify(proto string, fp trust.Fingerprint) error {
 	case trust.ProtoPair:
 		return nil // the secret decides, after the handshake
 	case trust.ProtoRelay:
-		if _, ok := h.activeGuest(fp); ok {
+		// A key the readable list refuses passes, to be told so after the
+		// handshake (attach); an unreadable list fails it (an alert).
+		if _, refusal, ok := h.lookup(fp); ok || refusal != "" {
 			return nil
 		}
-		return fmt.Errorf("%w: %s", errNotPaired, fp)
+		return fmt.Errorf("%w: %s", errListUnreadable, fp)
 	}
 	return errors.New("relay: client offered no cardshare protocol")
 }
 
-// activeGuest looks fp up in the current guest list.
-func (h *Host) activeGuest(fp trust.Fingerprint) (trust.GuestRecord, bool) {
+// errListUnreadable refuses every key while the guest list cannot be read
+// (a bad_certificate alert, which the agent retries).
+var errListUnreadable = errors.New("relay: guest list cannot be read; refusing for now")
+
+// lookup looks fp up in the current guest list. It returns the guest's
+// record when it may connect; else why not, in words for the guest
+// ("revoked", "not paired"), or "" when the list cannot be read.
+func (h *Host) lookup(fp trust.Fingerprint) (rec trust.GuestRecord, refusal string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.refreshLocked(); err != nil {
-		return trust.GuestRecord{}, false // watch logs it
+		return trust.GuestRecord{}, "", false // watch logs it
 	}
-	g, ok := h.list.ByKey(fp)
-	return g, ok && g.Active()
+	g, found := h.list.ByKey(fp)
+	switch {
+	case !found:
+		return trust.GuestRecord{}, "not paired", false
+	case !g.Active():
+		return trust.GuestRecord{}, "revoked", false
+	}
+	return g, "", true
 }
 
 // refreshLocked re-reads the guest list if its file changed. While the file
@@ -229,7 +255,8 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		h.refused(addr, err)
 	}
-	err := accept.Loop(ctx, ln, accept.Config{Slots: h.cfg.MaxHandshakes, Refuse: refuse}, func(ctx context.Context, c net.Conn, release func()) {
+	ac := accept.Config{Slots: h.cfg.MaxHandshakes, Evict: true, FirstByte: h.cfg.FirstByteTimeout, Refuse: refuse}
+	err := accept.Loop(ctx, ln, ac, func(ctx context.Context, c net.Conn, release func()) {
 		h.handle(ctx, c, release, nil)
 	})
 	if err != nil {
@@ -313,9 +340,16 @@ func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) error {
 // attach serves a paired guest's session until it ends.
 func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) {
 	defer conn.Close()
-	rec, ok := h.activeGuest(fp)
+	rec, refusal, ok := h.lookup(fp)
 	if !ok {
-		h.refused(addr, fmt.Errorf("%w: %s", errNotPaired, fp))
+		if refusal != "" {
+			// The host's explicit word, on which the agent stops.
+			conn.SetWriteDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+			trust.WriteHello(conn, trust.Hello{Refused: refusal})
+			h.refused(addr, fmt.Errorf("%w (%s): %s", errNotPaired, refusal, fp))
+			return
+		}
+		h.refused(addr, fmt.Errorf("%w: %s", errListUnreadable, fp))
 		return
 	}
 	log := h.log.With("guest", rec.Name)
@@ -350,6 +384,7 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp tru
 	// when it closes for any other reason.
 	rc.Logger = log
 	rc.Stats = &g.stats
+	rc.Guest = rec.Name
 	err = bridge.Serve(ctx, mux.Listener{Session: sess}, h.cfg.Dial, &rc)
 	sess.Close()
 	reason := h.unregister(rec.Name, sess)

@@ -16,6 +16,7 @@ import (
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
@@ -31,6 +32,7 @@ type exposeOptions struct {
 	readers     []string
 	control     string
 	audit       bool
+	caps        cmdutil.ConnCaps
 }
 
 func newExposeCmd(g *cmdutil.Globals) *cobra.Command {
@@ -106,6 +108,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
 	f.StringVar(&o.control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guests")
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
+	cmdutil.ConnCapsFlags(f, &o.caps)
 	return cmd
 }
 
@@ -118,9 +121,18 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 		runtime.GOMAXPROCS(1)
 	}
 	log := g.Logger()
+	limiter, err := o.caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
+	}
+	if len(o.readers) > 0 || o.control == "deny" || o.audit {
+		if err := pcsc.CheckPolicyDaemon(daemon); err != nil {
+			return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
+		}
 	}
 
 	guests := make([]forward.Guest, 0, len(dests))
@@ -147,6 +159,7 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	cfg.Dial = sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
 	cfg.Relay.Policy, _ = cmdutil.GuestPolicy(o.readers, o.control) // checked in Args
 	cfg.Relay.Audit = o.audit
+	cfg.Relay.Limiter = limiter
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
 	defer setup.Wait()
 	cfg.OnEvent = func(e forward.Event) {

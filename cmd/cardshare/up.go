@@ -19,8 +19,10 @@ import (
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/service"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/up"
 )
 
@@ -116,6 +118,11 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 		return err
 	}
 	ctl := o.control
+	if ctl != "" {
+		if err := unixsock.CheckChosenDir(filepath.Dir(ctl)); err != nil {
+			return fmt.Errorf("--control-socket: %w", err)
+		}
+	}
 	if ctl == "" {
 		if ctl, err = control.DefaultSocket(); err != nil {
 			return err
@@ -124,7 +131,19 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 	level := new(slog.LevelVar)
 	log := g.ServiceLogger(flags, cfg.Host.LogFormat, level)
 	out := &progress{w: stdout, chatty: isTerminal(g.Stderr), sockets: map[string]string{}}
+	caps := cmdutil.ConnCaps{PerGuest: cfg.Host.MaxGuestConns, Total: cfg.Host.MaxConns}
+	if caps.PerGuest == 0 {
+		caps.PerGuest = connlimit.DefaultPerGuest
+	}
+	if caps.Total == 0 {
+		caps.Total = max(connlimit.DefaultTotal, caps.PerGuest)
+	}
+	limiter, err := caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	sup := up.New(ctx, up.Options{
+		Limiter:            limiter,
 		File:               file,
 		Logger:             log,
 		Level:              level,

@@ -13,13 +13,23 @@ import (
 // UnitName is the name of the user unit.
 const UnitName = "cardshare.service"
 
-// UnitFile is the text of the user unit that runs binary with config.
-// Unit is the same for a Spec, with its paths checked.
-func UnitFile(binary, config string) string {
-	return unitText(systemdQuote(binary) + " up --config " + systemdQuote(config))
+// UnitFile is the text of the user unit that runs binary with config. It
+// refuses control characters in either path (ErrUnsafe): a newline would
+// end ExecStart and start a directive of the path's choosing. Unit is the
+// same for a Spec.
+func UnitFile(binary, config string) (string, error) {
+	if err := checkText("program path", binary); err != nil {
+		return "", err
+	}
+	if err := checkText("config path", config); err != nil {
+		return "", err
+	}
+	return unitText(systemdQuote(binary) + " up --config " + systemdQuote(config)), nil
 }
 
 // unitText is the user unit with the ExecStart command line execStart.
+// ExecReload names kill by its absolute path: systemd before 239 requires
+// one, and the unit must not depend on the manager's PATH.
 func unitText(execStart string) string {
 	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
 [Unit]
@@ -27,7 +37,7 @@ Description=` + description + `
 
 [Service]
 ExecStart=` + execStart + `
-ExecReload=kill -HUP $MAINPID
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
 

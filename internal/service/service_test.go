@@ -1,8 +1,10 @@
 package service
 
 import (
+	"errors"
 	"flag"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -11,7 +13,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // TestUnitFile compares the unit text with testdata/cardshare.service.golden;
 // -update rewrites it.
 func TestUnitFile(t *testing.T) {
-	got := UnitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
+	got, err := UnitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	const golden = "testdata/cardshare.service.golden"
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -40,5 +45,23 @@ func TestSystemdQuote(t *testing.T) {
 		if got := systemdQuote(in); got != want {
 			t.Errorf("systemdQuote(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// TestUnitFileRefusesLineBreaks: a newline in a path would end ExecStart
+// and start a directive of the path's choosing (issue 13, item 11); the
+// unit names kill by its absolute path.
+func TestUnitFileRefusesLineBreaks(t *testing.T) {
+	for _, p := range []string{"/home/me/x\nExecStartPre=/bin/sh -c evil", "/a\rb", "/a\x00b"} {
+		if u, err := UnitFile("/usr/bin/cardshare", p); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("config %q: %v, want ErrUnsafe; unit:\n%s", p, err, u)
+		}
+		if _, err := UnitFile(p, "/c.yaml"); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("binary %q: %v, want ErrUnsafe", p, err)
+		}
+	}
+	u, _ := UnitFile("/usr/bin/cardshare", "/c.yaml")
+	if !strings.Contains(u, "\nExecReload=/bin/kill -HUP $MAINPID\n") {
+		t.Errorf("ExecReload is not an absolute path:\n%s", u)
 	}
 }

@@ -31,6 +31,7 @@ func Hint(err error) string {
 		ce *config.Error
 		he *hintedError
 		se *service.CommandError
+		ud *pcsc.UnknownDaemonError
 	)
 	switch {
 	case errors.As(err, &ce):
@@ -57,6 +58,10 @@ func Hint(err error) string {
 		return "pcscd closed the connection at once, which is what polkit's refusal looks like: allow org.debian.pcsc-lite.access_pcsc for your user, or run pcscd with --disable-polkit"
 	case errors.As(err, &m):
 		return m.Hint()
+	case errors.As(err, &ud):
+		return ud.Hint()
+	case errors.Is(err, unixsock.ErrOpenDir):
+		return "choose a path in a directory only you can enter (the default is one), or make that one private yourself with `chmod 700`; cardshare does not change the mode of a directory you chose"
 	case errors.Is(err, guestsetup.ErrSudo):
 		return "let the guest user run sudo without a password (`sudo visudo` in the guest: `USER ALL=(root) NOPASSWD: ALL`), or run this as root@GUEST, or do the --system steps of examples/virtualbox/README.md by hand"
 	case errors.Is(err, guestsetup.ErrSetup):
@@ -79,6 +84,8 @@ func Hint(err error) string {
 		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
 	case errors.Is(err, unixsock.ErrSocketInUse):
 		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
+	case errors.Is(err, guestsock.ErrSilent):
+		return "a listener that does not answer holds that path in the guest: a program that is stuck, or the forward of an SSH connection that died (the guest's sshd drops those sooner with ClientAliveInterval 15 in its sshd_config); cardshare retries and never removes a socket someone listens on"
 	case errors.Is(err, guestsock.ErrUnsafeDir):
 		return "other guest users could create the socket first and read your PIN: choose a directory only you can write to, or leave --guest-socket unset for a private default"
 	case errors.Is(err, sshdial.ErrProxyCommand):

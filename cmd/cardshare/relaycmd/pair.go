@@ -88,18 +88,19 @@ func runRelayPair(o *relayPairOptions, name string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s\n\n", control.PolicyText(policy.Readers, policy.DenyControl, false))
 	}
 	if o.dial == "" {
-		fmt.Fprintf(stdout, `in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT
-over vsock):
+		fmt.Fprint(stdout, `in the guest, with the address where `+"`cardshare relay serve`"+` listens (vsock://2:PORT
+over vsock), and the token typed at its prompt (or piped, or --token-file):
 
-    cardshare relay join --token %s HOST:PORT
-`, tok)
+    cardshare relay join HOST:PORT
+`)
 	} else {
-		fmt.Fprintf(stdout, `in the guest, listening where this host will connect to it (%s):
+		fmt.Fprintf(stdout, `in the guest, listening where this host will connect to it (%s), and the
+token typed at its prompt (or piped, or --token-file):
 
-    cardshare relay join --token %s --listen %s
+    cardshare relay join --listen %s
 
 `+"`cardshare relay serve`"+` on this host connects there, for the pairing and from then on.
-`, o.dial, tok, listenSide(o.dial))
+`, o.dial, listenSide(o.dial))
 	}
 	fmt.Fprintf(stdout, "\nhost key %s (the token carries it; the guest checks it)\n", state.Fingerprint())
 	return nil
