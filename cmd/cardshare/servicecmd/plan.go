@@ -165,8 +165,8 @@ func checkOurs(path string) error {
 	if bytes.Contains(b, []byte(installMark)) || bytes.Contains(b, wide) {
 		return nil
 	}
-	return cmdutil.WithHint(fmt.Errorf("%s was not written by `cardshare service install`; left alone", path),
-		"if it runs cardshare, stop it with your service manager and remove it yourself")
+	return cmdutil.WithHint(fmt.Errorf("%s: not written by `cardshare service install`", path),
+		"remove or rename it yourself if it is no longer wanted")
 }
 
 func fileExists(p string) bool {

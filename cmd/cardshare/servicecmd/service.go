@@ -199,7 +199,7 @@ func runUninstall(ctx context.Context, dryRun bool, stdout io.Writer) error {
 	if existed {
 		fmt.Fprintf(stdout, "removed %s\n", plan.Path)
 	} else {
-		fmt.Fprintf(stdout, "%s was not there\n", plan.Path)
+		fmt.Fprintf(stdout, "%s is not installed (no %s)\n", serviceName(runtime.GOOS), plan.Path)
 	}
 	if !deferred.print(stdout, "stop the service") {
 		fmt.Fprintf(stdout, "%s is stopped and removed.\n", serviceName(runtime.GOOS))
