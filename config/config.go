@@ -107,7 +107,8 @@ type Guest struct {
 
 	// VM names a virtual machine whose SSH address cardshare looks up as
 	// `cardshare resolve` does: an ssh_config alias of that name, else the
-	// VM managers (VirtualBox, libvirt, Vagrant, Lima), else a host name.
+	// VM managers (VirtualBox, libvirt, Vagrant, Lima, VMware, Parallels,
+	// UTM, Hyper-V), else a host name.
 	VM string
 
 	// Socket is the absolute path of the forwarded socket in the guest.

@@ -8,21 +8,34 @@
 # and says so: the OpenSSH agent service, Pageant, AF_UNIX sockets, and
 # listing \\.\pipe\ (Wine answers "Bad device type").
 #
-# Needs wine64 (apt-get install --no-install-recommends wine64). Go's
-# runtime needs bcryptprimitives.dll (ProcessPrng), which Wine 8 (Debian
-# bookworm) lacks and Wine 9+ has; for Wine 8 this script builds a stub
-# over RtlGenRandom with x86_64-w64-mingw32-gcc
-# (apt-get install --no-install-recommends gcc-mingw-w64-x86-64-win32).
+# Needs wine64, which it installs with apt-get when it is missing (as
+# scripts/version-matrix.sh installs its tools; no CI script installs
+# Wine). Go's runtime needs bcryptprimitives.dll (ProcessPrng), which
+# Wine 8 (Debian bookworm) lacks and Wine 9+ has; for Wine 8 this script
+# builds a stub over RtlGenRandom with x86_64-w64-mingw32-gcc, installing
+# gcc-mingw-w64-x86-64-win32 for that when it is missing.
 # The Wine prefix lives in $CARDSHARE_WINEPREFIX (default
 # ~/.cache/cardshare/wine-hostside).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=auto
 
+# need PROGRAM PACKAGE installs PACKAGE when PROGRAM is missing, as root.
+need() {
+	command -v "$1" >/dev/null && return
+	if [ "$(id -u)" != 0 ]; then
+		echo "wine-hostside: no $1; as root: apt-get install --no-install-recommends $2" >&2
+		exit 1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null ||
+		{ apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$2" >/dev/null; }
+}
+
 wine=$(command -v wine64 || command -v wine || ls /usr/lib/wine/wine64 2>/dev/null || true)
 if [ -z "$wine" ]; then
-	echo "wine-hostside: no wine64; apt-get install --no-install-recommends wine64" >&2
-	exit 1
+	need wine64 wine64
+	wine=$(command -v wine64 || command -v wine || ls /usr/lib/wine/wine64 2>/dev/null || true)
+	[ -n "$wine" ] || { echo "wine-hostside: wine64 installed, but no wine program found" >&2; exit 1; }
 fi
 export WINEPREFIX=${CARDSHARE_WINEPREFIX:-$HOME/.cache/cardshare/wine-hostside}
 export WINEDEBUG=-all
@@ -31,10 +44,7 @@ mkdir -p "$WINEPREFIX"
 
 sys32="$WINEPREFIX/drive_c/windows/system32"
 if [ ! -e "$sys32/bcryptprimitives.dll" ]; then
-	if ! command -v x86_64-w64-mingw32-gcc >/dev/null; then
-		echo "wine-hostside: this Wine lacks bcryptprimitives.dll; install gcc-mingw-w64-x86-64-win32 for a stub, or use Wine 9+" >&2
-		exit 1
-	fi
+	need x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64-win32
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	cat >"$tmp/bcp.c" <<'C'

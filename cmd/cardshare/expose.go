@@ -46,7 +46,8 @@ guest program opens there. It prints the socket path and the export line for
 each guest, then runs until Ctrl-C, reconnecting when a guest goes away.
 
 GUEST is an ssh_config Host alias, [user@]host[:port], or a VM name (VirtualBox,
-libvirt, Vagrant, Lima: see "cardshare resolve"). SSH settings come from
+libvirt, Vagrant, Lima, VMware, Parallels, UTM, Hyper-V: see "cardshare
+resolve"). SSH settings come from
 ~/.ssh/config (or -F FILE) exactly as ssh evaluates them: HostName, Port, User,
 IdentityFile, IdentitiesOnly, IdentityAgent, UserKnownHostsFile,
 StrictHostKeyChecking, ProxyJump, Include and Match. Keys come from ssh-agent

@@ -1,6 +1,7 @@
 package hostcheck
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -18,7 +19,7 @@ const (
 
 // Result is one line of doctor's report.
 type Result struct {
-	Name   string // short, e.g. "smart card service"
+	Name   string // short, e.g. "PC/SC service"
 	Status Status
 	Msg    string
 	Fix    string // what to do, for Warn and Fail
@@ -50,6 +51,10 @@ type PCSC struct {
 	Err           error
 }
 
+// ErrNotProbed is PCSC.Err when PC/SC was not asked at all (a build
+// without the native backend): the PC/SC checks are skipped, not failed.
+var ErrNotProbed = errors.New("not checked: this build has no native PC/SC backend")
+
 // ServiceState is what the Windows service manager says about a service
 // (ProbeService).
 type ServiceState struct {
@@ -65,8 +70,10 @@ type ServiceState struct {
 // "Smart Card Service"; SCardAccessStartedEvent). A disabled service never
 // starts. On macOS PC/SC is CryptoTokenKit's ctkpcscd, started on demand.
 func SmartCardService(goos string, p PCSC, svc ServiceState) Result {
-	r := Result{Name: "smart card service"}
+	r := Result{Name: "PC/SC service"}
 	switch {
+	case errors.Is(p.Err, ErrNotProbed):
+		r.Status, r.Msg = Skip, p.Err.Error()
 	case p.Err != nil:
 		r.Status, r.Msg = Fail, "cannot use the host's PC/SC: "+p.Err.Error()
 		switch goos {

@@ -43,6 +43,10 @@ func TestSmartCardService(t *testing.T) {
 	want(t, SmartCardService("darwin", PCSC{Err: errors.New("dlopen failed")}, ServiceState{}), Fail, "dlopen failed", "cardshare version")
 	want(t, SmartCardService("windows", PCSC{EstablishCode: scardFInternalError}, ServiceState{}), Fail, "SCARD_F_INTERNAL_ERROR", "")
 	want(t, SmartCardService("darwin", ok, ServiceState{}), OK, "PC/SC answers", "")
+	// A build without the native backend skips PC/SC instead of failing.
+	notProbed := PCSC{Err: fmt.Errorf("wrapped: %w", ErrNotProbed)}
+	want(t, SmartCardService("windows", notProbed, ServiceState{Known: true, Running: true}), Skip, "no native PC/SC backend", "")
+	want(t, Readers("darwin", notProbed), Skip, "needs PC/SC", "")
 }
 
 func TestReaders(t *testing.T) {
@@ -156,13 +160,13 @@ func TestChecks(t *testing.T) {
 	win := Inputs{GOOS: "windows", PCSC: PCSC{EstablishCode: scardENoService}, SmartCardService: ServiceState{Known: true, StartType: "manual"},
 		Agent: AgentProbe{Found: true, Agent: sshpaths.Agent{Addr: sshpaths.OpenSSHAgentPipe, Source: "Windows OpenSSH agent"}, DialErr: sshpaths.ErrAgentNotRunning},
 		SSH:   sshpaths.Program{Path: `C:\Windows\System32\OpenSSH\ssh.exe`, Native: true}, WSL: true}
-	if got, want := line(Checks(win)), "FAIL smart card service|SKIP readers|OK ssh program|WARN ssh-agent|OK WSL2|"; got != want {
+	if got, want := line(Checks(win)), "FAIL PC/SC service|SKIP readers|OK ssh program|WARN ssh-agent|OK WSL2|"; got != want {
 		t.Errorf("windows: %s\nwant     %s", got, want)
 	}
 	mac := Inputs{GOOS: "darwin", PCSC: PCSC{ListCode: scardENoReaders}, MacOSVersion: "14.2",
 		Agent: AgentProbe{Found: true, Agent: sshpaths.Agent{Addr: "/private/tmp/x/Listeners", Source: "launchd"}, Keys: 1},
 		SSH:   sshpaths.Program{Path: "/usr/bin/ssh", Native: true}}
-	if got, want := line(Checks(mac)), "OK smart card service|WARN readers|WARN macOS|OK ssh program|OK ssh-agent|"; got != want {
+	if got, want := line(Checks(mac)), "OK PC/SC service|WARN readers|WARN macOS|OK ssh program|OK ssh-agent|"; got != want {
 		t.Errorf("macOS: %s\nwant   %s", got, want)
 	}
 }

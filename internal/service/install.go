@@ -15,8 +15,8 @@ import (
 // test records it instead.
 type Runner func(ctx context.Context, c Command) error
 
-// ExecRunner runs c and returns its first line of output as the error
-// when it fails.
+// ExecRunner runs c and returns a *CommandError with its first line of
+// output when it fails.
 func ExecRunner(ctx context.Context, c Command) error {
 	out, err := exec.CommandContext(ctx, c.Args[0], c.Args[1:]...).CombinedOutput()
 	if err != nil {
@@ -27,10 +27,24 @@ func ExecRunner(ctx context.Context, c Command) error {
 		if msg == "" {
 			msg = err.Error()
 		}
-		return fmt.Errorf("service: %s: %s", c, msg)
+		return &CommandError{Command: c, Output: msg, Err: err}
 	}
 	return nil
 }
+
+// CommandError is a command of a plan that failed: callers print Output,
+// the service manager's own words, and tell a missing program
+// (errors.Is(err, exec.ErrNotFound)) from a refusal.
+type CommandError struct {
+	Command Command
+	// Output is the first line of what the command printed, or the error
+	// when it printed nothing.
+	Output string
+	Err    error
+}
+
+func (e *CommandError) Error() string { return "service: " + e.Command.String() + ": " + e.Output }
+func (e *CommandError) Unwrap() error { return e.Err }
 
 // Change says what Install did to the service file.
 type Change int

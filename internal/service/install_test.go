@@ -3,7 +3,9 @@ package service
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -98,6 +100,14 @@ func TestExecRunner(t *testing.T) {
 	err := ExecRunner(context.Background(), Command{Args: []string{"sh", "-c", "echo 'Bootstrap failed: 5: Input/output error' >&2; exit 5"}})
 	if err == nil || err.Error() != "service: sh -c echo 'Bootstrap failed: 5: Input/output error' >&2; exit 5: Bootstrap failed: 5: Input/output error" {
 		t.Errorf("err = %v", err)
+	}
+	var ce *CommandError
+	if !errors.As(err, &ce) || ce.Output != "Bootstrap failed: 5: Input/output error" {
+		t.Errorf("CommandError = %+v", ce)
+	}
+	err = ExecRunner(context.Background(), Command{Args: []string{"/nonexistent/launchctl"}})
+	if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, exec.ErrNotFound) {
+		t.Errorf("missing program: %v", err)
 	}
 }
 

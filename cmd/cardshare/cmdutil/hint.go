@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"runtime"
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/internal/control"
@@ -11,6 +12,7 @@ import (
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/service"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -28,6 +30,7 @@ func Hint(err error) string {
 		oe *net.OpError
 		ce *config.Error
 		he *hintedError
+		se *service.CommandError
 		ud *pcsc.UnknownDaemonError
 	)
 	switch {
@@ -67,6 +70,8 @@ func Hint(err error) string {
 		return "name the VM by its address instead (`cardshare resolve NAME` shows each), or give it an ssh_config Host alias, which comes first"
 	case errors.Is(err, vm.ErrNoAddress):
 		return "`cardshare resolve NAME` shows what each VM manager reported"
+	case errors.As(err, &se):
+		return serviceHint(runtime.GOOS)
 	case errors.Is(err, ErrChecksFailed):
 		return "each FAIL line above says how to fix it"
 	case errors.Is(err, sshdial.ErrHostUnknown):
@@ -91,6 +96,18 @@ func Hint(err error) string {
 		return "is the guest running, and its sshd reachable? `ssh -v GUEST` shows the details"
 	}
 	return ""
+}
+
+// serviceHint says where to look when the service manager refused a
+// command of `service install` or `uninstall`.
+func serviceHint(goos string) string {
+	switch goos {
+	case "darwin":
+		return "see `launchctl print gui/$(id -u)/" + service.LaunchdLabel + "` and ~/Library/Logs/cardshare/up.log; over SSH, run it in a Terminal of the logged-in user (launchd's GUI session)"
+	case "windows":
+		return "see `schtasks /Query /TN " + service.WindowsTask + " /V /FO LIST` and %LOCALAPPDATA%\\cardshare\\up.log"
+	}
+	return "see `systemctl --user status cardshare` and `journalctl --user -u cardshare`"
 }
 
 // hintedError carries a hint for the user beside an error, for errors made
