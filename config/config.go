@@ -76,7 +76,24 @@ type Host struct {
 	// known_hosts, as StrictHostKeyChecking accept-new does. A changed key
 	// is refused all the same. False means unknown guests are refused.
 	AcceptNew bool
+
+	// MaxGuestConns caps the pcsc-lite connections that one guest holds
+	// open on the host pcscd at once (libpcsclite opens one per
+	// context); more are refused as a pcscd that cannot serve refuses
+	// them ("Service not available"), so that one guest cannot take
+	// every client slot pcscd has (about 200). Read at start. Zero
+	// means 32.
+	MaxGuestConns int
+
+	// MaxConns caps those of all guests together, to keep room in pcscd
+	// for the host's own programs. Read at start. Zero means 150.
+	MaxConns int
 }
+
+// MaxConnsLimit bounds host.max_conns and host.max_guest_conns: pcscd
+// serves about 200 clients in all (PCSC_MAX_CONTEXT_THREADS), and the host
+// needs some of them.
+const MaxConnsLimit = 190
 
 // Guest is one guest to expose the host pcscd to.
 type Guest struct {
@@ -90,7 +107,8 @@ type Guest struct {
 
 	// VM names a virtual machine whose SSH address cardshare looks up as
 	// `cardshare resolve` does: an ssh_config alias of that name, else the
-	// VM managers (VirtualBox, libvirt, Vagrant, Lima), else a host name.
+	// VM managers (VirtualBox, libvirt, Vagrant, Lima, VMware, Parallels,
+	// UTM, Hyper-V), else a host name.
 	VM string
 
 	// Socket is the absolute path of the forwarded socket in the guest.
@@ -218,6 +236,19 @@ func (v *validator) check() {
 	if h.Keepalive != 0 && (h.Keepalive < minKeepalive || h.Keepalive > maxKeepalive) {
 		v.fail("host.keepalive", 0, "choose between 1s and 1h; the default, 5s, notices a vanished guest within 15s",
 			"keepalive %v is out of range", h.Keepalive)
+	}
+	for _, l := range []struct {
+		key string
+		n   int
+	}{{"max_guest_conns", h.MaxGuestConns}, {"max_conns", h.MaxConns}} {
+		if l.n < 0 || l.n > MaxConnsLimit {
+			v.fail("host."+l.key, 0, fmt.Sprintf("choose between 1 and %d (pcscd serves about 200 clients in all), or leave it out", MaxConnsLimit),
+				"%s %d is out of range", l.key, l.n)
+		}
+	}
+	if h.MaxGuestConns > 0 && h.MaxConns > 0 && h.MaxGuestConns > h.MaxConns {
+		v.fail("host.max_guest_conns", 0, "make max_conns (all guests) at least max_guest_conns (one guest)",
+			"max_guest_conns %d is above max_conns %d", h.MaxGuestConns, h.MaxConns)
 	}
 	if !slices.Contains([]string{"", "debug", "info", "warn", "error"}, h.LogLevel) {
 		v.fail("host.log_level", 0, "use debug, info, warn or error", "log_level %q is not a log level", h.LogLevel)

@@ -236,3 +236,21 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// host.max_guest_conns and host.max_conns cap the connections of a guest
+// and of all guests on pcscd (issue 13, item 4).
+func TestConnCaps(t *testing.T) {
+	c, err := Parse("x.yaml", []byte("host:\n  max_guest_conns: 8\n  max_conns: 100\n"))
+	if err != nil || c.Host.MaxGuestConns != 8 || c.Host.MaxConns != 100 {
+		t.Fatalf("%+v, %v", c.Host, err)
+	}
+	for data, want := range map[string]string{
+		"host:\n  max_guest_conns: 500\n":                 "x.yaml:2: max_guest_conns 500 is out of range",
+		"host:\n  max_conns: many\n":                      `x.yaml:2: max_conns: "many" is not a whole number`,
+		"host:\n  max_guest_conns: 50\n  max_conns: 40\n": "x.yaml:2: max_guest_conns 50 is above max_conns 40",
+	} {
+		if _, err := Parse("x.yaml", []byte(data)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", data, err, want)
+		}
+	}
+}

@@ -19,6 +19,8 @@
 //	  log_format: text                # text or json
 //	  ssh_config: ~/.ssh/config       # like ssh -F
 //	  accept_new: false               # record unknown host keys
+//	  max_guest_conns: 32             # pcscd connections of one guest
+//	  max_conns: 150                  # ... of all guests together
 //	guests:
 //	  - name: devvm
 //	    destination: dev@127.0.0.1:2222   # ssh_config alias or [user@]host[:port]

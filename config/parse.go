@@ -36,6 +36,8 @@ type hostSchema struct {
 	LogFormat   yaml.Node `yaml:"log_format"`
 	SSHConfig   yaml.Node `yaml:"ssh_config"`
 	AcceptNew   yaml.Node `yaml:"accept_new"`
+	MaxGuest    yaml.Node `yaml:"max_guest_conns"`
+	MaxConns    yaml.Node `yaml:"max_conns"`
 }
 
 type guestSchema struct {
@@ -328,6 +330,8 @@ func (p *parser) convert(s *fileSchema, c *Config) {
 	p.str(&h.SSHConfig, "ssh_config", &c.Host.SSHConfig)
 	c.Host.SSHConfig = expandHome(c.Host.SSHConfig)
 	p.boolean(&h.AcceptNew, "accept_new", &c.Host.AcceptNew)
+	p.integer(&h.MaxGuest, "max_guest_conns", &c.Host.MaxGuestConns)
+	p.integer(&h.MaxConns, "max_conns", &c.Host.MaxConns)
 
 	for i := range s.Guests {
 		gs := &s.Guests[i]
@@ -373,6 +377,16 @@ func (p *parser) boolean(n *yaml.Node, k string, dst *bool) {
 	}
 	if n.Tag != "!!bool" || n.Decode(dst) != nil {
 		p.fail(n.Line, "write true or false", "%s: %q is not true or false", k, n.Value)
+	}
+}
+
+func (p *parser) integer(n *yaml.Node, k string, dst *int) {
+	n, ok := p.scalar(n, k, "write a whole number such as `"+k+": 32`")
+	if !ok {
+		return
+	}
+	if n.Tag != "!!int" || n.Decode(dst) != nil {
+		p.fail(n.Line, "write a whole number such as 32", "%s: %q is not a whole number", k, n.Value)
 	}
 }
 

@@ -12,10 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/cardshare/cardshare/internal/backoff"
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -82,7 +81,10 @@ type Config struct {
 	GiveUp func(error) bool
 
 	// StaleProbe is how long a listener found at the guest socket path may
-	// take to answer before it counts as a dead forward. Zero means 2 s.
+	// take to answer before it counts as silent. A silent listener on the
+	// socket of this Forwarder's own lost connection is that dead forward
+	// and is removed; anyone else's is left alone, and the Forwarder
+	// retries (guestsock.ErrSilent). Zero means 2 s.
 	StaleProbe time.Duration
 
 	// SocketCheck is how often a guest whose forward is up is asked
@@ -94,7 +96,9 @@ type Config struct {
 	SocketCheck time.Duration
 
 	// Relay configures the relay of each guest connection; its Logger,
-	// Daemon and Stats are set per guest.
+	// Daemon, Stats and Guest are set per guest. A nil Relay.Limiter
+	// means one with connlimit's defaults, shared by the guests of one
+	// Expose (a Forwarder made by NewForwarder gets its own).
 	Relay bridge.Config
 
 	// Logger receives lifecycle events. Nil discards.
@@ -199,6 +203,13 @@ type Event struct {
 // when none is left running.
 func Expose(ctx context.Context, guests []Guest, cfg *Config) error {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		l, err := connlimit.New(&connlimit.Config{Logger: c.Logger})
+		if err != nil {
+			return err
+		}
+		c.Relay.Limiter = l
+	}
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
@@ -238,6 +249,11 @@ type Forwarder struct {
 	log   *slog.Logger
 	stats bridge.Stats
 
+	// held is the guest socket of the last forward that came up, which
+	// a lost connection may have left held by its silent listener; Run's
+	// goroutine alone uses it.
+	held string
+
 	mu     sync.Mutex
 	status Status
 }
@@ -245,6 +261,9 @@ type Forwarder struct {
 // NewForwarder returns a Forwarder for g; Run starts it.
 func NewForwarder(g Guest, cfg *Config) *Forwarder {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		c.Relay.Limiter, _ = connlimit.New(&connlimit.Config{Logger: c.Logger}) // the defaults are valid
+	}
 	return &Forwarder{guest: g, cfg: &c, log: c.Logger.With("guest", g.Name),
 		status: Status{Guest: g.Name, State: StateConnecting, Since: time.Now()}}
 }
@@ -432,22 +451,16 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 
-	// A session makes sshd turn on TCP_NODELAY (packet_set_interactive in
-	// OpenSSH), which a bare forward never does: without it, round trips
-	// stall 40 ms on Nagle and delayed ACKs.
-	keeper, err := client.NewSession()
-	if err == nil {
-		_, err = keeper.StdinPipe() // never written: the session lives until we close it
-		if err == nil {
-			err = keeper.Start("cat > /dev/null")
-		}
-	}
+	// The keeper session turns TCP_NODELAY on in sshd, and removes the
+	// guest socket on the way out (cleanup).
+	keeper, err := guestsock.StartKeeper(client)
 	if err != nil {
 		ln.Close()
-		return false, fmt.Errorf("start keeper session: %w", err)
+		return false, err
 	}
 	defer keeper.Close()
 
+	f.held = info.Socket
 	ev := Event{State: StateUp, Socket: info.Socket}
 	if gc, ok := info.Client(); ok {
 		ev.GuestClient = &gc
@@ -460,6 +473,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	rc.Logger = f.log
 	rc.Daemon = f.cfg.Daemon
 	rc.Stats = &f.stats
+	rc.Guest = f.guest.Name
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)
@@ -469,7 +483,7 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	select {
 	case <-ctx.Done():
 		<-served
-		f.cleanup(client, info.Socket)
+		f.cleanup(client, keeper, info.Socket)
 		return true, nil
 	case err := <-lost:
 		stopServe()
@@ -486,111 +500,4 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		}
 		return true, fmt.Errorf("guest connection lost: %w", err)
 	}
-}
-
-// listen prepares the guest socket path and opens the forward.
-func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestsock.Info, error) {
-	info, err := guestsock.Prepare(ctx, client, f.guest.Socket)
-	if err != nil {
-		return nil, info, fmt.Errorf("prepare guest socket: %w", err)
-	}
-	switch info.Exists {
-	case "other":
-		return nil, info, fmt.Errorf("%s exists in the guest and is not a socket; refusing to replace it", info.Socket)
-	case "socket":
-		removed, err := guestsock.ClearStale(ctx, client, info.Socket, f.cfg.StaleProbe)
-		if err != nil {
-			return nil, info, err
-		}
-		if removed {
-			f.log.Info("removed stale guest socket", "guest_socket", info.Socket)
-		}
-	}
-	ln, err := guestsock.Listen(client, info.Socket)
-	return ln, info, err
-}
-
-// cleanup removes the guest socket on the way out: sshd does not, and a
-// leftover socket would make the guest's clients fail instead of reporting
-// that no service is there.
-func (f *Forwarder) cleanup(client *ssh.Client, sock string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { client.Close() })
-	defer stop()
-	if err := guestsock.Remove(ctx, client, sock); err != nil {
-		f.log.Warn("could not remove guest socket", "guest_socket", sock, "err", err)
-		return
-	}
-	f.log.Info("removed guest socket", "guest_socket", sock)
-}
-
-// watchSocket checks every interval that the guest socket is still at
-// sock, and reports on the returned channel when it is not. It stops when
-// ctx is done. A check that fails (the connection is going away) is left to
-// the keepalive to report.
-func watchSocket(ctx context.Context, c *ssh.Client, sock string, interval time.Duration) <-chan error {
-	gone := make(chan error, 1)
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if missing, err := guestsock.Missing(ctx, c, sock); err == nil && missing {
-				gone <- fmt.Errorf("%w: %s", guestsock.ErrRemoved, sock)
-				return
-			}
-		}
-	}()
-	return gone
-}
-
-// keepalive sends keepalive@openssh.com requests every interval and
-// reports on the returned channel, after closing the client, when one is
-// not answered within timeout or the connection ends. OpenSSH answers the
-// unknown request with a failure, which proves the peer alive all the same.
-func keepalive(c *ssh.Client, interval, timeout time.Duration) <-chan error {
-	lost := make(chan error, 1)
-	done := make(chan struct{})
-	go func() {
-		err := c.Wait()
-		select {
-		case lost <- fmt.Errorf("guest connection closed: %w", err):
-		default: // the keepalive reported first
-		}
-		close(done)
-	}()
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			replied := make(chan error, 1)
-			go func() {
-				_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
-				replied <- err
-			}()
-			select {
-			case <-done:
-				return
-			case <-replied:
-			case <-time.After(timeout):
-				select {
-				case lost <- fmt.Errorf("guest did not answer a keepalive within %v", timeout):
-				default:
-				}
-				c.Close()
-				return
-			}
-		}
-	}()
-	return lost
 }

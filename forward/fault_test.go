@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/testenv"
@@ -50,11 +51,16 @@ func TestExposeManyClients(t *testing.T) {
 	t.Parallel()
 	fake := pcsctest.Start(t, pcsc.Daemon{Version: pcsc.V44})
 	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
-	e := exposeSocket(t, fake.Socket, []forward.Guest{guestOf(t, s, "")}, nil)
+	const clients = 200
+	// The relay under load, not the per-guest cap (TestServeFloodCapped).
+	l, err := connlimit.New(&connlimit.Config{PerGuest: clients, Total: clients})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := exposeSocket(t, fake.Socket, []forward.Guest{guestOf(t, s, "")}, func(c *forward.Config) { c.Relay.Limiter = l })
 	up := e.wait(t, forward.StateUp)
 	before := runtime.NumGoroutine()
 
-	const clients = 200
 	start := time.Now()
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)

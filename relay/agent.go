@@ -16,6 +16,7 @@ import (
 	"github.com/cardshare/cardshare/internal/accept"
 	"github.com/cardshare/cardshare/internal/backoff"
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/lograte"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/relay/mux"
 	"github.com/cardshare/cardshare/relay/trust"
@@ -44,29 +45,30 @@ type AgentConfig struct {
 	// doubles after each failure, with jitter. Zero means 1 s and 30 s.
 	MinBackoff, MaxBackoff time.Duration
 
-	// Client is the guest's libpcsclite when it could be read. It is
-	// compared with the host pcscd on each connect, and a mismatch is
-	// logged with what to do about it.
+	// RefusedBackoff is the first wait after a TLS alert from the host
+	// (it could not read guests.json, being rewritten?), doubling up to
+	// ten times as much; only trust.Hello.Refused stops the agent. Zero
+	// means 30 s.
+	RefusedBackoff time.Duration
+
+	// Client is the guest's libpcsclite when it could be read, compared
+	// with the host pcscd on each connect (a mismatch is logged).
 	Client *pcsc.Client
 
 	// Dial connects to the host's address; nil means DialAddr.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// HostListener, when set, is where the agent waits for the host to
-	// connect (Credentials.Listen), instead of dialing Credentials.Host.
-	// The agent closes it when Run returns. The host still proves its
-	// pinned key and this guest its own, in a TLS handshake in which the
-	// guest is the client as always; whoever else connects learns nothing
-	// (the guest's key is sent only to a host that proved the pinned key)
-	// and is cut off after ConnectTimeout. A new authenticated connection
-	// from the host replaces the one the agent had, which the host may have
-	// given up on before the agent noticed.
+	// connect (Credentials.Listen) instead of dialing; Run closes it. The
+	// TLS roles and keys are as when dialing; others learn nothing and are
+	// cut off after ConnectTimeout. A new authenticated host connection
+	// replaces the agent's current one.
 	HostListener net.Listener
 }
 
 // DefaultAgentConfig returns the configuration used for a nil *AgentConfig.
 func DefaultAgentConfig() *AgentConfig {
-	return &AgentConfig{ConnectTimeout: 10 * time.Second, MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
+	return &AgentConfig{ConnectTimeout: 10 * time.Second, MinBackoff: time.Second, MaxBackoff: 30 * time.Second, RefusedBackoff: 30 * time.Second}
 }
 
 func (c *AgentConfig) withDefaults() AgentConfig {
@@ -79,6 +81,9 @@ func (c *AgentConfig) withDefaults() AgentConfig {
 	}
 	if cc.ConnectTimeout <= 0 {
 		cc.ConnectTimeout = d.ConnectTimeout
+	}
+	if cc.RefusedBackoff <= 0 {
+		cc.RefusedBackoff = d.RefusedBackoff
 	}
 	if cc.MinBackoff <= 0 {
 		cc.MinBackoff = d.MinBackoff
@@ -177,6 +182,7 @@ func (a *Agent) Run(ctx context.Context, ln net.Listener) error {
 // until ctx is done or the host refuses this guest.
 func (a *Agent) keepConnected(ctx context.Context) error {
 	retry := backoff.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
+	refused := backoff.Backoff{Min: a.cfg.RefusedBackoff, Max: 10 * a.cfg.RefusedBackoff}
 	for {
 		start := time.Now()
 		sess, err := a.connect(ctx)
@@ -191,14 +197,18 @@ func (a *Agent) keepConnected(ctx context.Context) error {
 				a.log.Error("giving up", "addr", a.creds.Host, "err", err)
 				return err
 			}
-			wait := retry.Next()
-			a.log.Warn("cannot reach host; retrying", "addr", a.creds.Host, "err", err, "retry_in", wait.Round(time.Millisecond))
+			wait, msg := retry.Next(), "cannot reach host; retrying"
+			if errors.Is(err, errHostAlert) {
+				wait, msg = refused.Next(), "host refused the connection without saying why; retrying"
+			}
+			a.log.Warn(msg, "addr", a.creds.Host, "err", err, "retry_in", wait.Round(time.Millisecond))
 			if !backoff.Sleep(ctx, wait) {
 				return nil
 			}
 			continue
 		}
 
+		refused.Reset()
 		a.setSession(sess)
 		select {
 		case <-sess.CloseChan():
@@ -255,13 +265,17 @@ func (a *Agent) handshake(ctx context.Context, raw net.Conn, peer string) (*yamu
 		raw.Close()
 		switch {
 		case trust.IsRemoteAlert(err):
-			return nil, fmt.Errorf("%w (%s)", ErrGuestRefused, peer)
+			return nil, fmt.Errorf("%w (%s): %w", errHostAlert, peer, err)
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("relay: no hello from %s within %v", peer, a.cfg.ConnectTimeout)
 		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 			return nil, fmt.Errorf("relay: %s closed the connection during the handshake", peer)
 		}
 		return nil, fmt.Errorf("relay: read hello from %s: %w", peer, err)
+	}
+	if h.Refused != "" {
+		raw.Close()
+		return nil, fmt.Errorf("%w (%s: %s)", ErrGuestRefused, peer, h.Refused)
 	}
 	if !stop() {
 		raw.Close()
@@ -289,13 +303,13 @@ func (a *Agent) awaitHost(ctx context.Context, ln net.Listener) error {
 	defer ln.Close()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var fails rateLimit
+	var fails lograte.Limiter
 	a.log.Info("waiting for the host to connect", "listen", ln.Addr().String(), "host_key", a.creds.HostKey.String())
 	refuse := func(addr net.Addr, err error) {
 		if errors.Is(err, accept.ErrBusy) {
 			err = errTooManyHandshakes
 		}
-		if n, ok := fails.allow(time.Now()); ok && ctx.Err() == nil {
+		if n, ok := fails.Allow(time.Now()); ok && ctx.Err() == nil {
 			a.log.Warn("refused connection", "addr", addr.String(), "err", err, "not_logged", n)
 		}
 	}
@@ -347,7 +361,7 @@ func (a *Agent) serveSession(ctx context.Context, sess *yamux.Session, peer stri
 	a.mu.Unlock()
 	sess.Close()
 	if current && ctx.Err() == nil {
-		a.log.Warn("connection to host lost; waiting for the host to reconnect", "host", peer)
+		a.log.Warn("connection to host lost; waiting for the host to reconnect", "addr", peer)
 	}
 }
 

@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,8 +16,9 @@ import (
 
 	"github.com/cardshare/cardshare/internal/accept"
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
-	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/lograte"
 	"github.com/cardshare/cardshare/relay/mux"
 	"github.com/cardshare/cardshare/relay/trust"
 )
@@ -35,11 +34,11 @@ type HostConfig struct {
 	// the pcscd socket at pcsc.DefaultSocket (hostpcsc.Socket{}).
 	Dial bridge.DialFunc
 
-	// Relay configures the relay of each stream to pcscd, which checks the
-	// guest's protocol version the way every mode does. Its Logger and
-	// Stats are set per guest, and so is its Policy for a guest paired with
-	// one (trust.GuestRecord.Policy). Relay.Daemon is also sent to each guest, so
-	// that its agent can compare its own libpcsclite.
+	// Relay configures the relay of each stream to pcscd. Its Logger,
+	// Stats and Policy (trust.GuestRecord.Policy) are set per guest;
+	// Relay.Daemon is sent to each guest's agent to compare with its
+	// libpcsclite. Relay.Limiter caps each guest's connections and all
+	// together; nil means connlimit's defaults for this Host.
 	Relay bridge.Config
 
 	// Mux tunes the yamux sessions; nil means mux.DefaultConfig().
@@ -50,10 +49,13 @@ type HostConfig struct {
 	// Zero means 10 s.
 	HandshakeTimeout time.Duration
 
-	// MaxHandshakes caps the connections in their handshake at once; more
-	// are closed as soon as they are accepted. It bounds what unauthenticated
-	// peers can cost. A paired guest turned away retries with backoff.
-	// Zero means 32.
+	// FirstByteTimeout bounds the wait for a new connection's first TLS
+	// bytes (an agent sends them at once). Zero means 2.5 s.
+	FirstByteTimeout time.Duration
+
+	// MaxHandshakes caps the connections in their handshake at once; when
+	// all are taken the oldest (silent ones first) is closed for the newest,
+	// so that stalling peers cannot keep a paired guest out. Zero means 32.
 	MaxHandshakes int
 
 	// PollInterval is how often the host looks for changes of the guest list
@@ -76,8 +78,7 @@ type HostConfig struct {
 
 // defaultHostConfig returns the configuration used for a nil *HostConfig.
 func defaultHostConfig() *HostConfig {
-	return &HostConfig{HandshakeTimeout: 10 * time.Second, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond,
-		MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
+	return &HostConfig{HandshakeTimeout: 10 * time.Second, FirstByteTimeout: 2500 * time.Millisecond, MaxHandshakes: 32, PollInterval: 250 * time.Millisecond, MinBackoff: time.Second, MaxBackoff: 30 * time.Second}
 }
 
 func (c *HostConfig) withDefaults() HostConfig {
@@ -97,6 +98,9 @@ func (c *HostConfig) withDefaults() HostConfig {
 	if cc.MaxHandshakes <= 0 {
 		cc.MaxHandshakes = d.MaxHandshakes
 	}
+	if cc.FirstByteTimeout <= 0 {
+		cc.FirstByteTimeout = min(d.FirstByteTimeout, cc.HandshakeTimeout)
+	}
 	if cc.PollInterval <= 0 {
 		cc.PollInterval = d.PollInterval
 	}
@@ -112,20 +116,17 @@ func (c *HostConfig) withDefaults() HostConfig {
 	return cc
 }
 
-// Host is the host's end of relay mode. It accepts connections from paired
-// guests, authenticates them by their pinned keys, and relays each yamux
-// stream they open to the host pcscd; it also completes pairings. Guests
-// paired with an address to dial (PairOptions.Dial) are connected to
-// instead, and reconnected with backoff; on those connections the TLS and
-// yamux roles stay as they are, so the guest is still the TLS client whose
-// key the host checks. One Host serves any number of guests, each with its
-// own counters.
+// Host is the host's end of relay mode. It authenticates paired guests by
+// their pinned keys, relays each yamux stream they open to the host pcscd,
+// and completes pairings. Guests paired with an address (PairOptions.Dial)
+// are dialed and redialed with backoff, the TLS and yamux roles unchanged.
+// One Host serves any number of guests, each with its own counters.
 type Host struct {
 	state *trust.HostState
 	cfg   HostConfig
 	log   *slog.Logger
 	tls   *tls.Config
-	fails rateLimit
+	fails lograte.Limiter
 
 	reload chan struct{} // Reload's request to watch
 
@@ -158,13 +159,16 @@ type hostGuest struct {
 // NewHost returns a Host for the guests paired in state.
 func NewHost(state *trust.HostState, cfg *HostConfig) *Host {
 	c := cfg.withDefaults()
+	if c.Relay.Limiter == nil {
+		c.Relay.Limiter, _ = connlimit.New(&connlimit.Config{Logger: c.Logger}) // the defaults are valid
+	}
 	h := &Host{state: state, cfg: c, log: c.Logger, guests: make(map[string]*hostGuest), reload: make(chan struct{}, 1)}
 	h.tls = trust.HostTLSConfig(state.Identity(), h.verify)
 	return h
 }
 
-// errNotPaired is the host's reason to refuse a key; the peer sees only a
-// bad_certificate alert.
+// errNotPaired is the host's reason to refuse a key that its guest list
+// does not accept; the peer is told so (trust.Hello.Refused).
 var errNotPaired = errors.New("relay: key is not paired with this host, or was revoked")
 
 // verify decides whether a client key may proceed with proto. It runs inside
@@ -174,23 +178,37 @@ func (h *Host) verify(proto string, fp trust.Fingerprint) error {
 	case trust.ProtoPair:
 		return nil // the secret decides, after the handshake
 	case trust.ProtoRelay:
-		if _, ok := h.activeGuest(fp); ok {
+		// A key the readable list refuses passes, to be told so after the
+		// handshake (attach); an unreadable list fails it (an alert).
+		if _, refusal, ok := h.lookup(fp); ok || refusal != "" {
 			return nil
 		}
-		return fmt.Errorf("%w: %s", errNotPaired, fp)
+		return fmt.Errorf("%w: %s", errListUnreadable, fp)
 	}
 	return errors.New("relay: client offered no cardshare protocol")
 }
 
-// activeGuest looks fp up in the current guest list.
-func (h *Host) activeGuest(fp trust.Fingerprint) (trust.GuestRecord, bool) {
+// errListUnreadable refuses every key while the guest list cannot be read
+// (a bad_certificate alert, which the agent retries).
+var errListUnreadable = errors.New("relay: guest list cannot be read; refusing for now")
+
+// lookup looks fp up in the current guest list. It returns the guest's
+// record when it may connect; else why not, in words for the guest
+// ("revoked", "not paired"), or "" when the list cannot be read.
+func (h *Host) lookup(fp trust.Fingerprint) (rec trust.GuestRecord, refusal string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.refreshLocked(); err != nil {
-		return trust.GuestRecord{}, false // watch logs it
+		return trust.GuestRecord{}, "", false // watch logs it
 	}
-	g, ok := h.list.ByKey(fp)
-	return g, ok && g.Active()
+	g, found := h.list.ByKey(fp)
+	switch {
+	case !found:
+		return trust.GuestRecord{}, "not paired", false
+	case !g.Active():
+		return trust.GuestRecord{}, "revoked", false
+	}
+	return g, "", true
 }
 
 // refreshLocked re-reads the guest list if its file changed. While the file
@@ -231,7 +249,8 @@ func (h *Host) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		h.refused(addr, err)
 	}
-	err := accept.Loop(ctx, ln, accept.Config{Slots: h.cfg.MaxHandshakes, Refuse: refuse}, func(ctx context.Context, c net.Conn, release func()) {
+	ac := accept.Config{Slots: h.cfg.MaxHandshakes, Evict: true, FirstByte: h.cfg.FirstByteTimeout, Refuse: refuse}
+	err := accept.Loop(ctx, ln, ac, func(ctx context.Context, c net.Conn, release func()) {
 		h.handle(ctx, c, release, nil)
 	})
 	if err != nil {
@@ -315,9 +334,16 @@ func (h *Host) pair(conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) error {
 // attach serves a paired guest's session until it ends.
 func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp trust.Fingerprint) {
 	defer conn.Close()
-	rec, ok := h.activeGuest(fp)
+	rec, refusal, ok := h.lookup(fp)
 	if !ok {
-		h.refused(addr, fmt.Errorf("%w: %s", errNotPaired, fp))
+		if refusal != "" {
+			// The host's explicit word, on which the agent stops.
+			conn.SetWriteDeadline(time.Now().Add(h.cfg.HandshakeTimeout))
+			trust.WriteHello(conn, trust.Hello{Refused: refusal})
+			h.refused(addr, fmt.Errorf("%w (%s): %s", errNotPaired, refusal, fp))
+			return
+		}
+		h.refused(addr, fmt.Errorf("%w: %s", errListUnreadable, fp))
 		return
 	}
 	log := h.log.With("guest", rec.Name)
@@ -352,6 +378,7 @@ func (h *Host) attach(ctx context.Context, conn *tls.Conn, addr net.Addr, fp tru
 	// when it closes for any other reason.
 	rc.Logger = log
 	rc.Stats = &g.stats
+	rc.Guest = rec.Name
 	err = bridge.Serve(ctx, mux.Listener{Session: sess}, h.cfg.Dial, &rc)
 	sess.Close()
 	reason := h.unregister(rec.Name, sess)
@@ -454,7 +481,7 @@ func (h *Host) watch(ctx context.Context) {
 			h.log.Info("guest list reloaded", "guests", len(h.list.Guests))
 		}
 		if err != nil {
-			// New connections are refused meanwhile (activeGuest), but
+			// New connections are refused meanwhile but
 			// sessions stay up: an unreadable file is no revocation.
 			h.mu.Unlock()
 			if !broken {
@@ -469,10 +496,7 @@ func (h *Host) watch(ctx context.Context) {
 		}
 		var cut []*yamux.Session
 		for name, g := range h.guests {
-			if g.sess == nil {
-				continue
-			}
-			if g.reason != "" {
+			if g.sess == nil || g.reason != "" {
 				continue
 			}
 			switch cur, ok := h.list.Current(g.key, name); {
@@ -493,91 +517,4 @@ func (h *Host) watch(ctx context.Context) {
 			s.Close()
 		}
 	}
-}
-
-// GuestStatus is a snapshot of one guest as the host sees it.
-type GuestStatus struct {
-	Name      string
-	Connected bool
-	Revoked   bool      // the guest list no longer accepts its key
-	Addr      string    // where the current or last session came from
-	Since     time.Time // when the current or last session began
-	Sessions  uint64    // sessions since the host started
-	// Dial is where the host connects to the guest; "" when the guest
-	// connects to the host. Dialing says what the host does about it while
-	// not Connected: "connecting", or "backing-off" until RetryAt.
-	Dial, Dialing string
-	RetryAt       time.Time
-	// LastError is why the last session or attempt ended; "" if none did.
-	LastError string
-	// Policy is the guest's reader policy (trust.GuestRecord.Policy); nil when
-	// it may use every reader, or when HostConfig.Relay.Policy applies.
-	Policy *pcsc.Policy
-	// Client is the protocol version the guest's libpcsclite proposed in
-	// its last connection; the zero Version before its first one.
-	Client pcsc.Version
-	// Open, Connections, Failed, BytesUp and BytesDown count the guest's
-	// relayed pcsc-lite connections since the host started.
-	Open                int64
-	Connections, Failed uint64
-	BytesUp, BytesDown  uint64
-}
-
-// Status returns a snapshot of every active guest in the guest list and of
-// every other guest that connected since the host started, sorted by name.
-func (h *Host) Status() []GuestStatus {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.refreshLocked() // on error h.list is nil: watch logs it
-	var out []GuestStatus
-	for name, g := range h.guests {
-		// While the list cannot be read, nobody counts as revoked.
-		rec, ok := h.list.Current(g.key, name)
-		client, _ := g.stats.Client()
-		out = append(out, GuestStatus{Client: client,
-			Name: name, Connected: g.sess != nil, Revoked: h.list != nil && !ok, Policy: rec.Policy(),
-			Addr: g.addr, Since: g.since, Sessions: g.sessions,
-			Dial: g.dial, Dialing: g.dialing, RetryAt: g.retryAt, LastError: g.lastErr,
-			Open: g.stats.Open.Load(), Connections: g.stats.Total.Load(), Failed: g.stats.Failed.Load(),
-			BytesUp: g.stats.Up.Load(), BytesDown: g.stats.Down.Load(),
-		})
-	}
-	if h.list != nil {
-		for _, rec := range h.list.Guests {
-			if g := h.guests[rec.Name]; rec.Active() && (g == nil || !g.key.Equal(rec.Key)) {
-				out = slices.DeleteFunc(out, func(s GuestStatus) bool { return s.Name == rec.Name })
-				out = append(out, GuestStatus{Name: rec.Name, Dial: rec.Dial, Policy: rec.Policy()})
-			}
-		}
-	}
-	slices.SortFunc(out, func(a, b GuestStatus) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// refused logs a connection the host turned away.
-func (h *Host) refused(addr net.Addr, err error) {
-	if n, ok := h.fails.allow(time.Now()); ok {
-		h.log.Warn("refused connection", "addr", addr.String(), "err", err, "not_logged", n)
-	}
-}
-
-// rateLimit lets one event a second through and counts the others, so that a
-// scan or a flood of bad connections costs one log line a second.
-type rateLimit struct {
-	mu      sync.Mutex
-	last    time.Time
-	dropped int
-}
-
-// allow reports whether an event at now may be logged, and how many were
-// dropped since the last one that was.
-func (r *rateLimit) allow(now time.Time) (dropped int, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.last.IsZero() && now.Sub(r.last) < time.Second {
-		r.dropped++
-		return 0, false
-	}
-	dropped, r.dropped, r.last = r.dropped, 0, now
-	return dropped, true
 }

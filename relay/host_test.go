@@ -583,11 +583,16 @@ func TestHostSurvivesBadPeers(t *testing.T) {
 	for _, certs := range [][]tls.Certificate{nil, {selfSigned(t)}} {
 		tc, err := tls.Dial("tcp", h.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"cardshare-relay/1"}, Certificates: certs})
 		if err == nil {
-			_, err = tc.Read(make([]byte, 1))
+			// A key the host's list does not know is told so, and
+			// nothing more.
+			var hello trust.Hello
+			if hello, err = trust.ReadHello(tc); err == nil && hello.Refused == "" {
+				t.Errorf("TLS connection with an unpaired key got %+v", hello)
+			}
+			if _, err := tc.Read(make([]byte, 1)); err == nil {
+				t.Error("TLS connection without a paired key was served")
+			}
 			tc.Close()
-		}
-		if err == nil {
-			t.Error("TLS connection without a paired key was served")
 		}
 	}
 

@@ -14,9 +14,14 @@ import (
 // package trust's; Join and JoinListening reach the host for it over relay
 // mode's addresses.
 
-// ErrGuestRefused means the host does not accept this guest's key: the guest
-// was revoked, or never paired with this host.
+// ErrGuestRefused means the host said that it does not accept this guest's
+// key (trust.Hello.Refused): the guest was revoked, or never paired with
+// this host.
 var ErrGuestRefused = errors.New("relay: host refused this guest's key")
+
+// errHostAlert is a TLS alert from the host, which says no why (its guest
+// list unreadable, or an older host): the agent retries it, slowly.
+var errHostAlert = errors.New("relay: host refused the connection with a TLS alert")
 
 // JoinConfig tunes Join. A nil *JoinConfig means defaults.
 type JoinConfig struct {

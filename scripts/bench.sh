@@ -8,6 +8,7 @@
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
 #                         [-e CLI_ENV] [-P PROFILE_FILE] [-b BASELINE_BINARY]
+#                         [-c COUNT_APDUS]
 #                         [-- GO_TEST_FLAGS...]
 #   -r  measured rounds, each running every path once (default 5)
 #   -n  APDUs per round and path (default 3000)
@@ -22,8 +23,12 @@
 #   -b  also run this cardshare binary of another build (before a change)
 #       as a process, interleaved with this build's, and print this build ÷
 #       it (same-run ratios)
+#   -c  after the rounds, run this many APDUs per path once more and count
+#       system calls (perf stat), CPU, sleeps and loopback TCP segments per
+#       APDU of every process on the path (needs perf and ss)
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
-# PATHS, CLI_ENV, PROFILE, BASELINE. Flags after -- go to go test, e.g. -- -v.
+# PATHS, CLI_ENV, PROFILE, BASELINE, COUNT. Flags after -- go to go test,
+# e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +41,8 @@ paths=${PATHS:-}
 cli_env=${CLI_ENV:-}
 profile=${PROFILE:-}
 baseline=${BASELINE:-}
-while getopts r:n:s:p:e:P:b:h opt; do
+count=${COUNT:-0}
+while getopts r:n:s:p:e:P:b:c:h opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	n) apdus=$OPTARG ;;
@@ -45,6 +51,7 @@ while getopts r:n:s:p:e:P:b:h opt; do
 	e) cli_env=$OPTARG ;;
 	P) profile=$OPTARG ;;
 	b) baseline=$OPTARG ;;
+	c) count=$OPTARG ;;
 	h)
 		usage
 		exit 0
@@ -67,5 +74,5 @@ fi
 
 go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
 	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cli-env="$cli_env" \
-	-cardshare-cpuprofile="$profile" -baseline-bin="$baseline"
+	-cardshare-cpuprofile="$profile" -baseline-bin="$baseline" -count="$count"
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench

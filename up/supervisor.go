@@ -13,6 +13,7 @@ import (
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/vm"
 )
 
 // Supervisor runs one forward.Forwarder per configured guest and applies
@@ -81,17 +82,33 @@ func (r *guestRun) stop() {
 // A guest that cannot be resolved keeps its running forward, if it has
 // one. apply returns those problems.
 func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
-	// Resolving may run ssh -G and the VM managers' tools: all at once.
+	// Resolving may run ssh -G and the VM managers' tools: all at once,
+	// and once for guests that name the same destination or VM (many
+	// guest sockets on one machine).
 	fresh := make([]*guestRun, len(cfg.Guests))
 	var wg sync.WaitGroup
+	type resolution struct {
+		once sync.Once
+		t    sshdial.Target
+		src  vm.Source
+		err  error
+	}
+	resolved := map[[2]string]*resolution{}
 	for i, g := range cfg.Guests {
+		key := [2]string{g.Destination, g.VM}
+		res := resolved[key]
+		if res == nil {
+			res = new(resolution)
+			resolved[key] = res
+		}
 		r := &guestRun{conf: g, done: make(chan struct{})}
 		r.spec.conf = g
 		r.spec.conf.Line = 0
 		r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
 		fresh[i] = r
 		wg.Go(func() {
-			t, src, err := Lookup(f.ctx, g, cfg.Host.SSHConfig)
+			res.once.Do(func() { res.t, res.src, res.err = Lookup(f.ctx, g, cfg.Host.SSHConfig) })
+			t, src, err := res.t, res.src, res.err
 			if err != nil {
 				r.err, r.at = err, time.Now()
 				return
@@ -185,6 +202,7 @@ func (f *Supervisor) forwardConfig(r *guestRun) *forward.Config {
 	c.Dial = sshdial.DialOptions{AcceptNew: r.spec.acceptNew, Prompt: f.opts.Prompt, Logger: f.log}
 	c.Relay.Policy = policy(r.conf)
 	c.Relay.Audit = r.conf.Audit
+	c.Relay.Limiter = f.opts.Limiter
 	t := r.spec.guest.Target
 	dest := t.Addr()
 	if t.User != "" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -49,6 +50,11 @@ type Options struct {
 	// SetupReport receives the results of setup_guest (see
 	// guestsetup.NewAuto); nil turns setup_guest off.
 	SetupReport func(guest, socket string, res guestsetup.Result, err error)
+	// Limiter caps the pcsc-lite connections of each guest and of all of
+	// them together (host.max_guest_conns, host.max_conns). It is shared
+	// by every guest and kept across reloads; nil means connlimit's
+	// defaults.
+	Limiter *connlimit.Limiter
 }
 
 // New returns a Supervisor whose forwards run until ctx ends or Stop.
@@ -56,6 +62,9 @@ func New(ctx context.Context, opts Options) *Supervisor {
 	f := &Supervisor{ctx: ctx, opts: opts, started: time.Now(), log: opts.Logger}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	if f.opts.Limiter == nil {
+		f.opts.Limiter, _ = connlimit.New(&connlimit.Config{Logger: f.log}) // the defaults are valid
 	}
 	return f
 }
@@ -70,6 +79,14 @@ func (f *Supervisor) Load(cfg *config.Config) error {
 		return err
 	}
 	f.log.Info("host pcscd", "pcscd_socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
+	if proxied(cfg) {
+		// A reader policy or audit log must read every message: refuse
+		// a daemon whose protocol the proxy does not know, rather than
+		// start and refuse each connection.
+		if err := pcsc.CheckPolicyDaemon(host.daemon); err != nil {
+			return fmt.Errorf("host pcscd at %s: %w", host.socket, err)
+		}
+	}
 	f.mu.Lock()
 	f.pending, f.host = cfg, host
 	f.mu.Unlock()
@@ -113,6 +130,17 @@ func (f *Supervisor) note(format string, args ...any) {
 
 // policy is the reader policy of a guest that config.Validate accepted:
 // nil when it allows everything.
+// proxied reports whether a guest of cfg has a reader policy or an audit
+// log, which the protocol-aware proxy applies.
+func proxied(cfg *config.Config) bool {
+	for _, g := range cfg.Guests {
+		if g.Audit || policy(g) != nil {
+			return true
+		}
+	}
+	return false
+}
+
 func policy(g config.Guest) *pcsc.Policy {
 	deny := g.Control == "deny"
 	if len(g.Readers) == 0 && !deny {

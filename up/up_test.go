@@ -80,7 +80,7 @@ func TestVMWarning(t *testing.T) {
 	g := config.Guest{Name: "build", VM: "build"}
 	src := vm.Source{Kind: "host name", Looked: []string{"libvirt: no domain named build"}}
 	w := VMWarning(g, src, "")
-	want := "guest build: build is not a Host in ~/.ssh/config, nor a VM that libvirt knows (no domain named build); VirtualBox, Vagrant and Lima are not installed (or have no VMs here); connecting to it as the host name build"
+	want := "guest build: build is not a Host in ~/.ssh/config, nor a VM that libvirt knows (no domain named build); VirtualBox, Vagrant, Lima and VMware are not installed (or have no VMs here); connecting to it as the host name build"
 	if w != want {
 		t.Errorf("warning\n got %s\nwant %s", w, want)
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/doctor"
+	"github.com/cardshare/cardshare/internal/hostcheck"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/sshpaths"
 )
 
 type doctorOptions struct {
@@ -32,6 +35,17 @@ with a fix for each problem:
   readers         pcscd lists at least one reader
   polkit          whether pcscd's polkit check may refuse cardshare (pcscd built with
                   polkit, cardshare outside an active local session, e.g. as a service)
+
+On macOS and Windows, which have no pcscd socket, the host checks are instead:
+
+  PC/SC service   PC/SC answers (Windows starts its Smart Card service only while
+                  a reader is attached); not checked yet without the native backend
+  readers         PC/SC lists at least one reader
+  macOS           the macOS release has no known PC/SC bug (SCardControl before 14.3)
+  ssh program     Windows' own OpenSSH (or any ssh on macOS) for ssh -G
+  ssh-agent       the agent answers and holds keys (launchd's socket, the Windows
+                  OpenSSH agent's pipe or Pageant)
+  WSL2            with WSL installed: the networking mode the relay must fit
 
 and with GUEST (an ssh_config alias, [user@]host[:port] or a VM name, as for expose):
 
@@ -74,6 +88,9 @@ func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args [
 		Dial:        sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.Logger()},
 		Report:      func(name string, r doctor.Result) { printCheck(w, name, r) },
 	}
+	if runtime.GOOS == "darwin" || runtime.GOOS == "windows" {
+		cfg.Host = hostChecks(sshpaths.Current())
+	}
 	guest := ""
 	if len(args) == 1 {
 		guest = args[0]
@@ -89,6 +106,26 @@ func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args [
 		return fmt.Errorf("%w: %d warned (--strict)", cmdutil.ErrChecksFailed, sum.Warned)
 	}
 	return nil
+}
+
+// probeNativePCSC asks the host's PC/SC API (the native backend) what
+// doctor's macOS and Windows checks need. This build has no native
+// backend yet: the PC/SC checks say "not checked".
+var probeNativePCSC = func(context.Context) hostcheck.PCSC {
+	return hostcheck.PCSC{Err: hostcheck.ErrNotProbed}
+}
+
+// hostChecks are doctor's host checks on macOS and Windows (h.GOOS), which
+// have no pcscd socket: internal/hostcheck's PC/SC service, readers, macOS
+// version, ssh program, ssh-agent and WSL2 checks.
+func hostChecks(h sshpaths.Host) func(context.Context) []doctor.HostCheck {
+	return func(ctx context.Context) []doctor.HostCheck {
+		var out []doctor.HostCheck
+		for _, r := range hostcheck.Checks(hostcheck.Gather(ctx, h, probeNativePCSC(ctx), 0)) {
+			out = append(out, doctor.HostCheck{Name: r.Name, Result: doctor.Result{Status: doctor.Status(r.Status), Msg: r.Msg, Fix: r.Fix}})
+		}
+		return out
+	}
 }
 
 // printCheck prints one line of doctor's report, and the fix of a problem.

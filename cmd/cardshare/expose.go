@@ -17,6 +17,7 @@ import (
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
 )
@@ -33,6 +34,7 @@ type exposeOptions struct {
 	readers     []string
 	control     string
 	audit       bool
+	caps        cmdutil.ConnCaps
 }
 
 func newExposeCmd(g *cmdutil.Globals) *cobra.Command {
@@ -46,7 +48,8 @@ guest program opens there. It prints the socket path and the export line for
 each guest, then runs until Ctrl-C, reconnecting when a guest goes away.
 
 GUEST is an ssh_config Host alias, [user@]host[:port], or a VM name (VirtualBox,
-libvirt, Vagrant, Lima: see "cardshare resolve"). SSH settings come from
+libvirt, Vagrant, Lima, VMware, Parallels, UTM, Hyper-V: see "cardshare
+resolve"). SSH settings come from
 ~/.ssh/config (or -F FILE) exactly as ssh evaluates them: HostName, Port, User,
 IdentityFile, IdentitiesOnly, IdentityAgent, UserKnownHostsFile,
 StrictHostKeyChecking, ProxyJump, Include and Match. Keys come from ssh-agent
@@ -126,6 +129,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 	f.StringArrayVar(&o.readers, "readers", nil, "show the guests only the host readers matching `pattern` (* ? [...]; repeat for more)")
 	f.StringVar(&o.control, "control", "allow", "allow or deny SCardControl (reader escape commands) to the guests")
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
+	cmdutil.ConnCapsFlags(f, &o.caps)
 	return cmd
 }
 
@@ -140,9 +144,18 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	log := g.Logger()
 	ctx, stopHup := cmdutil.HangupStops(ctx, log)
 	defer stopHup()
+	limiter, err := o.caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
+	}
+	if len(o.readers) > 0 || o.control == "deny" || o.audit {
+		if err := pcsc.CheckPolicyDaemon(daemon); err != nil {
+			return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
+		}
 	}
 
 	guests := make([]forward.Guest, 0, len(dests))
@@ -170,6 +183,7 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	cfg.Dial = sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: log}
 	cfg.Relay.Policy, _ = cmdutil.GuestPolicy(o.readers, o.control) // checked in Args
 	cfg.Relay.Audit = o.audit
+	cfg.Relay.Limiter = limiter
 	setup := newSetupOnUp(ctx, o.setupGuest, guests, cfg.Dial, stdout, log)
 	defer setup.Wait()
 	cfg.OnEvent = func(e forward.Event) {

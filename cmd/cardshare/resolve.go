@@ -34,12 +34,20 @@ NAME, without connecting. NAME is looked up in this order:
        libvirt     virsh domifaddr (DHCP lease, guest agent, ARP)
        Vagrant     vagrant ssh-config NAME, in the directory of the Vagrantfile
        Lima        ~/.lima/NAME/ssh.config (Host lima-NAME)
+       VMware      vmrun getGuestIPAddress (Workstation, Fusion; needs VMware
+                   Tools or open-vm-tools in the guest); NAME is the VM's
+                   display name or its .vmx/.vmwarevm name
+       Parallels   prlctl list --full --json: the address Parallels Tools report
+       UTM         utmctl ip-address, asked only while UTM runs (needs the QEMU
+                   backend and qemu-guest-agent in the guest)
+       Hyper-V     PowerShell Get-VM (Windows; needs membership of "Hyper-V
+                   Administrators" and the guest's integration services)
      A name that two managers know is an error listing both;
   3. otherwise a host name, as for ssh.
 
 [user@]NAME sets the login user for addresses a manager reports; user@host:port
 and IP addresses are used as they are. Your ssh_config still applies to the
-addresses VirtualBox and libvirt report (User, IdentityFile, known_hosts).`,
+addresses the managers report (User, IdentityFile, known_hosts).`,
 		Example: `  cardshare resolve devvm
   cardshare resolve dev@devvm
   cardshare resolve --vagrant-dir ~/src/project default`,

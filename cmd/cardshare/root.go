@@ -38,8 +38,14 @@ In the guest, point programs at the forwarded socket:
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().BoolVarP(&g.Verbose, "verbose", "v", false, "log debug events (connections, byte counts; never card data)")
 	root.PersistentFlags().StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
-	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), servicecmd.New(g), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), relaycmd.New(g))
+	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), servicecmd.New(g, checkConfigFile), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), relaycmd.New(g))
 	return root
+}
+
+// checkConfigFile is cmdutil.CheckConfig for `service install`.
+func checkConfigFile(flag string, stderr io.Writer) (string, error) {
+	file, _, err := cmdutil.CheckConfig(flag, stderr)
+	return file, err
 }
 
 // run executes the command line and returns the exit code. Errors are

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"syscall"
@@ -19,7 +20,10 @@ import (
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/control"
+	"github.com/cardshare/cardshare/internal/service"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/up"
 )
 
@@ -27,6 +31,7 @@ type upOptions struct {
 	config  string
 	control string
 	backend string
+	logFile string
 }
 
 func newUpCmd(g *cmdutil.Globals) *cobra.Command {
@@ -72,10 +77,28 @@ stay machine-readable (log_format text or json in the config, or --log-format).`
 	f.StringVar(&o.config, "config", "", "config `file` (default $XDG_CONFIG_HOME/cardshare/config.yaml)")
 	cmdutil.BackendFlag(f, &o.backend)
 	f.StringVar(&o.control, "control-socket", "", "control socket `path` for `cardshare status` (default $XDG_RUNTIME_DIR/cardshare/control.sock)")
+	f.StringVar(&o.logFile, "log-file", "", "append the log and progress to `file` instead of stderr and stdout (the Windows logon task's output goes nowhere else)")
 	return cmd
 }
 
-func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.FlagSet, stdout io.Writer) error {
+func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.FlagSet, stdout io.Writer) (err error) {
+	if o.logFile != "" {
+		f, ferr := openLogFile(o.logFile)
+		if ferr != nil {
+			return ferr
+		}
+		defer f.Close()
+		defer func() {
+			if err != nil { // run prints it too, to a console that may be gone
+				cmdutil.PrintError(f, err)
+			}
+		}()
+		g.Stderr, stdout = f, f
+		// The logon task's console window: closed when it is up's own.
+		if derr := service.DetachConsole(); derr != nil {
+			fmt.Fprintf(f, "cardshare: warning: detach from the console: %v\n", derr)
+		}
+	}
 	// Before anything else: SIGHUP's default action ends the process. up
 	// also owns SIGINT and SIGTERM (main catches them too), so that it
 	// cleans up from any entry point.
@@ -98,6 +121,11 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 		return err
 	}
 	ctl := o.control
+	if ctl != "" {
+		if err := unixsock.CheckChosenDir(filepath.Dir(ctl)); err != nil {
+			return fmt.Errorf("--control-socket: %w", err)
+		}
+	}
 	if ctl == "" {
 		if ctl, err = control.DefaultSocket(); err != nil {
 			return err
@@ -106,7 +134,19 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 	level := new(slog.LevelVar)
 	log := g.ServiceLogger(flags, cfg.Host.LogFormat, level)
 	out := &progress{w: stdout, chatty: isTerminal(g.Stderr), sockets: map[string]string{}}
+	caps := cmdutil.ConnCaps{PerGuest: cfg.Host.MaxGuestConns, Total: cfg.Host.MaxConns}
+	if caps.PerGuest == 0 {
+		caps.PerGuest = connlimit.DefaultPerGuest
+	}
+	if caps.Total == 0 {
+		caps.Total = max(connlimit.DefaultTotal, caps.PerGuest)
+	}
+	limiter, err := caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	sup := up.New(ctx, up.Options{
+		Limiter:            limiter,
 		File:               file,
 		Logger:             log,
 		Level:              level,
@@ -145,6 +185,19 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 			sup.Reload()
 		}
 	}
+}
+
+// openLogFile opens up's --log-file for appending, making its directory
+// (private: a log names guests and readers) when there is none.
+func openLogFile(path string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("log file: %w", err)
+	}
+	return f, nil
 }
 
 // isTerminal reports whether w is a terminal, where a person waits for

@@ -182,6 +182,23 @@ func BenchmarkPaths(b *testing.B) {
 
 	report(b, paths, elapsed)
 
+	if *flagCount > 0 {
+		var counts []pathCount
+		for _, pt := range paths {
+			procs := []watched{{rolePCSCD, p.PID}}
+			switch pt.id {
+			case pathCardshare:
+				continue // shares this process with the card
+			case pathSSHN, pathSSHSession:
+				procs = append(procs, watched{"ssh", pt.pid})
+			case pathCLI, pathCLIBase:
+				procs = append(procs, watched{"cardshare", pt.pid})
+			}
+			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "guest sshd"))
+		}
+		printCounts(counts, pathNames, *flagCount)
+	}
+
 	if *flagProfile != "" {
 		for _, pt := range paths {
 			if pt.id == pathCardshare {
@@ -641,7 +658,8 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 	for _, id := range []string{pathCardshare, pathCLI} {
 		a, ok := sums[id]
 		if o, ok2 := sums[pathSSHSession]; ok && ok2 && o.perSec > 0 {
-			fmt.Fprintf(&t, "\n%s ÷ OpenSSH with a session: %.2f× APDU/s, median %+.0f µs", pathNames[id], a.perSec/o.perSec, a.medianUS-o.medianUS)
+			fmt.Fprintf(&t, "\n%s ÷ OpenSSH with a session: %.2f× APDU/s, median %+.0f µs; %s",
+				pathNames[id], a.perSec/o.perSec, a.medianUS-o.medianUS, roundRatios(pathRuns(paths, id), pathRuns(paths, pathSSHSession)))
 		}
 	}
 	t.WriteString(vsBaseline(paths, pathCLI, pathCLIBase))
@@ -876,6 +894,41 @@ func vsBaseline(paths []*path, id, base string) string {
 		return ""
 	}
 	as, os := summarize(a), summarize(o)
-	return fmt.Sprintf("\n%s, this build ÷ -baseline-bin %s: %.2f× APDU/s, median %+.0f µs, p99 %+.0f µs\n",
-		id, *flagBaseline, as.perSec/os.perSec, as.medianUS-os.medianUS, as.p99US-os.p99US)
+	return fmt.Sprintf("\n%s, this build ÷ -baseline-bin %s: %.2f× APDU/s, median %+.0f µs, p99 %+.0f µs; %s\n",
+		id, *flagBaseline, as.perSec/os.perSec, as.medianUS-os.medianUS, as.p99US-os.p99US, roundRatios(a, o))
+}
+
+// pathRuns returns the runs of path id.
+func pathRuns(paths []*path, id string) []testenv.Bench {
+	for _, pt := range paths {
+		if pt.id == id {
+			return pt.runs
+		}
+	}
+	return nil
+}
+
+// roundRatios describes the ratios of a to b round by round: each round
+// runs both within seconds, so that the load of the machine, which moves
+// APDU/s severalfold between rounds on a shared machine, weighs on both
+// alike.
+func roundRatios(a, b []testenv.Bench) string {
+	var r []float64
+	for i := range min(len(a), len(b)) {
+		if b[i].PerSec > 0 {
+			r = append(r, a[i].PerSec/b[i].PerSec)
+		}
+	}
+	if len(r) == 0 {
+		return ""
+	}
+	slices.Sort(r)
+	q := func(f float64) float64 { return r[int(f*float64(len(r)-1)+0.5)] }
+	ahead := 0
+	for _, x := range r {
+		if x > 1 {
+			ahead++
+		}
+	}
+	return fmt.Sprintf("round by round: median %.2f×, quartiles %.2f–%.2f, ahead in %d of %d rounds", q(0.5), q(0.25), q(0.75), ahead, len(r))
 }

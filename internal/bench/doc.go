@@ -13,6 +13,14 @@
 // switches per APDU, which hardly depend on the machine's load. BenchmarkPipe
 // measures one bridge.Pipe hop without SSH and its allocations per message.
 //
+// With -count N, both BenchmarkPaths and BenchmarkRelay end with a counting
+// pass (count_test.go): N more APDUs per path with every process on it
+// watched, for system calls (perf stat), CPU, sleeps and loopback TCP
+// segments per APDU. The reports give ratios round by round too, which a
+// shared machine needs. For development, CS_STRACE_DIR and CS_PERF_DIR make
+// the counting pass write strace logs or perf recordings of each process
+// there.
+//
 // Run it with scripts/bench.sh, or:
 //
 //	go test -run '^$' -bench Paths -benchtime 1x ./internal/bench -args -rounds=5 -apdus=3000

@@ -121,6 +121,21 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	reportRelay(b, paths, time.Since(start))
 
+	if *flagCount > 0 {
+		var counts []pathCount
+		for _, pt := range paths {
+			if pt.id == pathRelayLib || pt.id == pathSocatTCP {
+				continue // the card's process; socat forks per connection
+			}
+			procs := []watched{{rolePCSCD, p.PID}}
+			for i, pid := range pt.pids {
+				procs = append(procs, watched{[]string{"host end", "guest end"}[i], pid})
+			}
+			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "peer"))
+		}
+		printCounts(counts, relayPathNames, *flagCount)
+	}
+
 	perConn := idleConnCost(b, r, 100)
 	r.stop()
 	perGuest := idleGuestCost(b, p.Socket, 50)
@@ -158,7 +173,8 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 	}
 	relayS, socatS := summarize(paths[6].runs), summarize(paths[1].runs)
 	t.WriteString("\nrelay CPU and sleeps are per APDU, summed over the path's two relay processes: CPU time of all threads (socat's from the children it forks per connection, at 10 ms resolution), and voluntary context switches (socat's are not known). Every sleep costs a wake-up on the APDU's path.\n")
-	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS)
+	fmt.Fprintf(&t, "\nrelay processes ÷ socat pair: %.2f× APDU/s, median %+.0f µs; %s\n", relayS.perSec/socatS.perSec, relayS.medianUS-socatS.medianUS,
+		roundRatios(paths[6].runs, paths[1].runs))
 	t.WriteString(vsBaseline(paths, pathRelayCLI, pathRelayBase))
 	fmt.Println(t.String())
 }

@@ -4,7 +4,9 @@
 // then its bytes are piped to a connection from the host side (Pipe), or
 // relayed message by message through the protocol-aware stage
 // (internal/pcsc/proxy) when versions are translated, reader arrays differ
-// in size, or a reader policy or an audit log applies.
+// in size, or a reader policy or an audit log applies. The byte relay
+// frames what it copies (frame.go), so that each message leaves in one
+// write: one SSH packet or one yamux frame.
 //
 // Every mode is a listener, a dial function and Serve: the guest socket an
 // SSH server forwards, a yamux session or a plain Unix socket is the

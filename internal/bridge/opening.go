@@ -32,6 +32,25 @@ type handshake struct {
 	// to the host, for the proxy to handle: SCARD_CANCEL when every
 	// connection is proxied, so that the proxy checks its context.
 	prefix []byte
+	// release gives back the connection's slot of Config.Limiter.
+	release func()
+}
+
+// errOverCap is open's error for a connection refused by Config.Limiter.
+var errOverCap = errors.New("bridge: guest connection over the cap")
+
+// acquire takes a slot of c.Limiter for a connection that opened with o.
+// The temporary socket of SCardCancel may go over the guest's cap
+// (connlimit.Limiter.AcquireCancel), so that a guest whose connections
+// all wait can still cancel them.
+func (c *Config) acquire(o pcsc.Opening) (release func(), ok bool) {
+	if c.Limiter == nil {
+		return func() {}, true
+	}
+	if o.Command == pcsc.CmdVersion {
+		return c.Limiter.Acquire(c.Guest)
+	}
+	return c.Limiter.AcquireCancel(c.Guest)
 }
 
 // open reads the guest's opening message, dials the host, and relays the
@@ -48,7 +67,7 @@ type handshake struct {
 // the proxy knows both, open translates instead: it proposes the daemon's
 // version upstream and answers the guest as a daemon of the guest's
 // version would.
-func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *slog.Logger) (net.Conn, handshake, error) {
+func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *slog.Logger) (_ net.Conn, _ handshake, err error) {
 	// Not every net.Conn supports deadlines (SSH channels do not), so a
 	// watchdog that closes the connections bounds each step instead.
 	var host net.Conn
@@ -68,6 +87,18 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 	if err != nil {
 		return nil, handshake{}, fmt.Errorf("bridge: read opening message: %w", err)
 	}
+	// The cap is checked before the host is dialed: a refused connection
+	// never reaches pcscd.
+	release, ok := c.acquire(o)
+	if !ok {
+		guest.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
+		return nil, handshake{}, errOverCap
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 
 	dctx, cancel := context.WithTimeout(ctx, c.OpeningTimeout)
 	h, err := dial(dctx)
@@ -86,7 +117,7 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 			return nil, handshake{}, errOpeningTimeout
 		}
 		log.Debug("guest connection opened", "command", "SCARD_CANCEL")
-		hs := handshake{cancel: true}
+		hs := handshake{cancel: true, release: release}
 		if c.proxyAll() {
 			hs.prefix = bytes.Clone(raw)
 			return h, hs, nil
@@ -117,7 +148,7 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 				log.Info("guest fell back to the host's protocol version",
 					"guest_protocol", rejected.Client.String(), "host_protocol", r.Version.String())
 			}
-			hs := handshake{guest: o.Version, host: r.Version, daemon: r.Version, client: first, translated: translate}
+			hs := handshake{guest: o.Version, host: r.Version, daemon: r.Version, client: first, translated: translate, release: release}
 			if !translate {
 				// Both ends speak the older of the two: the client
 				// stores the daemon's minor, and the daemon serves an

@@ -9,6 +9,9 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
 // socketPair returns the two ends of a connected Unix stream socket.
@@ -71,6 +74,53 @@ func TestPipeZeroAllocs(t *testing.T) {
 	}
 	roundTrip(ext)
 	if n := testing.AllocsPerRun(500, func() { roundTrip(req) }); n > 0.01 {
+		t.Errorf("%.2f allocations per transmit after an extended APDU", n)
+	}
+}
+
+// Whole-message forwarding allocates nothing per transmit either, after
+// an extended APDU as before it, and holds nothing it should not: the
+// round trips here would stall on a held reply.
+func TestFramedPipeZeroAllocs(t *testing.T) {
+	e := startFramed(t, framed{version: pcsc.V44, slots: pcsc.DefaultSlots, hold: time.Minute})
+	got := make([]byte, 8+pcsc.TransmitSize+65536)
+	roundTrip := func(n int) {
+		req, rep := transmit(n, 14)
+		for _, p := range req {
+			if _, err := e.client.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := io.ReadFull(e.daemon, got[:8+pcsc.TransmitSize+n]); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range rep {
+			if _, err := e.daemon.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := io.ReadFull(e.client, got[:pcsc.TransmitSize+14]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The messages are made outside the measured function.
+	req, rep := transmit(5, 14)
+	small := func() {
+		for _, p := range req {
+			e.client.Write(p)
+		}
+		io.ReadFull(e.daemon, got[:8+pcsc.TransmitSize+5])
+		for _, p := range rep {
+			e.daemon.Write(p)
+		}
+		io.ReadFull(e.client, got[:pcsc.TransmitSize+14])
+	}
+	roundTrip(5)
+	if n := testing.AllocsPerRun(500, small); n > 0.01 {
+		t.Errorf("%.2f allocations per transmit", n)
+	}
+	roundTrip(65536)
+	if n := testing.AllocsPerRun(500, small); n > 0.01 {
 		t.Errorf("%.2f allocations per transmit after an extended APDU", n)
 	}
 }

@@ -51,6 +51,21 @@ func (c *Config) stage(hs handshake) (proxy.Dialect, bool) {
 	return d, c.proxyAll() || d.Translates()
 }
 
+// framing says how the byte relay may frame a connection that the proxy
+// does not serve (see frame.go): one that speaks a known version at both
+// ends. Reader arrays are framed only when their size is known: the
+// daemon is the one probed.
+func (c *Config) framing(hs handshake) (framed, bool) {
+	if hs.cancel || !hs.guest.Known() || hs.guest != hs.host {
+		return framed{}, false
+	}
+	f := framed{version: hs.guest}
+	if c.Daemon.Version == hs.daemon {
+		f.slots = c.Daemon.Readers
+	}
+	return f, true
+}
+
 // proxy relays a connection through proxy.Proxy.
 func runProxy(ctx context.Context, guest, host net.Conn, d proxy.Dialect, prefix []byte, c *Config, log *slog.Logger, counts *Counts) error {
 	pc := proxy.Config{

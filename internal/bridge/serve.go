@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/accept"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
@@ -46,6 +47,19 @@ type Config struct {
 	// accept. pcscd itself serves at most 200 (PCSC_MAX_CONTEXT_THREADS).
 	// Zero means 200.
 	MaxConns int
+
+	// Limiter, when set, caps the connections Guest holds open on the
+	// host, and the whole process's (connlimit): one guest that opens
+	// connections in a loop must not take pcscd's ~200 client slots from
+	// the host's own programs and the other guests. A connection over a
+	// cap is answered as a pcscd that cannot serve it (SCARD_E_NO_SERVICE)
+	// and closed; the Limiter logs refusals once per burst. Share one
+	// Limiter between every Serve of the process. Nil caps nothing but
+	// MaxConns.
+	Limiter *connlimit.Limiter
+
+	// Guest names the guest this Serve serves, for Limiter.
+	Guest string
 
 	// Stats, when set, is updated as connections come and go.
 	Stats *Stats
@@ -188,11 +202,17 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 	if err != nil {
 		c.Stats.Failed.Add(1)
 		guest.Close()
+		if errors.Is(err, errOverCap) {
+			// The Limiter logs refusals, once per burst.
+			log.Debug("guest connection refused", "err", err)
+			return
+		}
 		if ctx.Err() == nil {
 			logFailure(log, err)
 		}
 		return
 	}
+	defer hs.release()
 	if !hs.cancel {
 		c.Stats.client.Store(uint64(hs.client.Major)<<32 | uint64(hs.client.Minor))
 	}
@@ -201,6 +221,8 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 	var counts Counts
 	if d, ok := c.stage(hs); ok {
 		err = runProxy(ctx, guest, host, d, hs.prefix, c, log, &counts)
+	} else if f, ok := c.framing(hs); ok {
+		err = framedPipe(ctx, guest, host, &counts, f)
 	} else {
 		err = Pipe(ctx, guest, host, &counts)
 	}

@@ -4,7 +4,8 @@
 // the guest socket path, the guest's libpcsclite against the host pcscd,
 // and the login user's environment. [Run] reports each [Result] (status,
 // what was found, a fix) through a callback as soon as it is known; the
-// caller prints them.
+// caller prints them. On macOS and Windows the caller replaces the pcscd
+// checks with its own (Config.Host: internal/hostcheck's).
 //
 // doctor must not import forward, relay, config or cmd.
 package doctor

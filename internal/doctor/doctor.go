@@ -49,6 +49,18 @@ type Config struct {
 	// Report is called with each check's result, in order, as soon as the
 	// check has run. It must be set.
 	Report func(name string, r Result)
+	// Host, when set, replaces the host pcscd, readers and polkit checks:
+	// a macOS or Windows host has no pcscd socket, and cmd/cardshare gives
+	// internal/hostcheck's checks of its PC/SC service, readers, ssh and
+	// agent here. The guest checks then have no host pcscd to compare the
+	// guest's library with (the native backend answers any version).
+	Host func(ctx context.Context) []HostCheck
+}
+
+// HostCheck is the result of one check of the host, with its name.
+type HostCheck struct {
+	Name string
+	Result
 }
 
 // Summary counts the checks that failed and warned.
@@ -104,6 +116,15 @@ func (d *doctor) report(name string, r Result) {
 }
 
 func (d *doctor) run(ctx context.Context, guest string) Summary {
+	if d.cfg.Host != nil {
+		for _, c := range d.cfg.Host(ctx) {
+			d.report(c.Name, c.Result)
+		}
+		if guest != "" {
+			d.guestChecks(ctx, guest, nil)
+		}
+		return d.sum
+	}
 	socket := d.cfg.PCSCDSocket
 	daemon, probeErr := pcsc.Probe(ctx, socket)
 	d.report("host pcscd", d.hostCheck(socket, daemon, probeErr))

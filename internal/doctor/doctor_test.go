@@ -152,3 +152,18 @@ func TestSetupCommand(t *testing.T) {
 		t.Errorf("with flags:\n got %s\nwant %s", got, want)
 	}
 }
+
+// Config.Host replaces the pcscd checks (macOS, Windows).
+func TestHostReplacesPCSCD(t *testing.T) {
+	var names []string
+	sum := Run(context.Background(), &Config{
+		PCSCDSocket: "/nonexistent/pcscd.comm",
+		Host: func(context.Context) []HostCheck {
+			return []HostCheck{{"PC/SC service", Result{Status: Skip}}, {"ssh-agent", Result{Status: Warn}}}
+		},
+		Report: func(name string, r Result) { names = append(names, name+" "+string(r.Status)) },
+	}, "")
+	if got := strings.Join(names, ", "); got != "PC/SC service SKIP, ssh-agent WARN" || sum.Warned != 1 || sum.Failed != 0 {
+		t.Errorf("reported %q, %+v", got, sum)
+	}
+}

@@ -136,7 +136,7 @@ const (
 // through, so that dotfiles managed elsewhere stay links.
 const editScript = `
 umask 022
-fail() { echo "error=$*"; exit 0; }
+fail() { printf '%s\n' "error=$*"; exit 0; }
 cd "$HOME" || fail "cannot enter $HOME"
 if [ "$had" = 1 ]; then
 	[ -f "$f" ] || fail "$f disappeared while cardshare was editing it; run again"
@@ -162,7 +162,7 @@ remove)
 	rm -f -- "$f" || fail "cannot delete $f"
 	for d in $rmdirs; do rmdir -- "$d" 2>/dev/null; done ;;
 esac
-echo "ok=1"
+printf '%s\n' "ok=1"
 `
 
 // edit is a planned change of one file in the home directory.

@@ -22,60 +22,60 @@ import (
 // "file=W N PATH" followed by its N bytes and a newline.
 const surveyScript = guestsock.DefaultDirFunc + `
 umask 022
-fail() { echo "error=$*"; exit 0; }
+fail() { printf '%s\n' "error=$*"; exit 0; }
 [ -n "${HOME:-}" ] && [ -d "$HOME" ] || fail "the login user has no home directory"
 cd "$HOME" || fail "cannot enter $HOME"
-echo "home=$HOME"
-echo "os=$(uname -s)"
-[ -d "$sdroot" ] && echo "systemd=1"
+printf '%s\n' "home=$HOME"
+printf '%s\n' "os=$(uname -s)"
+[ -d "$sdroot" ] && printf '%s\n' "systemd=1"
 me=$(id -un)
 sh=
 if command -v getent >/dev/null 2>&1; then sh=$(getent passwd "$me" | cut -d: -f7); fi
 [ -n "$sh" ] || sh=$(grep "^$me:" /etc/passwd 2>/dev/null | cut -d: -f7)
 [ -n "$sh" ] || sh=${SHELL:-}
-echo "shell=$sh"
-[ -w . ] && echo "homewritable=1"
+printf '%s\n' "shell=$sh"
+[ -w . ] && printf '%s\n' "homewritable=1"
 sock=$want
 if [ -z "$sock" ]; then
 	default_dir
 	sock=$dir/pcscd.comm
 fi
-echo "socket=$sock"
+printf '%s\n' "socket=$sock"
 for d in .config .config/environment.d; do
-	if [ -d "$d" ]; then w=0; [ -w "$d" ] && w=1; echo "dir=$w $d"; fi
+	if [ -d "$d" ]; then w=0; [ -w "$d" ] && w=1; printf '%s\n' "dir=$w $d"; fi
 done
 dump() {
-	if [ -L "$1" ] && [ ! -e "$1" ]; then echo "odd=dangling symbolic link $1"; return 0; fi
+	if [ -L "$1" ] && [ ! -e "$1" ]; then printf '%s\n' "odd=dangling symbolic link $1"; return 0; fi
 	[ -e "$1" ] || return 0
-	[ -f "$1" ] || { echo "odd=not a regular file $1"; return 0; }
-	[ -r "$1" ] || { echo "odd=not readable $1"; return 0; }
+	[ -f "$1" ] || { printf '%s\n' "odd=not a regular file $1"; return 0; }
+	[ -r "$1" ] || { printf '%s\n' "odd=not readable $1"; return 0; }
 	w=0; [ -w "$1" ] && w=1
 	n=$(($(wc -c < "$1")))
-	echo "file=$w $n $1"
+	printf '%s\n' "file=$w $n $1"
 	cat -- "$1"
 	echo
 }
 for f in ` + fileProfile + ` ` + fileBashProfile + ` ` + fileBashLogin + ` ` + fileZProfile + ` ` + fileEnvD + `; do dump "$f"; done
 if [ "$system" = 1 ]; then
 	if [ "$(id -u)" = 0 ]; then
-		echo "sudo=root"
+		printf '%s\n' "sudo=root"
 	elif ! command -v "$sudo" >/dev/null 2>&1; then
-		echo "sudo=missing"
+		printf '%s\n' "sudo=missing"
 	elif err=$("$sudo" -n true 2>&1 </dev/null); then
-		echo "sudo=ok"
+		printf '%s\n' "sudo=ok"
 	else
-		echo "sudo=refused"
-		echo "sudoerr=$(echo "$err" | head -n 1)"
+		printf '%s\n' "sudo=refused"
+		printf '%s\n' "sudoerr=$(printf '%s\n' "$err" | head -n 1)"
 	fi
-	for c in "$systemctl" "$tmpfiles"; do command -v "$c" >/dev/null 2>&1 || echo "nocmd=$c"; done
+	for c in "$systemctl" "$tmpfiles"; do command -v "$c" >/dev/null 2>&1 || printf '%s\n' "nocmd=$c"; done
 	if command -v "$systemctl" >/dev/null 2>&1; then
 		for u in pcscd.socket pcscd.service; do
 			e=$("$systemctl" is-enabled "$u" 2>/dev/null | head -n 1)
 			a=$("$systemctl" is-active "$u" 2>/dev/null | head -n 1)
-			echo "unit=$u ${e:-none} ${a:-unknown}"
+			printf '%s\n' "unit=$u ${e:-none} ${a:-unknown}"
 		done
 	fi
-	if [ -L "$link" ]; then echo "link=$(readlink "$link")"; fi
+	if [ -L "$link" ]; then printf '%s\n' "link=$(readlink "$link")"; fi
 	dump "$tmpconf"
 fi
 `

@@ -26,7 +26,7 @@ var pcscdUnits = []string{"pcscd.socket", "pcscd.service"}
 // unmasks the units that were not masked before setup and starts the ones
 // that were active then.
 const systemScript = `
-fail() { echo "error=$*"; exit 0; }
+fail() { printf '%s\n' "error=$*"; exit 0; }
 S=
 [ "$(id -u)" = 0 ] || S="$sudo -n"
 case $op in
@@ -44,7 +44,7 @@ undo)
 	if [ -n "$start" ]; then $S "$systemctl" start $start || fail "cannot start $start"; fi
 	;;
 esac
-echo "ok=1"
+printf '%s\n' "ok=1"
 `
 
 // systemPlan is what the system part will do.

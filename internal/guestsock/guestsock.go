@@ -10,6 +10,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -17,6 +18,14 @@ import (
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/unixsock"
 )
+
+// ErrSilent means a listener holds the guest socket path and accepts
+// connections but does not answer a CMD_VERSION: the forward of an SSH
+// connection that died without the guest's sshd noticing yet, or some
+// other program that is slow or stuck. It is never removed; the forward
+// retries until the listener is gone (sshd's ClientAliveInterval reaps a
+// dead connection) or answers.
+var ErrSilent = errors.New("guest socket is held by a listener that does not answer")
 
 // ErrRemoved means the guest socket disappeared while the forward was
 // up; the forward reconnects to create it again.
@@ -53,12 +62,12 @@ func (g Info) Client() (pcsc.Client, bool) {
 // pcsc-lite release.
 const prepareScript = DefaultDirFunc + `
 umask 077
-fail() { echo "error=$*"; exit 0; }
+fail() { printf '%s\n' "error=$*"; exit 0; }
 owner_ok() { # $1 is owned by us or root, and no one else may write to it
 	set -- "$1" "$(ls -ldn "$1" 2>/dev/null)"
 	[ -n "$2" ] || return 1
-	o=$(echo "$2" | awk '{print $3}')
-	m=$(echo "$2" | awk '{print $1}')
+	o=$(printf '%s\n' "$2" | awk '{print $3}')
+	m=$(printf '%s\n' "$2" | awk '{print $1}')
 	[ "$o" = "$(id -u)" ] || [ "$o" = 0 ] || return 1
 	case "$m" in ?????w????*|????????w?*) return 2 ;; esac
 	return 0
@@ -71,8 +80,8 @@ ancestors_ok() { # every directory above $1 is ours or root's, and others
 		a=$(dirname "$a")
 		owner_ok "$a"
 		case $? in
-		1) echo "unsafe=$a"; return ;;
-		2) case "$(ls -ldn "$a" | awk '{print $1}')" in ?????????[tT]*) ;; *) echo "unsafe=$a"; return ;; esac ;;
+		1) printf '%s\n' "unsafe=$a"; return ;;
+		2) case "$(ls -ldn "$a" | awk '{print $1}')" in ?????????[tT]*) ;; *) printf '%s\n' "unsafe=$a"; return ;; esac ;;
 		esac
 	done
 }
@@ -90,13 +99,13 @@ else
 	owner_ok "$dir"
 	case $? in
 	1) fail "$dir is owned by another user" ;;
-	2) echo "unsafe=$dir" ;;
+	2) printf '%s\n' "unsafe=$dir" ;;
 	esac
 fi
 ancestors_ok "$dir"
-echo "socket=$sock"
-if [ -S "$sock" ]; then echo "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then echo "exists=other"; fi
-echo "os=$(uname -s)"
+printf '%s\n' "socket=$sock"
+if [ -S "$sock" ]; then printf '%s\n' "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then printf '%s\n' "exists=other"; fi
+printf '%s\n' "os=$(uname -s)"
 rel=
 if command -v dpkg-query >/dev/null 2>&1; then rel=$(dpkg-query -W -f '${Version}' libpcsclite1 2>/dev/null); fi
 if [ -z "$rel" ] && command -v rpm >/dev/null 2>&1; then rel=$(rpm -q --qf '%{VERSION}' pcsc-lite-libs 2>/dev/null) || rel=; fi
@@ -104,11 +113,11 @@ if [ -z "$rel" ] && command -v apk >/dev/null 2>&1; then rel=$(apk list -I pcsc-
 if [ -z "$rel" ] && command -v pkg >/dev/null 2>&1; then rel=$(pkg query %v pcsc-lite 2>/dev/null) || rel=; fi
 if [ -z "$rel" ] && command -v pkg_info >/dev/null 2>&1; then rel=$(pkg_info -E pcsc-lite 2>/dev/null | sed 's/^pcsc-lite-//'); fi
 if [ -z "$rel" ] && command -v pkg-config >/dev/null 2>&1; then rel=$(pkg-config --modversion libpcsclite 2>/dev/null); fi
-echo "release=$rel"
+printf '%s\n' "release=$rel"
 `
 
 // checkScript reports whether the guest socket is gone.
-const checkScript = `[ -S "$sock" ] || echo missing
+const checkScript = `[ -S "$sock" ] || printf '%s\n' missing
 `
 
 // Missing reports whether no socket is at sock in the guest any more.
@@ -179,9 +188,20 @@ func Unquote(s string) string {
 	return strings.ReplaceAll(s[1:len(s)-1], `'\''`, `'`)
 }
 
+// MaxOutput caps what a guest script may print on standard output. The
+// scripts print a few key=value lines, or a profile file for guestsetup;
+// a guest whose shell prints without end must not grow the host process
+// (`cardshare up` serves every guest).
+const MaxOutput = 1 << 20
+
+// ErrOutputTooLarge means a guest script printed more than MaxOutput bytes;
+// the script was stopped.
+var ErrOutputTooLarge = fmt.Errorf("guest script printed more than %d bytes", MaxOutput)
+
 // Run runs script with /bin/sh in the guest, after assigning vars.
 // The script travels on standard input, so the login shell only ever parses
-// "/bin/sh -s", whatever shell it is (sh, bash, zsh, csh, fish).
+// "/bin/sh -s", whatever shell it is (sh, bash, zsh, csh, fish). A script
+// that prints more than MaxOutput bytes is stopped, with ErrOutputTooLarge.
 func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]byte, error) {
 	s, err := c.NewSession()
 	if err != nil {
@@ -195,11 +215,16 @@ func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]b
 	in.WriteString(script)
 	s.Stdin = &in
 	var out, errb bytes.Buffer
-	s.Stdout = &out
+	stdout := &cappedWriter{w: &out, n: MaxOutput, over: func() { s.Close() }}
+	s.Stdout = stdout
 	s.Stderr = &limitedWriter{w: &errb, n: 4096}
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
-	if err := s.Run("/bin/sh -s"); err != nil {
+	err = s.Run("/bin/sh -s")
+	if stdout.exceeded() {
+		return nil, ErrOutputTooLarge
+	}
+	if err != nil {
 		if msg := strings.TrimSpace(errb.String()); msg != "" {
 			return nil, fmt.Errorf("guest script: %w: %s", err, msg)
 		}
@@ -268,10 +293,14 @@ func CheckPath(p string) error {
 //
 // The probe goes through the guest's sshd (direct-streamlocal): a refused
 // connect means the socket is stale. A listener that accepts and answers a
-// CMD_VERSION, or closes, is alive and is left alone. A listener that accepts
-// but stays silent is the forward of an SSH connection that died without the
-// guest's sshd noticing yet: its client will never answer, so it is stale.
-func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Duration) (removed bool, err error) {
+// CMD_VERSION, or closes, is alive and is left alone (ErrInUse). A listener
+// that accepts but stays silent for wait is left alone too (ErrSilent): it
+// may be the forward of an SSH connection that died without the guest's
+// sshd noticing yet, but it may as well be a live program that is slow,
+// and removing its socket would cut it off for good. Only when ownLost is
+// set (sock is where the caller's own forward listened, on a connection
+// that it lost) is a silent listener that dead forward, and removed.
+func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Duration, ownLost bool) (removed bool, err error) {
 	conn, err := c.Dial("unix", sock)
 	if err != nil {
 		var oe *ssh.OpenChannelError
@@ -283,6 +312,9 @@ func ClearStale(ctx context.Context, c *ssh.Client, sock string, wait time.Durat
 		conn.Close()
 		if alive {
 			return false, fmt.Errorf("%w: %s", unixsock.ErrSocketInUse, sock)
+		}
+		if !ownLost {
+			return false, fmt.Errorf("%w: %s (no answer within %v)", ErrSilent, sock, wait)
 		}
 	}
 	if _, err := Run(ctx, c, removeSocketScript, "sock", sock); err != nil {
@@ -309,6 +341,36 @@ func answers(conn io.ReadWriteCloser, wait time.Duration) bool {
 	case <-time.After(wait):
 		return false
 	}
+}
+
+// cappedWriter writes up to n bytes to w; the write that would go over
+// calls over once (which stops the script) and fails.
+type cappedWriter struct {
+	w    io.Writer
+	n    int
+	over func()
+	mu   sync.Mutex
+	hit  bool
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(p) > c.n {
+		if !c.hit {
+			c.hit = true
+			go c.over()
+		}
+		return 0, ErrOutputTooLarge
+	}
+	c.n -= len(p)
+	return c.w.Write(p)
+}
+
+func (c *cappedWriter) exceeded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hit
 }
 
 type limitedWriter struct {

@@ -17,7 +17,7 @@ type State string
 const (
 	Free  State = "free"   // nothing: expose will listen there
 	Stale State = "stale"  // a socket nobody serves: expose removes it
-	InUse State = "in use" // a live listener, e.g. a running cardshare
+	InUse State = "in use" // a listener, e.g. a running cardshare, answering or not
 	Other State = "other"  // not a socket: expose refuses to replace it
 )
 
@@ -60,9 +60,9 @@ func Inspect(ctx context.Context, c *ssh.Client, socket string, wait time.Durati
 				return g, fmt.Errorf("check whether %s is in use: %w", info.Socket, err)
 			}
 		} else {
-			if answers(conn, wait) {
-				g.State = InUse
-			}
+			// A listener that accepts is in use even when it does not
+			// answer: expose leaves it alone (ErrSilent).
+			g.State = InUse
 			conn.Close()
 		}
 	}

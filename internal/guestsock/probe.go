@@ -32,7 +32,7 @@ func Listen(c *ssh.Client, sock string) (net.Listener, error) {
 // refuses (AllowStreamLocalForwarding no, DisableForwarding yes, or a
 // restriction on the key).
 func ProbeStreamLocal(ctx context.Context, c *ssh.Client) error {
-	out, err := Run(ctx, c, `umask 077; d=$(mktemp -d /tmp/cardshare-doctor.XXXXXX) && echo "dir=$d"`)
+	out, err := Run(ctx, c, `umask 077; d=$(mktemp -d /tmp/cardshare-doctor.XXXXXX) && printf '%s\n' "dir=$d"`)
 	if err != nil {
 		return fmt.Errorf("make a directory in the guest: %w", err)
 	}

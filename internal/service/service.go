@@ -3,9 +3,7 @@ package service
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,15 +13,31 @@ import (
 // UnitName is the name of the user unit.
 const UnitName = "cardshare.service"
 
-// UnitFile is the text of the user unit that runs binary with config.
-func UnitFile(binary, config string) string {
-	return unitMark + `; run it again to update this file.
+// UnitFile is the text of the user unit that runs binary with config. It
+// refuses control characters in either path (ErrUnsafe): a newline would
+// end ExecStart and start a directive of the path's choosing. Unit is the
+// same for a Spec.
+func UnitFile(binary, config string) (string, error) {
+	if err := checkText("program path", binary); err != nil {
+		return "", err
+	}
+	if err := checkText("config path", config); err != nil {
+		return "", err
+	}
+	return unitText(systemdQuote(binary) + " up --config " + systemdQuote(config)), nil
+}
+
+// unitText is the user unit with the ExecStart command line execStart.
+// ExecReload names kill by its absolute path: systemd before 239 requires
+// one, and the unit must not depend on the manager's PATH.
+func unitText(execStart string) string {
+	return `# Written by ` + "`cardshare service install`" + `; run it again to update this file.
 [Unit]
-Description=cardshare: the host's smart card readers in guest VMs
+Description=` + description + `
 
 [Service]
-ExecStart=` + systemdQuote(binary) + ` up --config ` + systemdQuote(config) + `
-ExecReload=kill -HUP $MAINPID
+ExecStart=` + execStart + `
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5s
 
@@ -33,11 +47,12 @@ WantedBy=default.target
 }
 
 // systemdQuote quotes an argument for ExecStart: systemd splits on spaces,
-// unquotes "..." with C escapes, and expands % specifiers and $ variables.
+// unquotes "..." with C escapes, and expands % specifiers and $ variables
+// (systemd.service(5), "Command lines"). An empty argument is "".
 func systemdQuote(s string) string {
 	s = strings.ReplaceAll(s, "%", "%%")
 	s = strings.ReplaceAll(s, "$", "$$")
-	if !strings.ContainsAny(s, " \t\"'\\;") {
+	if s != "" && !strings.ContainsAny(s, " \t\"'\\;") {
 		return s
 	}
 	s = strings.ReplaceAll(s, `\`, `\\`)
@@ -69,42 +84,6 @@ func Write(path, unit string) (changed, existed bool, err error) {
 		return false, existed, fmt.Errorf("write %s: %w", path, err)
 	}
 	return true, existed, nil
-}
-
-// unitMark starts every unit that UnitFile writes.
-const unitMark = "# Written by `cardshare service install`"
-
-// ErrNotOurs means the file at the unit's path was not written by
-// `cardshare service install`: Remove leaves it alone.
-var ErrNotOurs = errors.New("not written by `cardshare service install`")
-
-// Ours reports whether there is a unit file at path, and fails with
-// ErrNotOurs when `cardshare service install` did not write it.
-func Ours(path string) (existed bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if !bytes.HasPrefix(b, []byte(unitMark)) {
-		return true, fmt.Errorf("%s: %w", path, ErrNotOurs)
-	}
-	return true, nil
-}
-
-// Remove deletes the unit file at path if `cardshare service install` wrote
-// it. existed says whether there was a file; a missing one is no error, so
-// that uninstalling twice is fine.
-func Remove(path string) (existed bool, err error) {
-	if existed, err = Ours(path); !existed || err != nil {
-		return existed, err
-	}
-	if err := os.Remove(path); err != nil {
-		return true, err
-	}
-	return true, nil
 }
 
 // Systemctl runs systemctl --user with args and returns "" on success,

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"flag"
 	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -13,7 +13,10 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 // TestUnitFile compares the unit text with testdata/cardshare.service.golden;
 // -update rewrites it.
 func TestUnitFile(t *testing.T) {
-	got := UnitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
+	got, err := UnitFile("/usr/local/bin/cardshare", "/home/me/.config/cardshare/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	const golden = "testdata/cardshare.service.golden"
 	if *update {
 		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
@@ -37,6 +40,7 @@ func TestSystemdQuote(t *testing.T) {
 		"/home/$USER/c.yaml":          "/home/$$USER/c.yaml",
 		`/odd "dir"\x`:                `"/odd \"dir\"\\x"`,
 		"/a;b":                        `"/a;b"`,
+		"":                            `""`,
 	} {
 		if got := systemdQuote(in); got != want {
 			t.Errorf("systemdQuote(%q) = %s, want %s", in, got, want)
@@ -44,27 +48,20 @@ func TestSystemdQuote(t *testing.T) {
 	}
 }
 
-// Remove deletes only a unit that install wrote, and a missing one is fine.
-func TestRemove(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, UnitName)
-	if existed, err := Remove(path); existed || err != nil {
-		t.Fatalf("missing unit: %v, %v", existed, err)
+// TestUnitFileRefusesLineBreaks: a newline in a path would end ExecStart
+// and start a directive of the path's choosing (issue 13, item 11); the
+// unit names kill by its absolute path.
+func TestUnitFileRefusesLineBreaks(t *testing.T) {
+	for _, p := range []string{"/home/me/x\nExecStartPre=/bin/sh -c evil", "/a\rb", "/a\x00b"} {
+		if u, err := UnitFile("/usr/bin/cardshare", p); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("config %q: %v, want ErrUnsafe; unit:\n%s", p, err, u)
+		}
+		if _, err := UnitFile(p, "/c.yaml"); !errors.Is(err, ErrUnsafe) {
+			t.Errorf("binary %q: %v, want ErrUnsafe", p, err)
+		}
 	}
-	if _, _, err := Write(path, UnitFile("/bin/cardshare", "/c.yaml")); err != nil {
-		t.Fatal(err)
-	}
-	if existed, err := Remove(path); !existed || err != nil {
-		t.Fatalf("our unit: %v, %v", existed, err)
-	}
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("unit still there: %v", err)
-	}
-	os.WriteFile(path, []byte("[Unit]\nDescription=mine\n"), 0o644)
-	if _, err := Remove(path); !errors.Is(err, ErrNotOurs) {
-		t.Fatalf("someone else's unit: %v, want ErrNotOurs", err)
-	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("someone else's unit removed: %v", err)
+	u, _ := UnitFile("/usr/bin/cardshare", "/c.yaml")
+	if !strings.Contains(u, "\nExecReload=/bin/kill -HUP $MAINPID\n") {
+		t.Errorf("ExecReload is not an absolute path:\n%s", u)
 	}
 }

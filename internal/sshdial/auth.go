@@ -115,7 +115,7 @@ func (a *authState) keys() ([]ssh.Signer, error) {
 func (a *authState) load() {
 	var agentSigners []ssh.Signer
 	if a.t.IdentityAgent != "" {
-		conn, err := net.Dial("unix", a.t.IdentityAgent)
+		conn, err := dialAgent(a.t.IdentityAgent)
 		if err == nil {
 			a.conn = conn
 			agentSigners, err = agent.NewClient(conn).Signers()

@@ -6,7 +6,11 @@
 //   - [Resolve] turns what the user typed ("myvm", "user@host:2222") into a
 //     [Target] by asking OpenSSH (`ssh -G`), so Include, Match (including
 //     Match exec), Host patterns and defaults are evaluated exactly as ssh
-//     would evaluate them.
+//     would evaluate them. Without a native ssh program (Windows without
+//     its OpenSSH feature, Wine) it reads ssh_config itself, for the
+//     keywords a connection needs (builtin.go), with the OS's defaults
+//     from internal/sshpaths, which also finds and dials the agent (a
+//     Unix socket, or a named pipe on Windows).
 //   - [Dial] connects to a Target with golang.org/x/crypto/ssh: ProxyJump
 //     hops, known_hosts checking with StrictHostKeyChecking semantics, and
 //     public key authentication through ssh-agent and identity files. A
@@ -22,5 +26,6 @@
 // the guest's name or `cardshare: error:`.
 //
 // sshdial knows nothing of pcscd or guests: it must not import forward,
-// relay, config, cmd or internal/pcsc.
+// relay, config, cmd or internal/pcsc; of cardshare's own packages it
+// imports internal/rawio and internal/sshpaths.
 package sshdial

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
@@ -164,6 +165,9 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 		h.log.Warn("host key not verified (StrictHostKeyChecking no)", "addr", host, "type", key.Type(), "fingerprint", fp)
 	}
 	if h.writeTo == "" {
+		if h.mode == "accept-new" {
+			warnNotRecorded(h.log, h.lookup, host, key.Type(), fp)
+		}
 		return nil
 	}
 	name := host
@@ -178,6 +182,23 @@ func (h *hostKeyChecker) check(_ string, remote net.Addr, key ssh.PublicKey) err
 	}
 	h.log.Info("added host key to known_hosts", "addr", host, "type", key.Type(), "fingerprint", fp, "file", h.writeTo)
 	return nil
+}
+
+// notRecorded holds the hosts (known_hosts lookup names) already warned
+// about by warnNotRecorded in this process.
+var notRecorded sync.Map
+
+// warnNotRecorded warns, once per host and process (a forward reconnects
+// for hours), that accept-new has nowhere to record keys: with
+// UserKnownHostsFile /dev/null, as Vagrant and Lima write, every key is
+// accepted on every connection, so accept-new is StrictHostKeyChecking no.
+func warnNotRecorded(log *slog.Logger, lookup, host, keyType, fp string) {
+	if _, done := notRecorded.LoadOrStore(lookup, true); done {
+		return
+	}
+	log.Warn(fmt.Sprintf("host keys for %s are not recorded: every key is accepted", host),
+		"host", host, "type", keyType, "fingerprint", fp,
+		"why", "accept-new without a UserKnownHostsFile (it is /dev/null or none)")
 }
 
 // appendKnownHost appends line (ending in \n) to file, creating it 0600 in

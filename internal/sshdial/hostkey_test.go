@@ -213,6 +213,27 @@ func TestHostKey(t *testing.T) {
 
 var errRevoked = errors.New("revoked")
 
+// TestAcceptNewNotRecorded: accept-new with UserKnownHostsFile /dev/null
+// (Vagrant, Lima) accepts every key; it is said once per guest, not
+// silently and not on every reconnect (issue 13, item 9).
+func TestAcceptNewNotRecorded(t *testing.T) {
+	ed := newSigner(t, "ed25519")
+	srv, tgt := serverWithUser(t, []ssh.Signer{ed})
+	tgt.KnownHostsFiles = nil
+	log, buf := logBuffer(t)
+	for range 3 {
+		c, err := Dial(context.Background(), tgt, DialOptions{AcceptNew: true, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	want := "host keys for " + knownhosts.Normalize(srv.Addr) + " are not recorded: every key is accepted"
+	if n := strings.Count(buf.String(), want); n != 1 || !strings.Contains(buf.String(), "level=WARN") {
+		t.Errorf("%d warnings %q in:\n%s", n, want, buf)
+	}
+}
+
 // serverWithUser starts a server with the given host keys that authorizes
 // a fresh user key, and returns a Target using that key.
 func serverWithUser(t *testing.T, hostKeys []ssh.Signer) (*testServer, Target) {

@@ -12,10 +12,11 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/sshpaths"
 )
 
 // ErrProxyCommand reports a destination whose ssh_config sets ProxyCommand,
@@ -78,10 +79,11 @@ func (t Target) Addr() string {
 // When the ssh program is installed, Resolve runs `ssh -G [-F configFile]`
 // and so evaluates the config exactly like OpenSSH. configFile "" means
 // ssh's default (~/.ssh/config, then /etc/ssh/ssh_config); as with ssh -F, a
-// configFile replaces both. Without an ssh program no ssh_config is read at
-// all: the destination is used as given, with port 22, the current user,
-// ~/.ssh/id_ed25519, id_ecdsa and id_rsa, $SSH_AUTH_SOCK and
-// ~/.ssh/known_hosts.
+// configFile replaces both. Without an ssh program (or with only an
+// MSYS/Cygwin one on Windows, whose ssh -G prints POSIX paths), cardshare
+// reads configFile or the default ssh_config files itself, for the
+// keywords a connection needs, with OpenSSH's defaults for the OS
+// (builtin.go).
 func Resolve(ctx context.Context, dest, configFile string) (Target, error) {
 	return resolve(ctx, dest, configFile, 0)
 }
@@ -109,9 +111,9 @@ func resolve(ctx context.Context, dest, configFile string, depth int) (Target, e
 		return Target{}, fmt.Errorf("resolve %s: more than %d nested ProxyJump hops", dest, maxJumpDepth)
 	}
 	env := currentLocalEnv()
-	sshPath, err := exec.LookPath("ssh")
-	if err != nil {
-		return resolveBuiltin(dest, env)
+	sshPath, ok := nativeSSH(env)
+	if !ok {
+		return resolveWithoutSSH(ctx, dest, configFile, depth, env)
 	}
 	if err := CheckConfigFile(configFile); err != nil {
 		return Target{}, err
@@ -320,7 +322,7 @@ func knownHostsList(v string, env localEnv) []string {
 	var files []string
 	for _, f := range strings.Fields(v) {
 		if f != "/dev/null" && f != "none" {
-			files = append(files, env.tilde(f))
+			files = append(files, env.host.ExpandProgramData(env.tilde(f)))
 		}
 	}
 	return files
@@ -332,7 +334,7 @@ func agentPath(v string, env localEnv) string {
 	case v == "none":
 		return ""
 	case v == "SSH_AUTH_SOCK":
-		return env.getenv("SSH_AUTH_SOCK")
+		return env.defaultAgent()
 	case strings.HasPrefix(v, "$") && !strings.Contains(v, "/"):
 		return env.getenv(strings.Trim(v[1:], "{}"))
 	}
@@ -344,10 +346,13 @@ type localEnv struct {
 	home, user, hostname string
 	uid                  int
 	getenv               func(string) string
+	// host is where OpenSSH keeps its files and agent on this OS; the zero
+	// value (tests) knows no agent but $SSH_AUTH_SOCK.
+	host sshpaths.Host
 }
 
 func currentLocalEnv() localEnv {
-	env := localEnv{uid: os.Getuid(), getenv: os.Getenv}
+	env := localEnv{uid: os.Getuid(), getenv: os.Getenv, host: sshpaths.Current()}
 	// OpenSSH takes the home directory from the password database, not $HOME.
 	if u, err := user.Current(); err == nil {
 		env.home, env.user = u.HomeDir, u.Username
@@ -432,30 +437,4 @@ func existingKeyFiles(files []string) []string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// resolveBuiltin is Resolve without an ssh program: no ssh_config is read.
-func resolveBuiltin(dest string, env localEnv) (Target, error) {
-	user, host, port, err := parseDest(dest)
-	if err != nil {
-		return Target{}, err
-	}
-	if user == "" {
-		user = env.user
-	}
-	if port == 0 {
-		port = 22
-	}
-	ssh := filepath.Join(env.home, ".ssh")
-	return Target{
-		Alias:                 dest,
-		User:                  user,
-		HostName:              host,
-		Port:                  port,
-		IdentityFiles:         existingKeyFiles([]string{filepath.Join(ssh, "id_ed25519"), filepath.Join(ssh, "id_ecdsa"), filepath.Join(ssh, "id_rsa")}),
-		IdentityAgent:         env.getenv("SSH_AUTH_SOCK"),
-		KnownHostsFiles:       []string{filepath.Join(ssh, "known_hosts")},
-		GlobalKnownHostsFiles: []string{"/etc/ssh/ssh_known_hosts"},
-		StrictHostKeyChecking: "ask",
-	}, nil
 }

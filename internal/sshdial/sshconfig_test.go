@@ -219,53 +219,6 @@ func TestAgentPath(t *testing.T) {
 	}
 }
 
-func TestResolveBuiltin(t *testing.T) {
-	home := t.TempDir()
-	env := testEnv
-	env.home = home
-	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// Only id_ecdsa exists (as a .pub, e.g. a key held by an agent).
-	if err := os.WriteFile(filepath.Join(home, ".ssh/id_ecdsa.pub"), nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got, err := resolveBuiltin("bob@[::1]:2200", env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Target{
-		Alias: "bob@[::1]:2200", User: "bob", HostName: "::1", Port: 2200,
-		IdentityFiles:         []string{filepath.Join(home, ".ssh/id_ecdsa")},
-		IdentityAgent:         "/tmp/agent.sock",
-		KnownHostsFiles:       []string{filepath.Join(home, ".ssh/known_hosts")},
-		GlobalKnownHostsFiles: []string{"/etc/ssh/ssh_known_hosts"},
-		StrictHostKeyChecking: "ask",
-	}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("resolveBuiltin:\n got %+v\nwant %+v", got, want)
-	}
-	if got.Addr() != "[::1]:2200" {
-		t.Errorf("Addr() = %q", got.Addr())
-	}
-	got, err = resolveBuiltin("myvm", env)
-	if err != nil || got.User != "root" || got.Port != 22 {
-		t.Errorf("resolveBuiltin(myvm) = %+v, %v", got, err)
-	}
-}
-
-// TestResolveWithoutSSH takes the built-in path by hiding the ssh program.
-func TestResolveWithoutSSH(t *testing.T) {
-	t.Setenv("PATH", t.TempDir())
-	got, err := Resolve(context.Background(), "bob@example.org:2022", "/does/not/matter")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.User != "bob" || got.HostName != "example.org" || got.Port != 2022 || got.StrictHostKeyChecking != "ask" {
-		t.Errorf("Resolve without ssh = %+v", got)
-	}
-}
-
 func needSSH(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("ssh"); err != nil {

@@ -37,6 +37,36 @@ func MkdirPrivate(dir string) error {
 	return nil
 }
 
+// ErrOpenDir means a directory that the user chose for a socket (--socket,
+// --control-socket) lets other users enter it. MkdirPrivate would tighten
+// it to 0700, which is right for cardshare's own directories but not for
+// one of the user's, such as $HOME: the user must choose.
+var ErrOpenDir = errors.New("directory may be entered by other users")
+
+// CheckChosenDir checks the directory of a socket path that the user chose:
+// a missing one is fine (MkdirPrivate creates it 0700), an existing one
+// must belong to this user and let no one else in. It never changes a
+// mode.
+func CheckChosenDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if err := checkOwner(dir, fi); err != nil {
+		return err
+	}
+	if privateModes && fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %v", ErrOpenDir, dir, fi.Mode().Perm())
+	}
+	return nil
+}
+
 // CheckPrivateFile refuses a file that other users may read or write, or
 // that belongs to another user.
 func CheckPrivateFile(path string) error {

@@ -8,9 +8,13 @@
 //  2. the VM managers that are installed, each asked with its own command
 //     line tool: VirtualBox (a NAT port forward to guest port 22, else the
 //     guest additions' IP address), libvirt (virsh domifaddr), Vagrant
-//     (vagrant ssh-config, in a given directory) and Lima (its generated
-//     ssh.config). A manager that is not installed is skipped silently; a
-//     name that two managers know is an error listing both;
+//     (vagrant ssh-config, in a given directory), Lima (its generated
+//     ssh.config), VMware Workstation/Fusion (vmrun getGuestIPAddress),
+//     Parallels (prlctl list --full --json), UTM (utmctl ip-address) and,
+//     on Windows, Hyper-V (PowerShell Get-VM). A manager that is not
+//     installed is skipped silently (its tool is looked for on PATH, then
+//     where its installer puts it: tools.go); a name that two managers
+//     know is an error listing both;
 //  3. otherwise the name is a host name, as for ssh.
 //
 // Every result is handed to sshdial.Resolve, so the user's ssh_config

@@ -52,7 +52,7 @@ const commandTimeout = 20 * time.Second
 
 // ExecRunner runs commands with os/exec.
 func ExecRunner(ctx context.Context, dir, name string, args ...string) ([]byte, error) {
-	p, err := exec.LookPath(name)
+	p, err := lookTool(name)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +72,8 @@ func ExecRunner(ctx context.Context, dir, name string, args ...string) ([]byte, 
 // Source says where a destination came from.
 type Source struct {
 	// Kind is "destination" (user@host:port as typed), "ssh_config",
-	// "virtualbox", "libvirt", "vagrant", "lima" or "host name".
+	// "virtualbox", "libvirt", "vagrant", "lima", "vmware", "parallels",
+	// "utm", "hyperv" or "host name".
 	Kind string
 	// Detail says what the manager reported, e.g. the NAT rule.
 	Detail string
@@ -141,6 +142,10 @@ var managers = []manager{
 	{"libvirt", findLibvirt},
 	{"vagrant", findVagrant},
 	{"lima", findLima},
+	{"vmware", findVMware},
+	{"parallels", findParallels},
+	{"utm", findUTM},
+	{"hyperv", findHyperV},
 }
 
 // Resolve turns name ([user@]NAME, or a destination with a port) into a
@@ -261,11 +266,9 @@ func (r *Resolver) configName() string {
 }
 
 // isSSHAlias reports whether ssh_config treats host differently from any
-// other name: ssh -G prints the same configuration for it as for a random
-// name that no Host pattern can mean (after putting the name in), unless a
-// block applies to it. A HostName line is the usual difference, but any
-// option set for the name counts. ControlPath is left out: its %C hash
-// differs per name.
+// other name: ssh -G prints the same for it as for a random name no Host
+// pattern can mean, unless a block applies to it (any option counts, not
+// only HostName). ControlPath is left out: its %C hash differs per name.
 func (r *Resolver) isSSHAlias(ctx context.Context, host string) (bool, error) {
 	if !plainName(host) {
 		return false, nil
@@ -351,9 +354,9 @@ func tildePath(p string) string {
 	return p
 }
 
-// managerTitles are the VM managers' names as their users write them, in
-// lookup order.
-var managerTitles = map[string]string{"virtualbox": "VirtualBox", "libvirt": "libvirt", "vagrant": "Vagrant", "lima": "Lima"}
+// managerTitles: the managers' names as users write them; managerOS: the OS of those bound to one.
+var managerTitles = map[string]string{"virtualbox": "VirtualBox", "libvirt": "libvirt", "vagrant": "Vagrant", "lima": "Lima", "vmware": "VMware", "parallels": "Parallels", "utm": "UTM", "hyperv": "Hyper-V"}
+var managerOS = map[string]string{"parallels": "darwin", "utm": "darwin", "hyperv": "windows"}
 
 // Unknown reports whether no ssh_config block and no VM manager knew the
 // name: it was taken as a plain host name.
@@ -377,7 +380,7 @@ func (s Source) WhereLooked(name, sshConfig string) string {
 		whys = append(whys, why)
 	}
 	for _, m := range managers {
-		if !seen[m.name] {
+		if !seen[m.name] && (managerOS[m.name] == "" || managerOS[m.name] == hostOS) {
 			missing = append(missing, managerTitles[m.name])
 		}
 	}
@@ -389,11 +392,11 @@ func (s Source) WhereLooked(name, sshConfig string) string {
 		}
 		b += fmt.Sprintf(", nor a VM that %s%s (%s)", orList(asked), verb, strings.Join(whys, "; "))
 	}
-	switch len(missing) {
-	case 0:
-	case len(managers):
+	switch {
+	case len(missing) == 0:
+	case len(asked) == 0:
 		b += ", nor a VM: " + andList(missing) + " are not installed (or have no VMs here)"
-	case 1:
+	case len(missing) == 1:
 		b += "; " + missing[0] + " is not installed (or has no VMs here)"
 	default:
 		b += "; " + andList(missing) + " are not installed (or have no VMs here)"

@@ -333,12 +333,12 @@ func TestResolve(t *testing.T) {
 		if !slices.Contains(src.Looked, "virtualbox: no VM named build.example.org") || !src.Unknown() {
 			t.Errorf("looked %q", src.Looked)
 		}
-		want := "build.example.org is not a Host in ~/vms.conf, nor a VM that VirtualBox knows (no VM named build.example.org); libvirt, Vagrant and Lima are not installed (or have no VMs here)"
+		want := "build.example.org is not a Host in ~/vms.conf, nor a VM that VirtualBox knows (no VM named build.example.org); libvirt, Vagrant, Lima and VMware are not installed (or have no VMs here)"
 		if got := src.WhereLooked("build.example.org", "~/vms.conf"); got != want {
 			t.Errorf("WhereLooked:\n got %s\nwant %s", got, want)
 		}
 		two := Source{Kind: "host name", Looked: []string{"virtualbox: no VM named x", "libvirt: no domain named x"}}
-		want = "x is not a Host in ~/.ssh/config, nor a VM that VirtualBox or libvirt know (no VM named x; no domain named x); Vagrant and Lima are not installed (or have no VMs here)"
+		want = "x is not a Host in ~/.ssh/config, nor a VM that VirtualBox or libvirt know (no VM named x; no domain named x); Vagrant, Lima and VMware are not installed (or have no VMs here)"
 		if got := two.WhereLooked("x", ""); got != want {
 			t.Errorf("WhereLooked:\n got %s\nwant %s", got, want)
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -149,6 +150,9 @@ type streamConn struct {
 	*yamux.Stream
 	closed        atomic.Bool
 	writeDeadline atomic.Pointer[time.Time]
+	// rmu orders Close's wake-up of reads and SetReadDeadline: a
+	// deadline set after Close must not undo it.
+	rmu sync.Mutex
 }
 
 var (
@@ -165,11 +169,24 @@ func (c *streamConn) CloseWrite() error { return c.Stream.Close() }
 // Close sends FIN and ends reading. yamux frees the stream once the peer
 // has closed its half too, or after Config.StreamCloseTimeout.
 func (c *streamConn) Close() error {
+	c.rmu.Lock()
 	if c.closed.Swap(true) {
+		c.rmu.Unlock()
 		return nil
 	}
 	c.Stream.SetReadDeadline(aLongTimeAgo)
+	c.rmu.Unlock()
 	return c.Stream.Close()
+}
+
+// SetReadDeadline sets the deadline of reads, until Close.
+func (c *streamConn) SetReadDeadline(t time.Time) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	return c.Stream.SetReadDeadline(t)
 }
 
 func (c *streamConn) Read(b []byte) (int, error) {

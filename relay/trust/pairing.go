@@ -101,6 +101,13 @@ type Hello struct {
 	// Zero when unknown.
 	Protocol [2]uint32 `json:"protocol,omitzero"`
 	Lenient  bool      `json:"lenient,omitempty"`
+	// Refused, when set, is the host's explicit word that this guest's
+	// key may not connect, and why ("revoked", "not paired"): the host
+	// read its guest list and the key is not active in it. The host sends
+	// nothing else and closes. An agent stops for good only on this;
+	// a TLS alert (the host could not read its list, as while guests.json
+	// is rewritten) is retried.
+	Refused string `json:"refused,omitempty"`
 }
 
 // maxHello bounds a hello, so a broken peer cannot make the other allocate.

@@ -2,11 +2,14 @@ package cmdutil
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 
 	"github.com/spf13/pflag"
 
+	"github.com/cardshare/cardshare/config"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
@@ -55,6 +58,27 @@ func DefaultPCSCDSocket() string {
 		return p
 	}
 	return pcsc.DefaultSocket
+}
+
+// ConnCaps are --max-guest-conns and --max-conns: the pcsc-lite
+// connections that one guest, and all guests together, may hold open on
+// the host pcscd (internal/connlimit).
+type ConnCaps struct{ PerGuest, Total int }
+
+// ConnCapsFlags declares --max-guest-conns and --max-conns.
+func ConnCapsFlags(f *pflag.FlagSet, c *ConnCaps) {
+	f.IntVar(&c.PerGuest, "max-guest-conns", connlimit.DefaultPerGuest, "most pcscd connections one guest may hold open; more get \"Service not available\"")
+	f.IntVar(&c.Total, "max-conns", connlimit.DefaultTotal, "most pcscd connections all guests together may hold open, leaving room in pcscd (about 200) for the host's programs")
+}
+
+// Limiter returns the one Limiter of the process for c, logging refusals
+// to log once per burst.
+func (c ConnCaps) Limiter(log *slog.Logger) (*connlimit.Limiter, error) {
+	if c.PerGuest < 1 || c.Total < 1 || c.Total > config.MaxConnsLimit || c.PerGuest > c.Total {
+		return nil, Usage(fmt.Sprintf("--max-guest-conns %d and --max-conns %d are out of range", c.PerGuest, c.Total),
+			fmt.Sprintf("choose 1 ≤ --max-guest-conns ≤ --max-conns ≤ %d: pcscd serves about 200 clients in all", config.MaxConnsLimit))
+	}
+	return connlimit.New(&connlimit.Config{PerGuest: c.PerGuest, Total: c.Total, Logger: log})
 }
 
 // OpenHost opens the host's PC/SC that --backend and --pcscd-socket name

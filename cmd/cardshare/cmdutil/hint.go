@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"net"
+	"runtime"
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/internal/control"
@@ -11,6 +12,7 @@ import (
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/service"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -28,6 +30,8 @@ func Hint(err error) string {
 		oe *net.OpError
 		ce *config.Error
 		he *hintedError
+		se *service.CommandError
+		ud *pcsc.UnknownDaemonError
 	)
 	switch {
 	case errors.As(err, &ce):
@@ -58,6 +62,10 @@ func Hint(err error) string {
 		return "pcscd closed the connection at once, which is what polkit's refusal looks like: allow org.debian.pcsc-lite.access_pcsc for your user, or run pcscd with --disable-polkit"
 	case errors.As(err, &m):
 		return m.Hint()
+	case errors.As(err, &ud):
+		return ud.Hint()
+	case errors.Is(err, unixsock.ErrOpenDir):
+		return "choose a path in a directory only you can enter (the default is one), or make that one private yourself with `chmod 700`; cardshare does not change the mode of a directory you chose"
 	case errors.Is(err, guestsetup.ErrSudo):
 		return "let the guest user run sudo without a password (`sudo visudo` in the guest: `USER ALL=(root) NOPASSWD: ALL`), or run this as root@GUEST, or do the --system steps of examples/virtualbox/README.md by hand"
 	case errors.Is(err, guestsetup.ErrSetup):
@@ -66,6 +74,8 @@ func Hint(err error) string {
 		return "name the VM by its address instead (`cardshare resolve NAME` shows each), or give it an ssh_config Host alias, which comes first"
 	case errors.Is(err, vm.ErrNoAddress):
 		return "`cardshare resolve NAME` shows what each VM manager reported"
+	case errors.As(err, &se):
+		return serviceHint(runtime.GOOS)
 	case errors.Is(err, ErrChecksFailed):
 		return "each FAIL line above says how to fix it"
 	case errors.Is(err, sshdial.ErrHostUnknown):
@@ -78,6 +88,8 @@ func Hint(err error) string {
 		return "the guest's sshd must allow Unix socket forwarding: `AllowStreamLocalForwarding yes` (the default) and no `DisableForwarding yes` in its /etc/ssh/sshd_config"
 	case errors.Is(err, unixsock.ErrSocketInUse):
 		return "another program (another cardshare?) serves that path in the guest; stop it, or choose another path with --guest-socket"
+	case errors.Is(err, guestsock.ErrSilent):
+		return "a listener that does not answer holds that path in the guest: a program that is stuck, or the forward of an SSH connection that died (the guest's sshd drops those sooner with ClientAliveInterval 15 in its sshd_config); cardshare retries and never removes a socket someone listens on"
 	case errors.Is(err, guestsock.ErrUnsafeDir):
 		return "other guest users could create the socket first and read your PIN: choose a directory only you can write to, or leave --guest-socket unset for a private default"
 	case errors.Is(err, sshdial.ErrProxyCommand):
@@ -88,6 +100,18 @@ func Hint(err error) string {
 		return "is the guest running, and its sshd reachable? `ssh -v GUEST` shows the details"
 	}
 	return ""
+}
+
+// serviceHint says where to look when the service manager refused a
+// command of `service install` or `uninstall`.
+func serviceHint(goos string) string {
+	switch goos {
+	case "darwin":
+		return "see `launchctl print gui/$(id -u)/" + service.LaunchdLabel + "` and ~/Library/Logs/cardshare/up.log; over SSH, run it in a Terminal of the logged-in user (launchd's GUI session)"
+	case "windows":
+		return "see `schtasks /Query /TN " + service.WindowsTask + " /V /FO LIST` and %LOCALAPPDATA%\\cardshare\\up.log"
+	}
+	return "see `systemctl --user status cardshare` and `journalctl --user -u cardshare`"
 }
 
 // hintedError carries a hint for the user beside an error, for errors made

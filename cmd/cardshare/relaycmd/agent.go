@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -75,6 +76,8 @@ func runRelayAgent(ctx context.Context, g *cmdutil.Globals, o *relayAgentOptions
 	socket := o.socket
 	if socket == "" {
 		socket = unixsock.DefaultGuestSocket()
+	} else if err := unixsock.CheckChosenDir(filepath.Dir(socket)); err != nil {
+		return fmt.Errorf("relay: --socket: %w", err)
 	}
 	ln, err := unixsock.ListenGuestSocket(socket)
 	if err != nil {

@@ -92,16 +92,25 @@ func runRelayPair(ctx context.Context, o *relayPairOptions, name string, stdout 
 		fmt.Fprintf(stdout, "%s\n\n", control.PolicyText(policy.Readers, policy.DenyControl, false))
 	}
 	if addr, note := joinAddr(ctx, o.ctlSock, state.Dir()); o.dial == "" && note == "" {
-		fmt.Fprintf(stdout, "in the guest (the running `cardshare relay serve` listens on %s):\n\n    cardshare relay join --token %s %s\n", addr, tok, addr)
-	} else if o.dial == "" {
-		fmt.Fprintf(stdout, "in the guest, with %s:\n\n    cardshare relay join --token %s %s\n", note, tok, addr)
-	} else {
-		fmt.Fprintf(stdout, `in the guest, listening where this host will connect to it (%s):
+		fmt.Fprintf(stdout, `in the guest (the running `+"`cardshare relay serve`"+` listens on %s), with the
+token typed at its prompt (or piped, or --token-file):
 
-    cardshare relay join --token %s --listen %s
+    cardshare relay join %s
+`, addr, addr)
+	} else if o.dial == "" {
+		fmt.Fprintf(stdout, `in the guest, with %s,
+and the token typed at its prompt (or piped, or --token-file):
+
+    cardshare relay join %s
+`, note, addr)
+	} else {
+		fmt.Fprintf(stdout, `in the guest, listening where this host will connect to it (%s), and the
+token typed at its prompt (or piped, or --token-file):
+
+    cardshare relay join --listen %s
 
 `+"`cardshare relay serve`"+` on this host connects there, for the pairing and from then on.
-`, o.dial, tok, listenSide(o.dial))
+`, o.dial, listenSide(o.dial))
 	}
 	fmt.Fprintf(stdout, "\nhost key %s (the token carries it; the guest checks it)\n", state.Fingerprint())
 	return nil

@@ -36,14 +36,14 @@ Host state (host key, paired guests) and guest credentials live in
 $XDG_CONFIG_HOME/cardshare/relay (~/.config/cardshare/relay), mode 0700.`,
 		Example: `  host$  cardshare relay serve --listen 0.0.0.0:7743     # or --listen vsock://:7743
   host$  cardshare relay pair vm1                         # prints the token
-  guest$ cardshare relay join --token cs1-... 192.168.122.1:7743
+  guest$ cardshare relay join 192.168.122.1:7743           # asks for the token
   guest$ cardshare relay agent                            # prints the export line
   host$  cardshare relay policy vm1 --readers 'Yubico YubiKey*'
   host$  cardshare relay revoke vm1
 
   # a guest the host can reach but that cannot reach the host: the host dials
   host$  cardshare relay pair --dial 10.0.0.5:7744 vm2
-  guest$ cardshare relay join --token cs1-... --listen :7744
+  guest$ cardshare relay join --listen :7744
   guest$ cardshare relay agent`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
@@ -88,6 +88,10 @@ func relayError(err error) error {
 	if err == nil {
 		return nil
 	}
+	var hinted interface{ Hint() string }
+	if errors.As(err, &hinted) && hinted.Hint() != "" {
+		return err // it says what to do already
+	}
 	if h := relayHint(err); h != "" {
 		return cmdutil.WithHint(err, h)
 	}
@@ -106,7 +110,7 @@ func relayHint(err error) string {
 	case errors.Is(err, trust.ErrBadToken):
 		return "copy the whole token that `cardshare relay pair` printed; it starts with cs1-"
 	case errors.Is(err, trust.ErrNoCredentials):
-		return "pair this guest first: `cardshare relay pair NAME` on the host, then `cardshare relay join --token TOKEN HOST:PORT` here"
+		return "pair this guest first: `cardshare relay pair NAME` on the host, then `cardshare relay join HOST:PORT` here, with the token it printed"
 	case errors.Is(err, trust.ErrGuestExists):
 		return "revoke the old guest first with `cardshare relay revoke NAME`, or pair under another name"
 	case errors.Is(err, trust.ErrUnknownGuest):

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/unixsock"
 	"github.com/cardshare/cardshare/relay"
 	"github.com/cardshare/cardshare/relay/trust"
 )
@@ -28,6 +30,7 @@ type relayServeOptions struct {
 	pcscdSocket string
 	control     string
 	audit       bool
+	caps        cmdutil.ConnCaps
 }
 
 func newRelayServeCmd(g *cmdutil.Globals) *cobra.Command {
@@ -66,6 +69,7 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 	cmdutil.BackendFlag(f, &o.backend)
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.audit, "audit", false, "log one line per PC/SC call of the guests (never data)")
+	cmdutil.ConnCapsFlags(f, &o.caps)
 	return cmd
 }
 
@@ -83,6 +87,10 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	})
 	defer stopHup()
 	started := time.Now()
+	limiter, err := o.caps.Limiter(log)
+	if err != nil {
+		return err
+	}
 	src, daemon, err := cmdutil.OpenHost(ctx, log, o.backend, o.pcscdSocket)
 	if err != nil {
 		return err
@@ -91,7 +99,20 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	if err != nil {
 		return err
 	}
+	if proxied, err := anyProxied(state, o.audit); err != nil {
+		return err
+	} else if proxied {
+		// A reader policy or audit log must read every message.
+		if err := pcsc.CheckPolicyDaemon(daemon); err != nil {
+			return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
+		}
+	}
 	ctl := o.control
+	if ctl != "" {
+		if err := unixsock.CheckChosenDir(filepath.Dir(ctl)); err != nil {
+			return fmt.Errorf("--control-socket: %w", err)
+		}
+	}
 	if ctl == "" {
 		if ctl, err = control.DefaultRelaySocket(); err != nil {
 			return err
@@ -118,7 +139,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	h := relay.NewHost(state, &relay.HostConfig{
 		Logger: log,
 		Dial:   src.Dial,
-		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit},
+		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter},
 	})
 	reload.Store(h)
 	srv := control.Serve(cln, func() control.StatusV1 {
@@ -203,4 +224,23 @@ func clientProtocol(v pcsc.Version) string {
 		return ""
 	}
 	return v.String()
+}
+
+// anyProxied reports whether the guests of state are served through the
+// protocol-aware proxy at start: with audit, or when a paired guest has a
+// reader policy.
+func anyProxied(state *trust.HostState, audit bool) (bool, error) {
+	if audit {
+		return true, nil
+	}
+	guests, err := state.Guests()
+	if err != nil {
+		return false, err
+	}
+	for _, g := range guests {
+		if g.Active() && g.Policy() != nil {
+			return true, nil
+		}
+	}
+	return false, nil
 }

@@ -1,0 +1,6 @@
+//go:build !windows
+
+package hostcheck
+
+// ProbeService knows no services outside Windows.
+func ProbeService(string) ServiceState { return ServiceState{} }

@@ -1,0 +1,24 @@
+// Package scard is the PC/SC API as cardshare sees it: the handful of
+// SCard* calls a daemon needs (Library), with every value in pcsc-lite's
+// numbering whatever the host's own API uses, and backends that reach the
+// host's PC/SC library without cgo:
+//
+//   - Linux and the BSDs: libpcsclite.so.1 through purego (lib_unix.go),
+//     with the Linux ABI (DWORD = unsigned long, abi.go);
+//   - Windows: winscard.dll through golang.org/x/sys/windows, the W
+//     functions (lib_windows.go), translated to pcsc-lite by winabi.go;
+//   - macOS: PCSC.framework through purego (lib_darwin.go), with Apple's
+//     32-bit DWORD and packed structs.
+//
+// The calls themselves are written once (proc.go) over a table of
+// function addresses and an ABI description; the platform files only load
+// the library. Layouts and translations are plain functions, so that their
+// unit tests run on any host.
+//
+// Open loads the library lazily, on first use, and says what to install
+// when it is missing (LoadError). Fake implementations of Library serve
+// tests of the packages above.
+//
+// This package must not import anything of cardshare's: it sits below
+// every other package. It never logs.
+package scard

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs cardshare's native backend for Windows (internal/scard's winscard.dll
+# backend under internal/nativepcsc) for real, under Wine: a debootstrap
+# Debian trixie chroot with wine64 (Wine 10, whose winscard.dll calls the
+# chroot's libpcsclite), its own pcscd 2.3.3 with vpcd and the test card.
+# The windows/amd64 build serves the pcsc-lite protocol on loopback TCP
+# (Wine has no AF_UNIX); this machine's libpcsclite clients reach it
+# through a Unix socket relayed to that port: list, hello world, a blocking
+# wait that sees a card inserted, pcsc_scan (TestWineHost in
+# internal/winehost).
+#
+# The chroot is made once and cached outside the checkout in
+# $CARDSHARE_WINE_CACHE (default ~/.cache/cardshare-wine); delete it to
+# rebuild. It starts from the version-matrix rig's trixie chroot when that
+# exists ($CARDSHARE_MATRIX_CACHE, default ~/.cache/cardshare-matrix), as
+# scripts/version-matrix.sh builds it, else debootstraps one the same way.
+# Needs root and the Debian mirror; about 1.2 GB the first time.
+#
+# Usage: scripts/wine-host.sh [go test flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "wine-host: needs root (chroot, namespaces)" >&2
+	exit 1
+fi
+cache=${CARDSHARE_WINE_CACHE:-$HOME/.cache/cardshare-wine}
+matrix=${CARDSHARE_MATRIX_CACHE:-$HOME/.cache/cardshare-matrix}
+mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+root=$cache/trixie
+mkdir -p "$cache"
+
+command -v debootstrap >/dev/null || apt-get install -y debootstrap
+
+chroot_apt() {
+	local root=$1
+	shift
+	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+	chmod 755 "$root/usr/sbin/policy-rc.d"
+	mount -t proc proc "$root/proc"
+	mount --bind /dev "$root/dev"
+	local rc=0
+	DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get "$@" || rc=$?
+	umount "$root/dev" "$root/proc"
+	return $rc
+}
+
+if [ ! -e "$root/.cardshare-wine-ready-1" ]; then
+	rm -rf "$root"
+	if [ -e "$matrix/trixie/.cardshare-ready-2" ]; then
+		echo "wine-host: copying the version-matrix trixie chroot to $root"
+		cp -a "$matrix/trixie" "$root"
+	else
+		echo "wine-host: building the trixie chroot in $root"
+		debootstrap --variant=minbase trixie "$root" "$mirror" >"$cache/trixie.log" 2>&1 || {
+			tail -n 20 "$cache/trixie.log" >&2
+			exit 1
+		}
+	fi
+	chroot_apt "$root" update >>"$cache/trixie.log" 2>&1
+	chroot_apt "$root" install -y --no-install-recommends pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools wine64 >>"$cache/trixie.log" 2>&1 || {
+		tail -n 20 "$cache/trixie.log" >&2
+		exit 1
+	}
+	chroot "$root" dpkg-query -W pcscd libpcsclite1 vsmartcard-vpcd wine64
+	touch "$root/.cardshare-wine-ready-1"
+fi
+
+CARDSHARE_WINE_ROOT=$root go test -count=1 -run '^TestWineHost$' -timeout 15m -v "$@" ./internal/winehost
