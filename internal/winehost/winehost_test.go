@@ -146,13 +146,14 @@ mount --bind /dev "$1/dev"
 mount -t tmpfs tmpfs "$1/tmp"
 exec chroot "$1" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin WINEPREFIX=` + dirInRoot + `/prefix \
 	WINEDEBUG=-all WINEDLLOVERRIDES=mscoree,mshtml= PCSCLITE_CSOCK_NAME="$2" \
-	wine ` + dirInRoot + `/winserve.exe "$3"
+	/usr/lib/wine/wine64 ` + dirInRoot + `/winserve.exe "$3"
 `
 
 type wineProc struct {
-	mu    sync.Mutex
-	out   strings.Builder
-	first string
+	exited chan struct{}
+	mu     sync.Mutex
+	out    strings.Builder
+	first  string
 }
 
 func (w *wineProc) Write(b []byte) (int, error) {
@@ -180,6 +181,11 @@ func (w *wineProc) waitFor(t *testing.T, s string, limit time.Duration) string {
 				return l
 			}
 		}
+		select {
+		case <-w.exited:
+			t.Fatalf("wine exited before %q:\n%s", s, out)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("wine: no %q after %v:\n%s", s, limit, out)
 		}
@@ -189,17 +195,21 @@ func (w *wineProc) waitFor(t *testing.T, s string, limit time.Duration) string {
 
 func startWine(t *testing.T, root, socket, addr string) *wineProc {
 	t.Helper()
-	w := &wineProc{}
+	w := &wineProc{exited: make(chan struct{})}
 	cmd := exec.Command("sh", "-c", wineScript, "wine", root, socket, addr)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		cmd.Wait()
+		close(w.exited)
+	}()
 	t.Cleanup(func() {
 		// Wine starts wineserver and more: end the whole process group.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		<-w.exited
 		if t.Failed() {
 			t.Logf("wine output:\n%s", w.output())
 		}
