@@ -27,8 +27,8 @@ func cstr(a abi, p uintptr) string {
 }
 
 type fakeC struct {
-	a    abi
-	fn   map[uintptr]func(args []uintptr) uintptr
+	a  abi
+	fn map[uintptr]func(args []uintptr) uintptr
 }
 
 // fakeProc returns a proc whose function addresses 1..15 are fns.
