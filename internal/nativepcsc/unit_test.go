@@ -403,3 +403,15 @@ func TestNoPnP(t *testing.T) {
 		t.Errorf("record without event counts from the host: %+v", rec)
 	}
 }
+
+func TestHealth(t *testing.T) {
+	f, src := startFake(t)
+	if h := src.Health(t.Context()); len(h.Readers) != 2 || h.Readers[0] != fakeReader || h.Err != nil {
+		t.Errorf("Health = %+v", h)
+	}
+	f.RemoveReader(fakeReader)
+	time.Sleep(100 * time.Millisecond)
+	if h := src.Health(t.Context()); len(h.Readers) != 1 || h.Readers[0] != fakeReader2 {
+		t.Errorf("Health after removal = %+v", h)
+	}
+}
