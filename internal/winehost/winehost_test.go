@@ -23,7 +23,8 @@ import (
 // dirInRoot is where the chroot sees the test's files.
 const dirInRoot = "/cardshare-wine"
 
-// TestWineHost runs testdata/winserve (windows/amd64) under the chroot's
+// TestWineHost runs testdata/winserve (windows/amd64: relay.Serve over
+// nativepcsc's Source.Dial, a net.Pipe on Windows) under the chroot's
 // Wine, whose winscard.dll uses the chroot's libpcsclite and pcscd
 // (pcsc-lite 2.3.3, protocol 4.5 strict) with vpcd and the test card. This
 // machine's libpcsclite (1.9.9, protocol 4.4) is the guest: list, hello,
