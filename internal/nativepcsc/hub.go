@@ -113,6 +113,7 @@ func (h *hub) run() {
 		if relist || !h.feat.PnP {
 			readers, err := h.lib.ListReaders(hostCtx)
 			if err != nil {
+				readyOnce()
 				h.dropContext(hostCtx, err)
 				have = false
 				continue
@@ -120,13 +121,16 @@ func (h *hub) run() {
 			h.setReaders(readers)
 			relist = false
 		}
-		readyOnce()
 		start := time.Now()
 		states := h.waitStates()
 		if len(states) == 0 {
+			readyOnce()
 			// No readers and no PnP reader to watch (macOS): poll the list.
 			h.sleep(h.cfg.MaxPoll / 2)
 			continue
+		}
+		if len(states) == 1 && h.feat.PnP {
+			readyOnce() // no reader whose state the wait must fill in
 		}
 		timeout := h.cfg.MaxPoll
 		h.inWait.Lock()
@@ -143,10 +147,14 @@ func (h *hub) run() {
 		case errors.Is(err, scard.UnknownReader), errors.Is(err, scard.ReaderUnavailable):
 			relist = true
 		default:
+			readyOnce()
 			h.dropContext(hostCtx, err)
 			have = false
 			continue
 		}
+		// Ready once the first wait, whose states were all unaware and so
+		// returned at once, has filled in the records.
+		readyOnce()
 		if changed {
 			h.signal(pcsc.ReturnSuccess)
 		}

@@ -416,3 +416,23 @@ func TestHealth(t *testing.T) {
 		t.Errorf("Health after removal = %+v", h)
 	}
 }
+
+// With no readers, the first guest is served at once, not after a wait.
+func TestNoReadersReady(t *testing.T) {
+	f := scardtest.NewFake()
+	src, err := nativepcsc.New(f, &nativepcsc.Config{MaxPoll: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	start := time.Now()
+	r := dial(t, src)
+	r.version(pcsc.V44)
+	r.send(pcsc.CmdGetReadersState, nil, nil)
+	if n := names(r.bytes(pcsc.DefaultSlots * pcsc.ReaderStateSize)); n[0] != "" {
+		t.Errorf("names %q", n[:1])
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("first guest served after %v", d)
+	}
+}
