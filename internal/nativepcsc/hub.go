@@ -59,12 +59,11 @@ type hub struct {
 	pnpState     uint32
 	lastErr      error
 
-	ctx    context.Context
-	stop   context.CancelFunc
-	done   chan struct{}
-	ready  chan struct{} // closed after the first scan, whatever its outcome
-	host   scard.Context
-	inWait sync.Mutex // held while the loop waits in the host library
+	ctx   context.Context
+	stop  context.CancelFunc
+	done  chan struct{}
+	ready chan struct{} // closed after the first scan, whatever its outcome
+	host  scard.Context // the loop's context, for close to cancel its wait
 }
 
 func newHub(lib scard.Library, cfg *Config, log *slog.Logger) *hub {
@@ -132,10 +131,7 @@ func (h *hub) run() {
 		if len(states) == 1 && h.feat.PnP {
 			readyOnce() // no reader whose state the wait must fill in
 		}
-		timeout := h.cfg.MaxPoll
-		h.inWait.Lock()
-		err := h.lib.GetStatusChange(hostCtx, timeout, states)
-		h.inWait.Unlock()
+		err := h.lib.GetStatusChange(hostCtx, h.cfg.MaxPoll, states)
 		changed := false
 		switch {
 		case err == nil:
