@@ -41,6 +41,14 @@ for target in linux/amd64 linux/arm64 darwin/arm64 windows/amd64 freebsd/amd64 n
 	echo "$target ok"
 done
 
+step "native backend: vet for every host system (CGO_ENABLED=0)"
+# internal/scard and internal/nativepcsc are the PC/SC API of Windows,
+# macOS and the BSDs as well: each must keep compiling without cgo.
+for target in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 linux/arm64 freebsd/amd64 netbsd/amd64; do
+	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go vet ./internal/scard/... ./internal/nativepcsc ./internal/winehost/testdata/winserve
+	echo "$target ok"
+done
+
 step "short fuzzing"
 for pkg in $(go list ./...); do
 	for fuzz in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
