@@ -121,6 +121,7 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	if err != nil {
 		return err
 	}
+	defer hostpcsc.Close(src)
 
 	guests := make([]forward.Guest, 0, len(dests))
 	seen := map[string]bool{}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 )
@@ -36,6 +37,10 @@ type Result struct {
 type Config struct {
 	// PCSCDSocket is the host pcscd socket. Empty means pcsc.DefaultSocket.
 	PCSCDSocket string
+	// Backend is --backend (hostpcsc.Backends; "" means auto): the
+	// "backend" line says what it picks and why, and the native backend
+	// is checked in place of the pcscd socket.
+	Backend string
 	// SSHConfig is the ssh_config file for the guest ("" for ssh's own).
 	SSHConfig string
 	// GuestSocket is the guest socket path as given to expose ("" for its
@@ -104,6 +109,14 @@ func (d *doctor) report(name string, r Result) {
 }
 
 func (d *doctor) run(ctx context.Context, guest string) Summary {
+	if src, daemon := d.backendChecks(ctx); src != nil {
+		defer hostpcsc.Close(src)
+		d.report("polkit", d.polkitCheck(ctx, nil))
+		if guest != "" {
+			d.guestChecks(ctx, guest, &daemon)
+		}
+		return d.sum
+	}
 	socket := d.cfg.PCSCDSocket
 	daemon, probeErr := pcsc.Probe(ctx, socket)
 	d.report("host pcscd", d.hostCheck(socket, daemon, probeErr))
