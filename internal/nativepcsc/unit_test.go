@@ -2,6 +2,7 @@ package nativepcsc_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -436,3 +437,10 @@ func TestNoReadersReady(t *testing.T) {
 		t.Errorf("first guest served after %v", d)
 	}
 }
+
+// Source is a host-side source as internal/hostpcsc defines it.
+var _ interface {
+	Dial(context.Context) (net.Conn, error)
+	Probe(context.Context) (pcsc.Daemon, error)
+	String() string
+} = (*nativepcsc.Source)(nil)
