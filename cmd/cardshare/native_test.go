@@ -234,3 +234,50 @@ func TestCLIDoctorNative(t *testing.T) {
 		t.Errorf("the socket was checked too:\n%s", out)
 	}
 }
+
+// TestUpNative: `cardshare up` with host.backend native serves a guest
+// from the native backend, says so in its status, and a reload that
+// changes nothing keeps the same source and the guest's connections.
+func TestUpNative(t *testing.T) {
+	t.Parallel()
+	p := testenv.StartPCSCD(t)
+	p.InsertCard(t)
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
+	dir, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg := filepath.Join(dir, "config.yaml")
+	ctl := filepath.Join(dir, "run", "control.sock")
+	writeFile(t, cfg, fmt.Sprintf("host:\n  backend: native\n  pcscd_socket: %s\n  ssh_config: %s\nguests:\n  - destination: %s\n",
+		filepath.Join(dir, "missing.comm"), s.ConfigFile, s.HostAlias))
+	up := startCLI(t, []string{"PCSCLITE_CSOCK_NAME=" + p.Socket}, "up", "--config", cfg, "--control-socket", ctl)
+	st := waitStatus(t, ctl, "the guest up", func(d *statusDoc) bool { return d.allUp(s.HostAlias) })
+	if st.Host.Backend != "native" || st.Host.PCSCDSocket != "" || st.guest(s.HostAlias).HostProtocol != "4.6" {
+		t.Errorf("status: host %+v, guest %+v", st.Host, st.guest(s.HostAlias))
+	}
+	sock := st.guest(s.HostAlias).Socket
+	mustHelloCLI(t, sock)
+
+	// A wait holds a connection open across the reload.
+	wait := exec.Command(testenv.BuildClient(t), "wait", "30")
+	wait.Env = []string{"PCSCLITE_CSOCK_NAME=" + sock}
+	stdout, _ := wait.StdoutPipe()
+	if err := wait.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer wait.Process.Kill()
+	lines := bufio.NewScanner(stdout)
+	lines.Scan()
+	before := *waitStatus(t, ctl, "the wait's connection open", func(d *statusDoc) bool { return d.guest(s.HostAlias).OpenConnections >= 1 }).guest(s.HostAlias)
+	up.cmd.Process.Signal(syscall.SIGHUP)
+	now := waitStatus(t, ctl, "the reload", func(d *statusDoc) bool { return d.Loaded.After(st.Loaded) && d.allUp(s.HostAlias) }).guest(s.HostAlias)
+	if now.Since != before.Since || now.OpenConnections < 1 {
+		t.Errorf("reload touched the guest: before %+v, after %+v", before, now)
+	}
+	mustHelloCLI(t, sock)
+	if err := up.stop(t); err != nil {
+		t.Errorf("up: %v\n%s", err, &up.err)
+	}
+}
