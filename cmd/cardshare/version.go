@@ -45,5 +45,9 @@ func backendLine() string {
 	} else {
 		native = "native (" + lib + ")"
 	}
-	return "host backends: socket (pcscd), " + native + "; auto uses the pcscd socket when it answers, else native"
+	auto := "auto uses the pcscd socket when it answers, else native"
+	if runtime.GOOS == "windows" {
+		auto = "auto is native (Windows has no pcscd)"
+	}
+	return "host backends: socket (pcscd), " + native + "; " + auto
 }
