@@ -83,6 +83,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	if err != nil {
 		return err
 	}
+	defer hostpcsc.Close(src)
 	state, err := trust.OpenHostState(o.stateDir)
 	if err != nil {
 		return err
@@ -127,7 +128,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter},
 	})
 	srv := control.Serve(cln, func() control.StatusV1 {
-		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)
+		return relayStatus(h, state, cmdutil.HostStatus(src, o.pcscdSocket, daemon), daemon, listen, o.audit, started)
 	}, log)
 	defer srv.Close()
 	log.Info("control socket", "path", ctl)
@@ -145,7 +146,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 }
 
 // relayStatus is the control.StatusV1 document of `relay serve`.
-func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) control.StatusV1 {
+func relayStatus(h *relay.Host, state *trust.HostState, host control.HostStatus, d pcsc.Daemon, listen string, audit bool, started time.Time) control.StatusV1 {
 	s := control.StatusV1{
 		Version: control.StatusVersion,
 		Mode:    control.ModeRelay,
@@ -154,7 +155,7 @@ func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, l
 		Listen:  listen,
 		Started: started.UTC(),
 		Loaded:  started.UTC(),
-		Host:    control.HostStatus{PCSCDSocket: socket, Protocol: d.Version.String(), Releases: d.Releases()},
+		Host:    host,
 		Guests:  []control.GuestStatus{},
 	}
 	for _, g := range h.Status() {
