@@ -12,6 +12,7 @@ import (
 	"github.com/cardshare/cardshare/internal/doctor"
 	"github.com/cardshare/cardshare/internal/hostcheck"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/sshpaths"
 )
@@ -113,11 +114,23 @@ func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args [
 	return nil
 }
 
-// probeNativePCSC asks the host's PC/SC API (the native backend) what
-// doctor's macOS and Windows checks need. This build has no native
-// backend yet: the PC/SC checks say "not checked".
+// probeNativePCSC asks the host's PC/SC API (the native backend's
+// library) what doctor's macOS and Windows checks need: whether a context
+// can be had, and which readers are attached.
 var probeNativePCSC = func(context.Context) hostcheck.PCSC {
-	return hostcheck.PCSC{Err: hostcheck.ErrNotProbed}
+	lib, err := scard.Open()
+	if err != nil {
+		return hostcheck.PCSC{Err: err}
+	}
+	ctx, err := lib.EstablishContext(scard.ScopeSystem)
+	p := hostcheck.PCSC{EstablishCode: uint32(scard.CodeOf(err))}
+	if err != nil {
+		return p
+	}
+	defer lib.ReleaseContext(ctx)
+	p.Readers, err = lib.ListReaders(ctx)
+	p.ListCode = uint32(scard.CodeOf(err))
+	return p
 }
 
 // hostChecks are doctor's host checks on macOS and Windows (h.GOOS), which
