@@ -28,6 +28,7 @@ go vet ./...
 # Linux-only (and Unix-only) test helpers out of them.
 GOOS=darwin go vet ./...
 CGO_ENABLED=0 GOOS=windows go vet ./...
+CGO_ENABLED=0 GOOS=windows GOARCH=arm64 go vet ./...
 
 step "staticcheck"
 go tool staticcheck ./...
@@ -36,8 +37,27 @@ step "govulncheck"
 scripts/govulncheck.sh
 
 step "cross-builds"
-for target in linux/amd64 linux/arm64 darwin/arm64 windows/amd64 freebsd/amd64 netbsd/amd64; do
+for target in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64 freebsd/amd64 netbsd/amd64; do
 	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go build -o /dev/null ./cmd/cardshare
+	echo "$target ok"
+done
+# -tags nonative leaves the native backend (and purego, which links libc
+# dynamically) out: the Linux binary is then fully static.
+tmp=$(mktemp -d)
+CGO_ENABLED=0 go build -tags nonative -o "$tmp/cardshare" ./cmd/cardshare
+if ldd "$tmp/cardshare" >/dev/null 2>&1; then
+	ldd "$tmp/cardshare"
+	echo "-tags nonative: the binary is not static"
+	exit 1
+fi
+rm -rf "$tmp"
+echo "linux/amd64 -tags nonative ok (static)"
+
+step "native backend: vet for every host system (CGO_ENABLED=0)"
+# internal/scard and internal/nativepcsc are the PC/SC API of Windows,
+# macOS and the BSDs as well: each must keep compiling without cgo.
+for target in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 linux/arm64 freebsd/amd64 netbsd/amd64; do
+	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go vet ./internal/scard/... ./internal/nativepcsc ./internal/winehost/testdata/winserve
 	echo "$target ok"
 done
 

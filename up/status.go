@@ -6,6 +6,7 @@ import (
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/control"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 )
 
 // Status is the control.StatusV1 document of the control socket.
@@ -19,7 +20,7 @@ func (f *Supervisor) Status() control.StatusV1 {
 		Started:     f.started.UTC(),
 		Loaded:      f.loaded.UTC(),
 		ReloadError: f.reloadErr,
-		Host:        control.HostStatus{PCSCDSocket: f.host.socket, Protocol: f.host.daemon.Version.String(), Releases: f.host.daemon.Releases()},
+		Host:        f.host.status(),
 		Guests:      []control.GuestStatus{},
 	}
 	runs := slices.Clone(f.guests)
@@ -61,4 +62,16 @@ func (r *guestRun) status() control.GuestStatus {
 	g.BytesUp, g.BytesDown = st.BytesUp, st.BytesDown
 	g.LastError = st.LastError
 	return g
+}
+
+// status is the "host" of the status document.
+func (h hostInfo) status() control.HostStatus {
+	s := control.HostStatus{Protocol: h.daemon.Version.String(), Releases: h.daemon.Releases()}
+	if h.src != nil {
+		s.Backend, s.Source = hostpcsc.BackendOf(h.src), h.src.String()
+	}
+	if s.Backend == hostpcsc.PCSCDSocket {
+		s.PCSCDSocket = h.socket
+	}
+	return s
 }

@@ -234,13 +234,19 @@ func stopAll(runs []*guestRun) {
 }
 
 // Stop stops every guest's forward and waits for them (and their guest
-// setups) to end.
+// setups) to end, then closes the host's PC/SC sources.
 func (f *Supervisor) Stop() {
 	f.mu.Lock()
 	runs := f.guests
 	f.guests = nil
+	host := f.host
+	f.host.src = nil
 	f.mu.Unlock()
 	stopAll(runs)
+	for _, r := range runs {
+		f.closeUnused(r.spec.host.src)
+	}
+	f.closeUnused(host.src)
 }
 
 // Reload reads the config file again and applies it. A file that does not
@@ -255,7 +261,7 @@ func (f *Supervisor) Reload() {
 	f.mu.Lock()
 	prev := f.host
 	f.mu.Unlock()
-	host, err := f.probeHost(f.ctx, cfg.Host)
+	host, err := f.probeHost(f.ctx, cfg.Host, prev)
 	switch {
 	case err != nil && (host.socket != prev.socket || host.backend != prev.backend):
 		f.refuse(err)
@@ -269,6 +275,7 @@ func (f *Supervisor) Reload() {
 	f.setLevel(cfg.Host)
 	f.warn(cfg)
 	problems := f.apply(cfg, host)
+	f.closeUnused(prev.src)
 	f.mu.Lock()
 	f.loaded = time.Now()
 	f.reloadErr = ""

@@ -74,17 +74,18 @@ func New(ctx context.Context, opts Options) *Supervisor {
 func (f *Supervisor) Load(cfg *config.Config) error {
 	f.setLevel(cfg.Host)
 	f.warn(cfg)
-	host, err := f.probeHost(f.ctx, cfg.Host)
+	host, err := f.probeHost(f.ctx, cfg.Host, hostInfo{})
 	if err != nil {
 		return err
 	}
-	f.log.Info("host pcscd", "pcscd_socket", host.socket, "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
+	f.log.Info("host PC/SC", "backend", hostpcsc.BackendOf(host.src), "source", host.src.String(), "protocol", host.daemon.Version.String(), "releases", host.daemon.Releases())
 	if proxied(cfg) {
 		// A reader policy or audit log must read every message: refuse
 		// a daemon whose protocol the proxy does not know, rather than
 		// start and refuse each connection.
 		if err := pcsc.CheckPolicyDaemon(host.daemon); err != nil {
-			return fmt.Errorf("host pcscd at %s: %w", host.socket, err)
+			hostpcsc.Close(host.src)
+			return fmt.Errorf("%s: %w", host.src, err)
 		}
 	}
 	f.mu.Lock()
@@ -169,10 +170,13 @@ type hostInfo struct {
 	daemon  pcsc.Daemon
 }
 
-// probeHost chooses the host's PC/SC (hostpcsc.New) and asks it for its protocol, failing with expose's
-// error (and so its hint) when pcscd is not there; the socket path is set
-// either way.
-func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, error) {
+// probeHost chooses the host's PC/SC (hostpcsc.Open) and asks it for its
+// protocol, failing with expose's error (and so its hint) when it does not
+// answer; backend and socket are set either way. When they are prev's,
+// prev's source is asked again instead: a native source (and auto's
+// choice) lives as long as the host settings do, and guests that keep
+// running keep the source they dial.
+func (f *Supervisor) probeHost(ctx context.Context, h config.Host, prev hostInfo) (hostInfo, error) {
 	sock := h.PCSCDSocket
 	if sock == "" {
 		sock = f.opts.DefaultPCSCDSocket
@@ -181,8 +185,28 @@ func (f *Supervisor) probeHost(ctx context.Context, h config.Host) (hostInfo, er
 	if f.opts.Backend != "" {
 		backend = f.opts.Backend
 	}
-	src, d, err := hostpcsc.Open(ctx, backend, sock)
+	if prev.src != nil && prev.backend == backend && prev.socket == sock {
+		d, err := hostpcsc.Probe(ctx, prev.src)
+		return hostInfo{backend, sock, prev.src, d}, err
+	}
+	src, d, err := hostpcsc.Open(ctx, backend, sock, f.log)
 	return hostInfo{backend, sock, src, d}, err
+}
+
+// closeUnused closes src unless the host or a guest still uses it.
+func (f *Supervisor) closeUnused(src hostpcsc.Source) {
+	if src == nil {
+		return
+	}
+	f.mu.Lock()
+	used := f.host.src == src
+	for _, r := range f.guests {
+		used = used || r.spec.host.src == src
+	}
+	f.mu.Unlock()
+	if !used {
+		hostpcsc.Close(src)
+	}
 }
 
 // Resolve looks up where guest g is: a destination as ssh does, a VM

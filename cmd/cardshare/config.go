@@ -18,7 +18,7 @@ import (
 
 const configExample = `version: 1
 host:
-  backend: auto                         # auto, socket (pcscd) or native (not yet)
+  backend: auto                         # auto, socket (pcscd) or native (the system's PC/SC API)
   pcscd_socket: /run/pcscd/pcscd.comm   # default: $PCSCLITE_CSOCK_NAME, else this
   keepalive: 5s                         # how often each guest is checked
   log_level: info                       # debug, info, warn or error

@@ -11,6 +11,8 @@ import (
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/doctor"
 	"github.com/cardshare/cardshare/internal/hostcheck"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/sshpaths"
 )
@@ -20,17 +22,21 @@ type doctorOptions struct {
 	acceptNew   bool
 	guestSocket string
 	pcscdSocket string
+	backend     string
 	strict      bool
 }
 
 func newDoctorCmd(g *cmdutil.Globals) *cobra.Command {
-	o := &doctorOptions{pcscdSocket: cmdutil.DefaultPCSCDSocket()}
+	o := &doctorOptions{pcscdSocket: cmdutil.DefaultPCSCDSocket(), backend: hostpcsc.Auto}
 	cmd := &cobra.Command{
 		Use:   "doctor [GUEST]",
 		Short: "Check the host, and a guest, for what cardshare needs; print a fix for each problem",
 		Long: `doctor checks, in order, and prints a line per check (OK, WARN, FAIL or SKIP)
 with a fix for each problem:
 
+  backend         which --backend serves the guests; for auto, what it picks and why
+                  (the native backend then replaces the next two checks: host PC/SC
+                  answers, and its readers)
   host pcscd      the host pcscd answers, and its protocol version
   readers         pcscd lists at least one reader
   polkit          whether pcscd's polkit check may refuse cardshare (pcscd built with
@@ -76,6 +82,7 @@ fail only with --strict.`,
 	cmdutil.AcceptNewFlag(f, &o.acceptNew)
 	cmdutil.GuestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default)")
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
+	cmdutil.BackendFlag(f, &o.backend)
 	f.BoolVar(&o.strict, "strict", false, "exit non-zero on warnings too")
 	return cmd
 }
@@ -83,6 +90,7 @@ fail only with --strict.`,
 func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args []string, w io.Writer) error {
 	cfg := &doctor.Config{
 		PCSCDSocket: o.pcscdSocket,
+		Backend:     o.backend,
 		SSHConfig:   o.sshConfig,
 		GuestSocket: o.guestSocket,
 		Dial:        sshdial.DialOptions{AcceptNew: o.acceptNew, Prompt: terminalPrompt(), Logger: g.Logger()},
@@ -108,11 +116,23 @@ func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args [
 	return nil
 }
 
-// probeNativePCSC asks the host's PC/SC API (the native backend) what
-// doctor's macOS and Windows checks need. This build has no native
-// backend yet: the PC/SC checks say "not checked".
+// probeNativePCSC asks the host's PC/SC API (the native backend's
+// library) what doctor's macOS and Windows checks need: whether a context
+// can be had, and which readers are attached.
 var probeNativePCSC = func(context.Context) hostcheck.PCSC {
-	return hostcheck.PCSC{Err: hostcheck.ErrNotProbed}
+	lib, err := scard.Open()
+	if err != nil {
+		return hostcheck.PCSC{Err: err}
+	}
+	ctx, err := lib.EstablishContext(scard.ScopeSystem)
+	p := hostcheck.PCSC{EstablishCode: uint32(scard.CodeOf(err))}
+	if err != nil {
+		return p
+	}
+	defer lib.ReleaseContext(ctx)
+	p.Readers, err = lib.ListReaders(ctx)
+	p.ListCode = uint32(scard.CodeOf(err))
+	return p
 }
 
 // hostChecks are doctor's host checks on macOS and Windows (h.GOOS), which

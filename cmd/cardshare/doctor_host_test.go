@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/doctor"
+	"github.com/cardshare/cardshare/internal/hostcheck"
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/sshpaths"
 )
 
@@ -14,12 +16,19 @@ import (
 // the pcscd ones; without the native backend PC/SC is not checked, which
 // is no failure.
 func TestHostChecks(t *testing.T) {
+	// This Linux machine's PC/SC is not the host under test: the PC/SC
+	// service and readers checks are skipped as unprobed, and the backend
+	// line is the socket's, which probes nothing.
+	probe := probeNativePCSC
+	t.Cleanup(func() { probeNativePCSC = probe })
+	probeNativePCSC = func(context.Context) hostcheck.PCSC { return hostcheck.PCSC{Err: hostcheck.ErrNotProbed} }
 	for _, goos := range []string{"darwin", "windows"} {
 		h := sshpaths.Host{GOOS: goos, Home: t.TempDir(), Getenv: func(string) string { return "" }}
 		var out bytes.Buffer
 		sum := doctor.Run(context.Background(), &doctor.Config{
-			Host:   hostChecks(h),
-			Report: func(name string, r doctor.Result) { printCheck(&out, name, r) },
+			Host:    hostChecks(h),
+			Backend: hostpcsc.PCSCDSocket,
+			Report:  func(name string, r doctor.Result) { printCheck(&out, name, r) },
 		}, "")
 		text := out.String()
 		t.Logf("%s:\n%s", goos, text)

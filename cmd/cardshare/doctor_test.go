@@ -117,6 +117,7 @@ func TestCLIDoctorAllPass(t *testing.T) {
 	}
 	lines := doctorLines(out)
 	for name, want := range map[string]string{
+		"backend":      "auto picks socket: the pcscd socket " + p.Socket + " answers",
 		"host pcscd":   "protocol 4.4",
 		"readers":      "2 readers: " + testenv.VPCDReader + " (card inserted); " + testenv.VPCDSecondReader,
 		"polkit":       "",
@@ -163,7 +164,7 @@ func TestCLIDoctorFailures(t *testing.T) {
 		fix   string
 	}{
 		{"pcscd missing", []string{"--pcscd-socket", "/nonexistent/pcscd.comm"},
-			map[string]string{"host pcscd": "nothing listens on /nonexistent/pcscd.comm"}, nil, []string{"readers"}, "systemctl enable --now pcscd.socket"},
+			map[string]string{"backend": "auto: neither the pcscd socket (below) nor the native backend answers", "host pcscd": "nothing listens on /nonexistent/pcscd.comm"}, nil, []string{"readers"}, "systemctl enable --now pcscd.socket"},
 		{"no readers", []string{"--pcscd-socket", noReaders},
 			map[string]string{"readers": "pcscd lists no reader"}, nil, nil, "plug the reader in"},
 		{"unknown host", []string{"--pcscd-socket", p.Socket, "-F", sshConfig(t, s, empty, s.ClientKey), "guest"},

@@ -152,9 +152,10 @@ func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests 
 	if err != nil {
 		return err
 	}
+	defer hostpcsc.Close(src)
 	if len(o.readers) > 0 || o.control == "deny" || o.audit {
 		if err := pcsc.CheckPolicyDaemon(daemon); err != nil {
-			return fmt.Errorf("host pcscd at %s: %w", o.pcscdSocket, err)
+			return fmt.Errorf("%s: %w", src, err)
 		}
 	}
 

@@ -90,7 +90,7 @@ func TestCLIExposeAndInterrupt(t *testing.T) {
 	if want := "export PCSCLITE_CSOCK_NAME=" + sock + "\n"; !strings.Contains(out, want) {
 		t.Errorf("stdout %q lacks %q", out, want)
 	}
-	for _, want := range []string{"host pcscd", "protocol=4.4", "forward up", "removed guest socket"} {
+	for _, want := range []string{"host PC/SC", "backend=socket", "protocol=4.4", "forward up", "removed guest socket"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("log lacks %q:\n%s", want, errs)
 		}

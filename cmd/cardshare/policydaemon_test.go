@@ -31,7 +31,7 @@ func TestCLIPolicyUnknownDaemon(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, _, errs := cli(t, "", args...)
-			if code != 1 || !strings.Contains(errs, "cardshare: error: host pcscd at "+fake.Socket+": pcsc: protocol version unknown to cardshare's proxy") ||
+			if code != 1 || !strings.Contains(errs, fake.Socket+": pcsc: protocol version unknown to cardshare's proxy") ||
 				!strings.Contains(errs, "cardshare: hint: this pcsc-lite is newer than this cardshare") {
 				t.Fatalf("exit %d, stderr:\n%s", code, errs)
 			}

@@ -180,7 +180,7 @@ func TestUpReload(t *testing.T) {
 	if alpha.HostProtocol != "4.4" || alpha.GuestProtocol != "4.4" || alpha.User != a.User || alpha.Address != a.Addr {
 		t.Errorf("alpha status %+v: want protocols 4.4/4.4, user %s at %s", alpha, a.User, a.Addr)
 	}
-	if s.Version != 1 || s.PID != up.cmd.Process.Pid || s.Host.PCSCDSocket != p.Socket || s.ReloadError != "" {
+	if s.Version != 1 || s.PID != up.cmd.Process.Pid || s.Host.PCSCDSocket != p.Socket || s.Host.Backend != "socket" || s.ReloadError != "" {
 		t.Errorf("status header %+v", s)
 	}
 	checkMode(t, ctl, 0o600)

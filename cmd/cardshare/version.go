@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -22,6 +24,7 @@ func newVersionCmd() *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, versionLine())
 			fmt.Fprintln(out, "pcsc-lite protocols: 4.4 (pcsc-lite 1.8.24–2.2.3), 4.5 (2.3.0–2.4.1), 4.6 (2.5.x)")
+			fmt.Fprintln(out, backendLine())
 			return nil
 		},
 	}
@@ -65,4 +68,20 @@ func buildVersion(ldflag string, bi *debug.BuildInfo) string {
 		rev += "+dirty"
 	}
 	return strings.TrimSpace("devel " + rev)
+}
+
+// backendLine says which host backends this binary has on this system:
+// the native one only when the system's PC/SC library loads.
+func backendLine() string {
+	native := "native (unavailable: "
+	if lib, err := hostpcsc.NativeLibrary(); err != nil {
+		native += err.Error() + ")"
+	} else {
+		native = "native (" + lib + ")"
+	}
+	auto := "auto uses the pcscd socket when it answers, else native"
+	if runtime.GOOS == "windows" {
+		auto = "auto is native (Windows has no pcscd)"
+	}
+	return "host backends: socket (pcscd), " + native + "; " + auto
 }

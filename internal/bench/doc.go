@@ -30,4 +30,7 @@
 // RSS, threads, descriptors and CPU idle and under load, aggregate and
 // per-guest APDU rates. BenchmarkSoak (scripts/soak.sh) sends a million
 // APDUs through one guest and samples the relay after every client run.
+// BenchmarkNative compares the native backend (internal/nativepcsc over
+// libpcsclite) with the socket backend, each host side in a process of
+// its own (testdata/hostserve), and measures idle guest connections.
 package bench

@@ -48,8 +48,10 @@ func BenchmarkNative(b *testing.B) {
 		{id: "native", socket: nativePath, pid: nativePID, apdus: *flagAPDUs},
 	}
 	client := testenv.BuildClient(b)
-	for _, pt := range paths {
-		runBench(b, client, pt, *flagWarmup)
+	if *flagWarmup > 0 {
+		for _, pt := range paths {
+			runBench(b, client, pt, *flagWarmup)
+		}
 	}
 	for range *flagRounds {
 		for _, pt := range paths {

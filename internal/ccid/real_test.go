@@ -71,7 +71,10 @@ func insertT1Card(t *testing.T, p *testenv.PCSCD, host Host) {
 // a removal, a reset by a host program, and a host program's transaction
 // between two bursts of guest commands.
 func TestRealPCSCD(t *testing.T) {
-	defer func(d time.Duration) { statusWait = d }(statusWait)
+	// Restored by the first cleanup, which runs last: after the bridge's
+	// own cleanup has stopped the goroutines that read it.
+	old := statusWait
+	t.Cleanup(func() { statusWait = old })
 	statusWait = 50 * time.Millisecond
 	p := testenv.StartPCSCD(t)
 	card := p.InsertCard(t)

@@ -46,8 +46,10 @@ const StatusVersion = 1
 //	  "loaded": "2025-05-01T09:30:00.456Z",  // last successful (re)load
 //	  "reload_error": "",             // why the last reload was refused or partly applied; "" if it was not
 //	  "host": {
-//	    "pcscd_socket": "/run/pcscd/pcscd.comm",
-//	    "protocol": "4.4",            // host pcscd's protocol version
+//	    "backend": "socket",          // "socket" (the pcscd socket) or "native" (the system's PC/SC API)
+//	    "source": "pcscd socket /run/pcscd/pcscd.comm",  // or "native PC/SC (winscard.dll)"...
+//	    "pcscd_socket": "/run/pcscd/pcscd.comm",  // "" with the native backend
+//	    "protocol": "4.4",            // host pcscd's protocol version (native: "4.6", it serves 4.4–4.6)
 //	    "releases": "pcsc-lite 1.8.24–2.2.3"
 //	  },
 //	  "guests": [{                    // in config file order; [] when none
@@ -84,7 +86,9 @@ const StatusVersion = 1
 // "socket", "guest_protocol" and "guest_release" are "" (the guest's agent
 // checks its own libpcsclite), "loaded" is when serve started and
 // "reload_error" is "". "mode" and "listen" were added within version 1:
-// a document without "mode" comes from `cardshare up`.
+// a document without "mode" comes from `cardshare up`. So were the host's
+// "backend" and "source" (issue 14): a document without them comes from
+// the socket backend.
 type StatusV1 struct {
 	Version     int           `json:"version"`
 	Mode        string        `json:"mode"`
@@ -98,8 +102,11 @@ type StatusV1 struct {
 	Guests      []GuestStatus `json:"guests"`
 }
 
-// HostStatus is the host pcscd as `cardshare up` probed it.
+// HostStatus is the host's PC/SC as `cardshare up` or `relay serve`
+// chose and probed it.
 type HostStatus struct {
+	Backend     string `json:"backend"`
+	Source      string `json:"source"`
 	PCSCDSocket string `json:"pcscd_socket"`
 	Protocol    string `json:"protocol"`
 	Releases    string `json:"releases"`

@@ -139,7 +139,7 @@ func TestStatusJSONFields(t *testing.T) {
 			t.Errorf("top level lacks %q", k)
 		}
 	}
-	for _, k := range []string{"pcscd_socket", "protocol", "releases"} {
+	for _, k := range []string{"backend", "source", "pcscd_socket", "protocol", "releases"} {
 		if _, ok := m.Host[k]; !ok {
 			t.Errorf("host lacks %q", k)
 		}
@@ -151,7 +151,7 @@ func TestStatusJSONFields(t *testing.T) {
 			t.Errorf("guest lacks %q", k)
 		}
 	}
-	if len(top) != 10 || len(m.Host) != 3 || len(m.Guests[0]) != 21 {
+	if len(top) != 10 || len(m.Host) != 5 || len(m.Guests[0]) != 21 {
 		t.Errorf("fields added without updating the documented schema and this test: %s", b)
 	}
 }

@@ -19,7 +19,11 @@ func (s *StatusV1) WriteText(w io.Writer, now time.Time) {
 		fmt.Fprintf(w, "cardshare up, pid %d, running for %s\n", s.PID, age(now, s.Started))
 		fmt.Fprintf(w, "config %s, loaded %s ago\n", s.Config, age(now, s.Loaded))
 	}
-	fmt.Fprintf(w, "host pcscd %s: protocol %s (%s)\n", s.Host.PCSCDSocket, s.Host.Protocol, s.Host.Releases)
+	if s.Host.Backend == "" || s.Host.Backend == "socket" {
+		fmt.Fprintf(w, "host pcscd %s: protocol %s (%s)\n", s.Host.PCSCDSocket, s.Host.Protocol, s.Host.Releases)
+	} else {
+		fmt.Fprintf(w, "host %s, %s backend: protocol %s (%s)\n", s.Host.Source, s.Host.Backend, s.Host.Protocol, s.Host.Releases)
+	}
 	if s.ReloadError != "" {
 		fmt.Fprintf(w, "last reload: %s\n", s.ReloadError)
 	}

@@ -44,7 +44,7 @@ func TestWriteTextRelay(t *testing.T) {
 	s := &StatusV1{
 		Version: 1, Mode: ModeRelay, PID: 77, Config: "/home/me/.config/cardshare/relay", Listen: "[::]:7743",
 		Started: now.Add(-time.Hour), Loaded: now.Add(-time.Hour),
-		Host: HostStatus{PCSCDSocket: "/run/pcscd/pcscd.comm", Protocol: "4.4", Releases: "pcsc-lite 1.8.24–2.2.3"},
+		Host: HostStatus{Backend: "native", Source: "native PC/SC (winscard.dll)", Protocol: "4.6", Releases: "pcsc-lite 2.5.x"},
 		Guests: []GuestStatus{
 			{Name: "vm1", State: "up", Since: now.Add(-time.Minute), Address: "192.168.122.5:40112",
 				HostProtocol: "4.4", OpenConnections: 2, Connections: 9, BytesUp: 1200, BytesDown: 4000,
@@ -57,7 +57,7 @@ func TestWriteTextRelay(t *testing.T) {
 	s.WriteText(&b, now)
 	want := `cardshare relay serve, pid 77, running for 1h0m0s
 state /home/me/.config/cardshare/relay, listening on [::]:7743
-host pcscd /run/pcscd/pcscd.comm: protocol 4.4 (pcsc-lite 1.8.24–2.2.3)
+host native PC/SC (winscard.dll), native backend: protocol 4.6 (pcsc-lite 2.5.x)
 
 GUEST  STATE         SINCE   CONNECTIONS      UP/DOWN          PROTOCOL  GUEST ADDRESS
 vm1    up            1m0s    2 open, 9 total  1.2 kB / 4.0 kB  - → 4.4   192.168.122.5:40112

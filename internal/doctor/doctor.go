@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 )
@@ -36,6 +37,10 @@ type Result struct {
 type Config struct {
 	// PCSCDSocket is the host pcscd socket. Empty means pcsc.DefaultSocket.
 	PCSCDSocket string
+	// Backend is --backend (hostpcsc.Backends; "" means auto): the
+	// "backend" line says what it picks and why, and the native backend
+	// is checked in place of the pcscd socket.
+	Backend string
 	// SSHConfig is the ssh_config file for the guest ("" for ssh's own).
 	SSHConfig string
 	// GuestSocket is the guest socket path as given to expose ("" for its
@@ -116,12 +121,28 @@ func (d *doctor) report(name string, r Result) {
 }
 
 func (d *doctor) run(ctx context.Context, guest string) Summary {
+	src, daemon := d.backendChecks(ctx)
+	if src != nil {
+		defer hostpcsc.Close(src)
+	}
 	if d.cfg.Host != nil {
+		// macOS and Windows: the checks of what fails there (internal/hostcheck).
 		for _, c := range d.cfg.Host(ctx) {
 			d.report(c.Name, c.Result)
 		}
 		if guest != "" {
-			d.guestChecks(ctx, guest, nil)
+			var dp *pcsc.Daemon
+			if src != nil {
+				dp = &daemon
+			}
+			d.guestChecks(ctx, guest, dp)
+		}
+		return d.sum
+	}
+	if src != nil {
+		d.report("polkit", d.polkitCheck(ctx, nil))
+		if guest != "" {
+			d.guestChecks(ctx, guest, &daemon)
 		}
 		return d.sum
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
 
@@ -158,12 +159,13 @@ func TestHostReplacesPCSCD(t *testing.T) {
 	var names []string
 	sum := Run(context.Background(), &Config{
 		PCSCDSocket: "/nonexistent/pcscd.comm",
+		Backend:     hostpcsc.PCSCDSocket, // the backend line stays; the pcscd lines go
 		Host: func(context.Context) []HostCheck {
 			return []HostCheck{{"PC/SC service", Result{Status: Skip}}, {"ssh-agent", Result{Status: Warn}}}
 		},
 		Report: func(name string, r Result) { names = append(names, name+" "+string(r.Status)) },
 	}, "")
-	if got := strings.Join(names, ", "); got != "PC/SC service SKIP, ssh-agent WARN" || sum.Warned != 1 || sum.Failed != 0 {
+	if got := strings.Join(names, ", "); got != "backend OK, PC/SC service SKIP, ssh-agent WARN" || sum.Warned != 1 || sum.Failed != 0 {
 		t.Errorf("reported %q, %+v", got, sum)
 	}
 }

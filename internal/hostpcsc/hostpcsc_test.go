@@ -35,16 +35,17 @@ func TestSocket(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	for _, b := range []string{"", hostpcsc.Auto, hostpcsc.PCSCDSocket} {
-		src, err := hostpcsc.New(b, "/tmp/x.comm")
-		if err != nil || src != (hostpcsc.Socket{Path: "/tmp/x.comm"}) {
-			t.Errorf("New(%q) = %v, %v; want the socket", b, src, err)
-		}
+	src, err := hostpcsc.New(hostpcsc.PCSCDSocket, "/tmp/x.comm", nil)
+	if err != nil || src != (hostpcsc.Socket{Path: "/tmp/x.comm"}) {
+		t.Errorf("New(socket) = %v, %v; want the socket", src, err)
 	}
-	if _, err := hostpcsc.New(hostpcsc.Native, ""); !errors.Is(err, hostpcsc.ErrNoNative) {
-		t.Errorf("New(native): %v", err)
+	if hostpcsc.BackendOf(src) != hostpcsc.PCSCDSocket {
+		t.Errorf("BackendOf(socket) = %q", hostpcsc.BackendOf(src))
 	}
-	if _, err := hostpcsc.New("pcscd", ""); !errors.Is(err, hostpcsc.ErrUnknownBackend) {
+	if err := hostpcsc.Close(src); err != nil {
+		t.Errorf("Close(socket): %v", err)
+	}
+	if _, err := hostpcsc.New("pcscd", "", nil); !errors.Is(err, hostpcsc.ErrUnknownBackend) {
 		t.Errorf("New(pcscd): %v", err)
 	}
 }

@@ -4,12 +4,16 @@ package matrix
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/nativepcsc"
+	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/scard/scardtest"
 	"github.com/cardshare/cardshare/internal/testenv"
@@ -83,5 +87,60 @@ func TestVersionMatrixNative(t *testing.T) {
 		if got != "OK" {
 			t.Errorf("native: %s client: %s", c.name, got)
 		}
+	}
+}
+
+// TestNativePolicy: a reader policy and the audit log apply to the native
+// backend as to the pcscd socket, since bridge.Serve's proxy stage runs on
+// the connection Source.Dial returns: the guest lists and reaches only the
+// readers the policy allows, by the names the host's library gives.
+func TestNativePolicy(t *testing.T) {
+	p := testenv.StartPCSCD(t)
+	p.InsertCardIn(t, testenv.VPCDSecondReader)
+	scardtest.UseSocket(t, p.Socket)
+	lib, err := scard.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := nativepcsc.New(lib, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dir, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "guest.comm")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := new(lockedBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- bridge.Serve(ctx, ln, src.Dial, &bridge.Config{
+			Daemon: nativepcsc.Daemon, Audit: true, Logger: slog.New(slog.NewTextHandler(log, nil)),
+			Policy: &pcsc.Policy{Readers: []string{"* 01"}, DenyControl: true},
+		})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	bin := testenv.BuildClient(t)
+	if out, err := testenv.RunClient(t, bin, sock, "list"); err != nil || out != testenv.VPCDSecondReader+"\n" {
+		t.Errorf("list: %q, %v", out, err)
+	}
+	if out, err := testenv.RunClient(t, bin, sock, "hello"); err != nil || !strings.Contains(out, "Hello world!") {
+		t.Errorf("hello: %q, %v", out, err)
+	}
+	if out, err := testenv.RunClient(t, bin, sock, "-r", testenv.VPCDReader, "hello"); err == nil || !strings.Contains(err.Error(), "0x80100009") {
+		t.Errorf("hidden reader: %q, %v", out, err)
+	}
+	if !strings.Contains(log.String(), `cmd=SCARD_CONNECT reader="`+testenv.VPCDSecondReader+`" rv=0x00000000`) {
+		t.Errorf("no audit line for the connect:\n%s", log)
 	}
 }

@@ -267,7 +267,16 @@ func TestNativePCSCDRestart(t *testing.T) {
 	if out, err := testenv.RunClient(t, bin, n.Socket, "hello"); err != nil {
 		t.Fatalf("before restart: %q, %v", out, err)
 	}
+	w := startClient(t, n.Socket, "wait", "60")
+	w.waitFor(t, "waiting:")
 	n.p.Restart(t)
+	// The waiting guest sees its reader go (or fail) as pcscd goes.
+	select {
+	case err := <-w.done:
+		t.Logf("a wait across the restart ended: %v: %q", err, w.output())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("a wait across the restart never ended: %q", w.output())
+	}
 	n.p.InsertCard(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -59,12 +59,11 @@ type hub struct {
 	pnpState     uint32
 	lastErr      error
 
-	ctx    context.Context
-	stop   context.CancelFunc
-	done   chan struct{}
-	ready  chan struct{} // closed after the first scan, whatever its outcome
-	host   scard.Context
-	inWait sync.Mutex // held while the loop waits in the host library
+	ctx   context.Context
+	stop  context.CancelFunc
+	done  chan struct{}
+	ready chan struct{} // closed after the first scan, whatever its outcome
+	host  scard.Context // the loop's context, for close to cancel its wait
 }
 
 func newHub(lib scard.Library, cfg *Config, log *slog.Logger) *hub {
@@ -113,6 +112,7 @@ func (h *hub) run() {
 		if relist || !h.feat.PnP {
 			readers, err := h.lib.ListReaders(hostCtx)
 			if err != nil {
+				readyOnce()
 				h.dropContext(hostCtx, err)
 				have = false
 				continue
@@ -120,18 +120,18 @@ func (h *hub) run() {
 			h.setReaders(readers)
 			relist = false
 		}
-		readyOnce()
 		start := time.Now()
 		states := h.waitStates()
 		if len(states) == 0 {
+			readyOnce()
 			// No readers and no PnP reader to watch (macOS): poll the list.
 			h.sleep(h.cfg.MaxPoll / 2)
 			continue
 		}
-		timeout := h.cfg.MaxPoll
-		h.inWait.Lock()
-		err := h.lib.GetStatusChange(hostCtx, timeout, states)
-		h.inWait.Unlock()
+		if len(states) == 1 && h.feat.PnP {
+			readyOnce() // no reader whose state the wait must fill in
+		}
+		err := h.lib.GetStatusChange(hostCtx, h.cfg.MaxPoll, states)
 		changed := false
 		switch {
 		case err == nil:
@@ -143,10 +143,14 @@ func (h *hub) run() {
 		case errors.Is(err, scard.UnknownReader), errors.Is(err, scard.ReaderUnavailable):
 			relist = true
 		default:
+			readyOnce()
 			h.dropContext(hostCtx, err)
 			have = false
 			continue
 		}
+		// Ready once the first wait, whose states were all unaware and so
+		// returned at once, has filled in the records.
+		readyOnce()
 		if changed {
 			h.signal(pcsc.ReturnSuccess)
 		}

@@ -76,24 +76,17 @@ func (c *Config) withDefaults() *Config {
 		return d
 	}
 	out := *c
-	if out.MaxConnections == 0 {
-		out.MaxConnections = d.MaxConnections
+	for _, f := range []struct{ v, def *int }{{&out.MaxConnections, &d.MaxConnections}, {&out.MaxContexts, &d.MaxContexts}, {&out.MaxCards, &d.MaxCards}} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
 	}
-	if out.MaxContexts == 0 {
-		out.MaxContexts = d.MaxContexts
+	for _, f := range []struct{ v, def *time.Duration }{{&out.MinPoll, &d.MinPoll}, {&out.MaxPoll, &d.MaxPoll}, {&out.WriteTimeout, &d.WriteTimeout}} {
+		if *f.v == 0 {
+			*f.v = *f.def
+		}
 	}
-	if out.MaxCards == 0 {
-		out.MaxCards = d.MaxCards
-	}
-	if out.MinPoll == 0 {
-		out.MinPoll = d.MinPoll
-	}
-	if out.MaxPoll == 0 {
-		out.MaxPoll = max(d.MaxPoll, out.MinPoll)
-	}
-	if out.WriteTimeout == 0 {
-		out.WriteTimeout = d.WriteTimeout
-	}
+	out.MaxPoll = max(out.MaxPoll, out.MinPoll)
 	return &out
 }
 
@@ -309,4 +302,25 @@ func (s *Source) freeHandle(h uint32) {
 	delete(s.handles, h)
 	delete(s.contexts, h)
 	s.mu.Unlock()
+}
+
+// Health is what the event loop last saw, for status and doctor.
+type Health struct {
+	Readers []string // the names guests see
+	Err     error    // why the host's PC/SC does not answer; nil while it does
+}
+
+// Health starts the event loop if needed and returns what it sees.
+func (s *Source) Health(ctx context.Context) Health {
+	s.start(ctx)
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	var hl Health
+	for _, sl := range s.hub.slots {
+		if sl.used {
+			hl.Readers = append(hl.Readers, sl.name)
+		}
+	}
+	hl.Err = s.hub.lastErr
+	return hl
 }

@@ -2,6 +2,7 @@ package nativepcsc_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -387,19 +388,59 @@ func TestNoPnP(t *testing.T) {
 	var w pcsc.WaitStruct
 	r.recv(&w) // the reader's arrival
 	f.Insert(fakeReader, fakeATR)
-	r.send(pcsc.CmdWaitReaderStateChange, nil, nil)
-	arr := r.bytes(pcsc.DefaultSlots * pcsc.ReaderStateSize)
-	if names(arr)[0] != fakeReader {
-		t.Fatalf("names %q", names(arr)[:2])
-	}
+	// Poll the array (no registration, so no signal can interleave).
 	var rec pcsc.ReaderState
-	binary.Decode(arr, le, &rec)
-	if rec.State != 0x34 {
-		r.recv(&w) // the card's arrival, if the dump came first
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		r.send(pcsc.CmdGetReadersState, nil, nil)
-		binary.Decode(r.bytes(pcsc.DefaultSlots*pcsc.ReaderStateSize), le, &rec)
+		arr := r.bytes(pcsc.DefaultSlots * pcsc.ReaderStateSize)
+		if names(arr)[0] != fakeReader {
+			t.Fatalf("names %q", names(arr)[:2])
+		}
+		binary.Decode(arr, le, &rec)
+		if rec.State == 0x34 {
+			break
+		}
 	}
 	if rec.State != 0x34 || rec.EventCounter != 1 {
 		t.Errorf("record without event counts from the host: %+v", rec)
 	}
 }
+
+func TestHealth(t *testing.T) {
+	f, src := startFake(t)
+	if h := src.Health(t.Context()); len(h.Readers) != 2 || h.Readers[0] != fakeReader || h.Err != nil {
+		t.Errorf("Health = %+v", h)
+	}
+	f.RemoveReader(fakeReader)
+	time.Sleep(100 * time.Millisecond)
+	if h := src.Health(t.Context()); len(h.Readers) != 1 || h.Readers[0] != fakeReader2 {
+		t.Errorf("Health after removal = %+v", h)
+	}
+}
+
+// With no readers, the first guest is served at once, not after a wait.
+func TestNoReadersReady(t *testing.T) {
+	f := scardtest.NewFake()
+	src, err := nativepcsc.New(f, &nativepcsc.Config{MaxPoll: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	start := time.Now()
+	r := dial(t, src)
+	r.version(pcsc.V44)
+	r.send(pcsc.CmdGetReadersState, nil, nil)
+	if n := names(r.bytes(pcsc.DefaultSlots * pcsc.ReaderStateSize)); n[0] != "" {
+		t.Errorf("names %q", n[:1])
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("first guest served after %v", d)
+	}
+}
+
+// Source is a host-side source as internal/hostpcsc defines it.
+var _ interface {
+	Dial(context.Context) (net.Conn, error)
+	Probe(context.Context) (pcsc.Daemon, error)
+	String() string
+} = (*nativepcsc.Source)(nil)

@@ -33,13 +33,15 @@ var (
 	abiLinux64 = abi{name: "pcsc-lite LP64", ptr: 8, dword: 8, handle: 8, atr: 33}
 	// abiLinux32 is pcsc-lite on an ILP32 Unix (386, arm): 56 bytes.
 	abiLinux32 = abi{name: "pcsc-lite ILP32", ptr: 4, dword: 4, handle: 4, atr: 33}
-	// abiDarwin is Apple's PCSC.framework: DWORD and LONG are uint32_t and
-	// int32_t (the __APPLE__ branch of wintypes.h, pcsc-lite 2.5.1
-	// src/PCSC/wintypes.h:65-68, which Apple's own copy shares), and the
-	// API structs are packed (#pragma pack(1), pcsclite.h.in:61-65 and
-	// 90-93): SCARD_READERSTATE is 8+8+4+4+4+33 = 61 bytes on arm64 and
-	// x86-64, as Wine lays it out for macOS (dlls/winscard/unixlib.c,
-	// struct reader_state_macos).
+	// abiDarwin is Apple's PCSC.framework. Apple's own pcsclite.h
+	// (SmartCardServices, src/PCSC/pcsclite.h, the header of the framework)
+	// has SCARDCONTEXT and SCARDHANDLE as int32_t, SCARD_READERSTATE with
+	// uint32_t dwCurrentState, dwEventState and cbAtr and rgbAtr[33], and
+	// SCARD_IO_REQUEST as two uint32_t, all under #pragma pack(1):
+	// SCARD_READERSTATE is 8+8+4+4+4+33 = 61 bytes on arm64 and x86-64, as
+	// Wine lays it out for macOS (dlls/winscard/unixlib.c, struct
+	// reader_state_macos) and as pcsc-lite's own header does with __APPLE__
+	// (src/PCSC/pcsclite.h.in:61-93, wintypes.h:46-68).
 	abiDarwin = abi{name: "PCSC.framework", ptr: 8, dword: 4, handle: 4, atr: 33, packed: true}
 	// abiWindows64 is winscard.dll on x64 and arm64: DWORD is 32 bits,
 	// SCARDCONTEXT and SCARDHANDLE are ULONG_PTR, SCARD_READERSTATEW is

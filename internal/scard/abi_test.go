@@ -10,9 +10,9 @@ import (
 // every ABI. The LP64 Linux row is what gcc says for Debian 12's
 // /usr/include/PCSC/pcsclite.h (offsetof probe: 16 24 32 40, sizeof 80,
 // SCARD_IO_REQUEST 16); the macOS row what it says for the same header
-// with __APPLE__ defined (16 20 24 28, sizeof 61), with SCARD_IO_REQUEST
-// of two uint32_t as Apple's header has it (Wine's dlls/winscard/unixlib.c
-// passes a struct of two UINT32 to macOS's SCardTransmit); the Windows rows
+// with __APPLE__ defined (16 20 24 28, sizeof 61), which is also what
+// Apple's own header gives (SmartCardServices src/PCSC/pcsclite.h: packed,
+// uint32_t fields), with its SCARD_IO_REQUEST of two uint32_t; the Windows rows
 // follow SCARD_READERSTATEW (rgbAtr[36]) with natural alignment.
 func TestReaderStateLayouts(t *testing.T) {
 	for _, tc := range []struct {

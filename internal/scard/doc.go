@@ -15,6 +15,11 @@
 // the library. Layouts and translations are plain functions, so that their
 // unit tests run on any host.
 //
+// On Linux, importing this package makes even a CGO_ENABLED=0 binary
+// dynamically linked against libc (purego's loader needs the dynamic
+// linker); build with -tags nonative to leave the native backend out and
+// keep the binary static.
+//
 // Open loads the library lazily, on first use, and says what to install
 // when it is missing (LoadError). Fake implementations of Library serve
 // tests of the packages above.

@@ -1,4 +1,4 @@
-//go:build (linux || netbsd || (freebsd && cgo)) && !android
+//go:build (linux || netbsd || (freebsd && cgo)) && !android && !nonative
 
 package scard
 

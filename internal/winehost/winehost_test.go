@@ -24,7 +24,8 @@ import (
 // dirInRoot is where the chroot sees the test's files.
 const dirInRoot = "/cardshare-wine"
 
-// TestWineHost runs testdata/winserve (windows/amd64) under the chroot's
+// TestWineHost runs testdata/winserve (windows/amd64: bridge.Serve over
+// nativepcsc's Source.Dial, a net.Pipe on Windows) under the chroot's
 // Wine, whose winscard.dll uses the chroot's libpcsclite and pcscd
 // (pcsc-lite 2.3.3, protocol 4.5 strict) with vpcd and the test card. This
 // machine's libpcsclite (1.9.9, protocol 4.4) is the guest: list, hello,
@@ -147,13 +148,14 @@ mount --bind /dev "$1/dev"
 mount -t tmpfs tmpfs "$1/tmp"
 exec chroot "$1" /usr/bin/env -i HOME=/root PATH=/usr/bin:/bin WINEPREFIX=` + dirInRoot + `/prefix \
 	WINEDEBUG=-all WINEDLLOVERRIDES=mscoree,mshtml= PCSCLITE_CSOCK_NAME="$2" \
-	wine ` + dirInRoot + `/winserve.exe "$3"
+	/usr/lib/wine/wine64 ` + dirInRoot + `/winserve.exe "$3"
 `
 
 type wineProc struct {
-	mu    sync.Mutex
-	out   strings.Builder
-	first string
+	exited chan struct{}
+	mu     sync.Mutex
+	out    strings.Builder
+	first  string
 }
 
 func (w *wineProc) Write(b []byte) (int, error) {
@@ -181,6 +183,11 @@ func (w *wineProc) waitFor(t *testing.T, s string, limit time.Duration) string {
 				return l
 			}
 		}
+		select {
+		case <-w.exited:
+			t.Fatalf("wine exited before %q:\n%s", s, out)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatalf("wine: no %q after %v:\n%s", s, limit, out)
 		}
@@ -190,17 +197,21 @@ func (w *wineProc) waitFor(t *testing.T, s string, limit time.Duration) string {
 
 func startWine(t *testing.T, root, socket, addr string) *wineProc {
 	t.Helper()
-	w := &wineProc{}
+	w := &wineProc{exited: make(chan struct{})}
 	cmd := exec.Command("sh", "-c", wineScript, "wine", root, socket, addr)
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	go func() {
+		cmd.Wait()
+		close(w.exited)
+	}()
 	t.Cleanup(func() {
 		// Wine starts wineserver and more: end the whole process group.
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
+		<-w.exited
 		if t.Failed() {
 			t.Logf("wine output:\n%s", w.output())
 		}

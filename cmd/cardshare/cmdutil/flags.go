@@ -10,6 +10,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/internal/connlimit"
+	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
@@ -81,13 +82,24 @@ func (c ConnCaps) Limiter(log *slog.Logger) (*connlimit.Limiter, error) {
 	return connlimit.New(&connlimit.Config{PerGuest: c.PerGuest, Total: c.Total, Logger: log})
 }
 
+// HostStatus is the "host" of the status document for src, opened for
+// socket, speaking d.
+func HostStatus(src hostpcsc.Source, socket string, d pcsc.Daemon) control.HostStatus {
+	h := control.HostStatus{Backend: hostpcsc.BackendOf(src), Source: src.String(), Protocol: d.Version.String(), Releases: d.Releases()}
+	if h.Backend == hostpcsc.PCSCDSocket {
+		h.PCSCDSocket = socket
+	}
+	return h
+}
+
 // OpenHost opens the host's PC/SC that --backend and --pcscd-socket name
-// (hostpcsc.Open) and logs what it speaks.
+// (hostpcsc.Open) and logs what it speaks. The caller closes the source
+// (hostpcsc.Close) when the command ends.
 func OpenHost(ctx context.Context, log *slog.Logger, backend, socket string) (hostpcsc.Source, pcsc.Daemon, error) {
-	src, d, err := hostpcsc.Open(ctx, backend, socket)
+	src, d, err := hostpcsc.Open(ctx, backend, socket, log)
 	if err != nil {
 		return nil, d, err
 	}
-	log.Info("host pcscd", "pcscd_socket", socket, "protocol", d.Version.String(), "releases", d.Releases())
+	log.Info("host PC/SC", "backend", hostpcsc.BackendOf(src), "source", src.String(), "protocol", d.Version.String(), "releases", d.Releases())
 	return src, d, nil
 }

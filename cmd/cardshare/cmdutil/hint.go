@@ -12,6 +12,7 @@ import (
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/service"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/unixsock"
@@ -32,6 +33,8 @@ func Hint(err error) string {
 		he *hintedError
 		se *service.CommandError
 		ud *pcsc.UnknownDaemonError
+		ae *hostpcsc.AutoError
+		le *scard.LoadError
 	)
 	switch {
 	case errors.As(err, &ce):
@@ -48,8 +51,10 @@ func Hint(err error) string {
 		return "remove it, or choose another path with --control-socket"
 	case errors.Is(err, control.ErrVersion):
 		return "use the same cardshare binary for `up`, `relay serve` and `status`"
-	case errors.Is(err, hostpcsc.ErrNoNative):
-		return "use --backend socket (or host.backend: socket in the config file), with pcscd running"
+	case errors.As(err, &ae):
+		return autoHint(ae)
+	case errors.As(err, &le), errors.Is(err, scard.NoService), errors.Is(err, scard.ServiceStopped):
+		return nativeHint(err)
 	case errors.Is(err, hostpcsc.ErrUnknownBackend):
 		return "use --backend auto, socket or native"
 	case errors.Is(err, pcsc.ErrNoSocketDir):
@@ -112,6 +117,31 @@ func serviceHint(goos string) string {
 		return "see `schtasks /Query /TN " + service.WindowsTask + " /V /FO LIST` and %LOCALAPPDATA%\\cardshare\\up.log"
 	}
 	return "see `systemctl --user status cardshare` and `journalctl --user -u cardshare`"
+}
+
+// nativeHint says what to do when the native backend fails: install the
+// library it loads, or start the service behind it, per system.
+func nativeHint(err error) string {
+	var le *scard.LoadError
+	if errors.As(err, &le) {
+		return le.Hint
+	}
+	switch runtime.GOOS {
+	case "windows":
+		return "the Smart Card service (SCardSvr) runs only while a reader is attached: attach a reader once and run again (`sc query SCardSvr` shows it)"
+	case "darwin":
+		return "macOS's PC/SC (CryptoTokenKit) answers once a reader is attached: attach one and run again"
+	}
+	return "libpcsclite reaches pcscd at PCSCLITE_CSOCK_NAME or its built-in path: is pcscd running? `sudo systemctl start pcscd.socket`"
+}
+
+// autoHint names both backends that --backend auto tried.
+func autoHint(e *hostpcsc.AutoError) string {
+	native := "the native backend (--backend native) did not answer either: " + nativeHint(e.Native)
+	if runtime.GOOS == "windows" || runtime.GOOS == "darwin" {
+		return native
+	}
+	return "is pcscd running? start it with `sudo systemctl start pcscd.socket`, or point --pcscd-socket at its socket; " + native
 }
 
 // hintedError carries a hint for the user beside an error, for errors made

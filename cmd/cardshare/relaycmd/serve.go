@@ -95,6 +95,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	if err != nil {
 		return err
 	}
+	defer hostpcsc.Close(src)
 	state, err := trust.OpenHostState(o.stateDir)
 	if err != nil {
 		return err
@@ -143,7 +144,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 	})
 	reload.Store(h)
 	srv := control.Serve(cln, func() control.StatusV1 {
-		return relayStatus(h, state, daemon, o.pcscdSocket, listen, o.audit, started)
+		return relayStatus(h, state, cmdutil.HostStatus(src, o.pcscdSocket, daemon), daemon, listen, o.audit, started)
 	}, log)
 	defer srv.Close()
 	log.Info("control socket", "path", ctl)
@@ -161,7 +162,7 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 }
 
 // relayStatus is the control.StatusV1 document of `relay serve`.
-func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, listen string, audit bool, started time.Time) control.StatusV1 {
+func relayStatus(h *relay.Host, state *trust.HostState, host control.HostStatus, d pcsc.Daemon, listen string, audit bool, started time.Time) control.StatusV1 {
 	s := control.StatusV1{
 		Version: control.StatusVersion,
 		Mode:    control.ModeRelay,
@@ -170,7 +171,7 @@ func relayStatus(h *relay.Host, state *trust.HostState, d pcsc.Daemon, socket, l
 		Listen:  listen,
 		Started: started.UTC(),
 		Loaded:  started.UTC(),
-		Host:    control.HostStatus{PCSCDSocket: socket, Protocol: d.Version.String(), Releases: d.Releases()},
+		Host:    host,
 		Guests:  []control.GuestStatus{},
 	}
 	for _, g := range h.Status() {

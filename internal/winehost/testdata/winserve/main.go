@@ -1,6 +1,8 @@
 // Command winserve serves the pcsc-lite protocol from the host's native
-// PC/SC (internal/nativepcsc over internal/scard) on a TCP address, for
-// TestWineHost: on Windows and under Wine, where there is no AF_UNIX.
+// PC/SC on a TCP address, for TestWineHost: bridge.Serve (with its protocol
+// stage, as cardshare runs it) over Source.Dial of internal/nativepcsc
+// over internal/scard, on Windows and under Wine, where there is no
+// AF_UNIX.
 //
 // usage: winserve ADDRESS
 package main
@@ -13,6 +15,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/nativepcsc"
 	"github.com/cardshare/cardshare/internal/scard"
 )
@@ -55,5 +58,5 @@ func run(addr string) error {
 		return err
 	}
 	fmt.Println("serving on", ln.Addr())
-	return src.Serve(context.Background(), ln)
+	return bridge.Serve(context.Background(), ln, src.Dial, &bridge.Config{Daemon: nativepcsc.Daemon, Logger: log, Audit: true})
 }
