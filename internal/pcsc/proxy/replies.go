@@ -220,6 +220,18 @@ func (p *Proxy) track(cmd uint32, rep []byte) {
 // do not parse while the signal could have come are a lost framing: the
 // connection closes.
 func (p *Proxy) record(e *entry, u pcsc.Unit, rec []byte) (bool, error) {
+	fwd, err := p.filterRecord(e, u, rec)
+	if err == nil && u.Index == e.reply.Records-1 {
+		// Count a change of the visible set before the last record goes
+		// out: the guest may ask CMD_GET_READER_EVENTS as soon as it has
+		// the array, and the proxy answers that when the request arrives.
+		p.g.observe(p.set)
+		p.set = 0
+	}
+	return fwd, err
+}
+
+func (p *Proxy) filterRecord(e *entry, u pcsc.Unit, rec []byte) (bool, error) {
 	name := pcsc.ReaderName(rec)
 	if p.g.policy.Filters() {
 		var ok bool
@@ -268,8 +280,6 @@ func (p *Proxy) malformed(e *entry, u pcsc.Unit) {
 // made for requests that came after it).
 func (p *Proxy) complete(e *entry) error {
 	if e.reply.Records > 0 {
-		p.g.observe(p.set)
-		p.set = 0
 		if !e.swallow {
 			for range e.out - e.reply.Records {
 				if err := p.toGuest(zeroRecord[:]); err != nil {
