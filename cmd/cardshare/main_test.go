@@ -19,6 +19,7 @@ func TestMain(m *testing.M) {
 			stop()
 			os.Exit(code)
 		},
+		"notqemu": func() { os.Exit(notQEMUMain()) },
 	})
 }
 
