@@ -11,6 +11,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/ccid"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/sshdial"
 )
@@ -36,7 +37,9 @@ type Supervisor struct {
 type guestRun struct {
 	conf   config.Guest
 	spec   guestSpec
-	fwd    *forward.Forwarder // nil when the guest could not be resolved
+	fwd    *forward.Forwarder // nil when the guest could not be resolved, or has ccid:
+	bridge *ccid.Bridge       // a ccid: guest's; nil when it could not be started
+	runErr error              // why fwd.Run or bridge.Run ended; read after done
 	err    error              // why it could not be resolved
 	at     time.Time          // when it failed to resolve
 	ctx    context.Context    // of fwd.Run and the guest setup
@@ -53,10 +56,11 @@ type guestSpec struct {
 	host      hostInfo
 	keepalive time.Duration
 	acceptNew bool
+	chardevs  []ccid.Endpoint // a ccid: guest's
 }
 
 func (r *guestRun) running() bool {
-	if r.fwd == nil {
+	if r.fwd == nil && r.bridge == nil {
 		return false
 	}
 	select {
@@ -68,7 +72,7 @@ func (r *guestRun) running() bool {
 }
 
 func (r *guestRun) stop() {
-	if r.fwd != nil {
+	if r.fwd != nil || r.bridge != nil {
 		r.cancel()
 		<-r.done
 		r.setup.Wait()
@@ -91,6 +95,12 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
 		fresh[i] = r
 		wg.Go(func() {
+			if g.CCID != nil {
+				if r.spec.chardevs, r.err = ccidChardevs(f.ctx, g); r.err != nil {
+					r.at = time.Now()
+				}
+				return
+			}
 			t, _, err := Resolve(f.ctx, g, cfg.Host.SSHConfig)
 			if err != nil {
 				r.err, r.at = err, time.Now()
@@ -137,7 +147,18 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 			continue
 		}
 		r.ctx, r.cancel = context.WithCancel(f.ctx)
-		r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
+		if r.conf.CCID != nil {
+			if r.bridge, r.err = f.newBridge(r); r.err != nil {
+				r.at = time.Now()
+				f.log.Error("cannot start ccid guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
+				f.note("%s: cannot start: %s", name, r.err)
+				problems = append(problems, &placedError{"guest " + name, r.err})
+				continue
+			}
+			f.log.Info("ccid guest", "guest", name, "chardevs", len(r.spec.chardevs), "reader", r.conf.CCID.Reader)
+		} else {
+			r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
+		}
 		start = append(start, r)
 	}
 	for name, o := range old {
@@ -153,7 +174,16 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 	for _, r := range start {
 		go func() {
 			defer close(r.done)
-			if err := r.fwd.Run(r.ctx); err != nil {
+			var err error
+			if r.bridge != nil {
+				if err = r.bridge.Run(r.ctx); r.ctx.Err() != nil {
+					err = nil
+				}
+			} else {
+				err = r.fwd.Run(r.ctx)
+			}
+			r.runErr = err
+			if err != nil {
 				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", f.hint(err))
 				f.note("%s: stopped until the next reload: %s", r.conf.Name, err)
 				if h := f.hint(err); h != "" {

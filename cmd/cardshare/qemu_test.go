@@ -180,3 +180,50 @@ func TestCLIQEMUAttach(t *testing.T) {
 		}
 	}
 }
+
+// TestCLIUpCCIDGuest runs `cardshare up` with a ccid: guest over the real
+// pcscd and the test card: up runs the bridge, the fake QEMU gets "Hello
+// world!", and status --json shows the guest with kind qemu-ccid.
+func TestCLIUpCCIDGuest(t *testing.T) {
+	p := testenv.StartPCSCD(t)
+	p.InsertCard(t)
+	t.Setenv("PCSCLITE_CSOCK_NAME", p.Socket) // for up's libpcsclite
+	dir, err := os.MkdirTemp("", "cs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock, ctl, file := filepath.Join(dir, "ccid.sock"), filepath.Join(dir, "ctl", "control.sock"), filepath.Join(dir, "config.yaml")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	writeFile(t, file, "guests:\n  - name: q\n    ccid: {reader: \"Virtual PCD*\", chardev: \"unix:"+sock+"\"}\n")
+	up := startUp(t, "--config", file, "--control-socket", ctl)
+
+	ln.(*net.UnixListener).SetDeadline(time.Now().Add(30 * time.Second))
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	q := &qemuPeer{t: t, conn: conn, r: vscard.NewReader(conn)}
+	conn.Write(vscard.AppendMessage(nil, vscard.Init, 0, vscard.NewInit().Append(nil)))
+	q.expect(vscard.ReaderAdd)
+	q.expect(vscard.ATR)
+	q.transmit([]byte{0x00, 0xa4, 0x04, 0x00, 0x0a, 0xa0, 0x00, 0x00, 0x00, 0x62, 0x03, 0x01, 0x0c, 0x06, 0x01})
+	if got := q.transmit([]byte{0, 0, 0, 0}); !bytes.Equal(got, append([]byte("Hello world!"), 0x90, 0)) {
+		t.Fatalf("hello: % x", got)
+	}
+	waitStatus(t, ctl, "the ccid guest up", func(s *statusDoc) bool {
+		g := s.guest("q")
+		return s.Mode == control.ModeUp && g != nil && g.Kind == control.KindQEMUCCID && g.State == "up" &&
+			len(g.Chardevs) == 1 && g.Chardevs[0].Card && g.Chardevs[0].Reader == testenv.VPCDReader
+	})
+	up.signal(t, syscall.SIGTERM)
+	<-up.done
+	if up.err != nil {
+		t.Fatalf("up after SIGTERM: %v", up.err)
+	}
+}
