@@ -10,6 +10,7 @@ import (
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
 	"github.com/cardshare/cardshare/internal/doctor"
 	"github.com/cardshare/cardshare/internal/sshdial"
+	"github.com/cardshare/cardshare/internal/vm"
 )
 
 type doctorOptions struct {
@@ -18,6 +19,7 @@ type doctorOptions struct {
 	guestSocket string
 	pcscdSocket string
 	strict      bool
+	qemu        string
 }
 
 func newDoctorCmd(g *cmdutil.Globals) *cobra.Command {
@@ -41,6 +43,11 @@ and with GUEST (an ssh_config alias, [user@]host[:port] or a VM name, as for exp
   libpcsclite     the guest's pcsc-lite client library and the host pcscd can talk
   environment     the login user's programs are pointed at the socket (guest setup)
 
+and with --qemu DOMAIN or --qemu CHARDEV (for ` + "`cardshare qemu attach`" + `):
+
+  qemu domain     the libvirt domain has <smartcard mode='passthrough'> devices
+  qemu chardev    each chardev socket is there and QEMU answers on it
+
 doctor changes nothing, except that it creates the guest socket's private
 directory as expose would. The exit status is 0 when no check fails; warnings
 fail only with --strict.`,
@@ -63,6 +70,7 @@ fail only with --strict.`,
 	cmdutil.GuestSocketFlag(f, &o.guestSocket, ", as given to expose (default: expose's default)")
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	f.BoolVar(&o.strict, "strict", false, "exit non-zero on warnings too")
+	f.StringVar(&o.qemu, "qemu", "", "also check a QEMU guest for `cardshare qemu attach`: a libvirt `DOMAIN`, or a chardev unix:PATH or tcp:HOST:PORT")
 	return cmd
 }
 
@@ -80,6 +88,10 @@ func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args [
 		guest = args[0]
 	}
 	sum := doctor.Run(ctx, cfg, guest)
+	if o.qemu != "" {
+		q := doctor.QEMU(ctx, cfg, vm.ExecRunner, o.qemu, false)
+		sum.Failed, sum.Warned = sum.Failed+q.Failed, sum.Warned+q.Warned
+	}
 	switch {
 	case sum.Failed > 0:
 		return fmt.Errorf("%w: %d failed, %d warned", cmdutil.ErrChecksFailed, sum.Failed, sum.Warned)
