@@ -16,9 +16,9 @@ import (
 // reader (internal/ccid), as `cardshare qemu attach` does, instead of an
 // SSH forward.
 
-// ccidChardevs are the guest's chardevs: its ccid.chardev entries, else
+// CCIDChardevs are the guest's chardevs: its ccid.chardev entries, else
 // those of the libvirt domain vm (virsh dumpxml).
-func ccidChardevs(ctx context.Context, g config.Guest) ([]ccid.Endpoint, error) {
+func CCIDChardevs(ctx context.Context, g config.Guest) ([]ccid.Endpoint, error) {
 	if len(g.CCID.Chardevs) == 0 {
 		eps, err := ccidconf.DomainChardevs(ctx, vm.ExecRunner, g.VM)
 		if err != nil {

@@ -96,7 +96,7 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		fresh[i] = r
 		wg.Go(func() {
 			if g.CCID != nil {
-				if r.spec.chardevs, r.err = ccidChardevs(f.ctx, g); r.err != nil {
+				if r.spec.chardevs, r.err = CCIDChardevs(f.ctx, g); r.err != nil {
 					r.at = time.Now()
 				}
 				return

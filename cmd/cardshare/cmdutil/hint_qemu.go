@@ -18,7 +18,7 @@ func qemuHint(err error) string {
 	case errors.Is(err, ccidconf.ErrNoSmartcard):
 		return "`cardshare qemu snippet --domain NAME` prints that XML (--readers N for more readers); or give the chardev with --chardev"
 	case errors.Is(err, ccidconf.ErrNoDomain):
-		return "`virsh list --all` (and `virsh -c qemu:///system list --all`) lists the domains; for QEMU without libvirt give --chardev unix:PATH or tcp:HOST:PORT"
+		return "`virsh list --all` (and `virsh -c qemu:///system list --all`) lists the domains; for QEMU without libvirt give its chardev (--chardev unix:PATH or tcp:HOST:PORT, or chardev: under ccid: in the config file)"
 	}
 	return ""
 }
