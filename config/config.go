@@ -138,8 +138,35 @@ type Guest struct {
 	// return code, sizes; never payload bytes). False logs none.
 	Audit bool
 
+	// CCID, when set, makes this a QEMU guest without guest software:
+	// `up` passes host readers to it as QEMU's emulated USB CCID reader
+	// (as `cardshare qemu attach` does) instead of an SSH forward. VM is
+	// then a libvirt domain whose passthrough smartcards give the chardevs,
+	// unless CCID.Chardevs names them. Nil: an SSH guest.
+	CCID *CCID
+
 	// Line is the line of the guest's entry in the file; 0 when unknown.
 	Line int
+}
+
+// CCID is a guest's ccid: mapping, the flags of `cardshare qemu attach`.
+type CCID struct {
+	// Reader is a glob (path.Match) of the host readers to pass, such as
+	// "Yubico YubiKey*"; "*" passes every reader. Required.
+	Reader string
+	// Chardevs are the ccid-card-passthru chardevs, "unix:PATH" or
+	// "tcp:HOST:PORT", one per emulated reader. Empty means those of the
+	// libvirt domain VM.
+	Chardevs []string
+	// Listen: cardshare listens on Chardevs and QEMU connects. False:
+	// cardshare dials QEMU's.
+	Listen bool
+	// Exclusive takes the card exclusively while it is present. False
+	// shares it, in transactions.
+	Exclusive bool
+	// T1 passes T=1-only ATRs unchanged (usb-ccid,x-t1-support=on). False
+	// adds T=0 for QEMU 7.2.
+	T1 bool
 }
 
 // Target is what the guest's address is looked up by: Destination, or VM.
@@ -261,6 +288,7 @@ func (v *validator) check() {
 			"ssh_config %q is not an absolute path", h.SSHConfig)
 	}
 
+	chardevs := map[string]int{}   // ccid chardev → index
 	names := map[string]int{}      // name → index
 	sockets := map[[2]string]int{} // target and socket → index
 	for i := range c.Guests {
@@ -273,6 +301,15 @@ func (v *validator) check() {
 				continue
 			}
 			names[n] = i
+		}
+		if g.CCID != nil {
+			for _, cd := range g.CCID.Chardevs {
+				if j, dup := chardevs[cd]; dup {
+					v.fail(key(i, "ccid"), g.Line, "each chardev belongs to one emulated reader of one guest", "guests %q and %q use the same chardev %s", c.Guests[j].label(), g.label(), cd)
+				}
+				chardevs[cd] = i
+			}
+			continue
 		}
 		if t := g.Target(); t != "" {
 			k := [2]string{t, g.Socket}
@@ -287,7 +324,11 @@ func (v *validator) check() {
 }
 
 func (v *validator) guest(i int, g *Guest) {
+	if g.CCID != nil {
+		v.ccid(i, g)
+	}
 	switch {
+	case g.CCID != nil:
 	case g.Destination != "" && g.VM != "":
 		v.fail(key(i, "vm"), g.Line, "keep one: destination is an ssh_config alias or [user@]host[:port], vm is a VM name",
 			"guest %q has both destination and vm", g.label())

@@ -30,8 +30,16 @@
 //	    readers: ["Yubico YubiKey*"]      # the readers the guest sees
 //	    control: deny                     # no SCardControl
 //	    audit: true                       # one log line per PC/SC call
+//	  - vm: win11                         # a libvirt domain, without guest software:
+//	    ccid:                             # QEMU's emulated USB CCID reader (CCID)
+//	      reader: "Yubico*"               # host readers to pass (required)
+//	      chardev: [unix:/run/vm/ccid0.sock]  # default: the domain's smartcards
+//	      listen: false
+//	      exclusive: false
+//	      t1: false
 //
 // The reader policy keys (readers, control, audit) apply to every
 // connection of the guest (package relay). Warnings reports reader
-// patterns that cannot match.
+// patterns that cannot match. A guest with ccid: takes none of the SSH
+// keys (destination, socket, setup_guest, readers, control, audit).
 package config

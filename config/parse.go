@@ -41,14 +41,24 @@ type hostSchema struct {
 }
 
 type guestSchema struct {
-	Name        yaml.Node `yaml:"name"`
-	Destination yaml.Node `yaml:"destination"`
-	VM          yaml.Node `yaml:"vm"`
-	Socket      yaml.Node `yaml:"socket"`
-	SetupGuest  yaml.Node `yaml:"setup_guest"`
-	Readers     yaml.Node `yaml:"readers"`
-	Control     yaml.Node `yaml:"control"`
-	Audit       yaml.Node `yaml:"audit"`
+	Name        yaml.Node  `yaml:"name"`
+	Destination yaml.Node  `yaml:"destination"`
+	VM          yaml.Node  `yaml:"vm"`
+	Socket      yaml.Node  `yaml:"socket"`
+	SetupGuest  yaml.Node  `yaml:"setup_guest"`
+	Readers     yaml.Node  `yaml:"readers"`
+	Control     yaml.Node  `yaml:"control"`
+	Audit       yaml.Node  `yaml:"audit"`
+	CCID        ccidSchema `yaml:"ccid"`
+}
+
+// ccidSchema is a guest's ccid: mapping (QEMU's emulated USB CCID reader).
+type ccidSchema struct {
+	Reader    yaml.Node `yaml:"reader"`
+	Chardev   yaml.Node `yaml:"chardev"`
+	Listen    yaml.Node `yaml:"listen"`
+	Exclusive yaml.Node `yaml:"exclusive"`
+	T1        yaml.Node `yaml:"t1"`
 }
 
 var (
@@ -344,6 +354,19 @@ func (p *parser) convert(s *fileSchema, c *Config) {
 		g.Readers = p.strList(&gs.Readers, "readers", key(i, "readers"))
 		p.str(&gs.Control, "control", &g.Control)
 		p.boolean(&gs.Audit, "audit", &g.Audit)
+		if cs := &gs.CCID; p.lines[key(i, "ccid")] != 0 {
+			g.CCID = &CCID{}
+			p.str(&cs.Reader, "reader", &g.CCID.Reader)
+			if n := deref(&cs.Chardev); n.Kind == yaml.ScalarNode && !isNull(n) {
+				g.CCID.Chardevs = []string{n.Value}
+				p.lines[key(i, "ccid.chardev.0")] = n.Line
+			} else {
+				g.CCID.Chardevs = p.strList(&cs.Chardev, "chardev", key(i, "ccid.chardev"))
+			}
+			p.boolean(&cs.Listen, "listen", &g.CCID.Listen)
+			p.boolean(&cs.Exclusive, "exclusive", &g.CCID.Exclusive)
+			p.boolean(&cs.T1, "t1", &g.CCID.T1)
+		}
 		if g.Name == "" {
 			g.Name = g.Target()
 		}

@@ -32,6 +32,9 @@ func (f *Supervisor) Status() control.StatusV1 {
 }
 
 func (r *guestRun) status() control.GuestStatus {
+	if r.conf.CCID != nil {
+		return r.ccidStatus()
+	}
 	g := control.GuestStatus{
 		Name:         r.conf.Name,
 		Destination:  r.conf.Destination,

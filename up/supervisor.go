@@ -11,6 +11,7 @@ import (
 
 	"github.com/cardshare/cardshare/config"
 	"github.com/cardshare/cardshare/forward"
+	"github.com/cardshare/cardshare/internal/ccid"
 	"github.com/cardshare/cardshare/internal/guestsetup"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/vm"
@@ -37,7 +38,9 @@ type Supervisor struct {
 type guestRun struct {
 	conf   config.Guest
 	spec   guestSpec
-	fwd    *forward.Forwarder // nil when the guest could not be resolved
+	fwd    *forward.Forwarder // nil when the guest could not be resolved, or has ccid:
+	bridge *ccid.Bridge       // a ccid: guest's; nil when it could not be started
+	runErr error              // why fwd.Run or bridge.Run ended; read after done
 	err    error              // why it could not be resolved
 	at     time.Time          // when it failed to resolve
 	ctx    context.Context    // of fwd.Run and the guest setup
@@ -54,10 +57,11 @@ type guestSpec struct {
 	host      hostInfo
 	keepalive time.Duration
 	acceptNew bool
+	chardevs  []ccid.Endpoint // a ccid: guest's
 }
 
 func (r *guestRun) running() bool {
-	if r.fwd == nil {
+	if r.fwd == nil && r.bridge == nil {
 		return false
 	}
 	select {
@@ -69,7 +73,7 @@ func (r *guestRun) running() bool {
 }
 
 func (r *guestRun) stop() {
-	if r.fwd != nil {
+	if r.fwd != nil || r.bridge != nil {
 		r.cancel()
 		<-r.done
 		r.setup.Wait()
@@ -107,6 +111,12 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
 		fresh[i] = r
 		wg.Go(func() {
+			if g.CCID != nil {
+				if r.spec.chardevs, r.err = CCIDChardevs(f.ctx, g); r.err != nil {
+					r.at = time.Now()
+				}
+				return
+			}
 			res.once.Do(func() { res.t, res.src, res.err = Lookup(f.ctx, g, cfg.Host.SSHConfig) })
 			t, src, err := res.t, res.src, res.err
 			if err != nil {
@@ -157,7 +167,18 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 			continue
 		}
 		r.ctx, r.cancel = context.WithCancel(f.ctx)
-		r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
+		if r.conf.CCID != nil {
+			if r.bridge, r.err = f.newBridge(r); r.err != nil {
+				r.at = time.Now()
+				f.log.Error("cannot start ccid guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
+				f.note("%s: cannot start: %s", name, r.err)
+				problems = append(problems, &placedError{"guest " + name, r.err})
+				continue
+			}
+			f.log.Info("ccid guest", "guest", name, "chardevs", len(r.spec.chardevs), "reader", r.conf.CCID.Reader)
+		} else {
+			r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
+		}
 		start = append(start, r)
 	}
 	for name, o := range old {
@@ -173,7 +194,16 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 	for _, r := range start {
 		go func() {
 			defer close(r.done)
-			if err := r.fwd.Run(r.ctx); err != nil {
+			var err error
+			if r.bridge != nil {
+				if err = r.bridge.Run(r.ctx); r.ctx.Err() != nil {
+					err = nil
+				}
+			} else {
+				err = r.fwd.Run(r.ctx)
+			}
+			r.runErr = err
+			if err != nil {
 				h := f.guestHint(r.conf, cfg.Host.SSHConfig, err)
 				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", h)
 				f.note("%s: stopped until the next reload: %s", r.conf.Name, err)

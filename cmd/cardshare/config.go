@@ -33,7 +33,14 @@ guests:
   - vm: build                           # a VM name instead of a destination
     readers: ["Yubico YubiKey*"]        # the readers the guest sees; default all
     control: deny                       # refuse SCardControl; default allow
-    audit: true                         # log every PC/SC call; default false`
+    audit: true                         # log every PC/SC call; default false
+  - vm: win11                           # a libvirt domain: QEMU's emulated USB CCID
+    ccid:                               # reader, no guest software (see qemu --help)
+      reader: "Yubico*"                 # host readers to pass (required; "*": all)
+      chardev: unix:/run/vm/ccid.sock   # default: the domain's passthrough smartcards
+      listen: false                     # cardshare listens, QEMU connects
+      exclusive: false                  # take the card for the guest
+      t1: false                         # usb-ccid,x-t1-support=on`
 
 func newConfigCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
@@ -109,6 +116,16 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "GUEST\tLINE\tDESTINATION\tADDRESS\tUSER\tGUEST SOCKET\tSETUP")
 	for _, g := range c.Guests {
+		if g.CCID != nil {
+			where := "-"
+			if eps, err := up.CCIDChardevs(ctx, g); err != nil {
+				errs = append(errs, &placedError{fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), err})
+			} else {
+				where = plural(len(eps), "chardev")
+			}
+			fmt.Fprintf(tw, "%s\t%d\tqemu ccid %q\t%s\t-\t-\t-\n", g.Name, g.Line, g.CCID.Reader, where)
+			continue
+		}
 		dest := g.Destination
 		if g.VM != "" {
 			dest = "vm " + g.VM

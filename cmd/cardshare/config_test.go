@@ -16,7 +16,7 @@ func TestConfigHelpExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Guests) != 2 || len(c.Warnings()) != 0 {
+	if len(c.Guests) != 3 || len(c.Warnings()) != 0 {
 		t.Errorf("example: %d guests, warnings %v", len(c.Guests), c.Warnings())
 	}
 }

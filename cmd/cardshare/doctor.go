@@ -15,6 +15,7 @@ import (
 	"github.com/cardshare/cardshare/internal/scard"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/sshpaths"
+	"github.com/cardshare/cardshare/internal/vm"
 )
 
 type doctorOptions struct {
@@ -24,6 +25,7 @@ type doctorOptions struct {
 	pcscdSocket string
 	backend     string
 	strict      bool
+	qemu        string
 }
 
 func newDoctorCmd(g *cmdutil.Globals) *cobra.Command {
@@ -61,6 +63,11 @@ and with GUEST (an ssh_config alias, [user@]host[:port] or a VM name, as for exp
   libpcsclite     the guest's pcsc-lite client library and the host pcscd can talk
   environment     the login user's programs are pointed at the socket (guest setup)
 
+and with --qemu DOMAIN or --qemu CHARDEV (for ` + "`cardshare qemu attach`" + `):
+
+  qemu domain     the libvirt domain has <smartcard mode='passthrough'> devices
+  qemu chardev    each chardev socket is there and QEMU answers on it
+
 doctor changes nothing, except that it creates the guest socket's private
 directory as expose would. The exit status is 0 when no check fails; warnings
 fail only with --strict.`,
@@ -84,6 +91,7 @@ fail only with --strict.`,
 	cmdutil.PCSCDSocketFlag(f, &o.pcscdSocket)
 	cmdutil.BackendFlag(f, &o.backend)
 	f.BoolVar(&o.strict, "strict", false, "exit non-zero on warnings too")
+	f.StringVar(&o.qemu, "qemu", "", "also check a QEMU guest for `cardshare qemu attach`: a libvirt `DOMAIN`, or a chardev unix:PATH or tcp:HOST:PORT")
 	return cmd
 }
 
@@ -107,6 +115,10 @@ func runDoctor(ctx context.Context, g *cmdutil.Globals, o *doctorOptions, args [
 	words := cmdutil.Guest{Name: guest, SSHConfig: o.sshConfig}
 	cfg.Hint = func(err error) string { return cmdutil.GuestHint(err, words) }
 	sum := doctor.Run(ctx, cfg, guest)
+	if o.qemu != "" {
+		q := doctor.QEMU(ctx, cfg, vm.ExecRunner, o.qemu, false)
+		sum.Failed, sum.Warned = sum.Failed+q.Failed, sum.Warned+q.Warned
+	}
 	switch {
 	case sum.Failed > 0:
 		return fmt.Errorf("%w: %d failed, %d warned", cmdutil.ErrChecksFailed, sum.Failed, sum.Warned)

@@ -44,6 +44,7 @@ func TestMain(m *testing.M) {
 			mu.Unlock()
 			os.Exit(code)
 		},
+		"notqemu": func() { os.Exit(notQEMUMain()) },
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/cardshare/cardshare/cmd/cardshare/cmdutil"
+	"github.com/cardshare/cardshare/cmd/cardshare/qemucmd"
 	"github.com/cardshare/cardshare/cmd/cardshare/relaycmd"
 	"github.com/cardshare/cardshare/cmd/cardshare/servicecmd"
 )
@@ -38,7 +39,7 @@ In the guest, point programs at the forwarded socket:
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.PersistentFlags().BoolVarP(&g.Verbose, "verbose", "v", false, "log debug events (connections, byte counts; never card data)")
 	root.PersistentFlags().StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
-	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), servicecmd.New(g, checkConfigFile), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), relaycmd.New(g))
+	root.AddCommand(newExposeCmd(g), newVersionCmd(), newUpCmd(g), newStatusCmd(), newConfigCmd(g), servicecmd.New(g, checkConfigFile), newGuestCmd(g), newResolveCmd(g), newDoctorCmd(g), relaycmd.New(g), qemucmd.New(g))
 	return root
 }
 

@@ -26,7 +26,7 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show the guests of the running `cardshare up` and `relay serve`",
 		Long: `status asks the running ` + "`cardshare up`" + ` and ` + "`cardshare relay serve`" + ` over their
-control sockets how each guest is doing: state (connecting, up, backing-off
+control sockets (and every running ` + "`cardshare qemu attach`" + `) how each guest is doing: state (connecting, up, backing-off
 with the next retry, failed; for relay guests also disconnected and revoked),
 the guest socket path or the relay guest's address, since when, open and
 total client connections, bytes relayed, the guest's and the host's pcsc-lite
@@ -62,6 +62,11 @@ func runStatus(ctx context.Context, o *statusOptions, stdout io.Writer) error {
 			return err
 		}
 		paths = []string{up, relay}
+		qemu, err := control.QEMUSockets() // `cardshare qemu attach`, one per VM
+		if err != nil {
+			return err
+		}
+		paths = append(paths, qemu...)
 	}
 	var docs []*control.StatusV1
 	var notRunning error

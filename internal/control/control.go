@@ -72,7 +72,10 @@ const StatusVersion = 1
 //	    "failed_connections": 0,      // closed before relaying: bad opening, pcscd unreachable
 //	    "bytes_up": 2048,             // guest to host, since (re)start
 //	    "bytes_down": 8192,           // host to guest, since (re)start
-//	    "last_error": ""              // why the forward last went down or failed; "" if never
+//	    "last_error": "",             // why the forward last went down or failed; "" if never
+//	    "readers": [], "control": "allow", "audit": false,  // the reader policy
+//	    "kind": "ssh",                // ssh | relay | qemu-ccid (QEMU's emulated USB CCID reader)
+//	    "chardevs": []                // qemu-ccid: one ChardevStatus per emulated reader
 //	  }]
 //	}
 //
@@ -89,6 +92,15 @@ const StatusVersion = 1
 // a document without "mode" comes from `cardshare up`. So were the host's
 // "backend" and "source" (issue 14): a document without them comes from
 // the socket backend.
+//
+// qemu-ccid guests (QEMU's emulated USB CCID reader: a `ccid:` guest of
+// `up`, or `cardshare qemu attach`, whose document has mode "qemu-ccid" and
+// the host PC/SC library in "pcscd_socket") have kind "qemu-ccid", state
+// "connecting" (waiting for QEMU on a chardev), "up" (QEMU on every
+// chardev) or "failed", "readers" holding the reader glob, "control"
+// "deny", and per emulated reader a "chardevs" entry (ChardevStatus);
+// "destination", "address", "user", "socket" and the connection counters
+// are empty. "kind" and "chardevs" were added within version 1.
 type StatusV1 struct {
 	Version     int           `json:"version"`
 	Mode        string        `json:"mode"`
@@ -138,6 +150,12 @@ type GuestStatus struct {
 	Readers []string `json:"readers"`
 	Control string   `json:"control"`
 	Audit   bool     `json:"audit"`
+	// Kind is how the guest gets the card: "ssh" (a forwarded pcscd
+	// socket), "relay" or "qemu-ccid" (QEMU's emulated USB CCID reader);
+	// Chardevs are a qemu-ccid guest's emulated readers ([] otherwise).
+	// Both added within version 1.
+	Kind     string          `json:"kind"`
+	Chardevs []ChardevStatus `json:"chardevs"`
 }
 
 // SetPolicy fills g's policy fields; readers may be nil.
@@ -152,6 +170,8 @@ func (g *GuestStatus) SetPolicy(readers []string, denyControl, audit bool) {
 const (
 	ModeUp    = "up"
 	ModeRelay = "relay"
+	// ModeQEMUCCID is `cardshare qemu attach` (added within version 1).
+	ModeQEMUCCID = "qemu-ccid"
 )
 
 // Errors that callers branch on (to print a hint, say).

@@ -146,12 +146,12 @@ func TestStatusJSONFields(t *testing.T) {
 	}
 	for _, k := range []string{"name", "destination", "vm", "address", "user", "state", "since", "retry_at", "socket",
 		"guest_protocol", "guest_release", "host_protocol", "open_connections", "connections", "failed_connections",
-		"bytes_up", "bytes_down", "last_error", "readers", "control", "audit"} {
+		"bytes_up", "bytes_down", "last_error", "readers", "control", "audit", "kind", "chardevs"} {
 		if _, ok := m.Guests[0][k]; !ok {
 			t.Errorf("guest lacks %q", k)
 		}
 	}
-	if len(top) != 10 || len(m.Host) != 5 || len(m.Guests[0]) != 21 {
+	if len(top) != 10 || len(m.Host) != 5 || len(m.Guests[0]) != 23 {
 		t.Errorf("fields added without updating the documented schema and this test: %s", b)
 	}
 }

@@ -12,6 +12,12 @@ import (
 // prints without --json.
 func (s *StatusV1) WriteText(w io.Writer, now time.Time) {
 	relay := s.Mode == ModeRelay
+	if s.Mode == ModeQEMUCCID {
+		fmt.Fprintf(w, "cardshare qemu attach, pid %d, running for %s\n", s.PID, age(now, s.Started))
+		fmt.Fprintf(w, "host PC/SC %s\n", orDash(s.Host.PCSCDSocket))
+		writeCCID(w, s.Guests, now)
+		return
+	}
 	if relay {
 		fmt.Fprintf(w, "cardshare relay serve, pid %d, running for %s\n", s.PID, age(now, s.Started))
 		fmt.Fprintf(w, "state %s, listening on %s\n", s.Config, orDash(s.Listen))
@@ -35,6 +41,18 @@ func (s *StatusV1) WriteText(w io.Writer, now time.Time) {
 		}
 		return
 	}
+	var ccid, others []GuestStatus
+	for _, g := range s.Guests {
+		if g.Kind == KindQEMUCCID {
+			ccid = append(ccid, g)
+		} else {
+			others = append(others, g)
+		}
+	}
+	writeCCID(w, ccid, now)
+	if len(others) == 0 {
+		return
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	last := "GUEST SOCKET"
@@ -42,7 +60,7 @@ func (s *StatusV1) WriteText(w io.Writer, now time.Time) {
 		last = "GUEST ADDRESS"
 	}
 	fmt.Fprintf(tw, "GUEST\tSTATE\tSINCE\tCONNECTIONS\tUP/DOWN\tPROTOCOL\t%s\n", last)
-	for _, g := range s.Guests {
+	for _, g := range others {
 		since := age(now, g.Since)
 		if g.RetryAt != nil {
 			since += ", retry in " + Until(now, *g.RetryAt)
@@ -57,7 +75,7 @@ func (s *StatusV1) WriteText(w io.Writer, now time.Time) {
 	}
 	tw.Flush()
 	first := true
-	for _, g := range s.Guests {
+	for _, g := range others {
 		if p := PolicyText(g.Readers, g.Control == "deny", g.Audit); p != "" {
 			if first {
 				fmt.Fprintln(w)
@@ -67,7 +85,7 @@ func (s *StatusV1) WriteText(w io.Writer, now time.Time) {
 		}
 	}
 	first = true
-	for _, g := range s.Guests {
+	for _, g := range others {
 		if g.LastError == "" || g.State == "up" {
 			continue
 		}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -79,5 +80,44 @@ func TestSizeSI(t *testing.T) {
 		if got := sizeSI(n); got != want {
 			t.Errorf("sizeSI(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+func TestWriteTextQEMU(t *testing.T) {
+	now := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	s := &StatusV1{
+		Version: 1, Mode: ModeQEMUCCID, PID: 99, Started: now.Add(-time.Minute),
+		Host: HostStatus{PCSCDSocket: "libpcsclite.so.1"},
+		Guests: []GuestStatus{{Name: "win11", Kind: KindQEMUCCID, State: "connecting", Since: now.Add(-time.Second),
+			Readers: []string{"Yubico*"}, Control: "deny", LastError: "EOF",
+			Chardevs: []ChardevStatus{
+				{Chardev: "unix:/run/cardshare/win11-ccid0.sock", QEMU: true, Reader: "Yubico YubiKey 00 00", Card: true, T0ForT1: true, APDUs: 12, Since: now.Add(-time.Minute)},
+				{Chardev: "unix:/run/cardshare/win11-ccid1.sock (listening)", Since: now.Add(-time.Second), LastError: "EOF"},
+			}}},
+	}
+	var b strings.Builder
+	s.WriteText(&b, now)
+	want := `cardshare qemu attach, pid 99, running for 1m0s
+host PC/SC libpcsclite.so.1
+
+QEMU CCID GUEST  STATE       SINCE  CHARDEV                                           QEMU       HOST READER           CARD                   APDUS
+win11            connecting  1m0s   unix:/run/cardshare/win11-ccid0.sock              connected  Yubico YubiKey 00 00  present (T=0 for T=1)  12
+win11            connecting  1s     unix:/run/cardshare/win11-ccid1.sock (listening)  waiting    -                     no card                0
+win11: EOF
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	// In up's document, after the SSH guests' table.
+	s.Mode = ModeUp
+	s.Guests = append(s.Guests, GuestStatus{Name: "devvm", State: "up", Since: now, HostProtocol: "4.4"})
+	b.Reset()
+	s.WriteText(&b, now)
+	if !strings.Contains(b.String(), "\nQEMU CCID GUEST") || !strings.Contains(b.String(), "\ndevvm  up") || strings.Contains(b.String(), "reader policy") {
+		t.Errorf("up with a ccid guest:\n%s", b.String())
+	}
+	j, err := json.Marshal(s)
+	if err != nil || !strings.Contains(string(j), `"kind":"qemu-ccid"`) || !strings.Contains(string(j), `"kind":"ssh","chardevs":[]`) {
+		t.Errorf("JSON: %s %v", j, err)
 	}
 }

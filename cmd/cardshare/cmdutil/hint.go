@@ -25,6 +25,9 @@ func Hint(err error) string {
 	if h, ok := hintOf(err); ok {
 		return h
 	}
+	if h := qemuHint(err); h != "" {
+		return h
+	}
 	var (
 		m  *pcsc.Mismatch
 		ne net.Error
