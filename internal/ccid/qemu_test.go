@@ -6,16 +6,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,11 +52,12 @@ $C "$A" waitremove 30
 $C "$B" cmd 65527
 `
 
-// TestQEMUGuest boots a real QEMU guest (scripts/qemu-ccid.sh) with two
-// usb-ccid readers behind the bridge, one chardev dialed by the bridge and
-// one QEMU dials, and checks what the guest's own pcscd and libccid see.
-// It also measures APDU round trips in the guest against the same card on
-// the host and over the bridge without the guest.
+// TestQEMUGuest boots a real QEMU guest (scripts/qemu-ccid.sh) with three
+// usb-ccid readers served by `cardshare qemu attach` processes, built from
+// ./cmd/cardshare: one dials QEMU's TCP chardev, two listen on Unix sockets
+// QEMU dials (one of them with --t1). It checks what the guest's own pcscd
+// and libccid see, and measures APDU round trips in the guest against the
+// same card on the host and over the bridge without the guest.
 func TestQEMUGuest(t *testing.T) {
 	dir := os.Getenv(guestEnv)
 	if dir == "" {
@@ -79,44 +78,32 @@ func TestQEMUGuest(t *testing.T) {
 		t.Fatal(err)
 	}
 	hopB := bridgeBench(t, host, testenv.VPCDReader, n)
-	timed := &timingHost{Host: host}
 
 	work := sockDir(t)
 	disk := buildTestDisk(t, work)
-	// Chardev A is TCP on loopback (QEMU listens, nodelay=on), B a Unix
-	// socket the bridge listens on.
+	bin := buildCardshare(t, work)
+	// Chardev A is TCP on loopback (QEMU listens, nodelay=on) with the test
+	// card, B a Unix socket cardshare listens on with the T=1-only card,
+	// and C another with the same card as it is (--t1), to see what QEMU
+	// 7.2's guest makes of a T=1-only ATR.
 	portA := freePort(t)
 	sockB := filepath.Join(work, "ccid1.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg := &Config{
-		Reader:   "Virtual PCD*",
-		Chardevs: []Endpoint{{Network: "tcp", Address: "127.0.0.1:" + portA}, {Network: "unix", Address: sockB, Listen: true}},
-		Logger:   testLogger(t),
-	}
-	// A third reader shows the T=1-only card as it is (Config.T1), to
-	// see what QEMU 7.2's guest makes of it.
 	sockC := filepath.Join(work, "ccid2.sock")
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Go(func() {
-		err := Attach(ctx, timed, &Config{Reader: testenv.VPCDSecondReader, T1: true, Logger: testLogger(t),
-			Chardevs: []Endpoint{{Network: "unix", Address: sockC, Listen: true}}})
-		if err != nil && ctx.Err() == nil {
-			t.Errorf("Attach with T1: %v", err)
-		}
-	})
-	wg.Go(func() {
-		if err := Attach(ctx, timed, cfg); err != nil && ctx.Err() == nil {
-			t.Errorf("Attach: %v", err)
-		}
-	})
+	attach := []*attachProc{
+		startAttach(t, bin, p.Socket, "A", "--chardev", "tcp:127.0.0.1:"+portA, "--reader", testenv.VPCDReader,
+			"--control-socket", filepath.Join(work, "ctl", "a.sock")),
+		startAttach(t, bin, p.Socket, "B", "--listen", "--chardev", "unix:"+sockB, "--reader", testenv.VPCDSecondReader,
+			"--control-socket", filepath.Join(work, "ctl", "b.sock")),
+		startAttach(t, bin, p.Socket, "C", "--listen", "--t1", "--chardev", "unix:"+sockC, "--reader", testenv.VPCDSecondReader,
+			"--control-socket", filepath.Join(work, "ctl", "c.sock")),
+	}
 
 	accel := os.Getenv("CARDSHARE_QEMU_ACCEL")
 	if accel == "" {
 		accel = "tcg"
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	qemu := exec.CommandContext(ctx, "qemu-system-x86_64",
 		"-machine", "q35,accel="+accel, "-m", "768", "-smp", "1", "-nographic", "-no-reboot",
 		"-kernel", filepath.Join(dir, "vmlinuz"), "-initrd", filepath.Join(dir, "initrd.img"),
@@ -160,6 +147,10 @@ func TestQEMUGuest(t *testing.T) {
 	}
 	qemu.Wait()
 	t.Logf("guest ran %s", time.Since(start).Round(time.Second))
+	// Each attach served the whole run and stops cleanly on SIGTERM.
+	for _, a := range attach {
+		a.stop(t)
+	}
 	console := strings.Join(lines, "\n")
 	for _, want := range []string{
 		`protocol: T=0\natr: 3B 02 14 50\nresponse: Hello world! sw: 9000`,
@@ -176,68 +167,86 @@ func TestQEMUGuest(t *testing.T) {
 		}
 	}
 	benchTable(t, hostB, hopB, console)
-	fmt.Println(timed.summary())
 }
 
-// timingHost times the host card's Transmit calls, to tell the bridge's
-// and the card's share of the guest's round trips from QEMU's and the
-// guest's.
-type timingHost struct {
-	Host
-	mu sync.Mutex
-	d  map[string][]time.Duration // by reader
-}
-
-func (h *timingHost) EstablishContext() (HostContext, error) {
-	c, err := h.Host.EstablishContext()
-	return timingContext{c, h}, err
-}
-
-type timingContext struct {
-	HostContext
-	h *timingHost
-}
-
-func (c timingContext) Connect(reader string, exclusive bool) (HostCard, error) {
-	card, err := c.HostContext.Connect(reader, exclusive)
-	return timingCard{card, c.h, reader}, err
-}
-
-type timingCard struct {
-	HostCard
-	h      *timingHost
-	reader string
-}
-
-func (c timingCard) Transmit(apdu, recv []byte) (int, error) {
-	t0 := time.Now()
-	n, err := c.HostCard.Transmit(apdu, recv)
-	c.h.mu.Lock()
-	if c.h.d == nil {
-		c.h.d = map[string][]time.Duration{}
+// buildCardshare builds the cardshare command into dir.
+func buildCardshare(t *testing.T, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "cardshare")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/cardshare/cardshare/cmd/cardshare").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd/cardshare: %v\n%s", err, out)
 	}
-	c.h.d[c.reader] = append(c.h.d[c.reader], time.Since(t0))
-	c.h.mu.Unlock()
-	return n, err
+	return bin
 }
 
-func (h *timingHost) summary() string {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var b strings.Builder
-	for _, reader := range slices.Sorted(maps.Keys(h.d)) {
-		d := slices.Clone(h.d[reader])
-		slices.Sort(d)
-		over := 0
-		for _, x := range d {
-			if x > 10*time.Millisecond {
-				over++
-			}
+// attachProc is a `cardshare qemu attach` process of the rig.
+type attachProc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{} // closed once waited for, with err
+	err  error
+}
+
+// startAttach runs `cardshare qemu attach ARGS...` over the test's pcscd;
+// its output shows as "attach NAME: ..." lines. A cleanup kills it by PID
+// if the test ends before stop.
+func startAttach(t *testing.T, bin, pcscd, name string, args ...string) *attachProc {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"qemu", "attach"}, args...)...)
+	cmd.Env = append(os.Environ(), "PCSCLITE_CSOCK_NAME="+pcscd)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start cardshare qemu attach: %v", err)
+	}
+	w.Close()
+	a := &attachProc{name: name, cmd: cmd, done: make(chan struct{})}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			fmt.Printf("attach %s: %s\n", name, sc.Text())
 		}
-		fmt.Fprintf(&b, "SCardTransmit on the host inside the bridge during the guest run, %s: %d calls, median %d µs, p99 %d µs, max %d µs, %d over 10 ms\n",
-			reader, len(d), d[(len(d)-1)/2].Microseconds(), d[(len(d)*99+99)/100-1].Microseconds(), d[len(d)-1].Microseconds(), over)
+	}()
+	go func() { <-copied; r.Close(); a.err = cmd.Wait(); close(a.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-a.done:
+		default:
+			cmd.Process.Kill()
+			<-a.done
+		}
+	})
+	return a
+}
+
+// stop fails the test if the process ended early, then stops it with
+// SIGTERM and expects a clean exit.
+func (a *attachProc) stop(t *testing.T) {
+	t.Helper()
+	select {
+	case <-a.done:
+		t.Errorf("cardshare qemu attach %s ended during the run: %v", a.name, a.err)
+		return
+	default:
 	}
-	return b.String()
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("attach %s: %v", a.name, err)
+		return
+	}
+	select {
+	case <-a.done:
+		if a.err != nil {
+			t.Errorf("cardshare qemu attach %s after SIGTERM: %v", a.name, a.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Errorf("cardshare qemu attach %s still running 20 s after SIGTERM", a.name)
+	}
 }
 
 // resetCard resets the card in reader as a host program would
