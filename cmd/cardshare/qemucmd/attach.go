@@ -139,7 +139,7 @@ func runAttach(ctx context.Context, g *cmdutil.Globals, o *attachOptions, domain
 	}
 	name := domain
 	if name == "" {
-		name = strings.TrimSuffix(filepath.Base(eps[0].Address), filepath.Ext(eps[0].Address))
+		name = chardevName(eps[0])
 	}
 	b, err := ccid.New(ccid.NewSCardHost(lib), &ccid.Config{Reader: o.reader, Chardevs: eps, Exclusive: o.exclusive, T1: o.t1, Logger: log})
 	if err != nil {
@@ -183,4 +183,13 @@ func runAttach(ctx context.Context, g *cmdutil.Globals, o *attachOptions, domain
 			log.Info("SIGHUP ignored: qemu attach has nothing to reload (stop it with SIGINT or SIGTERM)")
 		}
 	}
+}
+
+// chardevName names a guest without a domain after its first chardev: the
+// socket file's name without its extension, or HOST-PORT for TCP.
+func chardevName(e ccid.Endpoint) string {
+	if e.Network == "tcp" {
+		return strings.NewReplacer(":", "-", "[", "", "]", "").Replace(e.Address)
+	}
+	return strings.TrimSuffix(filepath.Base(e.Address), filepath.Ext(e.Address))
 }
