@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/bridge"
+	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
@@ -302,7 +303,14 @@ func startRelay(b *testing.B, pcscd string, n int) *relayRun {
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.host = relay.NewHost(state, &relay.HostConfig{Logger: log, Dial: hostpcsc.Socket{Path: pcscd}.Dial, Relay: bridge.Config{Daemon: daemon}})
+	// idleConnCost opens 100 connections through one guest: above the
+	// default cap per guest (connlimit.DefaultPerGuest), which is not what
+	// it measures.
+	limiter, err := connlimit.New(&connlimit.Config{PerGuest: 150, Total: 150, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.host = relay.NewHost(state, &relay.HostConfig{Logger: log, Dial: hostpcsc.Socket{Path: pcscd}.Dial, Relay: bridge.Config{Daemon: daemon, Limiter: limiter}})
 	running := 1 + n
 	exited := make(chan struct{}, running)
 	go func() { r.host.Serve(ctx, ln); exited <- struct{}{} }()
