@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/accept"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/scard"
 )
@@ -220,20 +221,16 @@ func (s *Source) ServeConn(ctx context.Context, nc net.Conn) error {
 }
 
 // Serve accepts connections from ln and serves each until ctx ends or ln
-// fails; it closes ln.
+// fails; it closes ln and returns after every connection it served has
+// ended. It uses the project's one accept loop (internal/accept).
 func (s *Source) Serve(ctx context.Context, ln net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("nativepcsc: accept: %w", err)
-		}
-		go s.ServeConn(ctx, nc)
+	err := accept.Loop(ctx, ln, accept.Config{Slots: s.cfg.MaxConnections}, func(ctx context.Context, nc net.Conn, _ func()) {
+		s.ServeConn(ctx, nc)
+	})
+	if err != nil {
+		return fmt.Errorf("nativepcsc: %w", err)
 	}
+	return nil
 }
 
 func (s *Source) add(nc net.Conn) (*conn, error) {
