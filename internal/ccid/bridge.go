@@ -10,6 +10,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/backoff"
 )
 
 // Config configures Attach. A nil *Config means DefaultConfig with no
@@ -121,7 +123,7 @@ func New(host Host, cfg *Config) (*Bridge, error) {
 		return nil, err
 	}
 	for _, ep := range b.cfg.Chardevs {
-		conn, err := newConnector(ep, backoff{b.cfg.RetryMin, b.cfg.RetryMax})
+		conn, err := newConnector(ep, backoff.Backoff{Min: b.cfg.RetryMin, Max: b.cfg.RetryMax})
 		if err != nil {
 			for _, s := range b.slots {
 				s.conn.close()
@@ -170,11 +172,11 @@ type want struct {
 // PnP) and binds matching readers to free slots.
 func watch(ctx context.Context, host Host, cfg *Config, slots []*slot) {
 	log := cfg.Logger
-	b := backoff{cfg.RetryMin, cfg.RetryMax}
-	for attempt := 0; ctx.Err() == nil; attempt++ {
+	b := backoff.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}
+	for ctx.Err() == nil {
 		hc, err := host.EstablishContext()
 		if err == nil {
-			attempt = 0
+			b.Reset()
 			err = watchContext(ctx, hc, cfg, slots)
 			hc.Release()
 		}
@@ -184,7 +186,7 @@ func watch(ctx context.Context, host Host, cfg *Config, slots []*slot) {
 		if ctx.Err() != nil {
 			return
 		}
-		wait := b.wait(attempt)
+		wait := b.Next()
 		log.Warn("ccid: host PC/SC unavailable, retrying", "err", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-time.After(wait):

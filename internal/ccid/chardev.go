@@ -4,13 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/backoff"
 )
 
 // Endpoint is one QEMU chardev of a ccid-card-passthru device: a Unix or
@@ -70,13 +72,13 @@ func (e Endpoint) String() string {
 // connector yields chardev connections: dialing with backoff, or accepting
 // on a listener that lives as long as the connector.
 type connector struct {
-	ep      Endpoint
-	ln      net.Listener
-	backoff backoff
+	ep    Endpoint
+	ln    net.Listener
+	retry backoff.Backoff
 }
 
-func newConnector(ep Endpoint, b backoff) (*connector, error) {
-	c := &connector{ep: ep, backoff: b}
+func newConnector(ep Endpoint, retry backoff.Backoff) (*connector, error) {
+	c := &connector{ep: ep, retry: retry}
 	if !ep.Listen {
 		return c, nil
 	}
@@ -119,7 +121,8 @@ func (c *connector) next(ctx context.Context, onRetry func(err error, wait time.
 		tune(conn)
 		return conn, nil
 	}
-	for attempt := 0; ; attempt++ {
+	c.retry.Reset()
+	for {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, c.ep.Network, c.ep.Address)
 		if err == nil {
@@ -129,7 +132,7 @@ func (c *connector) next(ctx context.Context, onRetry func(err error, wait time.
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		wait := c.backoff.wait(attempt)
+		wait := c.retry.Next()
 		if onRetry != nil {
 			onRetry(err, wait)
 		}
@@ -189,16 +192,4 @@ func tune(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-}
-
-// backoff is a capped, jittered, doubling wait.
-type backoff struct{ min, max time.Duration }
-
-func (b backoff) wait(attempt int) time.Duration {
-	d := b.min
-	for i := 0; i < attempt && d < b.max; i++ {
-		d *= 2
-	}
-	d = min(d, b.max)
-	return d/2 + rand.N(d/2+1)
 }
