@@ -2,9 +2,13 @@
 # Runs the three-version rig: real pcsc-lite of Debian bookworm (1.9.9,
 # protocol 4.4), trixie (2.3.3, 4.5 strict) and sid (2.5.3, 4.6), every
 # client against every daemon, through a byte relay and through cardshare,
-# and prints the two 3×3 tables (TestVersionMatrix in internal/matrix).
-# Each cell runs the C test client (list, hello, a blocking wait that sees
-# a card inserted) and the release's pcsc_scan (reader plug and play).
+# and prints the two 3×3 tables (TestVersionMatrix in internal/matrix);
+# then every client against cardshare's native backend hosted on every
+# release's own libpcsclite and pcscd (a CGO_ENABLED=0 build of the host
+# side run in that release's chroot), the third table
+# (TestVersionMatrixNative). Each cell runs the C test client (list,
+# hello, a blocking wait that sees a card inserted) and the release's
+# pcsc_scan (reader plug and play).
 #
 # bookworm is this machine. trixie and sid are debootstrap chroots, made
 # once and cached outside the checkout in $CARDSHARE_MATRIX_CACHE (default
@@ -26,6 +30,12 @@ fi
 cache=${CARDSHARE_MATRIX_CACHE:-$HOME/.cache/cardshare-matrix}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 mkdir -p "$cache"
+# One run at a time: every run uses the chroots' /cardshare-matrix.
+exec 9>"$cache/.lock"
+if ! flock -n 9; then
+	echo "version-matrix: another run holds $cache/.lock; waiting for it" >&2
+	flock 9
+fi
 
 command -v debootstrap >/dev/null || apt-get install -y debootstrap
 command -v pcsc_scan >/dev/null || apt-get install -y pcsc-tools
@@ -68,4 +78,4 @@ for suite in trixie sid; do
 	touch "$root/.cardshare-ready-2"
 done
 
-CARDSHARE_MATRIX_CACHE=$cache go test -count=1 -run '^TestVersionMatrix$' -timeout 15m -v "$@" ./internal/matrix
+CARDSHARE_MATRIX_CACHE=$cache go test -count=1 -run '^TestVersionMatrix(Native)?$' -timeout 15m -v "$@" ./internal/matrix

@@ -4,12 +4,16 @@ package matrix
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/nativepcsc"
@@ -19,73 +23,143 @@ import (
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
-// TestVersionMatrixNative runs the C client and pcsc_scan of each
-// release against cardshare's native backend (internal/nativepcsc over
-// this machine's libpcsclite and pcscd): the daemon end answers each
-// client's protocol natively (4.4, 4.5 strict, 4.6), so every cell must
-// pass. A native host's library always matches its own daemon, so the
-// daemon axis of the socket matrix has one column here.
+// TestVersionMatrixNative runs cardshare's native backend as the host of
+// each release: testdata/nativehost (hostpcsc's native source under
+// bridge.Serve, built with CGO_ENABLED=0 as cardshare is) runs in that
+// release's environment, where purego loads the release's libpcsclite,
+// which talks to the release's pcscd (through a byte relay into the
+// chroot). The C client and pcsc_scan of each release are its guests, as
+// in TestVersionMatrix: the native backend answers each client's protocol
+// natively (4.4, 4.5 strict, 4.6) whatever its host library speaks, so all
+// nine cells must pass.
 func TestVersionMatrixNative(t *testing.T) {
 	cache := os.Getenv("CARDSHARE_MATRIX_CACHE")
 	if cache == "" {
 		t.Skip("run scripts/version-matrix.sh, which makes the chroots and sets CARDSHARE_MATRIX_CACHE")
 	}
-	host := &release{name: "bookworm", pcsc: "1.9.9"}
-	host.daemon = testenv.StartPCSCD(t)
-	host.daemon.InsertCard(t)
-	scardtest.UseSocket(t, host.daemon.Socket)
-	lib, err := scard.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := nativepcsc.New(lib, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-
+	rels := releases(cache)
 	bin := testenv.BuildClient(t)
-	rels := []*release{
-		{name: "bookworm", pcsc: "1.9.9"},
-		{name: "trixie", pcsc: "2.3.3", root: filepath.Join(cache, "trixie")},
-		{name: "sid", pcsc: "2.5.3", root: filepath.Join(cache, "sid")},
-	}
+	host := buildNativeHost(t)
 	for _, c := range rels {
-		if c.root == "" {
-			dir, err := os.MkdirTemp("", "cs")
-			if err != nil {
-				t.Fatal(err)
+		c.prepareClient(t, bin)
+	}
+	results := map[[2]string]string{}
+	libs := map[string]string{}
+	for _, h := range rels {
+		t.Run(h.name, func(t *testing.T) {
+			h.startDaemon(t)
+			h.daemon.InsertCard(t)
+			sock, lib := startNativeHost(t, host, h)
+			libs[h.name] = lib
+			log := new(lockedBuffer)
+			for _, c := range rels {
+				guest := sock
+				if c != h {
+					// Another release's client reaches the host's socket
+					// from its own chroot through a byte relay.
+					guest = serve(t, filepath.Join(c.sockDir, "native-"+h.name+".comm"), sock,
+						&bridge.Config{Logger: slog.New(slog.NewTextHandler(log, nil))})
+				}
+				got := runCell(t, bin, c, guest, h)
+				results[[2]string{c.name, h.name}] = got
+				if got != "OK" {
+					t.Errorf("native backend on %s: %s client: %s", h.name, c.name, got)
+				}
 			}
-			t.Cleanup(func() { os.RemoveAll(dir) })
-			c.sockDir = dir
-		} else {
-			c.sockDir = filepath.Join(c.root, clientDir)
-			os.RemoveAll(c.sockDir)
-			if err := os.MkdirAll(c.sockDir, 0o755); err != nil {
-				t.Fatal(err)
+			if t.Failed() {
+				t.Logf("relay log:\n%s", log)
 			}
-			if err := copyFile(filepath.Join(c.sockDir, "pcscclient"), bin); err != nil {
-				t.Fatal(err)
+		})
+	}
+	for _, h := range rels {
+		t.Logf("%s host: %s", h.name, libs[h.name])
+	}
+	fmt.Println(table("native backend (rows: client libpcsclite, columns: the host's libpcsclite and pcscd under cardshare's native backend)",
+		"client \\ native host", rels,
+		func(h *release) string { return h.name + " " + h.pcsc },
+		func(c, h *release) string {
+			if got, ok := results[[2]string{c.name, h.name}]; ok {
+				return got
 			}
-		}
-		sock := filepath.Join(c.sockDir, "native.comm")
-		ln, err := net.Listen("unix", sock)
-		if err != nil {
+			return "not run"
+		}))
+}
+
+// buildNativeHost builds testdata/nativehost for this machine without cgo
+// (purego then brings its own dlopen), as cardshare's binaries are built.
+func buildNativeHost(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "nativehost")
+	cmd := exec.Command("go", "build", "-o", out, "./testdata/nativehost")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build nativehost: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// startNativeHost runs nativehost in h's environment until the test ends:
+// in h's chroot, on its libpcsclite, with PCSCLITE_CSOCK_NAME at a byte
+// relay to h's pcscd; or here, on this machine's, at the pcscd socket. It
+// returns the socket nativehost serves (in h.sockDir) and the line where
+// it names the library it loaded.
+func startNativeHost(t *testing.T, bin string, h *release) (sock, lib string) {
+	t.Helper()
+	sock = filepath.Join(h.sockDir, "native.comm")
+	pcscd, path, listen := h.daemon.Socket, bin, sock
+	if h.root != "" {
+		pcscd = serve(t, filepath.Join(h.sockDir, "pcscd.comm"), h.daemon.Socket, &bridge.Config{})
+		path = filepath.Join(h.sockDir, "nativehost")
+		if err := copyFile(path, bin); err != nil {
 			t.Fatal(err)
 		}
-		os.Chmod(sock, 0o666)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			src.Serve(ctx, ln)
-		}()
-		got := runCell(t, bin, c, sock, host)
+		listen = filepath.Join(clientDir, filepath.Base(sock))
+	}
+	out := new(lockedBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := command(ctx, h, pcscd, path, filepath.Join(clientDir, "nativehost"), listen)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	if err := cmd.Start(); err != nil {
 		cancel()
-		<-done
-		t.Logf("| %s %s client | native backend (host pcscd %s) | %s |", c.name, c.pcsc, host.pcsc, got)
-		if got != "OK" {
-			t.Errorf("native: %s client: %s", c.name, got)
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cancel() // SIGTERM: nativehost closes its source and exits 0
+		if err := <-exited; cmd.ProcessState == nil || !cmd.ProcessState.Success() {
+			t.Errorf("nativehost on %s: %v", h.name, err)
+		}
+		if t.Failed() {
+			t.Logf("nativehost on %s (audit lines, no payloads):\n%s", h.name, out)
+			return
+		}
+		for l := range strings.Lines(out.String()) {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+				t.Logf("nativehost on %s: %s", h.name, strings.TrimSpace(l))
+			}
+		}
+	})
+	deadline := time.After(30 * time.Second)
+	for {
+		text := out.String()
+		if strings.Contains(text, "serving on ") {
+			for l := range strings.Lines(text) {
+				if strings.HasPrefix(l, "library ") {
+					lib = strings.TrimSpace(l)
+				}
+			}
+			return sock, lib
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("nativehost on %s exited: %v\n%s", h.name, err, text)
+		case <-deadline:
+			t.Fatalf("nativehost on %s: not serving after 30 s:\n%s", h.name, text)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
