@@ -31,7 +31,8 @@ import (
 // chroot). The C client and pcsc_scan of each release are its guests, as
 // in TestVersionMatrix: the native backend answers each client's protocol
 // natively (4.4, 4.5 strict, 4.6) whatever its host library speaks, so all
-// nine cells must pass.
+// nine cells must pass. Then each host's pcscd restarts under the backend
+// (restart), which must recover on each release's library.
 func TestVersionMatrixNative(t *testing.T) {
 	cache := os.Getenv("CARDSHARE_MATRIX_CACHE")
 	if cache == "" {
@@ -45,6 +46,7 @@ func TestVersionMatrixNative(t *testing.T) {
 	}
 	results := map[[2]string]string{}
 	libs := map[string]string{}
+	restarted := map[string]string{}
 	for _, h := range rels {
 		t.Run(h.name, func(t *testing.T) {
 			h.startDaemon(t)
@@ -66,13 +68,14 @@ func TestVersionMatrixNative(t *testing.T) {
 					t.Errorf("native backend on %s: %s client: %s", h.name, c.name, got)
 				}
 			}
+			restarted[h.name] = restart(t, bin, h, sock)
 			if t.Failed() {
 				t.Logf("relay log:\n%s", log)
 			}
 		})
 	}
 	for _, h := range rels {
-		t.Logf("%s host: %s", h.name, libs[h.name])
+		t.Logf("%s host: %s; after a pcscd restart: %s", h.name, libs[h.name], restarted[h.name])
 	}
 	fmt.Println(table("native backend (rows: client libpcsclite, columns: the host's libpcsclite and pcscd under cardshare's native backend)",
 		"client \\ native host", rels,
@@ -83,6 +86,35 @@ func TestVersionMatrixNative(t *testing.T) {
 			}
 			return "not run"
 		}))
+}
+
+// restart restarts h's pcscd under the native backend hosted on h: once
+// h's client gets hello world through it again (within 20 s: the event
+// loop must notice that its host library lost the service and establish
+// a new context), the cell of h's own client must pass again, a blocking
+// wait that sees a card inserted included. It says how it went.
+func restart(t *testing.T, bin string, h *release, sock string) string {
+	t.Helper()
+	start := time.Now()
+	h.daemon.Restart(t)
+	h.daemon.InsertCard(t)
+	for {
+		out, err := run(t.Context(), bin, h, sock, "hello")
+		if err == nil && strings.Contains(out, "response: Hello world!") {
+			break
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Errorf("native backend on %s: no hello world 20 s after a pcscd restart: %q, %v", h.name, out, err)
+			return fmt.Sprintf("no hello world: %q, %v", out, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	back := time.Since(start).Round(10 * time.Millisecond)
+	got := runCell(t, bin, h, sock, h)
+	if got != "OK" {
+		t.Errorf("native backend on %s, after a pcscd restart: %s client: %s", h.name, h.name, got)
+	}
+	return fmt.Sprintf("hello world again after %v, then its own client's cell: %s", back, got)
 }
 
 // buildNativeHost builds testdata/nativehost for this machine without cgo
