@@ -57,7 +57,7 @@ step "native backend: vet for every host system (CGO_ENABLED=0)"
 # internal/scard and internal/nativepcsc are the PC/SC API of Windows,
 # macOS and the BSDs as well: each must keep compiling without cgo.
 for target in windows/amd64 windows/arm64 darwin/amd64 darwin/arm64 linux/arm64 freebsd/amd64 netbsd/amd64; do
-	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go vet ./internal/scard/... ./internal/nativepcsc ./internal/winehost/testdata/winserve
+	GOOS=${target%/*} GOARCH=${target#*/} CGO_ENABLED=0 go vet ./internal/scard/... ./internal/nativepcsc ./internal/winehost/testdata/winserve ./internal/matrix/testdata/nativehost
 	echo "$target ok"
 done
 
