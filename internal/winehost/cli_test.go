@@ -41,6 +41,7 @@ func TestWineExpose(t *testing.T) {
 
 	out, err := r.run(t, 2*time.Minute, exe, "resolve", "wineguest")
 	for _, want := range []string{
+		`from:         ssh_config: a Host or Match block in ssh_config applies to wineguest`,
 		`connects to:  root@127.0.0.1 port 1`,
 		`identities:   C:\users\root\.ssh\id_ed25519`,
 		`known hosts:  C:\users\root\.ssh\known_hosts, C:\users\root\.ssh\known_hosts2`,
