@@ -15,8 +15,8 @@
 #                   pair` under Wine, this machine's `cardshare relay join`
 #                   (token on stdin) and `relay agent` as the guest;
 #                   `cardshare.exe status` says status is unavailable.
-#   TestWineControl internal/control's tests under Wine: no AF_UNIX, so
-#                   ErrUnavailable from Listen and Query.
+#   TestWinePackages internal/control's tests (no AF_UNIX under Wine, so
+#                   ErrUnavailable from Listen and Query) and internal/sshconfig's.
 #   TestWineHost    the daemon end alone (testdata/winserve on loopback TCP).
 #
 # The chroot is made once and cached outside the checkout in

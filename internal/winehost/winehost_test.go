@@ -34,17 +34,29 @@ func TestWineHost(t *testing.T) {
 	checkGuest(t, r.pcscd, guest, w)
 }
 
-// TestWineControl runs internal/control's tests of the control socket on
-// this system's own AF_UNIX, built for windows/amd64, under Wine: there
-// Listen and Query must both say ErrUnavailable (Winsock's
-// WSAEAFNOSUPPORT), which `up`, `relay serve` and `status` rely on.
-func TestWineControl(t *testing.T) {
+// TestWinePackages runs package tests built for windows/amd64 under
+// Wine: internal/control's tests of the control socket on this system's
+// own AF_UNIX (under Wine Listen and Query must both say ErrUnavailable,
+// Winsock's WSAEAFNOSUPPORT, which `up`, `relay serve` and `status` rely
+// on), and all of internal/sshconfig's (the reader Resolve uses when
+// there is no ssh program, with Windows paths). internal/sshdial's tests
+// are not among them: they assume Unix paths and an agent on a Unix socket.
+func TestWinePackages(t *testing.T) {
 	r := newRig(t)
-	exe := r.build(t, "./internal/control", "control.test.exe", true)
-	out, err := r.run(t, 2*time.Minute, exe, "-test.v", "-test.count=1", "-test.run", "^(TestControlSocketHere|TestNoUnixSockets)$")
-	if err != nil || !strings.Contains(out, "--- PASS: TestControlSocketHere") || !strings.Contains(out, "no AF_UNIX here") ||
-		!strings.Contains(out, "--- PASS: TestNoUnixSockets") {
-		t.Fatalf("internal/control under Wine: %v:\n%s", err, out)
+	for _, c := range []struct {
+		pkg, run string
+		want     []string
+	}{
+		{"control", "^(TestControlSocketHere|TestNoUnixSockets)$", []string{"--- PASS: TestControlSocketHere", "no AF_UNIX here", "--- PASS: TestNoUnixSockets"}},
+		{"sshconfig", ".", []string{"--- PASS: TestRead", "--- PASS: FuzzRead"}},
+	} {
+		exe := r.build(t, "./internal/"+c.pkg, c.pkg+".test.exe", true)
+		out, err := r.run(t, 2*time.Minute, exe, "-test.v", "-test.count=1", "-test.run", c.run)
+		for _, w := range c.want {
+			if err != nil || !strings.Contains(out, w) || !strings.Contains(out, "\nPASS") {
+				t.Fatalf("internal/%s under Wine: %v, no %q:\n%s", c.pkg, err, w, out)
+			}
+		}
+		t.Logf("internal/%s under Wine:\n%s", c.pkg, out)
 	}
-	t.Logf("internal/control under Wine:\n%s", out)
 }
