@@ -10,7 +10,8 @@
 #                   read by cardshare itself (no ssh.exe under Wine; -F with
 #                   a Windows path), the key and known_hosts from
 #                   %USERPROFILE%\.ssh; then `cardshare.exe up` from
-#                   %USERPROFILE%\.config\cardshare\config.yaml beside it.
+#                   %USERPROFILE%\.config\cardshare\config.yaml (backend auto)
+#                   beside it.
 #   TestWineRelay   `cardshare.exe relay serve --backend native` and `relay
 #                   pair` under Wine, this machine's `cardshare relay join`
 #                   (token on stdin) and `relay agent` as the guest;

@@ -62,11 +62,12 @@ func TestWineExpose(t *testing.T) {
 
 	// `up` from its default config file (~/.config/cardshare/config.yaml
 	// on every OS: %USERPROFILE%\.config\cardshare\config.yaml), beside
-	// the expose: no control socket either, said once.
+	// the expose, with backend auto (native on Windows): no control socket
+	// either, said once.
 	cfgDir := r.freshProfileDir(t, ".config/cardshare")
 	upSock := filepath.Join(s.Home, "up.comm")
 	writeFile(t, filepath.Join(cfgDir, "config.yaml"), fmt.Sprintf(
-		"host:\n  backend: native\n  ssh_config: 'C:\\users\\root\\.ssh\\wine_config'\nguests:\n  - destination: wineguest\n    socket: %s\n", upSock))
+		"host:\n  ssh_config: 'C:\\users\\root\\.ssh\\wine_config'\nguests:\n  - destination: wineguest\n    socket: %s\n", upSock))
 	up := r.start(t, exe, "up")
 	if got := up.waitFor(t, `export PCSCLITE_CSOCK_NAME=(\S+)`, 3*time.Minute); got != upSock {
 		t.Errorf("up exports %s, want %s", got, upSock)
@@ -77,6 +78,9 @@ func TestWineExpose(t *testing.T) {
 	}
 	if n := strings.Count(up.output(), "no control socket"); n != 1 {
 		t.Errorf("up said %d times that there is no control socket", n)
+	}
+	if !strings.Contains(up.output(), `backend=native source="native PC/SC (winscard.dll (Wine))"`) {
+		t.Errorf("up's backend auto did not pick winscard.dll")
 	}
 	noFailures(t, "up", up)
 }
