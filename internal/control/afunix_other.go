@@ -13,6 +13,12 @@ func noUnixSockets(err error) bool {
 	return errors.Is(err, syscall.EAFNOSUPPORT)
 }
 
-// afNoSupport is what socket(AF_UNIX, ...) fails with where there is no
-// AF_UNIX, for tests.
-var afNoSupport error = syscall.EAFNOSUPPORT
+// refused reports whether err is "connection refused": a socket file
+// that nothing serves.
+func refused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// afNoSupport and connRefused are what socket(AF_UNIX, ...) and connect
+// fail with where there is no AF_UNIX and where nothing listens, for tests.
+var afNoSupport, connRefused error = syscall.EAFNOSUPPORT, syscall.ECONNREFUSED

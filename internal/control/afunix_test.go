@@ -22,10 +22,13 @@ func TestNoUnixSockets(t *testing.T) {
 	if !noUnixSockets(opErr(afNoSupport)) {
 		t.Errorf("%v is not taken for a missing AF_UNIX", opErr(afNoSupport))
 	}
-	for _, e := range []error{syscall.ENOENT, syscall.ECONNREFUSED, syscall.EACCES} {
+	for _, e := range []error{syscall.ENOENT, connRefused, syscall.EACCES} {
 		if noUnixSockets(opErr(e)) {
 			t.Errorf("%v is taken for a missing AF_UNIX", opErr(e))
 		}
+	}
+	if !refused(opErr(connRefused)) || refused(opErr(afNoSupport)) {
+		t.Errorf("refused(%v) or refused(%v) is wrong", opErr(connRefused), opErr(afNoSupport))
 	}
 }
 

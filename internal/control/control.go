@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/cardshare/cardshare/internal/unixsock"
@@ -297,11 +296,11 @@ func Query(ctx context.Context, path string) (*StatusV1, error) {
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
-			return nil, fmt.Errorf("%w: nothing serves %s", ErrNotRunning, path)
-		}
 		if oe := (*net.OpError)(nil); noUnixSockets(err) && errors.As(err, &oe) {
 			return nil, fmt.Errorf("%w (%v)", ErrUnavailable, oe)
+		}
+		if _, serr := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || refused(err) || errors.Is(serr, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: nothing serves %s", ErrNotRunning, path)
 		}
 		return nil, fmt.Errorf("ask cardshare at %s: %w", path, err)
 	}
