@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# Runs cardshare's native backend for Windows (internal/scard's winscard.dll
-# backend under internal/nativepcsc) for real, under Wine: a debootstrap
+# Runs cardshare's Windows host side for real, under Wine: a debootstrap
 # Debian trixie chroot with wine64 (Wine 10, whose winscard.dll calls the
 # chroot's libpcsclite), its own pcscd 2.3.3 with vpcd and the test card.
-# The windows/amd64 build serves the pcsc-lite protocol on loopback TCP
-# (Wine has no AF_UNIX); this machine's libpcsclite clients reach it
-# through a Unix socket relayed to that port: list, hello world, a blocking
-# wait that sees a card inserted, pcsc_scan (TestWineHost in
-# internal/winehost).
+# This machine's libpcsclite 1.9.9 (the C client and pcsc_scan) is the
+# guest every time: reader list, hello world, a blocking wait that sees a
+# card inserted, pcsc_scan. The tests (internal/winehost):
+#   TestWineExpose  the windows/amd64 `cardshare.exe expose --backend
+#                   native` dials the test sshd on loopback, with ssh_config
+#                   read by cardshare itself (no ssh.exe under Wine; -F with
+#                   a Windows path), the key and known_hosts from
+#                   %USERPROFILE%\.ssh; then `cardshare.exe up` from
+#                   %USERPROFILE%\.config\cardshare\config.yaml (backend auto)
+#                   beside it.
+#   TestWineRelay   `cardshare.exe relay serve --backend native` and `relay
+#                   pair` under Wine, this machine's `cardshare relay join`
+#                   (token on stdin) and `relay agent` as the guest;
+#                   `cardshare.exe status` says status is unavailable.
+#   TestWinePackages internal/control's tests (no AF_UNIX under Wine, so
+#                   ErrUnavailable from Listen and Query) and internal/sshconfig's.
+#   TestWineHost    the daemon end alone (testdata/winserve on loopback TCP).
 #
 # The chroot is made once and cached outside the checkout in
 # $CARDSHARE_WINE_CACHE (default ~/.cache/cardshare-wine); delete it to
@@ -66,4 +77,4 @@ if [ ! -e "$root/.cardshare-wine-ready-1" ]; then
 	touch "$root/.cardshare-wine-ready-1"
 fi
 
-CARDSHARE_WINE_ROOT=$root go test -count=1 -run '^TestWineHost$' -timeout 15m -v "$@" ./internal/winehost
+CARDSHARE_WINE_ROOT=$root go test -count=1 -run '^TestWine' -timeout 15m -v "$@" ./internal/winehost

@@ -166,13 +166,11 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 		return err
 	}
 
-	ln, err := control.Listen(ctl)
+	stopControl, err := cmdutil.ServeControl(ctl, sup.Status, log)
 	if err != nil {
 		return err
 	}
-	srv := control.Serve(ln, sup.Status, log)
-	defer srv.Close()
-	log.Info("control socket", "path", ctl)
+	defer stopControl()
 
 	sup.Start()
 	for {

@@ -156,8 +156,10 @@ func copyBytes(dst, src net.Conn, n *atomic.Uint64) error {
 
 // quiet hides the errors that closing a connection causes in the other
 // direction's copy: they are how a relay ends, not failures.
+// io.ErrClosedPipe is net.Pipe's net.ErrClosed (the native backend's
+// connections on Windows).
 func quiet(err error) error {
-	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil

@@ -41,3 +41,24 @@ func TestCopyBytesBuffers(t *testing.T) {
 		t.Errorf("read buffer sizes %v, want %v", src.sizes, want)
 	}
 }
+
+// A host end without a half-close, as net.Pipe (the native backend's
+// connection on Windows, nativepcsc's socketPair there): when the guest
+// ends, Pipe closes both, and the other direction's io.ErrClosedPipe is
+// how the relay ends, not a failure (it was logged as "guest connection
+// failed" for every connection under Wine).
+func TestPipeEndsQuietlyOverNetPipe(t *testing.T) {
+	guest, guestPeer := net.Pipe()
+	host, hostPeer := net.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- Pipe(t.Context(), guest, host, nil) }()
+	go io.Copy(io.Discard, hostPeer)
+	if _, err := guestPeer.Write([]byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	guestPeer.Close()
+	if err := <-done; err != nil {
+		t.Errorf("Pipe = %v, want nil", err)
+	}
+	hostPeer.Close()
+}

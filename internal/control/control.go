@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/cardshare/cardshare/internal/unixsock"
@@ -187,6 +186,11 @@ var (
 	ErrNotOwner = errors.New("control socket directory belongs to another user")
 	// ErrVersion means the running process serves another StatusVersion.
 	ErrVersion = errors.New("status version mismatch")
+	// ErrUnavailable means this system has no Unix domain sockets, so
+	// there can be no control socket: Wine (whose Winsock has no AF_UNIX,
+	// WSAEAFNOSUPPORT) and Windows before 10 version 1803. `up` and `relay
+	// serve` run without one there, and `status` cannot ask them.
+	ErrUnavailable = errors.New("status is unavailable: this system has no Unix domain sockets (AF_UNIX), which the control socket needs")
 )
 
 // DefaultSocket is $XDG_RUNTIME_DIR/cardshare/control.sock, else
@@ -250,6 +254,9 @@ func Listen(path string) (net.Listener, error) {
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
+		if noUnixSockets(err) {
+			return nil, fmt.Errorf("%w (%v)", ErrUnavailable, err)
+		}
 		return nil, fmt.Errorf("listen on control socket: %w", err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
@@ -289,7 +296,10 @@ func Query(ctx context.Context, path string) (*StatusV1, error) {
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		if oe := (*net.OpError)(nil); noUnixSockets(err) && errors.As(err, &oe) {
+			return nil, fmt.Errorf("%w (%v)", ErrUnavailable, oe)
+		}
+		if _, serr := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || refused(err) || errors.Is(serr, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: nothing serves %s", ErrNotRunning, path)
 		}
 		return nil, fmt.Errorf("ask cardshare at %s: %w", path, err)

@@ -6,7 +6,7 @@
 // same way wherever the CLI shows one).
 //
 // Errors that callers branch on are [ErrNotRunning], [ErrAlreadyRunning],
-// [ErrPathTooLong], [ErrNotOwner] and [ErrVersion] (use errors.Is).
+// [ErrPathTooLong], [ErrNotOwner], [ErrVersion] and [ErrUnavailable] (use errors.Is).
 //
 // control knows nothing of how guests are served: it must not import
 // forward, relay, config or cmd.

@@ -3,6 +3,7 @@ package sshdial
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -32,11 +33,7 @@ func resolveWithoutSSH(ctx context.Context, dest, configFile string, depth int, 
 		local = local[i+1:] // DOMAIN\user on Windows
 	}
 	q := sshconfig.Query{Host: host, User: user, LocalUser: local, Home: env.home}
-	files := []sshconfig.File{{Path: configFile, Dir: h.UserDir(), Required: true}}
-	if configFile == "" { // as ssh -F, a file replaces both
-		files = []sshconfig.File{{Path: h.UserConfig(), Dir: h.UserDir()}, {Path: h.SystemConfig(), Dir: filepath.Dir(h.SystemConfig())}}
-	}
-	o, err := sshconfig.Read(q, files...)
+	o, err := sshconfig.Read(q, configFiles(configFile, h)...)
 	if err != nil {
 		return Target{}, err
 	}
@@ -56,6 +53,50 @@ func resolveWithoutSSH(ctx context.Context, dest, configFile string, depth int, 
 		t.Jumps = append(t.Jumps, j)
 	}
 	return t, nil
+}
+
+// configFiles are the ssh_config files read without an ssh program:
+// configFile alone (-F), else the user's and the system's.
+func configFiles(configFile string, h sshpaths.Host) []sshconfig.File {
+	if configFile != "" { // as ssh -F, a file replaces both
+		return []sshconfig.File{{Path: configFile, Dir: h.UserDir(), Required: true}}
+	}
+	return []sshconfig.File{{Path: h.UserConfig(), Dir: h.UserDir()}, {Path: h.SystemConfig(), Dir: filepath.Dir(h.SystemConfig())}}
+}
+
+// IsConfigAlias reports whether the ssh_config Resolve reads without ssh
+// (configFile, else the user's and the system's) has a Host or Match block
+// for host that not every name gets: internal/vm's `ssh -G` comparison,
+// where there is no ssh (Windows without its OpenSSH, Wine).
+func IsConfigAlias(host, configFile string) (bool, error) {
+	return isConfigAlias(host, configFile, currentLocalEnv())
+}
+
+func isConfigAlias(host, configFile string, env localEnv) (bool, error) {
+	files := configFiles(configFile, env.paths())
+	where := func(name string) (map[string]string, error) {
+		o, err := sshconfig.Read(sshconfig.Query{Host: name, LocalUser: env.user, Home: env.home}, files...)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]string{}
+		for k, v := range o.First {
+			m[k] = v.Where
+		}
+		for i, v := range o.IdentityFiles {
+			m["identityfile"+strconv.Itoa(i)] = v.Where
+		}
+		return m, nil
+	}
+	got, err := where(host)
+	if err != nil {
+		return false, err
+	}
+	base, err := where("cardshare-probe.invalid")
+	if err != nil {
+		return false, err
+	}
+	return !maps.Equal(got, base), nil
 }
 
 // configTarget turns the options read into a Target, with OpenSSH's

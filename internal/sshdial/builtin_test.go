@@ -218,3 +218,33 @@ func TestParseSSHGProgramData(t *testing.T) {
 		t.Errorf("GlobalKnownHostsFiles = %q, want %q", got.GlobalKnownHostsFiles, want)
 	}
 }
+
+// Without ssh, a name is an ssh_config alias when a block that does not
+// apply to every name applies to it; -F replaces the default files.
+func TestIsConfigAliasWithoutSSH(t *testing.T) {
+	env := builtinEnv(t)
+	if err := os.WriteFile(filepath.Join(env.home, ".ssh", "config"), []byte("Host usual\n  Port 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, cfg := writeConfig(t, "config", "Host *.lan !old.lan\n  User lan\nMatch originalhost box\n  IdentityFile k\nHost *\n  Port 22\n")
+	for _, c := range []struct {
+		host, file string
+		want       bool
+	}{
+		{"vm.lan", cfg, true},
+		{"old.lan", cfg, false},
+		{"box", cfg, true},
+		{"other", cfg, false},
+		{"usual", cfg, false}, // -F replaces ~/.ssh/config
+		{"usual", "", true},
+		{"other", "", false},
+	} {
+		got, err := isConfigAlias(c.host, c.file, env)
+		if err != nil || got != c.want {
+			t.Errorf("isConfigAlias(%q, %q) = %v, %v, want %v", c.host, c.file, got, err, c.want)
+		}
+	}
+	if _, err := isConfigAlias("x", "/does/not/exist", env); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing -F file: %v", err)
+	}
+}

@@ -10,7 +10,7 @@
 //     its OpenSSH feature, Wine) it reads ssh_config itself, for the
 //     keywords a connection needs (builtin.go), with the OS's defaults
 //     from internal/sshpaths, which also finds and dials the agent (a
-//     Unix socket, or a named pipe on Windows).
+//     Unix socket, or a named pipe on Windows); and [IsConfigAlias].
 //   - [Dial] connects to a Target with golang.org/x/crypto/ssh: ProxyJump
 //     hops, known_hosts checking with StrictHostKeyChecking semantics, and
 //     public key authentication through ssh-agent and identity files. A

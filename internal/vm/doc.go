@@ -3,8 +3,8 @@
 //
 // A name is looked up in this order:
 //
-//  1. an ssh_config Host alias (or any Host/Match block that applies to the
-//     name and not to other names): then ssh_config is all there is to it;
+//  1. an ssh_config Host alias (any Host/Match block that applies to the
+//     name and not to others, per ssh -G or sshdial's reader): that is all;
 //  2. the VM managers that are installed, each asked with its own command
 //     line tool: VirtualBox (a NAT port forward to guest port 22, else the
 //     guest additions' IP address), libvirt (virsh domifaddr), Vagrant

@@ -281,8 +281,8 @@ func (r *Resolver) isSSHAlias(ctx context.Context, host string) (bool, error) {
 		return append(a, "--", h)
 	}
 	got, err := r.run(ctx, "", "ssh", args(host)...)
-	if errors.Is(err, exec.ErrNotFound) {
-		return false, nil // no ssh: no ssh_config either (see sshdial.Resolve)
+	if errors.Is(err, exec.ErrNotFound) { // no ssh (Windows without OpenSSH, Wine): the files sshdial reads decide
+		return sshdial.IsConfigAlias(host, r.SSHConfig)
 	}
 	if err != nil {
 		return false, fmt.Errorf("vm: ssh -G %s: %w", host, err)

@@ -366,3 +366,23 @@ func TestResolve(t *testing.T) {
 		}
 	})
 }
+
+// Without an ssh program (Windows without its OpenSSH, Wine) ssh_config
+// still decides first, read by cardshare as sshdial.Resolve reads it: a
+// Host alias is not looked up in the VM managers, and another name is.
+func TestResolveAliasWithoutSSH(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	ctx := context.Background()
+	r, f := newResolver(t, map[string]reply{"VBoxManage showvminfo devvm --machinereadable": {stdout: "vbox-nat.txt"}})
+	os.WriteFile(r.SSHConfig, []byte("Host devvm\n  HostName 192.0.2.7\n  Port 2022\n  User me\nHost *\n  ServerAliveInterval 5\n"), 0o600)
+	tg, src, err := r.Resolve(ctx, "devvm")
+	if err != nil || src.Kind != "ssh_config" || tg.HostName != "192.0.2.7" || tg.Port != 2022 || tg.User != "me" {
+		t.Errorf("target %+v from %+v, %v", tg, src, err)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("VM managers asked although ssh_config has the name: %v", f.calls)
+	}
+	if ok, err := r.isSSHAlias(ctx, "other"); ok || err != nil {
+		t.Errorf("other is an alias: %v, %v", ok, err)
+	}
+}

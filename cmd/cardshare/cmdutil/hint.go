@@ -52,6 +52,8 @@ func Hint(err error) string {
 		return "choose a shorter path with --control-socket"
 	case errors.Is(err, control.ErrNotOwner):
 		return "remove it, or choose another path with --control-socket"
+	case errors.Is(err, control.ErrUnavailable):
+		return "Windows has AF_UNIX from Windows 10 version 1803 on; Wine has none. `up` and `relay serve` run without a control socket there: their log shows each guest's state"
 	case errors.Is(err, control.ErrVersion):
 		return "use the same cardshare binary for `up`, `relay serve` and `status`"
 	case errors.As(err, &ae):

@@ -130,24 +130,22 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 			listen = o.listen // as relay join takes it, not vsock's own Addr text
 		}
 	}
-	cln, err := control.Listen(ctl)
+	h := relay.NewHost(state, &relay.HostConfig{
+		Logger: log,
+		Dial:   src.Dial,
+		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter},
+	})
+	stopControl, err := cmdutil.ServeControl(ctl, func() control.StatusV1 {
+		return relayStatus(h, state, cmdutil.HostStatus(src, o.pcscdSocket, daemon), daemon, listen, o.audit, started)
+	}, log)
 	if err != nil {
 		if ln != nil {
 			ln.Close()
 		}
 		return err
 	}
-	h := relay.NewHost(state, &relay.HostConfig{
-		Logger: log,
-		Dial:   src.Dial,
-		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter},
-	})
+	defer stopControl()
 	reload.Store(h)
-	srv := control.Serve(cln, func() control.StatusV1 {
-		return relayStatus(h, state, cmdutil.HostStatus(src, o.pcscdSocket, daemon), daemon, listen, o.audit, started)
-	}, log)
-	defer srv.Close()
-	log.Info("control socket", "path", ctl)
 	if ln != nil {
 		fmt.Fprintf(stdout, "relay: listening on %s\n", listen)
 	} else {
