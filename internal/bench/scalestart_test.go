@@ -24,6 +24,7 @@ import (
 var (
 	flagStartAliases = flag.Bool("start-aliases", true, "BenchmarkScaleStart: one ssh_config Host alias per guest, as users write them, instead of one alias for all")
 	flagStartSSHD    = flag.String("start-sshd", "MaxStartups 1000", "BenchmarkScaleStart: sshd_config lines (comma-separated) for the one sshd; \"MaxStartups 10:30:100\" is OpenSSH's default")
+	flagStartLog     = flag.String("start-log", "", "BenchmarkScaleStart: run `cardshare up -v` and write its whole log to this file (each guest's steps, timed)")
 )
 
 // BenchmarkScaleStart starts `cardshare up` with -scale-guests guests on
@@ -62,6 +63,7 @@ func BenchmarkScaleStart(b *testing.B) {
 		dest = func(i int) string { return fmt.Sprintf("g%03d", i) }
 	}
 	sockets := make([]string, n)
+	out := new(lockedBuffer)
 	var y strings.Builder
 	fmt.Fprintf(&y, "host:\n  pcscd_socket: %s\n  ssh_config: %s\nguests:\n", p.Socket, sshConfig)
 	for i := range sockets {
@@ -74,8 +76,12 @@ func BenchmarkScaleStart(b *testing.B) {
 	}
 
 	ctl := filepath.Join(dir, "ctl", "control.sock")
-	cmd := exec.Command(cs, "up", "--config", cfg, "--control-socket", ctl)
-	out := new(lockedBuffer)
+	args := []string{"up", "--config", cfg, "--control-socket", ctl}
+	if *flagStartLog != "" {
+		args = append(args, "-v")
+		b.Cleanup(func() { os.WriteFile(*flagStartLog, []byte(out.String()), 0o644) })
+	}
+	cmd := exec.Command(cs, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
