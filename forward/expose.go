@@ -475,6 +475,9 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		return false, err
 	}
 	leave() // the socket is there: the next guest may start
+	// The OS and release only word a log line and the status: while other
+	// guests are still starting, their sockets come first.
+	f.cfg.Starts.quiet(ctx, probeWait)
 	f.probe(ctx, keeper, &info)
 
 	f.held = info.Socket

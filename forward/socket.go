@@ -52,6 +52,11 @@ func (f *Forwarder) probe(ctx context.Context, keeper *guestsock.Keeper, info *g
 	info.OS, info.Release = g.OS, g.Release
 }
 
+// probeWait bounds how long a guest whose socket is there waits for the
+// others to start before it reads its release (StartGate.quiet), and so
+// how late its "forward up" may come.
+const probeWait = 10 * time.Second
+
 // probeTimeout bounds Keeper.Probe; the keeper session is closed when it
 // runs out (the socket is then removed through a new session on stop).
 const probeTimeout = 15 * time.Second

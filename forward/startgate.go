@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,8 +25,9 @@ import (
 //
 // A nil *StartGate lets every guest start at once.
 type StartGate struct {
-	slots chan struct{}
-	hold  time.Duration
+	slots   chan struct{}
+	hold    time.Duration
+	waiting atomic.Int32 // guests in enter, waiting for a slot
 }
 
 // DefaultStartSlots and DefaultStartHold are what NewStartGate uses for
@@ -55,6 +57,8 @@ func (g *StartGate) enter(ctx context.Context) (leave func(), err error) {
 	if g == nil {
 		return func() {}, nil
 	}
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -67,4 +71,28 @@ func (g *StartGate) enter(ctx context.Context) (leave func(), err error) {
 		t.Stop()
 		give()
 	}, nil
+}
+
+// quietPoll is how often quiet looks at the gate.
+const quietPoll = 50 * time.Millisecond
+
+// quiet waits until no guest holds or waits for a slot, for at most max
+// or until ctx ends: work that can wait (reading a guest's pcsc-lite
+// release) then does not take CPU from guests whose sockets are not there
+// yet. A nil gate is always quiet.
+func (g *StartGate) quiet(ctx context.Context, max time.Duration) {
+	if g == nil {
+		return
+	}
+	deadline := time.Now().Add(max)
+	for len(g.slots) > 0 || g.waiting.Load() > 0 {
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(quietPoll):
+		}
+	}
 }

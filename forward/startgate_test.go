@@ -54,3 +54,29 @@ func TestStartGate(t *testing.T) {
 		}
 	}
 }
+
+// quiet returns at once on a gate nobody is in, waits while a guest holds
+// a slot, and gives up after its max.
+func TestStartGateQuiet(t *testing.T) {
+	ctx := t.Context()
+	g := NewStartGate(2, time.Hour)
+	start := time.Now()
+	g.quiet(ctx, time.Hour)
+	var none *StartGate
+	none.quiet(ctx, time.Hour)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("quiet on an empty gate took %v", d)
+	}
+	leave, _ := g.enter(ctx)
+	start = time.Now()
+	g.quiet(ctx, 200*time.Millisecond)
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("quiet returned after %v while a slot was held", d)
+	}
+	time.AfterFunc(100*time.Millisecond, leave)
+	start = time.Now()
+	g.quiet(ctx, time.Hour)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("quiet took %v after the slot was left", d)
+	}
+}
