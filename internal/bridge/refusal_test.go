@@ -38,7 +38,9 @@ func TestServeHostRefusalLogged(t *testing.T) {
 		t.Fatalf("second connection: rv %#x, want SCARD_E_NO_SERVICE", r.RV)
 	}
 	second.Close()
-	waitFor(t, func() bool { return strings.Contains(agent.log.String(), "level=WARN") || strings.Contains(agent.log.String(), "level=ERROR") })
+	waitFor(t, func() bool {
+		return strings.Contains(agent.log.String(), "level=WARN") || strings.Contains(agent.log.String(), "level=ERROR")
+	})
 	log := agent.log.String()
 	for _, bad := range []string{"rejected by host pcscd", "rejects it", "upgrade"} {
 		if strings.Contains(log, bad) {
