@@ -92,10 +92,16 @@ func TestStartEachAsResolved(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("apply did not return after the last resolution")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !started["slow"] {
-		t.Error("slow did not start once resolved")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		ok := started["slow"]
+		mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slow did not start once resolved")
+		}
 	}
 }
 
