@@ -62,16 +62,54 @@ func (g Info) Client() (pcsc.Client, bool) {
 //
 // It runs before every guest socket appears, a hundred at once when
 // `cardshare up` starts, and a fork and exec costs about 10 ms of CPU on a
-// small VM: so it parses `ls -ldn` with the shell's own word splitting,
-// finds parent directories with parameter expansion (not awk and dirname,
-// which made it 25 programs a run) and checks all the directories above
-// the socket's with one find: id, ls and find are its only programs.
+// small VM: so it finds parent directories with parameter expansion (not
+// dirname) and checks the socket's directory and all those above it with
+// one find (not ls and awk for each, which made it 25 programs a run).
+// find is its only program on the way, unless it must create or chmod the
+// directory.
 const pathScript = DefaultDirFunc + `
 umask 077
 fail() { printf '%s\n' "error=$*"; exit 0; }
-uid=$(id -u)
+me=${LOGNAME:-${USER:-}} # sshd sets both to the login name
+[ -n "$me" ] || me=$(id -u)
+parent() { # sets p to the directory of $1, as dirname does
+	p=$1
+	while [ "${p%/}" != "$p" ] && [ "$p" != / ]; do p=${p%/}; done
+	case $p in
+	*/*) p=${p%/*} ;;
+	*) p=.; return ;;
+	esac
+	while [ "${p%/}" != "$p" ]; do p=${p%/}; done
+	[ -n "$p" ] || p=/
+}
+# check looks at $dir and every directory above it with one find, which
+# names them (as $dir/. and the others) in order, nearest first, and runs
+# printf only for one that fails: $dir must be ours (or root's, for a
+# path the user chose, which others may not write to either), and the
+# directories above it ours or root's, and not writable by others unless
+# sticky: else another user could rename the socket's directory away and
+# put their own in its place. It fails when find cannot tell.
+check() {
+	a=$dir
+	set -- "$dir/."
+	while [ "$a" != / ] && [ "$a" != . ]; do
+		parent "$a"
+		a=$p
+		set -- "$@" "$a"
+	done
+	if [ -z "$want" ]; then
+		out=$(find "$@" -prune \( -path '*/.' ! -user "$me" -exec printf 'notmine=%s\n' {} \; \) -o \
+			\( ! -path '*/.' \( \( ! -user "$me" ! -user 0 \) -o \( \( -perm -020 -o -perm -002 \) ! -perm -1000 \) \) -exec printf 'unsafe=%s\n' {} \; \) 2>/dev/null)
+	else
+		out=$(find "$@" -prune \( -path '*/.' ! -user "$me" ! -user 0 -exec printf 'owner=%s\n' {} \; \) -o \
+			\( -path '*/.' \( -perm -020 -o -perm -002 \) -exec printf 'open=%s\n' {} \; \) -o \
+			\( ! -path '*/.' \( \( ! -user "$me" ! -user 0 \) -o \( \( -perm -020 -o -perm -002 \) ! -perm -1000 \) \) -exec printf 'unsafe=%s\n' {} \; \) 2>/dev/null)
+	fi
+}
+# owner_ok and ancestors_ok do check's job one directory and one ls at a
+# time, where find cannot.
 owner_ok() { # $1 is owned by us or root, and no one else may write to it;
-	# sets m to its mode string
+	# sets m to its mode string and o to its owner
 	m= o=
 	l=$(ls -ldn "$1" 2>/dev/null)
 	[ -n "$l" ] || return 1
@@ -83,34 +121,11 @@ owner_ok() { # $1 is owned by us or root, and no one else may write to it;
 	case "$m" in ?????w????*|????????w?*) return 2 ;; esac
 	return 0
 }
-parent() { # sets p to the directory of $1, as dirname does
-	p=$1
-	while [ "${p%/}" != "$p" ] && [ "$p" != / ]; do p=${p%/}; done
-	case $p in
-	*/*) p=${p%/*} ;;
-	*) p=.; return ;;
-	esac
-	while [ "${p%/}" != "$p" ]; do p=${p%/}; done
-	[ -n "$p" ] || p=/
-}
-ancestors_ok() { # every directory above $1 is ours or root's, and others
-	# may write to none that is not sticky: else another user could rename
-	# the socket's directory away and put their own in its place. One find
-	# looks at them all (printf runs only for one that fails), in order
-	# from the nearest; ls looks at one at a time if find cannot.
+ancestors_ok() {
 	a=$1
-	set --
 	while [ "$a" != / ] && [ "$a" != . ]; do
 		parent "$a"
 		a=$p
-		set -- "$@" "$a"
-	done
-	[ $# -gt 0 ] || return 0
-	if bad=$(find "$@" -prune \( \( ! -user "$uid" ! -user 0 \) -o \( \( -perm -020 -o -perm -002 \) ! -perm -1000 \) \) -exec printf 'unsafe=%s\n' {} \; 2>/dev/null); then
-		[ -z "$bad" ] || printf '%s\n' "${bad%%"$nl"*}"
-		return
-	fi
-	for a do
 		owner_ok "$a"
 		case $? in
 		1) printf '%s\n' "unsafe=$a"; return ;;
@@ -118,28 +133,42 @@ ancestors_ok() { # every directory above $1 is ours or root's, and others
 		esac
 	done
 }
-nl='
-'
 if [ -z "$want" ]; then
 	default_dir
 	[ -d "$dir" ] || mkdir "$dir" || fail "cannot create $dir"
 	[ -L "$dir" ] && fail "$dir is a symbolic link"
-	owner_ok "$dir"
-	[ "$o" = "$uid" ] || fail "$dir is not owned by $(id -un)"
-	chmod 700 "$dir" || fail "cannot chmod $dir"
-	sock=$dir/pcscd.comm
 else
 	sock=$want
 	parent "$sock"
 	dir=$p
 	[ -d "$dir" ] || mkdir -p "$dir" || fail "cannot create $dir"
+	[ -L "$dir" ] && printf '%s\n' "unsafe=$dir"
+fi
+if check; then
+	while IFS= read -r line; do
+		case $line in
+		notmine=*) fail "$dir is not owned by $me" ;;
+		owner=*) fail "$dir is owned by another user" ;;
+		open=*) printf '%s\n' "unsafe=$dir" ;;
+		unsafe=*) printf '%s\n' "$line"; break ;;
+		esac
+	done <<EOF
+$out
+EOF
+else
+	uid=$(id -u)
 	owner_ok "$dir"
 	case $? in
 	1) fail "$dir is owned by another user" ;;
-	2) printf '%s\n' "unsafe=$dir" ;;
+	2) [ -n "$want" ] && printf '%s\n' "unsafe=$dir" ;;
 	esac
+	[ -n "$want" ] || [ "$o" = "$uid" ] || fail "$dir is not owned by $(id -un)"
+	ancestors_ok "$dir"
 fi
-ancestors_ok "$dir"
+if [ -z "$want" ]; then
+	chmod 700 "$dir" || fail "cannot chmod $dir"
+	sock=$dir/pcscd.comm
+fi
 printf '%s\n' "socket=$sock"
 if [ -S "$sock" ]; then printf '%s\n' "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then printf '%s\n' "exists=other"; fi
 `
