@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -29,10 +31,30 @@ import (
 // fails on an sshd that is loaded or already tearing the connection down,
 // as when `cardshare up` stops a hundred guests at once.
 type Keeper struct {
-	s    *ssh.Session
-	in   io.WriteCloser
-	out  *bufio.Reader
-	used bool // Remove ran: the shell has exited
+	s      *ssh.Session
+	in     io.WriteCloser
+	out    *bufio.Reader
+	stderr *syncWriter // the first 4 KiB the shell wrote to stderr
+	used   bool        // Remove ran: the shell has exited
+}
+
+// syncWriter keeps the first n bytes written to it; x/crypto copies a
+// session's stderr from a goroutine of its own.
+type syncWriter struct {
+	mu sync.Mutex
+	b  limitedWriter
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.TrimSpace(w.b.w.(*bytes.Buffer).String())
 }
 
 // StartKeeper starts the keeper session on c.
@@ -41,6 +63,8 @@ func StartKeeper(c *ssh.Client) (*Keeper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start keeper session: %w", err)
 	}
+	stderr := &syncWriter{b: limitedWriter{w: new(bytes.Buffer), n: 4096}}
+	s.Stderr = stderr
 	in, err := s.StdinPipe()
 	var out io.Reader
 	if err == nil {
@@ -57,7 +81,7 @@ func StartKeeper(c *ssh.Client) (*Keeper, error) {
 	}
 	// A guest's shell start-up files may print before the scripts do: at
 	// most MaxOutput bytes are read in all.
-	return &Keeper{s: s, in: in, out: bufio.NewReader(&cappedReader{r: out, n: MaxOutput})}, nil
+	return &Keeper{s: s, in: in, out: bufio.NewReader(&cappedReader{r: out, n: MaxOutput}), stderr: stderr}, nil
 }
 
 // cappedReader reads up to n bytes from r, then fails with
@@ -124,7 +148,18 @@ func (k *Keeper) err(ctx context.Context, err error) error {
 		return ctx.Err()
 	}
 	if errors.Is(err, io.EOF) {
-		return errors.New("keeper shell ended")
+		// The shell is gone: wait (briefly) for its stderr to be copied.
+		k.used = true
+		done := make(chan struct{})
+		go func() { k.s.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+		}
+		err = errors.New("keeper shell ended")
+	}
+	if msg := k.stderr.String(); msg != "" {
+		return fmt.Errorf("%w: %s", err, msg)
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,25 @@ func TestKeeperOutputCapped(t *testing.T) {
 	defer k.Close()
 	if _, err := k.script(ctx, "while :; do echo cardshare cardshare cardshare; done\n"); !errors.Is(err, ErrOutputTooLarge) {
 		t.Fatalf("endless output: %v, want ErrOutputTooLarge", err)
+	}
+}
+
+// A keeper whose shell dies says why, with what the shell printed on
+// stderr.
+func TestKeeperShellEnded(t *testing.T) {
+	t.Parallel()
+	s := testenv.StartSSHD(t, testenv.SSHDOptions{})
+	c := harnessClient(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	k, err := StartKeeper(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	k.in.Write([]byte("printf '%s\\n' 'cardshare test: gone' >&2; exit 1\n"))
+	_, err = k.Prepare(ctx, s.Home+"/x/pcscd.comm")
+	if err == nil || !strings.Contains(err.Error(), "keeper shell ended: cardshare test: gone") {
+		t.Fatalf("Prepare on an ended shell: %v", err)
 	}
 }
