@@ -8,7 +8,9 @@
 // connection with the shared core, which checks protocol versions and
 // pipes to the host pcscd. Keepalives and a periodic check of the guest
 // socket notice a lost guest; it then reconnects with capped exponential
-// backoff. [Expose] runs one Forwarder per guest.
+// backoff. [Expose] runs one Forwarder per guest; a [StartGate] bounds how
+// many of them set up at once, so that a hundred guests starting together
+// do not drown one sshd.
 //
 // Errors that callers branch on are those of internal/sshdial and
 // internal/guestsock (use errors.Is); a guest that stopped is reported as

@@ -95,6 +95,12 @@ type Config struct {
 	// Zero means 30 s.
 	SocketCheck time.Duration
 
+	// Starts bounds how many guests set up their forward at once (see
+	// StartGate); guests that share one are held to it together. Nil
+	// means, in Expose, a NewStartGate(0, 0) shared by its guests, and
+	// for a Forwarder made by NewForwarder no bound.
+	Starts *StartGate
+
 	// Relay configures the relay of each guest connection; its Logger,
 	// Daemon, Stats and Guest are set per guest. A nil Relay.Limiter
 	// means one with connlimit's defaults, shared by the guests of one
@@ -209,6 +215,9 @@ func Expose(ctx context.Context, guests []Guest, cfg *Config) error {
 			return err
 		}
 		c.Relay.Limiter = l
+	}
+	if c.Starts == nil {
+		c.Starts = NewStartGate(0, 0)
 	}
 	var (
 		wg   sync.WaitGroup
@@ -425,6 +434,11 @@ func Reason(err error) string {
 // once connects, forwards and serves until the connection is lost or ctx is
 // done. up reports whether the forward was established.
 func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
+	leave, err := f.cfg.Starts.enter(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer leave()
 	client, err := sshdial.Dial(ctx, f.guest.Target, f.cfg.Dial)
 	if err != nil {
 		return false, err
@@ -440,7 +454,17 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 			client.Close()
 		}
 	})
-	ln, info, err := f.listen(setupCtx, client)
+	// The keeper session prepares the guest socket path, turns
+	// TCP_NODELAY on in sshd, reads the guest's OS and pcsc-lite release
+	// once the socket is there, and removes the socket on the way out
+	// (cleanup): one session and one shell for all of it.
+	keeper, err := guestsock.StartKeeper(client)
+	if err != nil {
+		stop()
+		return false, err
+	}
+	defer keeper.Close()
+	ln, info, err := f.listen(setupCtx, client, keeper)
 	if !stop() && err == nil {
 		err = fmt.Errorf("setting up the guest socket timed out")
 	}
@@ -450,15 +474,11 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 		}
 		return false, err
 	}
-
-	// The keeper session turns TCP_NODELAY on in sshd, and removes the
-	// guest socket on the way out (cleanup).
-	keeper, err := guestsock.StartKeeper(client)
-	if err != nil {
-		ln.Close()
-		return false, err
-	}
-	defer keeper.Close()
+	leave() // the socket is there: the next guest may start
+	// The OS and release only word a log line and the status: while other
+	// guests are still starting, their sockets come first.
+	f.cfg.Starts.quiet(ctx, probeWait)
+	f.probe(ctx, keeper, &info)
 
 	f.held = info.Socket
 	ev := Event{State: StateUp, Socket: info.Socket}

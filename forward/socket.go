@@ -12,8 +12,8 @@ import (
 )
 
 // listen prepares the guest socket path and opens the forward.
-func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listener, guestsock.Info, error) {
-	info, err := guestsock.Prepare(ctx, client, f.guest.Socket)
+func (f *Forwarder) listen(ctx context.Context, client *ssh.Client, keeper *guestsock.Keeper) (net.Listener, guestsock.Info, error) {
+	info, err := keeper.Prepare(ctx, f.guest.Socket)
 	if err != nil {
 		return nil, info, fmt.Errorf("prepare guest socket: %w", err)
 	}
@@ -36,6 +36,30 @@ func (f *Forwarder) listen(ctx context.Context, client *ssh.Client) (net.Listene
 	ln, err := guestsock.Listen(client, info.Socket)
 	return ln, info, err
 }
+
+// probe reads the guest's OS and pcsc-lite release into info through the
+// keeper session, after the socket is listening: the package manager's
+// start-up (dpkg-query reads its whole database) is off the path to the
+// guest socket. A guest whose release cannot be read is served all the
+// same, as one without a package manager is.
+func (f *Forwarder) probe(ctx context.Context, keeper *guestsock.Keeper, info *guestsock.Info) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	g, err := keeper.Probe(ctx)
+	if err != nil {
+		f.log.Debug("could not read the guest's pcsc-lite release", "err", err)
+	}
+	info.OS, info.Release = g.OS, g.Release
+}
+
+// probeWait bounds how long a guest whose socket is there waits for the
+// others to start before it reads its release (StartGate.quiet), and so
+// how late its "forward up" may come.
+const probeWait = 10 * time.Second
+
+// probeTimeout bounds Keeper.Probe; the keeper session is closed when it
+// runs out (the socket is then removed through a new session on stop).
+const probeTimeout = 15 * time.Second
 
 // cleanup removes the guest socket on the way out: sshd does not, and a
 // leftover socket would make the guest's clients fail instead of reporting

@@ -54,6 +54,9 @@ func (r *guestRun) ccidStatus() control.GuestStatus {
 	g := control.GuestStatus{Name: r.conf.Name, VM: r.conf.VM, Readers: []string{r.conf.CCID.Reader}}
 	if r.bridge == nil {
 		g.State, g.Since, g.LastError = "failed", r.at.UTC(), errString(r.err)
+		if r.resolving {
+			g.State = "connecting"
+		}
 		CCIDStatus(&g, nil)
 		return g
 	}

@@ -43,6 +43,10 @@ func (r *guestRun) status() control.GuestStatus {
 		HostProtocol: r.spec.host.daemon.Version.String(),
 	}
 	g.SetPolicy(r.conf.Readers, r.conf.Control == "deny", r.conf.Audit)
+	if r.resolving {
+		g.State, g.Since = string(forward.StateConnecting), r.at.UTC()
+		return g
+	}
 	if r.fwd == nil {
 		g.State, g.Since, g.LastError = string(forward.StateFailed), r.at.UTC(), r.err.Error()
 		return g

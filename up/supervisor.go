@@ -31,6 +31,13 @@ type Supervisor struct {
 	loaded    time.Time
 	reloadErr string
 	guests    []*guestRun // in file order
+	gen       int         // counts the changes of guests (startEach)
+
+	// lookup is Lookup; tests replace it.
+	lookup func(ctx context.Context, g config.Guest, sshConfig string) (sshdial.Target, vm.Source, error)
+	// starts is shared by the forwards of every guest: see
+	// forward.StartGate.
+	starts *forward.StartGate
 }
 
 // guestRun is one configured guest and, when it could be resolved, its
@@ -47,6 +54,9 @@ type guestRun struct {
 	cancel context.CancelFunc
 	done   chan struct{}    // closed when fwd.Run has returned
 	setup  *guestsetup.Auto // nil unless setup_guest
+	// resolving marks the stand-in that startEach shows in the status
+	// until the guest is resolved.
+	resolving bool
 }
 
 // guestSpec is everything a guest's forward is made of. A reload leaves a
@@ -80,17 +90,26 @@ func (r *guestRun) stop() {
 	}
 }
 
-// apply makes the running guests those of cfg. Guests whose spec is
-// unchanged are not touched; removed and changed ones are stopped (so a
-// changed guest's old socket is gone) before new and changed ones start.
-// A guest that cannot be resolved keeps its running forward, if it has
-// one. apply returns those problems.
-func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
-	// Resolving may run ssh -G and the VM managers' tools: all at once,
-	// and once for guests that name the same destination or VM (many
-	// guest sockets on one machine).
-	fresh := make([]*guestRun, len(cfg.Guests))
-	var wg sync.WaitGroup
+// resolveSlots bounds how many guests are resolved at once: each may run
+// `ssh -G` or a VM manager's tool, a process of its own, and a hundred of
+// them at once only slow each other down.
+const resolveSlots = 8
+
+// newRun returns the run of guest g of cfg, not resolved yet.
+func newRun(g config.Guest, cfg *config.Config, host hostInfo) *guestRun {
+	r := &guestRun{conf: g, done: make(chan struct{})}
+	r.spec.conf = g
+	r.spec.conf.Line = 0
+	r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
+	return r
+}
+
+// resolveRuns resolves the guests of runs (their spec, or their err): at
+// most resolveSlots at once, once for guests that name the same
+// destination or VM (many guest sockets on one machine). It calls each(i)
+// as soon as runs[i] is resolved, not when the slowest is, and returns
+// when all are.
+func (f *Supervisor) resolveRuns(sshConfig string, runs []*guestRun, each func(i int)) {
 	type resolution struct {
 		once sync.Once
 		t    sshdial.Target
@@ -98,38 +117,62 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		err  error
 	}
 	resolved := map[[2]string]*resolution{}
-	for i, g := range cfg.Guests {
+	slots := make(chan struct{}, resolveSlots)
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		g := r.conf
 		key := [2]string{g.Destination, g.VM}
 		res := resolved[key]
 		if res == nil {
 			res = new(resolution)
 			resolved[key] = res
 		}
-		r := &guestRun{conf: g, done: make(chan struct{})}
-		r.spec.conf = g
-		r.spec.conf.Line = 0
-		r.spec.host, r.spec.keepalive, r.spec.acceptNew = host, cfg.Host.Keepalive, cfg.Host.AcceptNew
-		fresh[i] = r
 		wg.Go(func() {
+			defer each(i)
+			slots <- struct{}{}
 			if g.CCID != nil {
 				if r.spec.chardevs, r.err = CCIDChardevs(f.ctx, g); r.err != nil {
 					r.at = time.Now()
 				}
+				<-slots
 				return
 			}
-			res.once.Do(func() { res.t, res.src, res.err = Lookup(f.ctx, g, cfg.Host.SSHConfig) })
+			res.once.Do(func() { res.t, res.src, res.err = f.lookup(f.ctx, g, sshConfig) })
+			<-slots
 			t, src, err := res.t, res.src, res.err
 			if err != nil {
 				r.err, r.at = err, time.Now()
 				return
 			}
-			if w := VMWarning(g, src, cfg.Host.SSHConfig); w != "" {
+			if w := VMWarning(g, src, sshConfig); w != "" {
 				f.log.Warn(w, "guest", g.Name, "hint", "check the name: `cardshare resolve "+g.VM+"` shows where it leads")
 			}
 			r.spec.guest = forward.Guest{Name: g.Name, Target: t, Socket: g.Socket}
 		})
 	}
 	wg.Wait()
+}
+
+// apply makes the running guests those of cfg. Guests whose spec is
+// unchanged are not touched; removed and changed ones are stopped (so a
+// changed guest's old socket is gone) before new and changed ones start.
+// A guest that cannot be resolved keeps its running forward, if it has
+// one. apply returns those problems.
+//
+// With no guest running (the first start), each guest starts as soon as
+// it is resolved (startEach).
+func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
+	f.mu.Lock()
+	first := len(f.guests) == 0
+	f.mu.Unlock()
+	if first {
+		return f.startEach(cfg, host)
+	}
+	fresh := make([]*guestRun, len(cfg.Guests))
+	for i, g := range cfg.Guests {
+		fresh[i] = newRun(g, cfg, host)
+	}
+	f.resolveRuns(cfg.Host.SSHConfig, fresh, func(int) {})
 
 	var problems []error
 	var next, stop, start []*guestRun
@@ -160,24 +203,9 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 			added = append(added, name)
 		}
 		next = append(next, r)
-		if r.err != nil {
-			f.log.Error("cannot resolve guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
-			f.note("%s: cannot resolve: %s", name, r.err)
-			problems = append(problems, &placedError{"guest " + name, r.err})
+		if err := f.prepareRun(r); err != nil {
+			problems = append(problems, err)
 			continue
-		}
-		r.ctx, r.cancel = context.WithCancel(f.ctx)
-		if r.conf.CCID != nil {
-			if r.bridge, r.err = f.newBridge(r); r.err != nil {
-				r.at = time.Now()
-				f.log.Error("cannot start ccid guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
-				f.note("%s: cannot start: %s", name, r.err)
-				problems = append(problems, &placedError{"guest " + name, r.err})
-				continue
-			}
-			f.log.Info("ccid guest", "guest", name, "chardevs", len(r.spec.chardevs), "reader", r.conf.CCID.Reader)
-		} else {
-			r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
 		}
 		start = append(start, r)
 	}
@@ -186,34 +214,108 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		removed = append(removed, name)
 	}
 	f.guests, f.host = next, host
+	f.gen++
 	f.mu.Unlock()
 
 	slices.Sort(removed)
 	f.log.Info("guests configured", "added", added, "removed", removed, "restarted", restarted, "unchanged", kept)
 	stopAll(stop)
 	for _, r := range start {
-		go func() {
-			defer close(r.done)
-			var err error
-			if r.bridge != nil {
-				if err = r.bridge.Run(r.ctx); r.ctx.Err() != nil {
-					err = nil
-				}
-			} else {
-				err = r.fwd.Run(r.ctx)
-			}
-			r.runErr = err
-			if err != nil {
-				h := f.guestHint(r.conf, cfg.Host.SSHConfig, err)
-				f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", h)
-				f.note("%s: stopped until the next reload: %s", r.conf.Name, err)
-				if h != "" {
-					f.note("    hint: %s", h)
-				}
-			}
-		}()
+		f.launch(r, cfg.Host.SSHConfig)
 	}
 	return problems
+}
+
+// startEach starts the guests of cfg when none is running: each as soon
+// as it is resolved, so that one slow `ssh -G` or VM manager delays no
+// other guest. Until then a guest shows as connecting. A Reload or Stop
+// that comes first wins: guests resolved after it are not started.
+func (f *Supervisor) startEach(cfg *config.Config, host hostInfo) []error {
+	fresh := make([]*guestRun, len(cfg.Guests))
+	waiting := make([]*guestRun, len(cfg.Guests))
+	names := make([]string, len(cfg.Guests))
+	for i, g := range cfg.Guests {
+		fresh[i] = newRun(g, cfg, host)
+		waiting[i] = &guestRun{conf: g, resolving: true, at: time.Now(), done: make(chan struct{})}
+		names[i] = g.Name
+	}
+	f.mu.Lock()
+	f.guests, f.host = waiting, host
+	f.gen++
+	gen := f.gen
+	f.mu.Unlock()
+	f.log.Info("guests configured", "added", names, "removed", []string(nil), "restarted", []string(nil), "unchanged", []string(nil))
+
+	var mu sync.Mutex
+	var problems []error
+	f.resolveRuns(cfg.Host.SSHConfig, fresh, func(i int) {
+		r := fresh[i]
+		f.mu.Lock()
+		if f.gen != gen {
+			f.mu.Unlock()
+			return
+		}
+		f.guests[i] = r
+		err := f.prepareRun(r)
+		f.mu.Unlock()
+		if err != nil {
+			mu.Lock()
+			problems = append(problems, err)
+			mu.Unlock()
+			return
+		}
+		f.launch(r, cfg.Host.SSHConfig)
+	})
+	return problems
+}
+
+// prepareRun makes the forward (or ccid bridge) of a resolved guest, or
+// logs why it cannot have one and returns that. f.mu is held.
+func (f *Supervisor) prepareRun(r *guestRun) error {
+	name := r.conf.Name
+	if r.err != nil {
+		f.log.Error("cannot resolve guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
+		f.note("%s: cannot resolve: %s", name, r.err)
+		return &placedError{"guest " + name, r.err}
+	}
+	r.ctx, r.cancel = context.WithCancel(f.ctx)
+	if r.conf.CCID != nil {
+		if r.bridge, r.err = f.newBridge(r); r.err != nil {
+			r.at = time.Now()
+			f.log.Error("cannot start ccid guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
+			f.note("%s: cannot start: %s", name, r.err)
+			return &placedError{"guest " + name, r.err}
+		}
+		f.log.Info("ccid guest", "guest", name, "chardevs", len(r.spec.chardevs), "reader", r.conf.CCID.Reader)
+		return nil
+	}
+	r.fwd = forward.NewForwarder(r.spec.guest, f.forwardConfig(r))
+	return nil
+}
+
+// launch runs the forward (or bridge) that prepareRun made, until its
+// context ends.
+func (f *Supervisor) launch(r *guestRun, sshConfig string) {
+	go func() {
+		defer close(r.done)
+		var err error
+		if r.bridge != nil {
+			if err = r.bridge.Run(r.ctx); r.ctx.Err() != nil {
+				err = nil
+			}
+		} else {
+			err = r.fwd.Run(r.ctx)
+		}
+		r.runErr = err
+		if err != nil {
+			h := f.guestHint(r.conf, sshConfig, err)
+			f.log.Error("guest stopped until the config is reloaded", "guest", r.conf.Name, "err", err, "hint", h)
+			f.note("%s: stopped until the next reload: %s", r.conf.Name, err)
+			if h != "" {
+				f.note("    hint: %s", h)
+			}
+		}
+	}()
 }
 
 func (f *Supervisor) forwardConfig(r *guestRun) *forward.Config {
@@ -233,6 +335,7 @@ func (f *Supervisor) forwardConfig(r *guestRun) *forward.Config {
 	c.Relay.Policy = policy(r.conf)
 	c.Relay.Audit = r.conf.Audit
 	c.Relay.Limiter = f.opts.Limiter
+	c.Starts = f.starts
 	t := r.spec.guest.Target
 	dest := t.Addr()
 	if t.User != "" {
@@ -269,6 +372,7 @@ func (f *Supervisor) Stop() {
 	f.mu.Lock()
 	runs := f.guests
 	f.guests = nil
+	f.gen++
 	host := f.host
 	f.host.src = nil
 	f.mu.Unlock()

@@ -59,7 +59,8 @@ type Options struct {
 
 // New returns a Supervisor whose forwards run until ctx ends or Stop.
 func New(ctx context.Context, opts Options) *Supervisor {
-	f := &Supervisor{ctx: ctx, opts: opts, started: time.Now(), log: opts.Logger}
+	f := &Supervisor{ctx: ctx, opts: opts, started: time.Now(), log: opts.Logger,
+		lookup: Lookup, starts: forward.NewStartGate(0, 0)}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}

@@ -3,12 +3,14 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +26,7 @@ import (
 var (
 	flagStartAliases = flag.Bool("start-aliases", true, "BenchmarkScaleStart: one ssh_config Host alias per guest, as users write them, instead of one alias for all")
 	flagStartSSHD    = flag.String("start-sshd", "MaxStartups 1000", "BenchmarkScaleStart: sshd_config lines (comma-separated) for the one sshd; \"MaxStartups 10:30:100\" is OpenSSH's default")
+	flagStartLog     = flag.String("start-log", "", "BenchmarkScaleStart: run `cardshare up -v` and write its whole log to this file (each guest's steps, timed)")
 )
 
 // BenchmarkScaleStart starts `cardshare up` with -scale-guests guests on
@@ -62,6 +65,7 @@ func BenchmarkScaleStart(b *testing.B) {
 		dest = func(i int) string { return fmt.Sprintf("g%03d", i) }
 	}
 	sockets := make([]string, n)
+	out := new(lockedBuffer)
 	var y strings.Builder
 	fmt.Fprintf(&y, "host:\n  pcscd_socket: %s\n  ssh_config: %s\nguests:\n", p.Socket, sshConfig)
 	for i := range sockets {
@@ -74,11 +78,17 @@ func BenchmarkScaleStart(b *testing.B) {
 	}
 
 	ctl := filepath.Join(dir, "ctl", "control.sock")
-	cmd := exec.Command(cs, "up", "--config", cfg, "--control-socket", ctl)
-	out := new(lockedBuffer)
+	args := []string{"up", "--config", cfg, "--control-socket", ctl}
+	if *flagStartLog != "" {
+		args = append(args, "-v")
+		b.Cleanup(func() { os.WriteFile(*flagStartLog, []byte(out.String()), 0o644) })
+	}
+	cmd := exec.Command(cs, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
+	load := loadAverage()
+	start, busy := time.Now(), machineBusy()
+	sshdCPU := treeCPU(s.PID)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -96,6 +106,7 @@ func BenchmarkScaleStart(b *testing.B) {
 		return k
 	}
 	var allSockets, allUp time.Duration
+	var cpuLine string
 	for allSockets == 0 || allUp == 0 {
 		select {
 		case <-exited:
@@ -104,6 +115,13 @@ func BenchmarkScaleStart(b *testing.B) {
 		}
 		if allSockets == 0 && present() == n {
 			allSockets = time.Since(start)
+			// Where the machine's CPU went until then: cardshare (with
+			// its ssh -G children), the sshd (with its connections and
+			// sessions), and the rest of the machine.
+			cs, sd, all := treeCPU(cmd.Process.Pid), treeCPU(s.PID)-sshdCPU, machineBusy()-busy
+			cpuLine = fmt.Sprintf("CPU until then: cardshare %v, sshd %v, rest of the machine %v (%.1f of 2 cores); load average at start %s",
+				cs.Round(10*time.Millisecond), sd.Round(10*time.Millisecond), (all - cs - sd).Round(10*time.Millisecond),
+				all.Seconds()/allSockets.Seconds(), load)
 		}
 		if st, err := upStatus(ctl); err == nil && allUp == 0 {
 			k := 0
@@ -138,6 +156,7 @@ func BenchmarkScaleStart(b *testing.B) {
 	}
 	fmt.Printf("scale-start: %d guests (%s; sshd %q): all sockets after %v, all up after %v; SIGTERM: exit after %v, %d of %d sockets left\n",
 		n, aliases, *flagStartSSHD, allSockets.Round(time.Millisecond), allUp.Round(time.Millisecond), stopped.Round(time.Millisecond), left, n)
+	fmt.Printf("scale-start: %s\n", cpuLine)
 	if w := grepLines(out.String(), "level=WARN", "level=ERROR"); w != "" {
 		lines := strings.Split(w, "\n")
 		fmt.Printf("scale-start: %d warnings/errors, first: %s\n", len(lines), lines[0])
@@ -194,4 +213,42 @@ func BenchmarkScaleStartInProcess(b *testing.B) {
 	fmt.Printf("scale-start in-process: %d guests up after %v\n", n, time.Since(start).Round(time.Millisecond))
 	cancel()
 	<-done
+}
+
+// treeCPU is the CPU time of pid and of its descendants, live or reaped
+// (utime, stime, cutime and cstime of each live one).
+func treeCPU(pid int) time.Duration {
+	var t time.Duration
+	for _, p := range append(descendants(pid), pid) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:])) // f[0] is field 3, state
+		if len(f) < 15 {
+			continue
+		}
+		for _, v := range f[11:15] { // utime stime cutime cstime
+			n, _ := strconv.ParseInt(v, 10, 64)
+			t += time.Duration(n) * time.Second / 100 // USER_HZ
+		}
+	}
+	return t
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -148,7 +148,16 @@ func serve(t *testing.T, d pcsc.Daemon) *env {
 // configuration mod makes.
 func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*bridge.Config)) *env {
 	t.Helper()
-	e := &env{fake: fake, log: new(syncBuffer), stats: new(bridge.Stats), done: make(chan error, 1)}
+	e := serveDial(t, hostpcsc.Socket{Path: fake.Socket}.Dial, mod)
+	e.fake = fake
+	return e
+}
+
+// serveDial runs bridge.Serve from a guest socket to what dial reaches,
+// with the configuration mod makes.
+func serveDial(t *testing.T, dial bridge.DialFunc, mod func(*bridge.Config)) *env {
+	t.Helper()
+	e := &env{log: new(syncBuffer), stats: new(bridge.Stats), done: make(chan error, 1)}
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +178,7 @@ func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*bridge.Config)) *e
 	if mod != nil {
 		mod(cfg)
 	}
-	go func() { e.done <- bridge.Serve(ctx, ln, hostpcsc.Socket{Path: e.fake.Socket}.Dial, cfg) }()
+	go func() { e.done <- bridge.Serve(ctx, ln, dial, cfg) }()
 	t.Cleanup(func() {
 		e.cancel()
 		if err := <-e.done; err != nil {

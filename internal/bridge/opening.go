@@ -162,6 +162,13 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 			log.Debug("guest connection opened", "guest_protocol", o.Version.String(), "host_protocol", r.Version.String(), "translated", translate)
 			return h, hs, nil
 		}
+		if r.RV == pcsc.ReturnNoService {
+			// Not a version check: pcscd rejects a version with
+			// SCARD_E_SERVICE_STOPPED (src/winscard_svc.c, CMD_VERSION).
+			// The guest has its answer; there is nothing to fall back to.
+			h.Close()
+			return nil, handshake{}, fmt.Errorf("%w (guest protocol %s)", ErrHostRefused, o.Version)
+		}
 		d := c.Daemon
 		if d.Version != r.Version {
 			d = pcsc.Daemon{Version: r.Version}
@@ -180,6 +187,17 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 }
 
 var errOpeningTimeout = errors.New("bridge: opening handshake timed out")
+
+// ErrHostRefused means the host answered a guest's CMD_VERSION with
+// SCARD_E_NO_SERVICE: it refused the connection itself, whatever the
+// version. A cardshare relay host answers so for a guest over its
+// connection cap (internal/connlimit) or when it cannot reach its own
+// pcscd; a pcscd that rejects a version answers SCARD_E_SERVICE_STOPPED
+// (*pcsc.Mismatch).
+var ErrHostRefused = errors.New("bridge: host refused the connection (SCARD_E_NO_SERVICE)")
+
+// HostRefusedHint is what to do about ErrHostRefused.
+const HostRefusedHint = "the host serves one guest at most max_guest_conns pcscd connections at once (max_conns for all guests; `--max-guest-conns`, `--max-conns` on the command line), and refuses the rest: close the PC/SC programs in this guest that hold connections open, or raise the cap on the host; the host's log names the cap, or says that its pcscd is down"
 
 // exchangeVersion sends one CMD_VERSION request to the daemon and passes its
 // reply to the guest.

@@ -238,6 +238,10 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 
 func logFailure(log *slog.Logger, err error) {
 	var m *pcsc.Mismatch
+	if errors.Is(err, ErrHostRefused) {
+		log.Warn("host refused the guest connection", "err", err, "hint", HostRefusedHint)
+		return
+	}
 	if errors.As(err, &m) {
 		log.Error("guest rejected by host pcscd", "err", err, "hint", m.Hint(),
 			"guest_protocol", m.Client.String(), "host_protocol", m.Daemon.Version.String())

@@ -49,7 +49,7 @@ func (g Info) Client() (pcsc.Client, bool) {
 	return pcsc.ClientOfRelease(g.Release)
 }
 
-// prepareScript is run by /bin/sh in the guest. It is plain POSIX sh with
+// pathScript is run by /bin/sh in the guest. It is plain POSIX sh with
 // no GNU-only flags: guests are any Unix with pcsc-lite. The host passes
 // values by prepending variable assignments, quoted for sh.
 //
@@ -58,30 +58,78 @@ func (g Info) Client() (pcsc.Client, bool) {
 // /tmp/cardshare-UID when those paths are too long for sun_path), creates
 // the directory 0700, refuses a directory that other users can write to or
 // that sits in one they can write to (unless it is sticky, like /tmp),
-// and reports the path, whether something is already there, and the guest's
-// pcsc-lite release.
-const prepareScript = DefaultDirFunc + `
+// and reports the path and whether something is already there.
+//
+// It runs before every guest socket appears, a hundred at once when
+// `cardshare up` starts, and a fork and exec costs about 10 ms of CPU on a
+// small VM: so it finds parent directories with parameter expansion (not
+// dirname) and checks the socket's directory and all those above it with
+// one find (not ls and awk for each, which made it 25 programs a run).
+// find is its only program on the way, unless it must create or chmod the
+// directory.
+const pathScript = DefaultDirFunc + `
 umask 077
 fail() { printf '%s\n' "error=$*"; exit 0; }
-owner_ok() { # $1 is owned by us or root, and no one else may write to it
-	set -- "$1" "$(ls -ldn "$1" 2>/dev/null)"
-	[ -n "$2" ] || return 1
-	o=$(printf '%s\n' "$2" | awk '{print $3}')
-	m=$(printf '%s\n' "$2" | awk '{print $1}')
-	[ "$o" = "$(id -u)" ] || [ "$o" = 0 ] || return 1
+me=${LOGNAME:-${USER:-}} # sshd sets both to the login name
+[ -n "$me" ] || me=$(id -u)
+parent() { # sets p to the directory of $1, as dirname does
+	p=$1
+	while [ "${p%/}" != "$p" ] && [ "$p" != / ]; do p=${p%/}; done
+	case $p in
+	*/*) p=${p%/*} ;;
+	*) p=.; return ;;
+	esac
+	while [ "${p%/}" != "$p" ]; do p=${p%/}; done
+	[ -n "$p" ] || p=/
+}
+# check looks at $dir and every directory above it with one find, which
+# names them (as $dir/. and the others) in order, nearest first, and runs
+# printf only for one that fails: $dir must be ours (or root's, for a
+# path the user chose, which others may not write to either), and the
+# directories above it ours or root's, and not writable by others unless
+# sticky: else another user could rename the socket's directory away and
+# put their own in its place. It fails when find cannot tell.
+check() {
+	a=$dir
+	set -- "$dir/."
+	while [ "$a" != / ] && [ "$a" != . ]; do
+		parent "$a"
+		a=$p
+		set -- "$@" "$a"
+	done
+	if [ -z "$want" ]; then
+		out=$(find "$@" -prune \( -path '*/.' ! -user "$me" -exec printf 'notmine=%s\n' {} \; \) -o \
+			\( ! -path '*/.' \( \( ! -user "$me" ! -user 0 \) -o \( \( -perm -020 -o -perm -002 \) ! -perm -1000 \) \) -exec printf 'unsafe=%s\n' {} \; \) 2>/dev/null)
+	else
+		out=$(find "$@" -prune \( -path '*/.' ! -user "$me" ! -user 0 -exec printf 'owner=%s\n' {} \; \) -o \
+			\( -path '*/.' \( -perm -020 -o -perm -002 \) -exec printf 'open=%s\n' {} \; \) -o \
+			\( ! -path '*/.' \( \( ! -user "$me" ! -user 0 \) -o \( \( -perm -020 -o -perm -002 \) ! -perm -1000 \) \) -exec printf 'unsafe=%s\n' {} \; \) 2>/dev/null)
+	fi
+}
+# owner_ok and ancestors_ok do check's job one directory and one ls at a
+# time, where find cannot.
+owner_ok() { # $1 is owned by us or root, and no one else may write to it;
+	# sets m to its mode string and o to its owner
+	m= o=
+	l=$(ls -ldn "$1" 2>/dev/null)
+	[ -n "$l" ] || return 1
+	set -f
+	set -- $l
+	set +f
+	m=$1 o=$3
+	[ "$o" = "$uid" ] || [ "$o" = 0 ] || return 1
 	case "$m" in ?????w????*|????????w?*) return 2 ;; esac
 	return 0
 }
-ancestors_ok() { # every directory above $1 is ours or root's, and others
-	# may write to none that is not sticky: else another user could rename
-	# the socket's directory away and put their own in its place
+ancestors_ok() {
 	a=$1
 	while [ "$a" != / ] && [ "$a" != . ]; do
-		a=$(dirname "$a")
+		parent "$a"
+		a=$p
 		owner_ok "$a"
 		case $? in
 		1) printf '%s\n' "unsafe=$a"; return ;;
-		2) case "$(ls -ldn "$a" | awk '{print $1}')" in ?????????[tT]*) ;; *) printf '%s\n' "unsafe=$a"; return ;; esac ;;
+		2) case "$m" in ?????????[tT]*) ;; *) printf '%s\n' "unsafe=$a"; return ;; esac ;;
 		esac
 	done
 }
@@ -89,32 +137,61 @@ if [ -z "$want" ]; then
 	default_dir
 	[ -d "$dir" ] || mkdir "$dir" || fail "cannot create $dir"
 	[ -L "$dir" ] && fail "$dir is a symbolic link"
-	[ "$(ls -ldn "$dir" | awk '{print $3}')" = "$(id -u)" ] || fail "$dir is not owned by $(id -un)"
-	chmod 700 "$dir" || fail "cannot chmod $dir"
-	sock=$dir/pcscd.comm
 else
 	sock=$want
-	dir=$(dirname "$sock")
+	parent "$sock"
+	dir=$p
 	[ -d "$dir" ] || mkdir -p "$dir" || fail "cannot create $dir"
+	[ -L "$dir" ] && printf '%s\n' "unsafe=$dir"
+fi
+if check; then
+	while IFS= read -r line; do
+		case $line in
+		notmine=*) fail "$dir is not owned by $me" ;;
+		owner=*) fail "$dir is owned by another user" ;;
+		open=*) printf '%s\n' "unsafe=$dir" ;;
+		unsafe=*) printf '%s\n' "$line"; break ;;
+		esac
+	done <<EOF
+$out
+EOF
+else
+	uid=$(id -u)
 	owner_ok "$dir"
 	case $? in
 	1) fail "$dir is owned by another user" ;;
-	2) printf '%s\n' "unsafe=$dir" ;;
+	2) [ -n "$want" ] && printf '%s\n' "unsafe=$dir" ;;
 	esac
+	[ -n "$want" ] || [ "$o" = "$uid" ] || fail "$dir is not owned by $(id -un)"
+	ancestors_ok "$dir"
 fi
-ancestors_ok "$dir"
+if [ -z "$want" ]; then
+	chmod 700 "$dir" || fail "cannot chmod $dir"
+	sock=$dir/pcscd.comm
+fi
 printf '%s\n' "socket=$sock"
 if [ -S "$sock" ]; then printf '%s\n' "exists=socket"; elif [ -e "$sock" ] || [ -L "$sock" ]; then printf '%s\n' "exists=other"; fi
-printf '%s\n' "os=$(uname -s)"
+`
+
+// probeScript reports the guest's OS and its pcsc-lite release, as the
+// package manager knows it. The package managers are slow to start
+// (dpkg-query reads its whole database), so forward runs it through the
+// keeper session once the guest socket is there (Keeper.Probe), not
+// before; Prepare runs it after pathScript. Standard input is the script itself when the keeper runs it:
+// no command may read it.
+const probeScript = `printf '%s\n' "os=$(uname -s)"
 rel=
-if command -v dpkg-query >/dev/null 2>&1; then rel=$(dpkg-query -W -f '${Version}' libpcsclite1 2>/dev/null); fi
-if [ -z "$rel" ] && command -v rpm >/dev/null 2>&1; then rel=$(rpm -q --qf '%{VERSION}' pcsc-lite-libs 2>/dev/null) || rel=; fi
-if [ -z "$rel" ] && command -v apk >/dev/null 2>&1; then rel=$(apk list -I pcsc-lite-libs 2>/dev/null | sed -n 's/^pcsc-lite-libs-\([0-9][0-9.]*\).*/\1/p'); fi
-if [ -z "$rel" ] && command -v pkg >/dev/null 2>&1; then rel=$(pkg query %v pcsc-lite 2>/dev/null) || rel=; fi
-if [ -z "$rel" ] && command -v pkg_info >/dev/null 2>&1; then rel=$(pkg_info -E pcsc-lite 2>/dev/null | sed 's/^pcsc-lite-//'); fi
-if [ -z "$rel" ] && command -v pkg-config >/dev/null 2>&1; then rel=$(pkg-config --modversion libpcsclite 2>/dev/null); fi
+if command -v dpkg-query >/dev/null 2>&1; then rel=$(dpkg-query -W -f '${Version}' libpcsclite1 2>/dev/null </dev/null); fi
+if [ -z "$rel" ] && command -v rpm >/dev/null 2>&1; then rel=$(rpm -q --qf '%{VERSION}' pcsc-lite-libs 2>/dev/null </dev/null) || rel=; fi
+if [ -z "$rel" ] && command -v apk >/dev/null 2>&1; then rel=$(apk list -I pcsc-lite-libs 2>/dev/null </dev/null | sed -n 's/^pcsc-lite-libs-\([0-9][0-9.]*\).*/\1/p'); fi
+if [ -z "$rel" ] && command -v pkg >/dev/null 2>&1; then rel=$(pkg query %v pcsc-lite 2>/dev/null </dev/null) || rel=; fi
+if [ -z "$rel" ] && command -v pkg_info >/dev/null 2>&1; then rel=$(pkg_info -E pcsc-lite 2>/dev/null </dev/null | sed 's/^pcsc-lite-//'); fi
+if [ -z "$rel" ] && command -v pkg-config >/dev/null 2>&1; then rel=$(pkg-config --modversion libpcsclite 2>/dev/null </dev/null); fi
 printf '%s\n' "release=$rel"
 `
+
+// prepareScript is pathScript, then probeScript: what Prepare runs.
+const prepareScript = pathScript + probeScript
 
 // checkScript reports whether the guest socket is gone.
 const checkScript = `[ -S "$sock" ] || printf '%s\n' missing
@@ -233,17 +310,28 @@ func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]b
 	return out.Bytes(), nil
 }
 
-// Prepare chooses and checks the guest socket path.
+// Prepare chooses and checks the guest socket path, and reads the guest's
+// OS and pcsc-lite release.
 func Prepare(ctx context.Context, c *ssh.Client, want string) (Info, error) {
+	return prepare(ctx, c, want, prepareScript)
+}
+
+func prepare(ctx context.Context, c *ssh.Client, want, script string) (Info, error) {
 	if want != "" {
 		if err := CheckPath(want); err != nil {
 			return Info{}, err
 		}
 	}
-	out, err := Run(ctx, c, prepareScript, "want", want, "maxdir", strconv.Itoa(unixsock.MaxDir))
+	out, err := Run(ctx, c, script, "want", want, "maxdir", strconv.Itoa(unixsock.MaxDir))
 	if err != nil {
 		return Info{}, err
 	}
+	return parseInfo(out)
+}
+
+// parseInfo reads the key=value lines that pathScript and probeScript
+// print; other lines (a guest shell's start-up noise) are ignored.
+func parseInfo(out []byte) (Info, error) {
 	var g Info
 	var unsafe string
 	sc := bufio.NewScanner(bytes.NewReader(out))
