@@ -189,7 +189,7 @@ func (f *Supervisor) apply(cfg *config.Config, host hostInfo) []error {
 		switch {
 		case o != nil && r.err != nil && o.running():
 			f.log.Error("cannot resolve guest; keeping its running forward", "guest", name, "err", r.err, "hint", f.hint(r.err))
-			problems = append(problems, &placedError{"guest " + name + " (running forward kept)", r.err})
+			problems = append(problems, &PlacedError{"guest " + name + " (running forward kept)", r.err})
 			next = append(next, o)
 			continue
 		case o != nil && o.running() && reflect.DeepEqual(o.spec, r.spec):
@@ -276,7 +276,7 @@ func (f *Supervisor) prepareRun(r *guestRun) error {
 	if r.err != nil {
 		f.log.Error("cannot resolve guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
 		f.note("%s: cannot resolve: %s", name, r.err)
-		return &placedError{"guest " + name, r.err}
+		return &PlacedError{"guest " + name, r.err}
 	}
 	r.ctx, r.cancel = context.WithCancel(f.ctx)
 	if r.conf.CCID != nil {
@@ -284,7 +284,7 @@ func (f *Supervisor) prepareRun(r *guestRun) error {
 			r.at = time.Now()
 			f.log.Error("cannot start ccid guest", "guest", name, "err", r.err, "hint", f.hint(r.err))
 			f.note("%s: cannot start: %s", name, r.err)
-			return &placedError{"guest " + name, r.err}
+			return &PlacedError{"guest " + name, r.err}
 		}
 		f.log.Info("ccid guest", "guest", name, "chardevs", len(r.spec.chardevs), "reader", r.conf.CCID.Reader)
 		return nil

@@ -241,14 +241,15 @@ func VMWarning(g config.Guest, src vm.Source, sshConfig string) string {
 	return fmt.Sprintf("guest %s: %s; connecting to it as the host name %s", g.Name, src.WhereLooked(g.VM, sshConfig), g.VM)
 }
 
-// placedError says where err happened; its chain keeps err for hints.
-type placedError struct {
-	where string
-	err   error
+// PlacedError says where Err happened ("cardshare.yaml:12: guest vm1");
+// its chain keeps Err, so hints are still chosen from it.
+type PlacedError struct {
+	Where string
+	Err   error
 }
 
-func (e *placedError) Error() string { return e.where + ": " + e.err.Error() }
-func (e *placedError) Unwrap() error { return e.err }
+func (e *PlacedError) Error() string { return e.Where + ": " + e.Err.Error() }
+func (e *PlacedError) Unwrap() error { return e.Err }
 
 func unjoin(err error) []error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {

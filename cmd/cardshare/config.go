@@ -119,7 +119,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 		if g.CCID != nil {
 			where := "-"
 			if eps, err := up.CCIDChardevs(ctx, g); err != nil {
-				errs = append(errs, &placedError{fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), err})
+				errs = append(errs, &up.PlacedError{Where: fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), Err: err})
 			} else {
 				where = plural(len(eps), "chardev")
 			}
@@ -132,7 +132,7 @@ func runConfigCheck(ctx context.Context, o *configCheckOptions, stdout, stderr i
 		}
 		addr, user := "-", "-"
 		if t, src, err := up.Lookup(ctx, g, h.SSHConfig); err != nil {
-			errs = append(errs, &placedError{fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), err})
+			errs = append(errs, &up.PlacedError{Where: fmt.Sprintf("%s:%d: guest %s", file, g.Line, g.Name), Err: err})
 		} else {
 			addr, user = t.Addr(), t.User
 			if src.Kind != "" {

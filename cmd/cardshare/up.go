@@ -256,12 +256,3 @@ func (p *progress) note(format string, args ...any) {
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, format+"\n", args...)
 }
-
-// placedError says where err happened; its chain keeps err for hints.
-type placedError struct {
-	where string
-	err   error
-}
-
-func (e *placedError) Error() string { return e.where + ": " + e.err.Error() }
-func (e *placedError) Unwrap() error { return e.err }
