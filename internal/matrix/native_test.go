@@ -78,7 +78,9 @@ func TestVersionMatrixNative(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			src.Serve(ctx, ln)
+			// As cardshare serves it: the opening checked, then the
+			// connection handed to the Source (bridge.Config.Local).
+			bridge.Serve(ctx, ln, src.Dial, &bridge.Config{Daemon: nativepcsc.Daemon, Local: src})
 		}()
 		got := runCell(t, bin, c, sock, host)
 		cancel()

@@ -2,6 +2,7 @@ package nativepcsc
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -73,8 +74,10 @@ func newConn(s *Source, nc net.Conn) *conn {
 }
 
 // serve reads and answers requests until the guest leaves or breaks the
-// protocol, then releases everything the connection holds.
-func (c *conn) serve() (err error) {
+// protocol, then releases everything the connection holds. opening is the
+// connection's opening message when it was already read (ServeOpened),
+// nil when serve reads it.
+func (c *conn) serve(opening []byte) (err error) {
 	start := time.Now()
 	defer func() {
 		c.h.unregister(c)
@@ -91,7 +94,11 @@ func (c *conn) serve() (err error) {
 		}
 	}()
 	var open [pcsc.OpeningMax]byte
-	o, raw, err := pcsc.ReadOpening(c.r, &open)
+	var src io.Reader = c.r
+	if opening != nil {
+		src = bytes.NewReader(opening)
+	}
+	o, raw, err := pcsc.ReadOpening(src, &open)
 	if err != nil {
 		return err
 	}

@@ -190,7 +190,10 @@ func (s *Source) start(ctx context.Context) {
 }
 
 // Dial returns a connection to the daemon end: one end of a connected
-// socket pair whose other end a goroutine serves.
+// socket pair whose other end a goroutine serves. The core uses it for
+// the connections it relays message by message (a reader policy, an
+// audit log, a version the daemon end does not serve as it is);
+// ServeOpened serves the others without the extra hop.
 func (s *Source) Dial(ctx context.Context) (net.Conn, error) {
 	client, server, err := socketPair()
 	if err != nil {
@@ -203,12 +206,32 @@ func (s *Source) Dial(ctx context.Context) (net.Conn, error) {
 		return nil, err
 	}
 	s.start(ctx)
-	go c.serve()
+	go c.serve(nil)
 	return client, nil
 }
 
-// ServeConn serves one guest connection until it ends, and closes it.
+// ServeConn serves one guest connection until it ends or ctx is done,
+// and closes it.
 func (s *Source) ServeConn(ctx context.Context, nc net.Conn) error {
+	return s.serveConn(ctx, nc, nil)
+}
+
+// ServeOpened is ServeConn for a connection whose opening message
+// (CMD_VERSION, or SCARD_CANCEL on SCardCancel's own connection) was
+// already read from nc, by the core (internal/bridge) that checked it:
+// opening is that message, whole, and is served first. The core hands
+// over so the guest's own connection, with no socket pair and no byte
+// relay between it and the daemon end (Dial). Failures are logged here,
+// as for every connection this Source serves.
+func (s *Source) ServeOpened(ctx context.Context, nc net.Conn, opening []byte) error {
+	if len(opening) == 0 {
+		nc.Close()
+		return errors.New("nativepcsc: no opening message")
+	}
+	return s.serveConn(ctx, nc, opening)
+}
+
+func (s *Source) serveConn(ctx context.Context, nc net.Conn, opening []byte) error {
 	c, err := s.add(nc)
 	if err != nil {
 		nc.Close()
@@ -217,7 +240,7 @@ func (s *Source) ServeConn(ctx context.Context, nc net.Conn) error {
 	s.start(ctx)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	return c.serve()
+	return c.serve(opening)
 }
 
 // Serve accepts connections from ln and serves each until ctx ends or ln

@@ -444,3 +444,33 @@ var _ interface {
 	Probe(context.Context) (pcsc.Daemon, error)
 	String() string
 } = (*nativepcsc.Source)(nil)
+
+// ServeOpened serves a connection whose opening message was read by the
+// core: it answers that message first, then the rest of the connection,
+// and refuses a connection without one.
+func TestServeOpened(t *testing.T) {
+	_, src := startFake(t)
+	guest, daemon := net.Pipe()
+	t.Cleanup(func() { guest.Close() })
+	done := make(chan error, 1)
+	go func() { done <- src.ServeOpened(t.Context(), daemon, pcsc.AppendVersionRequest(nil, pcsc.V45)) }()
+	guest.SetDeadline(time.Now().Add(10 * time.Second))
+	r := &raw{t, guest}
+	var vs pcsc.VersionStruct
+	r.recv(&vs)
+	if vs.Major != 4 || vs.Minor != 5 || vs.RV != 0 {
+		t.Fatalf("reply to the opening: %+v, want 4.5 accepted", vs)
+	}
+	if r.establish() == 0 {
+		t.Fatal("no context after the opening")
+	}
+	guest.Close()
+	if err := <-done; err != nil {
+		t.Errorf("ServeOpened: %v", err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	if err := src.ServeOpened(t.Context(), b, nil); err == nil {
+		t.Error("ServeOpened without an opening: no error")
+	}
+}

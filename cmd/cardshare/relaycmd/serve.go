@@ -137,11 +137,11 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 		}
 		return err
 	}
-	h := relay.NewHost(state, &relay.HostConfig{
-		Logger: log,
-		Dial:   src.Dial,
-		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter},
-	})
+	rc := bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter}
+	if l, ok := src.(bridge.Local); ok {
+		rc.Local = l // the native backend serves the guest connections itself
+	}
+	h := relay.NewHost(state, &relay.HostConfig{Logger: log, Dial: src.Dial, Relay: rc})
 	reload.Store(h)
 	srv := control.Serve(cln, func() control.StatusV1 {
 		return relayStatus(h, state, cmdutil.HostStatus(src, o.pcscdSocket, daemon), daemon, listen, o.audit, started)
