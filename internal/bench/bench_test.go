@@ -50,6 +50,7 @@ const (
 	pathSSHSession = "ssh-session"
 	pathCardshare  = "cardshare"
 	pathCLI        = "cardshare-cli"
+	pathCLINative  = "cardshare-cli-native"
 	pathSocat      = "socat"
 	pathSocatTCP   = "socat-tcp"
 	pathCLIBase    = "cardshare-cli-baseline" // with -baseline-bin only
@@ -59,10 +60,10 @@ const (
 // that run only when named in -paths: one relay process without encryption
 // is about the floor for any relay, and two with a TCP hop between them is
 // the floor for a relay through the guest's sshd.
-var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathSocat, pathSocatTCP}
+var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathCLINative, pathSocat, pathSocatTCP}
 
 // defaultPathIDs run when -paths is empty.
-var defaultPathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI}
+var defaultPathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathCLINative}
 
 var pathNames = map[string]string{
 	pathDirect:     "direct",
@@ -70,6 +71,7 @@ var pathNames = map[string]string{
 	pathSSHSession: "`ssh -R` + session",
 	pathCardshare:  "cardshare expose",
 	pathCLI:        "`cardshare expose` process",
+	pathCLINative:  "`cardshare expose --backend native` process",
 	pathSocat:      "socat Unix → Unix",
 	pathSocatTCP:   "socat Unix → TCP → Unix",
 	pathCLIBase:    "`cardshare expose` process, -baseline-bin",
@@ -127,6 +129,13 @@ func BenchmarkPaths(b *testing.B) {
 
 	var paths []*path
 	var csLog *lockedBuffer // the in-process cardshare's log
+	var csBin string        // this build's cardshare, built once
+	cardshare := func() string {
+		if csBin == "" {
+			csBin = buildCardshare(b)
+		}
+		return csBin
+	}
 	for _, id := range want {
 		pt := &path{id: id, apdus: *flagAPDUs}
 		switch id {
@@ -143,7 +152,12 @@ func BenchmarkPaths(b *testing.B) {
 			pt.socket, csLog = startCardshare(b, s, p.Socket)
 		case pathCLI:
 			pt.socket = filepath.Join(s.Home, "cardshare-cli.comm")
-			pt.pid = startCLI(b, buildCardshare(b), s, p.Socket, pt.socket)
+			pt.pid = startCLI(b, cardshare(), s, p.Socket, pt.socket)
+		case pathCLINative:
+			// The native backend's libpcsclite finds pcscd as every
+			// client does: PCSCLITE_CSOCK_NAME.
+			pt.socket = filepath.Join(s.Home, "cardshare-native.comm")
+			pt.pid = startCLI(b, cardshare(), s, p.Socket, pt.socket, "--backend", "native")
 		case pathCLIBase:
 			pt.socket = filepath.Join(s.Home, "cardshare-base.comm")
 			pt.pid = startCLI(b, *flagBaseline, s, p.Socket, pt.socket)
@@ -191,7 +205,7 @@ func BenchmarkPaths(b *testing.B) {
 				continue // shares this process with the card
 			case pathSSHN, pathSSHSession:
 				procs = append(procs, watched{"ssh", pt.pid})
-			case pathCLI, pathCLIBase:
+			case pathCLI, pathCLINative, pathCLIBase:
 				procs = append(procs, watched{"cardshare", pt.pid})
 			}
 			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "guest sshd"))
@@ -353,12 +367,15 @@ func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *locke
 // startCLI runs `cardshare expose` of bin (buildCardshare, or
 // -baseline-bin) as a process of its own, as users run it: unlike the in-process path, its Go runtime is not
 // shared with the virtual card, and its CPU time and context switches can be
-// counted apart. The -cli-env settings go into its environment.
-func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string) int {
+// counted apart. args go before the destination (--backend native); the
+// environment names host in PCSCLITE_CSOCK_NAME too, where the native
+// backend's libpcsclite looks for pcscd, and takes the -cli-env settings.
+func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string, args ...string) int {
 	b.Helper()
 	os.Remove(guest)
-	cmd := exec.Command(bin, "expose", "-F", s.ConfigFile, "--pcscd-socket", host, "--guest-socket", guest, s.HostAlias)
-	cmd.Env = os.Environ()
+	args = append([]string{"expose", "-F", s.ConfigFile, "--pcscd-socket", host, "--guest-socket", guest}, args...)
+	cmd := exec.Command(bin, append(args, s.HostAlias)...)
+	cmd.Env = append(os.Environ(), "PCSCLITE_CSOCK_NAME="+host)
 	if *flagCLIEnv != "" {
 		cmd.Env = append(cmd.Env, strings.Split(*flagCLIEnv, ",")...)
 	}
@@ -663,6 +680,12 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 		}
 	}
 	t.WriteString(vsBaseline(paths, pathCLI, pathCLIBase))
+	if a, ok := sums[pathCLINative]; ok {
+		if o, ok := sums[pathCLI]; ok && o.perSec > 0 {
+			fmt.Fprintf(&t, "\n%s ÷ %s (the socket backend): %.2f× APDU/s, median %+.0f µs; %s\n",
+				pathNames[pathCLINative], pathNames[pathCLI], a.perSec/o.perSec, a.medianUS-o.medianUS, roundRatios(pathRuns(paths, pathCLINative), pathRuns(paths, pathCLI)))
+		}
+	}
 	if *flagCLIEnv != "" && slices.ContainsFunc(paths, func(pt *path) bool { return pt.id == pathCLI }) {
 		fmt.Fprintf(&t, "\n%s ran with %s", pathNames[pathCLI], *flagCLIEnv)
 	}
