@@ -3,20 +3,23 @@ package nativepcsc
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"sync"
-	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/scard"
 )
 
 // buffers holds the 64 KiB buffers of TRANSMIT and CONTROL, so that an
-// idle connection holds none.
+// idle connection holds none. Each has replyRoom bytes before the largest
+// data pcsc-lite passes, where replyData puts the reply's struct.
 var buffers = sync.Pool{New: func() any {
-	b := make([]byte, pcsc.MaxBufferSizeExtended)
+	b := make([]byte, replyRoom+pcsc.MaxBufferSizeExtended)
 	return &b
 }}
+
+// replyRoom is the room for a reply struct before the data in a buffer:
+// the larger of transmit_struct and control_struct.
+const replyRoom = pcsc.TransmitSize
 
 // staleContext reports errors after which a host context is worth
 // establishing again: the host service restarted under it.
@@ -182,7 +185,7 @@ func (c *conn) transmit(card *gcard, body []byte) error {
 	if err != nil {
 		return err
 	}
-	n, rproto, err := c.s.lib.Transmit(card.host, scard.IORequest{Protocol: ts.SendPciProtocol}, apdu, *out)
+	n, rproto, err := c.s.lib.Transmit(card.host, scard.IORequest{Protocol: ts.SendPciProtocol}, apdu, (*out)[replyRoom:])
 	rv := scard.CodeOf(err)
 	if rv == scard.Success && uint32(n) > ts.RecvLength {
 		rv = scard.InsufficientBuffer
@@ -194,7 +197,7 @@ func (c *conn) transmit(card *gcard, body []byte) error {
 		ts.RecvPciProtocol = rproto
 	}
 	ts.RV = uint32(rv)
-	return c.replyData(&ts, rv, (*out)[:min(n, len(*out))])
+	return c.replyData(&ts, rv, *out, n)
 }
 
 // control serves SCARD_CONTROL (src/winscard_svc.c:782-829).
@@ -208,32 +211,29 @@ func (c *conn) control(card *gcard, body []byte) error {
 	if err != nil {
 		return err
 	}
-	n, err := c.s.lib.Control(card.host, cs.ControlCode, data, *out)
+	n, err := c.s.lib.Control(card.host, cs.ControlCode, data, (*out)[replyRoom:])
 	rv := scard.CodeOf(err)
 	if rv == scard.Success && uint32(n) > cs.RecvLength {
 		rv = scard.InsufficientBuffer
 	}
 	cs.BytesReturned, cs.RV = uint32(n), uint32(rv)
-	return c.replyData(&cs, rv, (*out)[:min(n, len(*out))])
+	return c.replyData(&cs, rv, *out, n)
 }
 
-// replyData sends a struct and, when rv is success, data after it, in
-// one write.
-func (c *conn) replyData(v any, rv scard.Code, data []byte) error {
-	b, err := binary.Append(c.out[:0], le, v)
-	if err != nil {
+// replyData sends a struct v and, when rv is success, the n bytes of data
+// after it, in one write whatever the connection (one SSH packet, one
+// yamux frame): buf holds the data at replyRoom, and v goes right before
+// it.
+func (c *conn) replyData(v any, rv scard.Code, buf []byte, n int) error {
+	size := binary.Size(v)
+	start := replyRoom - size
+	if _, err := binary.Encode(buf[start:replyRoom], le, v); err != nil {
 		return err
 	}
-	c.out = b[:0]
 	if rv != scard.Success {
-		return c.write(b)
+		n = 0
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	bufs := net.Buffers{b, data} // one writev on a socket
-	_, err = bufs.WriteTo(c.nc)
-	return err
+	return c.write(buf[start : replyRoom+min(n, len(buf)-replyRoom)])
 }
 
 // cString returns b up to its first NUL.
