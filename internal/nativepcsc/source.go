@@ -1,6 +1,7 @@
 package nativepcsc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -234,6 +235,15 @@ func (s *Source) ServeOpened(ctx context.Context, nc net.Conn, opening []byte) e
 func (s *Source) serveConn(ctx context.Context, nc net.Conn, opening []byte) error {
 	c, err := s.add(nc)
 	if err != nil {
+		if opening != nil {
+			// Refused as the core refuses a connection its dial fails
+			// for: the guest sees "Service not available" at once.
+			var buf [pcsc.OpeningMax]byte
+			if o, raw, err := pcsc.ReadOpening(bytes.NewReader(opening), &buf); err == nil {
+				nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+				nc.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
+			}
+		}
 		nc.Close()
 		return err
 	}

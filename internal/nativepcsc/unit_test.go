@@ -474,3 +474,28 @@ func TestServeOpened(t *testing.T) {
 		t.Error("ServeOpened without an opening: no error")
 	}
 }
+
+// A connection ServeOpened cannot take (MaxConnections) is refused as a
+// daemon that cannot serve it: its CMD_VERSION gets SCARD_E_NO_SERVICE.
+func TestServeOpenedBusy(t *testing.T) {
+	f := scardtest.NewFake(fakeReader)
+	src, err := nativepcsc.New(f, &nativepcsc.Config{MaxConnections: 1, MinPoll: 5 * time.Millisecond, MaxPoll: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dial(t, src).version(pcsc.V46) // takes the one slot
+	guest, daemon := net.Pipe()
+	defer guest.Close()
+	guest.SetDeadline(time.Now().Add(10 * time.Second))
+	done := make(chan error, 1)
+	go func() { done <- src.ServeOpened(t.Context(), daemon, pcsc.AppendVersionRequest(nil, pcsc.V46)) }()
+	var vs pcsc.VersionStruct
+	(&raw{t, guest}).recv(&vs)
+	if vs.RV != pcsc.ReturnNoService {
+		t.Errorf("reply %+v, want SCARD_E_NO_SERVICE", vs)
+	}
+	if err := <-done; !errors.Is(err, nativepcsc.ErrBusy) {
+		t.Errorf("ServeOpened: %v, want ErrBusy", err)
+	}
+}
