@@ -38,8 +38,7 @@ type HostConfig struct {
 	// Stats and Policy (trust.GuestRecord.Policy) are set per guest;
 	// Relay.Daemon is sent to each guest's agent to compare with its
 	// libpcsclite. Relay.Limiter caps each guest's connections and all
-	// together; nil means connlimit's defaults for this Host. Relay.Local
-	// is set when Dial is the native backend's (bridge.Local).
+	// together; nil means connlimit's defaults for this Host.
 	Relay bridge.Config
 
 	// Mux tunes the yamux sessions; nil means mux.DefaultConfig().

@@ -40,7 +40,7 @@ var (
 	flagCLIEnv    = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
 	flagProfile   = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
 	flagProfileN  = flag.Int("profile-apdus", 20000, "APDUs of the profiled cardshare run")
-	flagBaseline  = flag.String("baseline-bin", "", "a cardshare `binary` of another build (before a change, say): BenchmarkPaths and BenchmarkRelay also run it as a process, interleaved with this build's (paths "+pathCLIBase+" and "+pathRelayBase+"), and print this build ÷ baseline")
+	flagBaseline  = flag.String("baseline-bin", "", "a cardshare `binary` of another build (before a change, say): BenchmarkPaths and BenchmarkRelay also run it as a process, interleaved with this build's (paths "+pathCLIBase+", "+pathCLINativeBase+" with "+pathCLINative+", and "+pathRelayBase+"), and print this build ÷ baseline")
 )
 
 // The paths, in table order.
@@ -54,6 +54,8 @@ const (
 	pathSocat      = "socat"
 	pathSocatTCP   = "socat-tcp"
 	pathCLIBase    = "cardshare-cli-baseline" // with -baseline-bin only
+	// with -baseline-bin and cardshare-cli-native
+	pathCLINativeBase = "cardshare-cli-native-baseline"
 )
 
 // pathIDs are all paths, in table order. The socat paths are references
@@ -66,15 +68,16 @@ var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, path
 var defaultPathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathCLINative}
 
 var pathNames = map[string]string{
-	pathDirect:     "direct",
-	pathSSHN:       "`ssh -N -R`",
-	pathSSHSession: "`ssh -R` + session",
-	pathCardshare:  "cardshare expose",
-	pathCLI:        "`cardshare expose` process",
-	pathCLINative:  "`cardshare expose --backend native` process",
-	pathSocat:      "socat Unix → Unix",
-	pathSocatTCP:   "socat Unix → TCP → Unix",
-	pathCLIBase:    "`cardshare expose` process, -baseline-bin",
+	pathDirect:        "direct",
+	pathSSHN:          "`ssh -N -R`",
+	pathSSHSession:    "`ssh -R` + session",
+	pathCardshare:     "cardshare expose",
+	pathCLI:           "`cardshare expose` process",
+	pathCLINative:     "`cardshare expose --backend native` process",
+	pathSocat:         "socat Unix → Unix",
+	pathSocatTCP:      "socat Unix → TCP → Unix",
+	pathCLIBase:       "`cardshare expose` process, -baseline-bin",
+	pathCLINativeBase: "`cardshare expose --backend native` process, -baseline-bin",
 }
 
 // path is one way from the client to the host pcscd.
@@ -122,6 +125,9 @@ func BenchmarkPaths(b *testing.B) {
 	var s *testenv.SSHD
 	if *flagBaseline != "" {
 		want = append(slices.Clone(want), pathCLIBase)
+		if slices.Contains(want, pathCLINative) {
+			want = append(want, pathCLINativeBase)
+		}
 	}
 	if slices.ContainsFunc(want, func(id string) bool { return id != pathDirect && id != pathSocat && id != pathSocatTCP }) {
 		s = testenv.StartSSHD(b, testenv.SSHDOptions{})
@@ -161,6 +167,9 @@ func BenchmarkPaths(b *testing.B) {
 		case pathCLIBase:
 			pt.socket = filepath.Join(s.Home, "cardshare-base.comm")
 			pt.pid = startCLI(b, *flagBaseline, s, p.Socket, pt.socket)
+		case pathCLINativeBase:
+			pt.socket = filepath.Join(s.Home, "cardshare-native-base.comm")
+			pt.pid = startCLI(b, *flagBaseline, s, p.Socket, pt.socket, "--backend", "native")
 		case pathSocat:
 			pt.socket = filepath.Join(sockDir(b), "socat.comm")
 			startSocat(b, pt.socket, "UNIX-LISTEN:"+pt.socket+",fork", "UNIX-CONNECT:"+p.Socket)
@@ -205,7 +214,7 @@ func BenchmarkPaths(b *testing.B) {
 				continue // shares this process with the card
 			case pathSSHN, pathSSHSession:
 				procs = append(procs, watched{"ssh", pt.pid})
-			case pathCLI, pathCLINative, pathCLIBase:
+			case pathCLI, pathCLINative, pathCLIBase, pathCLINativeBase:
 				procs = append(procs, watched{"cardshare", pt.pid})
 			}
 			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "guest sshd"))
@@ -680,6 +689,7 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 		}
 	}
 	t.WriteString(vsBaseline(paths, pathCLI, pathCLIBase))
+	t.WriteString(vsBaseline(paths, pathCLINative, pathCLINativeBase))
 	if a, ok := sums[pathCLINative]; ok {
 		if o, ok := sums[pathCLI]; ok && o.perSec > 0 {
 			fmt.Fprintf(&t, "\n%s ÷ %s (the socket backend): %.2f× APDU/s, median %+.0f µs; %s\n",

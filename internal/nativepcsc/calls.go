@@ -10,16 +10,14 @@ import (
 )
 
 // buffers holds the 64 KiB buffers of TRANSMIT and CONTROL, so that an
-// idle connection holds none. Each has replyRoom bytes before the largest
-// data pcsc-lite passes, where replyData puts the reply's struct.
+// idle connection holds none, with replyRoom bytes before the data for the
+// reply's struct (replyData).
 var buffers = sync.Pool{New: func() any {
 	b := make([]byte, replyRoom+pcsc.MaxBufferSizeExtended)
 	return &b
 }}
 
-// replyRoom is the room for a reply struct before the data in a buffer:
-// the larger of transmit_struct and control_struct.
-const replyRoom = pcsc.TransmitSize
+const replyRoom = pcsc.TransmitSize // the larger of transmit_struct and control_struct
 
 // staleContext reports errors after which a host context is worth
 // establishing again: the host service restarted under it.
@@ -220,13 +218,11 @@ func (c *conn) control(card *gcard, body []byte) error {
 	return c.replyData(&cs, rv, *out, n)
 }
 
-// replyData sends a struct v and, when rv is success, the n bytes of data
-// after it, in one write whatever the connection (one SSH packet, one
-// yamux frame): buf holds the data at replyRoom, and v goes right before
-// it.
+// replyData sends struct v and, when rv is success, the n bytes of data at
+// buf[replyRoom:] after it, in one write on any connection (one SSH
+// packet, one yamux frame): v goes into buf right before the data.
 func (c *conn) replyData(v any, rv scard.Code, buf []byte, n int) error {
-	size := binary.Size(v)
-	start := replyRoom - size
+	start := replyRoom - binary.Size(v)
 	if _, err := binary.Encode(buf[start:replyRoom], le, v); err != nil {
 		return err
 	}

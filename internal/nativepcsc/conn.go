@@ -74,9 +74,8 @@ func newConn(s *Source, nc net.Conn) *conn {
 }
 
 // serve reads and answers requests until the guest leaves or breaks the
-// protocol, then releases everything the connection holds. opening is the
-// connection's opening message when it was already read (ServeOpened),
-// nil when serve reads it.
+// protocol, then releases everything the connection holds. opening is its
+// opening message if that was read already (ServeOpened), else nil.
 func (c *conn) serve(opening []byte) (err error) {
 	start := time.Now()
 	defer func() {

@@ -190,11 +190,8 @@ func (s *Source) start(ctx context.Context) {
 	}
 }
 
-// Dial returns a connection to the daemon end: one end of a connected
-// socket pair whose other end a goroutine serves. The core uses it for
-// the connections it relays message by message (a reader policy, an
-// audit log, a version the daemon end does not serve as it is);
-// ServeOpened serves the others without the extra hop.
+// Dial returns a connection to the daemon end: one end of a socket pair
+// whose other end a goroutine serves, for the core's protocol stage.
 func (s *Source) Dial(ctx context.Context) (net.Conn, error) {
 	client, server, err := socketPair()
 	if err != nil {
@@ -211,38 +208,17 @@ func (s *Source) Dial(ctx context.Context) (net.Conn, error) {
 	return client, nil
 }
 
-// ServeConn serves one guest connection until it ends or ctx is done,
-// and closes it.
-func (s *Source) ServeConn(ctx context.Context, nc net.Conn) error {
-	return s.serveConn(ctx, nc, nil)
-}
-
-// ServeOpened is ServeConn for a connection whose opening message
-// (CMD_VERSION, or SCARD_CANCEL on SCardCancel's own connection) was
-// already read from nc, by the core (internal/bridge) that checked it:
-// opening is that message, whole, and is served first. The core hands
-// over so the guest's own connection, with no socket pair and no byte
-// relay between it and the daemon end (Dial). Failures are logged here,
-// as for every connection this Source serves.
+// ServeOpened serves one guest connection until it ends or ctx is done,
+// and closes it. opening is its opening message (CMD_VERSION or
+// SCARD_CANCEL) if the core (bridge.Local) read it, else nil: no socket
+// pair between the guest and the daemon end. Over MaxConnections, an
+// opening is refused as a daemon that cannot serve it (SCARD_E_NO_SERVICE).
 func (s *Source) ServeOpened(ctx context.Context, nc net.Conn, opening []byte) error {
-	if len(opening) == 0 {
-		nc.Close()
-		return errors.New("nativepcsc: no opening message")
-	}
-	return s.serveConn(ctx, nc, opening)
-}
-
-func (s *Source) serveConn(ctx context.Context, nc net.Conn, opening []byte) error {
 	c, err := s.add(nc)
 	if err != nil {
-		if opening != nil {
-			// Refused as the core refuses a connection its dial fails
-			// for: the guest sees "Service not available" at once.
-			var buf [pcsc.OpeningMax]byte
-			if o, raw, err := pcsc.ReadOpening(bytes.NewReader(opening), &buf); err == nil {
-				nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-				nc.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
-			}
+		if o, raw, rerr := pcsc.ReadOpening(bytes.NewReader(opening), new([pcsc.OpeningMax]byte)); rerr == nil {
+			nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			nc.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
 		}
 		nc.Close()
 		return err
@@ -258,7 +234,7 @@ func (s *Source) serveConn(ctx context.Context, nc net.Conn, opening []byte) err
 // ended. It uses the project's one accept loop (internal/accept).
 func (s *Source) Serve(ctx context.Context, ln net.Listener) error {
 	err := accept.Loop(ctx, ln, accept.Config{Slots: s.cfg.MaxConnections}, func(ctx context.Context, nc net.Conn, _ func()) {
-		s.ServeConn(ctx, nc)
+		s.ServeOpened(ctx, nc, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("nativepcsc: %w", err)
