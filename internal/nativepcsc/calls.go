@@ -9,15 +9,24 @@ import (
 	"github.com/cardshare/cardshare/internal/scard"
 )
 
-// buffers holds the 64 KiB buffers of TRANSMIT and CONTROL, so that an
-// idle connection holds none, with replyRoom bytes before the data for the
-// reply's struct (replyData).
-var buffers = sync.Pool{New: func() any {
-	b := make([]byte, replyRoom+pcsc.MaxBufferSizeExtended)
-	return &b
-}}
+// buffers holds the buffers of TRANSMIT and CONTROL, so that an idle
+// connection holds none: 4 KiB ones for short APDUs, 64 KiB for extended.
+var buffers [2]sync.Pool
+var bufferData = [2]int{4096, pcsc.MaxBufferSizeExtended} // what a buffer of each pool holds
 
-const replyRoom = pcsc.TransmitSize // the larger of transmit_struct and control_struct
+const replyRoom = pcsc.TransmitSize // room for the reply's struct before the data (replyData)
+
+// buffer returns a pooled buffer for n bytes of data after replyRoom.
+func buffer(n uint32) *[]byte {
+	i := min(1, int(n)/(bufferData[0]+1)) // 0 up to 4 KiB, else 1
+	if b, ok := buffers[i].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, replyRoom+bufferData[i])
+	return &b
+}
+
+func putBuffer(b *[]byte) { buffers[min(1, len(*b)/(replyRoom+bufferData[1]))].Put(b) }
 
 // staleContext reports errors after which a host context is worth
 // establishing again: the host service restarted under it.
@@ -176,9 +185,9 @@ func (c *conn) connectHost(gc *gcontext, reader string, share, protocols uint32)
 func (c *conn) transmit(card *gcard, body []byte) error {
 	var ts pcsc.TransmitStruct
 	binary.Decode(body, le, &ts)
-	in, out := buffers.Get().(*[]byte), buffers.Get().(*[]byte)
-	defer buffers.Put(in)
-	defer buffers.Put(out)
+	in, out := buffer(ts.SendLength), buffer(ts.RecvLength)
+	defer putBuffer(in)
+	defer putBuffer(out)
 	apdu, err := c.readData(*in, int(ts.SendLength)) // ≤ 65548: checked by the scanner
 	if err != nil {
 		return err
@@ -202,9 +211,9 @@ func (c *conn) transmit(card *gcard, body []byte) error {
 func (c *conn) control(card *gcard, body []byte) error {
 	var cs pcsc.ControlStruct
 	binary.Decode(body, le, &cs)
-	in, out := buffers.Get().(*[]byte), buffers.Get().(*[]byte)
-	defer buffers.Put(in)
-	defer buffers.Put(out)
+	in, out := buffer(cs.SendLength), buffer(cs.RecvLength)
+	defer putBuffer(in)
+	defer putBuffer(out)
 	data, err := c.readData(*in, int(cs.SendLength))
 	if err != nil {
 		return err
@@ -219,8 +228,7 @@ func (c *conn) control(card *gcard, body []byte) error {
 }
 
 // replyData sends struct v and, when rv is success, the n bytes of data at
-// buf[replyRoom:] after it, in one write on any connection (one SSH
-// packet, one yamux frame): v goes into buf right before the data.
+// buf[replyRoom:] right after it, in one write (one SSH packet or frame).
 func (c *conn) replyData(v any, rv scard.Code, buf []byte, n int) error {
 	start := replyRoom - binary.Size(v)
 	if _, err := binary.Encode(buf[start:replyRoom], le, v); err != nil {

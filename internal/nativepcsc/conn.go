@@ -63,10 +63,10 @@ type gcard struct {
 	reader string // the guest's name of the reader
 }
 
-func newConn(s *Source, nc net.Conn) *conn {
+func newConn(s *Source, nc net.Conn, opening []byte) *conn {
 	return &conn{
 		s: s, h: s.hub, nc: nc,
-		r:        bufio.NewReaderSize(nc, 512),
+		r:        bufio.NewReaderSize(io.MultiReader(bytes.NewReader(opening), nc), 512),
 		contexts: make(map[uint32]*gcontext),
 		cards:    make(map[uint32]*gcard),
 		out:      make([]byte, 0, 64),
@@ -74,9 +74,8 @@ func newConn(s *Source, nc net.Conn) *conn {
 }
 
 // serve reads and answers requests until the guest leaves or breaks the
-// protocol, then releases everything the connection holds. opening is its
-// opening message if that was read already (ServeOpened), else nil.
-func (c *conn) serve(opening []byte) (err error) {
+// protocol, then releases everything the connection holds.
+func (c *conn) serve() (err error) {
 	start := time.Now()
 	defer func() {
 		c.h.unregister(c)
@@ -93,11 +92,7 @@ func (c *conn) serve(opening []byte) (err error) {
 		}
 	}()
 	var open [pcsc.OpeningMax]byte
-	var src io.Reader = c.r
-	if opening != nil {
-		src = bytes.NewReader(opening)
-	}
-	o, raw, err := pcsc.ReadOpening(src, &open)
+	o, raw, err := pcsc.ReadOpening(c.r, &open)
 	if err != nil {
 		return err
 	}

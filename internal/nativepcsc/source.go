@@ -190,34 +190,31 @@ func (s *Source) start(ctx context.Context) {
 	}
 }
 
-// Dial returns a connection to the daemon end: one end of a socket pair
-// whose other end a goroutine serves, for the core's protocol stage.
+// Dial returns one end of a socket pair whose other end the daemon end serves.
 func (s *Source) Dial(ctx context.Context) (net.Conn, error) {
 	client, server, err := socketPair()
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.add(server)
+	c, err := s.add(server, nil)
 	if err != nil {
 		client.Close()
 		server.Close()
 		return nil, err
 	}
 	s.start(ctx)
-	go c.serve(nil)
+	go c.serve()
 	return client, nil
 }
 
 // ServeOpened serves one guest connection until it ends or ctx is done,
 // and closes it. opening is its opening message (CMD_VERSION or
-// SCARD_CANCEL) if the core (bridge.Local) read it, else nil: no socket
-// pair between the guest and the daemon end. Over MaxConnections, an
-// opening is refused as a daemon that cannot serve it (SCARD_E_NO_SERVICE).
+// SCARD_CANCEL) if the core (bridge.Local) read it, else nil. Over
+// MaxConnections, an opening gets SCARD_E_NO_SERVICE, as from pcscd.
 func (s *Source) ServeOpened(ctx context.Context, nc net.Conn, opening []byte) error {
-	c, err := s.add(nc)
+	c, err := s.add(nc, opening)
 	if err != nil {
 		if o, raw, rerr := pcsc.ReadOpening(bytes.NewReader(opening), new([pcsc.OpeningMax]byte)); rerr == nil {
-			nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 			nc.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
 		}
 		nc.Close()
@@ -226,7 +223,7 @@ func (s *Source) ServeOpened(ctx context.Context, nc net.Conn, opening []byte) e
 	s.start(ctx)
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	return c.serve(opening)
+	return c.serve()
 }
 
 // Serve accepts connections from ln and serves each until ctx ends or ln
@@ -242,7 +239,7 @@ func (s *Source) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (s *Source) add(nc net.Conn) (*conn, error) {
+func (s *Source) add(nc net.Conn, opening []byte) (*conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -251,7 +248,7 @@ func (s *Source) add(nc net.Conn) (*conn, error) {
 	case len(s.conns) >= s.cfg.MaxConnections:
 		return nil, ErrBusy
 	}
-	c := newConn(s, nc)
+	c := newConn(s, nc, opening)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, nil
