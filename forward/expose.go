@@ -494,6 +494,9 @@ func (f *Forwarder) once(ctx context.Context) (up bool, err error) {
 	rc.Daemon = f.cfg.Daemon
 	rc.Stats = &f.stats
 	rc.Guest = f.guest.Name
+	if l, ok := f.cfg.Host.(bridge.Local); ok {
+		rc.Local = l // the native backend serves the guest connections itself
+	}
 	serveCtx, stopServe := context.WithCancel(ctx)
 	defer stopServe()
 	served := make(chan error, 1)

@@ -4,18 +4,22 @@
 # session, and through cardshare expose (in the test process, and as a
 # `cardshare expose` process), in one run with interleaved rounds
 # (internal/bench BenchmarkPaths), then one bridge.Pipe hop alone
-# (BenchmarkPipe). Needs root and what scripts/install-test-deps.sh installs.
+# (BenchmarkPipe). With -N it then compares the host-side backends without
+# SSH (BenchmarkNative: socket, native, and native through the socket pair
+# it no longer uses) and what an idle guest connection costs each. Needs
+# root and what scripts/install-test-deps.sh installs.
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
 #                         [-e CLI_ENV] [-P PROFILE_FILE] [-b BASELINE_BINARY]
-#                         [-c COUNT_APDUS]
+#                         [-c COUNT_APDUS] [-N]
 #                         [-- GO_TEST_FLAGS...]
 #   -r  measured rounds, each running every path once (default 5)
 #   -n  APDUs per round and path (default 3000)
 #   -s  APDUs per round on the `ssh -N -R` path, ~140 APDU/s (default 300)
 #   -p  comma-separated paths, of direct,ssh-N,ssh-session,cardshare,
-#       cardshare-cli and the references socat (Unix → Unix) and socat-tcp
-#       (Unix → TCP → Unix), or all (default: all but the references)
+#       cardshare-cli, cardshare-cli-native (`expose --backend native`) and
+#       the references socat (Unix → Unix) and socat-tcp (Unix → TCP →
+#       Unix), or all (default: all but the references)
 #   -e  comma-separated VAR=value for the cardshare-cli process, e.g.
 #       GOMAXPROCS=1
 #   -P  after the rounds, profile 20000 APDUs through cardshare alone and
@@ -26,8 +30,9 @@
 #   -c  after the rounds, run this many APDUs per path once more and count
 #       system calls (perf stat), CPU, sleeps and loopback TCP segments per
 #       APDU of every process on the path (needs perf and ss)
+#   -N  also run BenchmarkNative, with the same rounds and APDUs
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
-# PATHS, CLI_ENV, PROFILE, BASELINE, COUNT. Flags after -- go to go test,
+# PATHS, CLI_ENV, PROFILE, BASELINE, COUNT, NATIVE=1. Flags after -- go to go test,
 # e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,7 +47,8 @@ cli_env=${CLI_ENV:-}
 profile=${PROFILE:-}
 baseline=${BASELINE:-}
 count=${COUNT:-0}
-while getopts r:n:s:p:e:P:b:c:h opt; do
+native=${NATIVE:-}
+while getopts r:n:s:p:e:P:b:c:Nh opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	n) apdus=$OPTARG ;;
@@ -52,6 +58,7 @@ while getopts r:n:s:p:e:P:b:c:h opt; do
 	P) profile=$OPTARG ;;
 	b) baseline=$OPTARG ;;
 	c) count=$OPTARG ;;
+	N) native=1 ;;
 	h)
 		usage
 		exit 0
@@ -76,3 +83,7 @@ go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./in
 	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cli-env="$cli_env" \
 	-cardshare-cpuprofile="$profile" -baseline-bin="$baseline" -count="$count"
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench
+if [ -n "$native" ]; then
+	go test -run '^$' -bench '^BenchmarkNative$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
+		-args -rounds="$rounds" -apdus="$apdus"
+fi

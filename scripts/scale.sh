@@ -16,15 +16,16 @@
 # APDU/s with the direct clients' in the same run.
 #
 # usage: scripts/scale.sh [-g GUESTS] [-n APDUS] [-d DELAY] [-i IDLE] [-e CLI_ENV]
-#                         [-P] [-- GO_TEST_FLAGS...]
+#                         [-B BACKEND] [-P] [-- GO_TEST_FLAGS...]
 #   -g  guests (default 100)
 #   -n  APDUs per guest client (default 500; 50 with -d)
 #   -d  the card's time per APDU, e.g. 5ms (default 0: at once)
 #   -i  how long to watch the idle process for its CPU use (default 10s)
 #   -e  comma-separated VAR=value for the cardshare process, e.g. GOMAXPROCS=2
+#   -B  the host backend of `cardshare up`: socket (default) or native
 #   -P  skip the in-process run that counts goroutines
 # The same settings can come from the environment: GUESTS, APDUS,
-# CARD_DELAY, IDLE, CLI_ENV. Flags after -- go to go test, e.g. -- -v.
+# CARD_DELAY, IDLE, CLI_ENV, BACKEND. Flags after -- go to go test, e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,14 +36,16 @@ apdus=${APDUS:-}
 delay=${CARD_DELAY:-0}
 idle=${IDLE:-10s}
 cli_env=${CLI_ENV:-}
+backend=${BACKEND:-socket}
 inproc=true
-while getopts g:n:d:i:e:Ph opt; do
+while getopts g:n:d:i:e:B:Ph opt; do
 	case $opt in
 	g) guests=$OPTARG ;;
 	n) apdus=$OPTARG ;;
 	d) delay=$OPTARG ;;
 	i) idle=$OPTARG ;;
 	e) cli_env=$OPTARG ;;
+	B) backend=$OPTARG ;;
 	P) inproc=false ;;
 	h)
 		usage
@@ -61,4 +64,4 @@ if [[ -z $apdus ]]; then
 fi
 
 go test -run '^$' -bench '^BenchmarkScale$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
-	-args -scale-guests="$guests" -scale-apdus="$apdus" -scale-idle="$idle" -scale-inproc="$inproc" -scale-card-delay="$delay" -cli-env="$cli_env"
+	-args -scale-guests="$guests" -scale-apdus="$apdus" -scale-idle="$idle" -scale-inproc="$inproc" -scale-card-delay="$delay" -cli-env="$cli_env" -scale-backend="$backend"

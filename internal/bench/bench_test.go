@@ -40,7 +40,7 @@ var (
 	flagCLIEnv    = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
 	flagProfile   = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
 	flagProfileN  = flag.Int("profile-apdus", 20000, "APDUs of the profiled cardshare run")
-	flagBaseline  = flag.String("baseline-bin", "", "a cardshare `binary` of another build (before a change, say): BenchmarkPaths and BenchmarkRelay also run it as a process, interleaved with this build's (paths "+pathCLIBase+" and "+pathRelayBase+"), and print this build ÷ baseline")
+	flagBaseline  = flag.String("baseline-bin", "", "a cardshare `binary` of another build (before a change, say): BenchmarkPaths and BenchmarkRelay also run it as a process, interleaved with this build's (paths "+pathCLIBase+", "+pathCLINativeBase+" with "+pathCLINative+", and "+pathRelayBase+"), and print this build ÷ baseline")
 )
 
 // The paths, in table order.
@@ -50,29 +50,34 @@ const (
 	pathSSHSession = "ssh-session"
 	pathCardshare  = "cardshare"
 	pathCLI        = "cardshare-cli"
+	pathCLINative  = "cardshare-cli-native"
 	pathSocat      = "socat"
 	pathSocatTCP   = "socat-tcp"
 	pathCLIBase    = "cardshare-cli-baseline" // with -baseline-bin only
+	// with -baseline-bin and cardshare-cli-native
+	pathCLINativeBase = "cardshare-cli-native-baseline"
 )
 
 // pathIDs are all paths, in table order. The socat paths are references
 // that run only when named in -paths: one relay process without encryption
 // is about the floor for any relay, and two with a TCP hop between them is
 // the floor for a relay through the guest's sshd.
-var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathSocat, pathSocatTCP}
+var pathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathCLINative, pathSocat, pathSocatTCP}
 
 // defaultPathIDs run when -paths is empty.
-var defaultPathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI}
+var defaultPathIDs = []string{pathDirect, pathSSHN, pathSSHSession, pathCardshare, pathCLI, pathCLINative}
 
 var pathNames = map[string]string{
-	pathDirect:     "direct",
-	pathSSHN:       "`ssh -N -R`",
-	pathSSHSession: "`ssh -R` + session",
-	pathCardshare:  "cardshare expose",
-	pathCLI:        "`cardshare expose` process",
-	pathSocat:      "socat Unix → Unix",
-	pathSocatTCP:   "socat Unix → TCP → Unix",
-	pathCLIBase:    "`cardshare expose` process, -baseline-bin",
+	pathDirect:        "direct",
+	pathSSHN:          "`ssh -N -R`",
+	pathSSHSession:    "`ssh -R` + session",
+	pathCardshare:     "cardshare expose",
+	pathCLI:           "`cardshare expose` process",
+	pathCLINative:     "`cardshare expose --backend native` process",
+	pathSocat:         "socat Unix → Unix",
+	pathSocatTCP:      "socat Unix → TCP → Unix",
+	pathCLIBase:       "`cardshare expose` process, -baseline-bin",
+	pathCLINativeBase: "`cardshare expose --backend native` process, -baseline-bin",
 }
 
 // path is one way from the client to the host pcscd.
@@ -120,6 +125,9 @@ func BenchmarkPaths(b *testing.B) {
 	var s *testenv.SSHD
 	if *flagBaseline != "" {
 		want = append(slices.Clone(want), pathCLIBase)
+		if slices.Contains(want, pathCLINative) {
+			want = append(want, pathCLINativeBase)
+		}
 	}
 	if slices.ContainsFunc(want, func(id string) bool { return id != pathDirect && id != pathSocat && id != pathSocatTCP }) {
 		s = testenv.StartSSHD(b, testenv.SSHDOptions{})
@@ -127,6 +135,13 @@ func BenchmarkPaths(b *testing.B) {
 
 	var paths []*path
 	var csLog *lockedBuffer // the in-process cardshare's log
+	var csBin string        // this build's cardshare, built once
+	cardshare := func() string {
+		if csBin == "" {
+			csBin = buildCardshare(b)
+		}
+		return csBin
+	}
 	for _, id := range want {
 		pt := &path{id: id, apdus: *flagAPDUs}
 		switch id {
@@ -143,10 +158,18 @@ func BenchmarkPaths(b *testing.B) {
 			pt.socket, csLog = startCardshare(b, s, p.Socket)
 		case pathCLI:
 			pt.socket = filepath.Join(s.Home, "cardshare-cli.comm")
-			pt.pid = startCLI(b, buildCardshare(b), s, p.Socket, pt.socket)
+			pt.pid = startCLI(b, cardshare(), s, p.Socket, pt.socket)
+		case pathCLINative:
+			// The native backend's libpcsclite finds pcscd as every
+			// client does: PCSCLITE_CSOCK_NAME.
+			pt.socket = filepath.Join(s.Home, "cardshare-native.comm")
+			pt.pid = startCLI(b, cardshare(), s, p.Socket, pt.socket, "--backend", "native")
 		case pathCLIBase:
 			pt.socket = filepath.Join(s.Home, "cardshare-base.comm")
 			pt.pid = startCLI(b, *flagBaseline, s, p.Socket, pt.socket)
+		case pathCLINativeBase:
+			pt.socket = filepath.Join(s.Home, "cardshare-native-base.comm")
+			pt.pid = startCLI(b, *flagBaseline, s, p.Socket, pt.socket, "--backend", "native")
 		case pathSocat:
 			pt.socket = filepath.Join(sockDir(b), "socat.comm")
 			startSocat(b, pt.socket, "UNIX-LISTEN:"+pt.socket+",fork", "UNIX-CONNECT:"+p.Socket)
@@ -191,7 +214,7 @@ func BenchmarkPaths(b *testing.B) {
 				continue // shares this process with the card
 			case pathSSHN, pathSSHSession:
 				procs = append(procs, watched{"ssh", pt.pid})
-			case pathCLI, pathCLIBase:
+			case pathCLI, pathCLINative, pathCLIBase, pathCLINativeBase:
 				procs = append(procs, watched{"cardshare", pt.pid})
 			}
 			counts = append(counts, countPath(b, bin, pt, *flagCount, procs, "guest sshd"))
@@ -353,12 +376,15 @@ func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *locke
 // startCLI runs `cardshare expose` of bin (buildCardshare, or
 // -baseline-bin) as a process of its own, as users run it: unlike the in-process path, its Go runtime is not
 // shared with the virtual card, and its CPU time and context switches can be
-// counted apart. The -cli-env settings go into its environment.
-func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string) int {
+// counted apart. args go before the destination (--backend native); the
+// environment names host in PCSCLITE_CSOCK_NAME too, where the native
+// backend's libpcsclite looks for pcscd, and takes the -cli-env settings.
+func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string, args ...string) int {
 	b.Helper()
 	os.Remove(guest)
-	cmd := exec.Command(bin, "expose", "-F", s.ConfigFile, "--pcscd-socket", host, "--guest-socket", guest, s.HostAlias)
-	cmd.Env = os.Environ()
+	args = append([]string{"expose", "-F", s.ConfigFile, "--pcscd-socket", host, "--guest-socket", guest}, args...)
+	cmd := exec.Command(bin, append(args, s.HostAlias)...)
+	cmd.Env = append(os.Environ(), "PCSCLITE_CSOCK_NAME="+host)
 	if *flagCLIEnv != "" {
 		cmd.Env = append(cmd.Env, strings.Split(*flagCLIEnv, ",")...)
 	}
@@ -663,6 +689,13 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 		}
 	}
 	t.WriteString(vsBaseline(paths, pathCLI, pathCLIBase))
+	t.WriteString(vsBaseline(paths, pathCLINative, pathCLINativeBase))
+	if a, ok := sums[pathCLINative]; ok {
+		if o, ok := sums[pathCLI]; ok && o.perSec > 0 {
+			fmt.Fprintf(&t, "\n%s ÷ %s (the socket backend): %.2f× APDU/s, median %+.0f µs; %s\n",
+				pathNames[pathCLINative], pathNames[pathCLI], a.perSec/o.perSec, a.medianUS-o.medianUS, roundRatios(pathRuns(paths, pathCLINative), pathRuns(paths, pathCLI)))
+		}
+	}
 	if *flagCLIEnv != "" && slices.ContainsFunc(paths, func(pt *path) bool { return pt.id == pathCLI }) {
 		fmt.Fprintf(&t, "\n%s ran with %s", pathNames[pathCLI], *flagCLIEnv)
 	}

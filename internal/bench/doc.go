@@ -31,6 +31,9 @@
 // per-guest APDU rates. BenchmarkSoak (scripts/soak.sh) sends a million
 // APDUs through one guest and samples the relay after every client run.
 // BenchmarkNative compares the native backend (internal/nativepcsc over
-// libpcsclite) with the socket backend, each host side in a process of
-// its own (testdata/hostserve), and measures idle guest connections.
+// libpcsclite, served as bridge.Config.Local) with the socket backend and
+// with the native backend through the socket pair of Source.Dial, each
+// host side in a process of its own (testdata/hostserve), and measures
+// what an idle guest connection costs each; BenchmarkPaths runs `expose
+// --backend native` as the path cardshare-cli-native.
 package bench

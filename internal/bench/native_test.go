@@ -5,31 +5,32 @@ package bench
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cardshare/cardshare/internal/nativepcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
-	"github.com/cardshare/cardshare/internal/scard"
-	"github.com/cardshare/cardshare/internal/scard/scardtest"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
 // BenchmarkNative compares the native backend (internal/nativepcsc over
-// the real libpcsclite, served by bridge.Serve through Source.Dial) with
-// the socket backend (bridge.Serve to the pcscd socket) and with the
-// client talking to pcscd directly, in rounds, round-robin, and prints the
-// APDU rates as same-run ratios. It then holds -idle guest connections
-// open on the native backend, each with a context and a registered wait,
-// and prints what one costs.
+// the real libpcsclite) with the socket backend (bridge.Serve to the pcscd
+// socket) and with the client talking to pcscd directly, each host side a
+// process of its own (testdata/hostserve): "native" is bridge.Serve handing
+// each guest connection to the native Source (bridge.Config.Local), as
+// cardshare does; "native-pair" is bridge.Serve piping it to the Source's
+// Dial, a socket pair, as cardshare did before Local. Rounds are
+// interleaved, each starting with another path, and it prints the APDU
+// rates as same-run ratios, overall and round by round, with the load
+// average. It then holds -idle guest connections open on each host side,
+// each with a context and a registered wait, and prints what one costs
+// that process (heap and stacks after a GC, and RSS).
 //
 //	go test -run '^$' -bench Native -benchtime 1x ./internal/bench -args -rounds=5 -apdus=3000
 func BenchmarkNative(b *testing.B) {
@@ -40,12 +41,14 @@ func BenchmarkNative(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/hostserve").CombinedOutput(); err != nil {
 		b.Fatalf("bench: build hostserve: %v\n%s", err, out)
 	}
-	socketPID, socketPath := startHostServe(b, bin, "socket", p.Socket)
-	nativePID, nativePath := startHostServe(b, bin, "native", p.Socket)
-	paths := []*path{
-		{id: "direct", socket: p.Socket, apdus: *flagAPDUs},
-		{id: "socket", socket: socketPath, pid: socketPID, apdus: *flagAPDUs},
-		{id: "native", socket: nativePath, pid: nativePID, apdus: *flagAPDUs},
+	servers := []*hostServe{
+		startHostServe(b, bin, "socket", p.Socket),
+		startHostServe(b, bin, "native", p.Socket),
+		startHostServe(b, bin, "native-pair", p.Socket),
+	}
+	paths := []*path{{id: "direct", socket: p.Socket, apdus: *flagAPDUs}}
+	for _, hs := range servers {
+		paths = append(paths, &path{id: hs.backend, socket: hs.socket, pid: hs.pid, apdus: *flagAPDUs})
 	}
 	client := testenv.BuildClient(b)
 	if *flagWarmup > 0 {
@@ -53,54 +56,73 @@ func BenchmarkNative(b *testing.B) {
 			runBench(b, client, pt, *flagWarmup)
 		}
 	}
-	for range *flagRounds {
-		for _, pt := range paths {
+	for _, pt := range paths {
+		pt.proc = procUse{}
+	}
+	var loads []string
+	for r := range *flagRounds {
+		loads = append(loads, loadAvg())
+		for i := range paths {
+			pt := paths[(r+i)%len(paths)]
 			pt.runs = append(pt.runs, runBench(b, client, pt, pt.apdus))
 		}
 	}
+	loads = append(loads, loadAvg())
 	direct, socket := summarize(paths[0].runs), summarize(paths[1].runs)
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n| path | APDU/s | × direct | × socket backend | median µs | p99 µs | max µs | over 10 ms | host CPU µs/APDU |\n|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&t, "\n%d rounds of %d APDUs, interleaved; 1-minute load average before each round and after: %s\n",
+		*flagRounds, *flagAPDUs, strings.Join(loads, " "))
+	fmt.Fprintf(&t, "\n| path | APDU/s | × direct | × socket backend | median µs | p99 µs | max µs | over 10 ms | host CPU µs/APDU | APDU/s by round |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, pt := range paths {
 		s := summarize(pt.runs)
 		cpu := "—"
 		if pt.pid != 0 && s.count > 0 {
 			cpu = fmt.Sprintf("%.1f", float64(pt.proc.cpu.Microseconds())/float64(s.count))
 		}
-		fmt.Fprintf(&t, "| %s | %.0f | %s | %s | %.0f | %.0f | %.0f | %d | %s |\n", pt.id, s.perSec,
-			formatRatio(s.perSec/direct.perSec), formatRatio(s.perSec/socket.perSec), s.medianUS, s.p99US, s.maxUS, s.over10, cpu)
+		var rounds []string
+		for _, r := range pt.runs {
+			rounds = append(rounds, fmt.Sprintf("%.0f", r.PerSec))
+		}
+		fmt.Fprintf(&t, "| %s | %.0f | %s | %s | %.0f | %.0f | %.0f | %d | %s | %s |\n", pt.id, s.perSec,
+			formatRatio(s.perSec/direct.perSec), formatRatio(s.perSec/socket.perSec), s.medianUS, s.p99US, s.maxUS, s.over10, cpu, strings.Join(rounds, " "))
 		b.ReportMetric(s.perSec, pt.id+"-APDU/s")
 	}
-	nat := summarize(paths[2].runs)
-	fmt.Fprintf(&t, "\nnative ÷ socket backend: %.3f× APDU/s (%d rounds of %d APDUs)\n", nat.perSec/socket.perSec, *flagRounds, *flagAPDUs)
+	nat, pair := summarize(paths[2].runs), summarize(paths[3].runs)
+	fmt.Fprintf(&t, "\nnative ÷ socket backend: %.3f× APDU/s; %s\n", nat.perSec/socket.perSec, roundRatios(paths[2].runs, paths[1].runs))
+	fmt.Fprintf(&t, "native ÷ native-pair (the socket pair it replaced): %.3f× APDU/s; %s\n", nat.perSec/pair.perSec, roundRatios(paths[2].runs, paths[3].runs))
 	b.ReportMetric(nat.perSec/socket.perSec, "native-x-socket")
-	t.WriteString(idleCost(b, p.Socket))
+	b.ReportMetric(nat.perSec/pair.perSec, "native-x-pair")
+	t.WriteString("\nidle guest connections, each with a context and a registered wait (what pcsc_scan or scdaemon leave open), cost the host-side process:\n")
+	for _, hs := range servers {
+		t.WriteString(idleCost(b, hs, *flagIdle))
+	}
 	fmt.Println(t.String())
 	b.ReportMetric(0, "ns/op")
 }
 
-var flagIdle = flag.Int("idle", 100, "idle guest connections held open on the native backend by BenchmarkNative")
+var flagIdle = flag.Int("idle", 100, "idle guest connections held open on each host side by BenchmarkNative")
 
-// idleCost opens -idle connections through Source.Dial, each with a
-// version, a context and a registered wait (what pcsc_scan or scdaemon
-// leave open), and reports the heap, stacks and RSS they add.
-func idleCost(b *testing.B, pcscd string) string {
-	scardtest.UseSocket(b, pcscd)
-	lib, err := scard.Open()
+// loadAvg is the 1-minute load average.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		b.Fatal(err)
+		return "?"
 	}
-	src, err := nativepcsc.New(lib, nil)
-	if err != nil {
-		b.Fatal(err)
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
 	}
-	defer src.Close()
-	n := *flagIdle
-	runtime.GC()
-	m0, rss0 := memStats()
+	return f[0]
+}
+
+// idleCost opens n guest connections to hs, each with a version, a
+// context and a registered wait, and returns a line with what they add to
+// its heap and stacks and to its RSS.
+func idleCost(b *testing.B, hs *hostServe, n int) string {
+	heap0, rss0 := hs.mem(b)
 	var conns []net.Conn
 	for range n {
-		c, err := src.Dial(b.Context())
+		c, err := net.Dial("unix", hs.socket)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -111,6 +133,9 @@ func idleCost(b *testing.B, pcscd string) string {
 		if r, err := pcsc.ReadVersionReply(c, &vb); err != nil || !r.Accepted() {
 			b.Fatalf("version: %+v %v", r, err)
 		}
+		// SCARD_ESTABLISH_CONTEXT (scope system), then
+		// CMD_WAIT_READER_STATE_CHANGE, whose reply to a 4.5 client is
+		// the 16-record reader array.
 		req := []byte{12, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x13, 0, 0, 0}
 		c.Write(req)
 		buf := make([]byte, 12+pcsc.DefaultSlots*pcsc.ReaderStateSize)
@@ -118,14 +143,14 @@ func idleCost(b *testing.B, pcscd string) string {
 			b.Fatal(err)
 		}
 	}
-	runtime.GC()
-	m1, rss1 := memStats()
+	heap1, rss1 := hs.mem(b)
 	for _, c := range conns {
 		c.Close()
 	}
-	perConn := float64(m1-m0) / float64(n)
-	return fmt.Sprintf("idle guest connections on the native backend: %d cost %.1f KiB each in Go heap and stacks (both socket ends and the serving goroutine), RSS %+.1f MiB in all\n",
-		n, perConn/1024, (float64(rss1)-float64(rss0))/(1<<20))
+	line := fmt.Sprintf("- %s: %d connections, %.1f KiB each in Go heap and stacks, %.1f KiB each in RSS; RSS %.1f MiB with them\n",
+		hs.backend, n, (float64(heap1)-float64(heap0))/float64(n)/1024, (float64(rss1)-float64(rss0))/float64(n)/1024, float64(rss1)/(1<<20))
+	b.ReportMetric((float64(heap1)-float64(heap0))/float64(n)/1024, hs.backend+"-idle-KiB/conn")
+	return line
 }
 
 func readFull(c net.Conn, b []byte) (int, error) {
@@ -140,26 +165,42 @@ func readFull(c net.Conn, b []byte) (int, error) {
 	return n, nil
 }
 
-// memStats returns heap in use plus stacks, and the process's RSS.
-func memStats() (uint64, uint64) {
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	var rss uint64
-	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
-		f := strings.Fields(string(b))
-		if len(f) > 1 {
-			pages, _ := strconv.ParseUint(f[1], 10, 64)
-			rss = pages * uint64(os.Getpagesize())
-		}
+// hostServe is a testdata/hostserve process.
+type hostServe struct {
+	backend, socket string
+	pid             int
+	stdin           io.Writer
+	out             *lockedBuffer
+}
+
+// mem asks hs for its heap and stacks in use after a GC and its RSS.
+func (hs *hostServe) mem(b *testing.B) (heap, rss uint64) {
+	b.Helper()
+	n := strings.Count(hs.out.String(), "mem ")
+	if _, err := io.WriteString(hs.stdin, "mem\n"); err != nil {
+		b.Fatal(err)
 	}
-	return m.HeapInuse + m.StackInuse, rss
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := hs.out.String()
+		if strings.Count(out, "mem ") > n {
+			line := out[strings.LastIndex(out, "mem "):]
+			line, _, _ = strings.Cut(line, "\n")
+			if _, err := fmt.Sscanf(line, "mem %d %d", &heap, &rss); err == nil {
+				return heap, rss
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("bench: hostserve -backend %s: no mem line: %s", hs.backend, out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // startHostServe runs testdata/hostserve with backend until the benchmark
-// ends, and returns its PID and guest socket. Each backend runs in a
-// process of its own, as `cardshare expose` would, apart from the
-// virtual card in this process.
-func startHostServe(b *testing.B, bin, backend, pcscd string) (int, string) {
+// ends. Each backend runs in a process of its own, as `cardshare expose`
+// would, apart from the virtual card in this process.
+func startHostServe(b *testing.B, bin, backend, pcscd string) *hostServe {
 	b.Helper()
 	socket := filepath.Join(sockDir(b), backend+".comm")
 	cmd := exec.Command(bin, "-backend", backend, socket, pcscd)
@@ -184,5 +225,5 @@ func startHostServe(b *testing.B, bin, backend, pcscd string) (int, string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return cmd.Process.Pid, socket
+	return &hostServe{backend: backend, socket: socket, pid: cmd.Process.Pid, stdin: stdin, out: out}
 }

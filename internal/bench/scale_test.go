@@ -31,11 +31,12 @@ import (
 )
 
 var (
-	flagScaleGuests = flag.Int("scale-guests", 100, "guests of BenchmarkScale, all on one sshd")
-	flagScaleAPDUs  = flag.Int("scale-apdus", 500, "APDUs of each guest's client in BenchmarkScale")
-	flagScaleIdle   = flag.Duration("scale-idle", 10*time.Second, "how long BenchmarkScale watches the idle `cardshare up` for its CPU use")
-	flagScaleInproc = flag.Bool("scale-inproc", true, "BenchmarkScale: also run forward.Expose for all guests in the test process, where goroutines can be counted")
-	flagScaleDelay  = flag.Duration("scale-card-delay", 0, "BenchmarkScale: the virtual card takes this long to answer each APDU, as a real card does (a PIV card or YubiKey: 2–20 ms); 0 answers at once, and the machine's CPU is the bound")
+	flagScaleGuests  = flag.Int("scale-guests", 100, "guests of BenchmarkScale, all on one sshd")
+	flagScaleAPDUs   = flag.Int("scale-apdus", 500, "APDUs of each guest's client in BenchmarkScale")
+	flagScaleIdle    = flag.Duration("scale-idle", 10*time.Second, "how long BenchmarkScale watches the idle `cardshare up` for its CPU use")
+	flagScaleInproc  = flag.Bool("scale-inproc", true, "BenchmarkScale: also run forward.Expose for all guests in the test process, where goroutines can be counted")
+	flagScaleBackend = flag.String("scale-backend", "socket", "BenchmarkScale: the host backend of the `cardshare up` process, socket (the pcscd socket) or native (internal/nativepcsc over libpcsclite, which finds the test pcscd through PCSCLITE_CSOCK_NAME); the in-process run (-scale-inproc) serves the socket backend whatever this says")
+	flagScaleDelay   = flag.Duration("scale-card-delay", 0, "BenchmarkScale: the virtual card takes this long to answer each APDU, as a real card does (a PIV card or YubiKey: 2–20 ms); 0 answers at once, and the machine's CPU is the bound")
 )
 
 // scaleSSHDConfig is what one sshd needs to serve a hundred guests that
@@ -380,7 +381,7 @@ func scaleProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD, s
 	cfg := filepath.Join(dir, "config.yaml")
 	ctl := filepath.Join(dir, "ctl", "control.sock")
 	var y strings.Builder
-	fmt.Fprintf(&y, "host:\n  pcscd_socket: %s\n  ssh_config: %s\nguests:\n", host, s.ConfigFile)
+	fmt.Fprintf(&y, "host:\n  backend: %s\n  pcscd_socket: %s\n  ssh_config: %s\nguests:\n", *flagScaleBackend, host, s.ConfigFile)
 	for i, sock := range sockets {
 		fmt.Fprintf(&y, "  - name: g%03d\n    destination: %s\n    socket: %s\n", i, s.HostAlias, sock)
 	}
@@ -390,7 +391,7 @@ func scaleProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD, s
 
 	r := &scaleUp{}
 	cmd := exec.Command(cs, "up", "--config", cfg, "--control-socket", ctl)
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), "PCSCLITE_CSOCK_NAME="+host)
 	if *flagCLIEnv != "" {
 		cmd.Env = append(cmd.Env, strings.Split(*flagCLIEnv, ",")...)
 	}
@@ -611,8 +612,8 @@ func scaleInProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD,
 
 func reportScale(b *testing.B, n, apdus int, single, direct clientsRun, up *scaleUp, in *scaleInproc) {
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%d guests on one sshd, one `cardshare up` process (%s); %d APDUs per guest client, all clients at once; %s\n\n",
-		n, cliEnvNote(), apdus, cardDelayNote())
+	fmt.Fprintf(&t, "\n%d guests on one sshd, one `cardshare up` process (host backend %s; %s); %d APDUs per guest client, all clients at once; %s\n\n",
+		n, *flagScaleBackend, cliEnvNote(), apdus, cardDelayNote())
 
 	t.WriteString("| | APDU/s, all clients | × direct, same clients | per client APDU/s min / median / max | failed clients |\n|---|---:|---:|---|---:|\n")
 	row := func(name string, r clientsRun, ref float64) {

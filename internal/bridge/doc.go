@@ -11,7 +11,10 @@
 // Every mode is a listener, a dial function and Serve: the guest socket an
 // SSH server forwards, a yamux session or a plain Unix socket is the
 // net.Listener; the host pcscd (a hostpcsc.Source's Dial) or a yamux stream
-// is the DialFunc.
+// is the DialFunc. A host side that is itself the daemon end, in this
+// process (the native backend), is also a Local (Config.Local, local.go):
+// a connection that the byte relay would serve is handed to it once its
+// opening is checked, instead of being piped to a connection it serves.
 //
 // The protocol decisions live in internal/pcsc and internal/pcsc/proxy, the
 // accept loop in internal/accept; LogCompat words the guest-against-host

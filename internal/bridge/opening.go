@@ -34,6 +34,9 @@ type handshake struct {
 	prefix []byte
 	// release gives back the connection's slot of Config.Limiter.
 	release func()
+	// local is set when Config.Local serves the connection (prefix is
+	// its opening message): nothing was dialed.
+	local bool
 }
 
 // errOverCap is open's error for a connection refused by Config.Limiter.
@@ -99,6 +102,17 @@ func open(ctx context.Context, guest net.Conn, dial DialFunc, c *Config, log *sl
 			release()
 		}
 	}()
+
+	if c.local(o) {
+		if !watchdog.Stop() {
+			return nil, handshake{}, errOpeningTimeout
+		}
+		hs := handshake{local: true, cancel: o.Command != pcsc.CmdVersion, prefix: bytes.Clone(raw), release: release}
+		if !hs.cancel {
+			hs.guest, hs.host, hs.daemon, hs.client = o.Version, o.Version, o.Version, o.Version
+		}
+		return nil, hs, nil
+	}
 
 	dctx, cancel := context.WithTimeout(ctx, c.OpeningTimeout)
 	h, err := dial(dctx)

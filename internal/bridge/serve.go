@@ -76,6 +76,15 @@ type Config struct {
 	// the protocol-aware stage. False logs none.
 	Audit bool
 
+	// Local, when set, is the host side that dial reaches, serving in
+	// this process (the native backend, internal/nativepcsc): a
+	// connection that needs no protocol stage is handed to it, guest
+	// connection and all, once its opening message is read and checked,
+	// instead of being piped to a connection from dial. The others
+	// (policy, audit log, translation) still dial. Nil dials for every
+	// connection.
+	Local Local
+
 	// GuestSlots is PCSCLITE_MAX_READERS_CONTEXTS of the guest's
 	// libpcsclite: how many reader records it reads from the host. It is
 	// 16 upstream and 48 in Fedora's builds, without a change of protocol
@@ -219,7 +228,9 @@ func serveConn(ctx context.Context, guest net.Conn, dial DialFunc, c *Config) {
 	c.Stats.Open.Add(1)
 	defer c.Stats.Open.Add(-1)
 	var counts Counts
-	if d, ok := c.stage(hs); ok {
+	if hs.local {
+		serveLocal(ctx, guest, hs, c, log, &counts)
+	} else if d, ok := c.stage(hs); ok {
 		err = runProxy(ctx, guest, host, d, hs.prefix, c, log, &counts)
 	} else if f, ok := c.framing(hs); ok {
 		err = framedPipe(ctx, guest, host, &counts, f)

@@ -3,7 +3,8 @@
 // version and reader-array size they speak, and names itself for logs,
 // status and doctor. Socket, the pcscd socket, is the source cardshare has
 // always served; the native backend (internal/nativepcsc over the system's
-// PC/SC API, internal/scard) implements Source too. New, Open and Pick
+// PC/SC API, internal/scard) implements Source too, and serves the guest
+// connections that need no protocol stage itself (bridge.Local). New, Open and Pick
 // choose between them (--backend auto|socket|native); Close releases what
 // a native Source holds.
 //

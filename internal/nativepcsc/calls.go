@@ -3,20 +3,30 @@ package nativepcsc
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"sync"
-	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/scard"
 )
 
-// buffers holds the 64 KiB buffers of TRANSMIT and CONTROL, so that an
-// idle connection holds none.
-var buffers = sync.Pool{New: func() any {
-	b := make([]byte, pcsc.MaxBufferSizeExtended)
+// buffers holds the buffers of TRANSMIT and CONTROL, so that an idle
+// connection holds none: 4 KiB ones for short APDUs, 64 KiB for extended.
+var buffers [2]sync.Pool
+var bufferData = [2]int{4096, pcsc.MaxBufferSizeExtended} // what a buffer of each pool holds
+
+const replyRoom = pcsc.TransmitSize // room for the reply's struct before the data (replyData)
+
+// buffer returns a pooled buffer for n bytes of data after replyRoom.
+func buffer(n uint32) *[]byte {
+	i := min(1, int(n)/(bufferData[0]+1)) // 0 up to 4 KiB, else 1
+	if b, ok := buffers[i].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, replyRoom+bufferData[i])
 	return &b
-}}
+}
+
+func putBuffer(b *[]byte) { buffers[min(1, len(*b)/(replyRoom+bufferData[1]))].Put(b) }
 
 // staleContext reports errors after which a host context is worth
 // establishing again: the host service restarted under it.
@@ -175,14 +185,14 @@ func (c *conn) connectHost(gc *gcontext, reader string, share, protocols uint32)
 func (c *conn) transmit(card *gcard, body []byte) error {
 	var ts pcsc.TransmitStruct
 	binary.Decode(body, le, &ts)
-	in, out := buffers.Get().(*[]byte), buffers.Get().(*[]byte)
-	defer buffers.Put(in)
-	defer buffers.Put(out)
+	in, out := buffer(ts.SendLength), buffer(ts.RecvLength)
+	defer putBuffer(in)
+	defer putBuffer(out)
 	apdu, err := c.readData(*in, int(ts.SendLength)) // ≤ 65548: checked by the scanner
 	if err != nil {
 		return err
 	}
-	n, rproto, err := c.s.lib.Transmit(card.host, scard.IORequest{Protocol: ts.SendPciProtocol}, apdu, *out)
+	n, rproto, err := c.s.lib.Transmit(card.host, scard.IORequest{Protocol: ts.SendPciProtocol}, apdu, (*out)[replyRoom:])
 	rv := scard.CodeOf(err)
 	if rv == scard.Success && uint32(n) > ts.RecvLength {
 		rv = scard.InsufficientBuffer
@@ -194,46 +204,40 @@ func (c *conn) transmit(card *gcard, body []byte) error {
 		ts.RecvPciProtocol = rproto
 	}
 	ts.RV = uint32(rv)
-	return c.replyData(&ts, rv, (*out)[:min(n, len(*out))])
+	return c.replyData(&ts, rv, *out, n)
 }
 
 // control serves SCARD_CONTROL (src/winscard_svc.c:782-829).
 func (c *conn) control(card *gcard, body []byte) error {
 	var cs pcsc.ControlStruct
 	binary.Decode(body, le, &cs)
-	in, out := buffers.Get().(*[]byte), buffers.Get().(*[]byte)
-	defer buffers.Put(in)
-	defer buffers.Put(out)
+	in, out := buffer(cs.SendLength), buffer(cs.RecvLength)
+	defer putBuffer(in)
+	defer putBuffer(out)
 	data, err := c.readData(*in, int(cs.SendLength))
 	if err != nil {
 		return err
 	}
-	n, err := c.s.lib.Control(card.host, cs.ControlCode, data, *out)
+	n, err := c.s.lib.Control(card.host, cs.ControlCode, data, (*out)[replyRoom:])
 	rv := scard.CodeOf(err)
 	if rv == scard.Success && uint32(n) > cs.RecvLength {
 		rv = scard.InsufficientBuffer
 	}
 	cs.BytesReturned, cs.RV = uint32(n), uint32(rv)
-	return c.replyData(&cs, rv, (*out)[:min(n, len(*out))])
+	return c.replyData(&cs, rv, *out, n)
 }
 
-// replyData sends a struct and, when rv is success, data after it, in
-// one write.
-func (c *conn) replyData(v any, rv scard.Code, data []byte) error {
-	b, err := binary.Append(c.out[:0], le, v)
-	if err != nil {
+// replyData sends struct v and, when rv is success, the n bytes of data at
+// buf[replyRoom:] right after it, in one write (one SSH packet or frame).
+func (c *conn) replyData(v any, rv scard.Code, buf []byte, n int) error {
+	start := replyRoom - binary.Size(v)
+	if _, err := binary.Encode(buf[start:replyRoom], le, v); err != nil {
 		return err
 	}
-	c.out = b[:0]
 	if rv != scard.Success {
-		return c.write(b)
+		n = 0
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	bufs := net.Buffers{b, data} // one writev on a socket
-	_, err = bufs.WriteTo(c.nc)
-	return err
+	return c.write(buf[start : replyRoom+min(n, len(buf)-replyRoom)])
 }
 
 // cString returns b up to its first NUL.

@@ -2,6 +2,7 @@ package nativepcsc
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -62,10 +63,10 @@ type gcard struct {
 	reader string // the guest's name of the reader
 }
 
-func newConn(s *Source, nc net.Conn) *conn {
+func newConn(s *Source, nc net.Conn, opening []byte) *conn {
 	return &conn{
 		s: s, h: s.hub, nc: nc,
-		r:        bufio.NewReaderSize(nc, 512),
+		r:        bufio.NewReaderSize(io.MultiReader(bytes.NewReader(opening), nc), 512),
 		contexts: make(map[uint32]*gcontext),
 		cards:    make(map[uint32]*gcard),
 		out:      make([]byte, 0, 64),

@@ -22,6 +22,6 @@
 // wire is checked against pcsc-lite's limits before anything is read or
 // allocated; payloads are never logged.
 //
-// This package imports internal/pcsc and internal/scard only; nothing
+// This package imports internal/pcsc, scard and accept only; nothing
 // under internal/ may import cmd, forward, relay or config.
 package nativepcsc

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/nativepcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/scard"
@@ -23,7 +24,9 @@ import (
 )
 
 // native is a Source on the real libpcsclite, talking to a private pcscd,
-// served on a Unix socket in a directory only its owner can enter.
+// served on a Unix socket in a directory only its owner can enter the way
+// cardshare serves it: bridge.Serve checks each connection's opening and
+// hands it to the Source (bridge.Config.Local, ServeOpened).
 type native struct {
 	p      *testenv.PCSCD
 	src    *nativepcsc.Source
@@ -56,7 +59,7 @@ func startNative(t *testing.T) *native {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		src.Serve(ctx, ln)
+		bridge.Serve(ctx, ln, src.Dial, &bridge.Config{Logger: log, Daemon: nativepcsc.Daemon, Local: src})
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -1,6 +1,7 @@
 package nativepcsc
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -189,14 +190,13 @@ func (s *Source) start(ctx context.Context) {
 	}
 }
 
-// Dial returns a connection to the daemon end: one end of a connected
-// socket pair whose other end a goroutine serves.
+// Dial returns one end of a socket pair whose other end the daemon end serves.
 func (s *Source) Dial(ctx context.Context) (net.Conn, error) {
 	client, server, err := socketPair()
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.add(server)
+	c, err := s.add(server, nil)
 	if err != nil {
 		client.Close()
 		server.Close()
@@ -207,10 +207,16 @@ func (s *Source) Dial(ctx context.Context) (net.Conn, error) {
 	return client, nil
 }
 
-// ServeConn serves one guest connection until it ends, and closes it.
-func (s *Source) ServeConn(ctx context.Context, nc net.Conn) error {
-	c, err := s.add(nc)
+// ServeOpened serves one guest connection until it ends or ctx is done,
+// and closes it. opening is its opening message (CMD_VERSION or
+// SCARD_CANCEL) if the core (bridge.Local) read it, else nil. Over
+// MaxConnections, an opening gets SCARD_E_NO_SERVICE, as from pcscd.
+func (s *Source) ServeOpened(ctx context.Context, nc net.Conn, opening []byte) error {
+	c, err := s.add(nc, opening)
 	if err != nil {
+		if o, raw, rerr := pcsc.ReadOpening(bytes.NewReader(opening), new([pcsc.OpeningMax]byte)); rerr == nil {
+			nc.Write(pcsc.AppendRefusal(nil, o, raw, pcsc.ReturnNoService))
+		}
 		nc.Close()
 		return err
 	}
@@ -225,7 +231,7 @@ func (s *Source) ServeConn(ctx context.Context, nc net.Conn) error {
 // ended. It uses the project's one accept loop (internal/accept).
 func (s *Source) Serve(ctx context.Context, ln net.Listener) error {
 	err := accept.Loop(ctx, ln, accept.Config{Slots: s.cfg.MaxConnections}, func(ctx context.Context, nc net.Conn, _ func()) {
-		s.ServeConn(ctx, nc)
+		s.ServeOpened(ctx, nc, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("nativepcsc: %w", err)
@@ -233,7 +239,7 @@ func (s *Source) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (s *Source) add(nc net.Conn) (*conn, error) {
+func (s *Source) add(nc net.Conn, opening []byte) (*conn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -242,7 +248,7 @@ func (s *Source) add(nc net.Conn) (*conn, error) {
 	case len(s.conns) >= s.cfg.MaxConnections:
 		return nil, ErrBusy
 	}
-	c := newConn(s, nc)
+	c := newConn(s, nc, opening)
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return c, nil

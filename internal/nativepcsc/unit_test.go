@@ -444,3 +444,52 @@ var _ interface {
 	Probe(context.Context) (pcsc.Daemon, error)
 	String() string
 } = (*nativepcsc.Source)(nil)
+
+// ServeOpened serves a connection whose opening message was read by the
+// core: it answers that message first, then the rest of the connection.
+func TestServeOpened(t *testing.T) {
+	_, src := startFake(t)
+	guest, daemon := net.Pipe()
+	t.Cleanup(func() { guest.Close() })
+	done := make(chan error, 1)
+	go func() { done <- src.ServeOpened(t.Context(), daemon, pcsc.AppendVersionRequest(nil, pcsc.V45)) }()
+	guest.SetDeadline(time.Now().Add(10 * time.Second))
+	r := &raw{t, guest}
+	var vs pcsc.VersionStruct
+	r.recv(&vs)
+	if vs.Major != 4 || vs.Minor != 5 || vs.RV != 0 {
+		t.Fatalf("reply to the opening: %+v, want 4.5 accepted", vs)
+	}
+	if r.establish() == 0 {
+		t.Fatal("no context after the opening")
+	}
+	guest.Close()
+	if err := <-done; err != nil {
+		t.Errorf("ServeOpened: %v", err)
+	}
+}
+
+// A connection ServeOpened cannot take (MaxConnections) is refused as a
+// daemon that cannot serve it: its CMD_VERSION gets SCARD_E_NO_SERVICE.
+func TestServeOpenedBusy(t *testing.T) {
+	f := scardtest.NewFake(fakeReader)
+	src, err := nativepcsc.New(f, &nativepcsc.Config{MaxConnections: 1, MinPoll: 5 * time.Millisecond, MaxPoll: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dial(t, src).version(pcsc.V46) // takes the one slot
+	guest, daemon := net.Pipe()
+	defer guest.Close()
+	guest.SetDeadline(time.Now().Add(10 * time.Second))
+	done := make(chan error, 1)
+	go func() { done <- src.ServeOpened(t.Context(), daemon, pcsc.AppendVersionRequest(nil, pcsc.V46)) }()
+	var vs pcsc.VersionStruct
+	(&raw{t, guest}).recv(&vs)
+	if vs.RV != pcsc.ReturnNoService {
+		t.Errorf("reply %+v, want SCARD_E_NO_SERVICE", vs)
+	}
+	if err := <-done; !errors.Is(err, nativepcsc.ErrBusy) {
+		t.Errorf("ServeOpened: %v, want ErrBusy", err)
+	}
+}

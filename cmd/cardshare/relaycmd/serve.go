@@ -130,11 +130,11 @@ func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions
 			listen = o.listen // as relay join takes it, not vsock's own Addr text
 		}
 	}
-	h := relay.NewHost(state, &relay.HostConfig{
-		Logger: log,
-		Dial:   src.Dial,
-		Relay:  bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter},
-	})
+	rc := bridge.Config{Daemon: daemon, Audit: o.audit, Limiter: limiter}
+	if l, ok := src.(bridge.Local); ok {
+		rc.Local = l // the native backend serves the guest connections itself
+	}
+	h := relay.NewHost(state, &relay.HostConfig{Logger: log, Dial: src.Dial, Relay: rc})
 	stopControl, err := cmdutil.ServeControl(ctl, func() control.StatusV1 {
 		return relayStatus(h, state, cmdutil.HostStatus(src, o.pcscdSocket, daemon), daemon, listen, o.audit, started)
 	}, log)

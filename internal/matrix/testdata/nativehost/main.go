@@ -1,7 +1,8 @@
 // Command nativehost is cardshare's host side on the native backend, for
 // TestVersionMatrixNative: hostpcsc.Open with the native backend (nativepcsc
 // over internal/scard, which loads this system's libpcsclite.so.1 with
-// purego) under bridge.Serve with cardshare's protocol stage, as `cardshare
+// purego) under bridge.Serve (the opening checked, then the connection handed to
+// the daemon end: bridge.Config.Local), as `cardshare
 // expose --backend native` runs them, serving guests on a Unix socket. The
 // test builds it with CGO_ENABLED=0, as cardshare is built, and runs it in
 // each Debian release's chroot, where PCSCLITE_CSOCK_NAME points its
@@ -59,7 +60,11 @@ func run(path string) error {
 		return err
 	}
 	fmt.Println("serving on", path)
-	err = bridge.Serve(ctx, ln, src.Dial, &bridge.Config{Daemon: d, Logger: log, Audit: true})
+	conf := &bridge.Config{Daemon: d, Logger: log}
+	if l, ok := src.(bridge.Local); ok {
+		conf.Local = l // as expose runs it: the daemon end serves each checked connection
+	}
+	err = bridge.Serve(ctx, ln, src.Dial, conf)
 	if ctx.Err() != nil {
 		return nil // stopped
 	}
