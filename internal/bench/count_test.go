@@ -266,7 +266,14 @@ func countPath(b *testing.B, bin string, pt *path, n int, procs []watched, peerR
 			if w.role == rolePCSCD {
 				continue
 			}
-			c := exec.Command("perf", "record", "-F", "4000", "-g", "-o", fmt.Sprintf("%s/%s-%s-%d.data", dir, pt.id, strings.Fields(w.role)[0], w.pid), "-p", strconv.Itoa(w.pid))
+			// CS_PERF_ARGS replaces the sampling arguments, for
+			// example with tracepoints: "-e sched:sched_switch".
+			args := []string{"-F", "4000", "-g"}
+			if a := os.Getenv("CS_PERF_ARGS"); a != "" {
+				args = strings.Fields(a)
+			}
+			args = append(append([]string{"record"}, args...), "-o", fmt.Sprintf("%s/%s-%s-%d.data", dir, pt.id, strings.Fields(w.role)[0], w.pid), "-p", strconv.Itoa(w.pid))
+			c := exec.Command("perf", args...)
 			c.Start()
 			recs = append(recs, c)
 		}

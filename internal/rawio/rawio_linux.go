@@ -24,7 +24,15 @@ import (
 // non-blocking, so a raw read or write never blocks and needs no
 // entersyscall; waiting stays with the poller, deadlines and Close work as
 // for any net.Conn.
+//
+// A Unix stream socket is moreover kept out of the runtime's poller (see
+// quiet_linux.go): it does not wake the process each time its peer reads.
 func RawIO(c net.Conn) net.Conn {
+	if uc, ok := c.(*net.UnixConn); ok {
+		if q := quiet(uc); q != nil {
+			return q
+		}
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c
