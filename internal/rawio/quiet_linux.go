@@ -3,14 +3,12 @@
 package rawio
 
 import (
-	"io"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
 )
 
 // A Unix stream socket wakes its writer each time its reader takes data:
@@ -102,16 +100,8 @@ type quietConn struct {
 	rf  *os.File
 	rrc syscall.RawConn
 
-	rmu    sync.Mutex
-	rbuf   []byte
-	rn     int
-	rerr   syscall.Errno
-	readFn func(uintptr) bool
-
-	wmu     sync.Mutex
-	wbuf    []byte
-	wn      int
-	werr    syscall.Errno
+	fdIO
+	readFn  func(uintptr) bool
 	wfull   bool // the socket was full: wait in wf
 	writeFn func(uintptr) bool
 	wdl     atomic.Pointer[time.Time]
@@ -124,61 +114,19 @@ type quietConn struct {
 
 var _ net.Conn = (*quietConn)(nil)
 
-func (c *quietConn) readFd(uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		c.rn, c.rerr = int(n), e
-		return true
-	}
-}
+// readFd reads once from the socket (rrc hands over the epoll descriptor).
+func (c *quietConn) readFd(uintptr) bool { return c.readOnce(uintptr(c.fd)) }
 
 // writeFd writes what it can of wbuf; it returns true in any case, with
 // wfull set when the socket is full (the wait is in wf: rf never reports
 // writability).
 func (c *quietConn) writeFd(uintptr) bool {
-	c.wfull = false
-	for len(c.wbuf) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(c.fd), uintptr(unsafe.Pointer(&c.wbuf[0])), uintptr(len(c.wbuf)))
-		switch e {
-		case 0:
-			c.wn += int(n)
-			c.wbuf = c.wbuf[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			c.wfull = true
-			return true
-		default:
-			c.werr = e
-			return true
-		}
-	}
+	c.wfull = !c.writeSome(uintptr(c.fd))
 	return true
 }
 
 func (c *quietConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.rbuf, c.rn, c.rerr = p, 0, 0
-	err := c.rrc.Read(c.readFn)
-	c.rbuf = nil
-	switch {
-	case err != nil:
-		return 0, c.fixErr(err)
-	case c.rerr != 0:
-		return 0, os.NewSyscallError("read", c.rerr)
-	case c.rn == 0:
-		return 0, io.EOF
-	}
-	return c.rn, nil
+	return c.read(c.rrc, c.readFn, p, c.fixErr)
 }
 
 func (c *quietConn) Write(p []byte) (int, error) {

@@ -3,12 +3,9 @@
 package rawio
 
 import (
-	"io"
 	"net"
 	"os"
-	"sync"
 	"syscall"
-	"unsafe"
 )
 
 // RawIO returns c with Read and Write done by raw system calls inside the
@@ -43,8 +40,8 @@ func RawIO(c net.Conn) net.Conn {
 	}
 	r := &rawConn{Conn: c, rc: rc}
 	// The closures are made once: a Read or Write allocates nothing.
-	r.readFn = r.readFd
-	r.writeFn = r.writeFd
+	r.readFn = r.readOnce
+	r.writeFn = r.writeSome
 	return r
 }
 
@@ -53,73 +50,12 @@ var _ net.Conn = (*rawConn)(nil)
 type rawConn struct {
 	net.Conn
 	rc syscall.RawConn
-
-	// rmu and wmu guard the state of one Read and one Write: net.Conn
-	// allows concurrent calls, which the poller serializes anyway.
-	rmu     sync.Mutex
-	rbuf    []byte
-	rn      int
-	rerr    syscall.Errno
-	readFn  func(fd uintptr) bool
-	wmu     sync.Mutex
-	wbuf    []byte
-	wn      int
-	werr    syscall.Errno
-	writeFn func(fd uintptr) bool
-}
-
-// readFd reads once; it returns false to wait for readability.
-func (c *rawConn) readFd(fd uintptr) bool {
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		c.rn, c.rerr = int(n), e
-		return true
-	}
-}
-
-// writeFd writes all of wbuf; it returns false to wait for writability.
-func (c *rawConn) writeFd(fd uintptr) bool {
-	for len(c.wbuf) > 0 {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wbuf[0])), uintptr(len(c.wbuf)))
-		switch e {
-		case 0:
-			c.wn += int(n)
-			c.wbuf = c.wbuf[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.werr = e
-			return true
-		}
-	}
-	return true
+	fdIO
+	readFn, writeFn func(fd uintptr) bool
 }
 
 func (c *rawConn) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.rbuf, c.rn, c.rerr = p, 0, 0
-	err := c.rc.Read(c.readFn)
-	c.rbuf = nil
-	switch {
-	case err != nil:
-		return 0, err
-	case c.rerr != 0:
-		return 0, os.NewSyscallError("read", c.rerr)
-	case c.rn == 0:
-		return 0, io.EOF
-	}
-	return c.rn, nil
+	return c.read(c.rc, c.readFn, p, func(err error) error { return err }) // the poller's errors as they are
 }
 
 func (c *rawConn) Write(p []byte) (int, error) {
