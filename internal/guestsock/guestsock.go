@@ -313,16 +313,20 @@ func Run(ctx context.Context, c *ssh.Client, script string, vars ...string) ([]b
 // Prepare chooses and checks the guest socket path, and reads the guest's
 // OS and pcsc-lite release.
 func Prepare(ctx context.Context, c *ssh.Client, want string) (Info, error) {
-	return prepare(ctx, c, want, prepareScript)
+	return prepare(want, prepareScript, func(script string, vars ...string) ([]byte, error) {
+		return Run(ctx, c, script, vars...)
+	})
 }
 
-func prepare(ctx context.Context, c *ssh.Client, want, script string) (Info, error) {
+// prepare checks want, runs script (pathScript first) with run and reads
+// what it printed.
+func prepare(want, script string, run func(script string, vars ...string) ([]byte, error)) (Info, error) {
 	if want != "" {
 		if err := CheckPath(want); err != nil {
 			return Info{}, err
 		}
 	}
-	out, err := Run(ctx, c, script, "want", want, "maxdir", strconv.Itoa(unixsock.MaxDir))
+	out, err := run(script, "want", want, "maxdir", strconv.Itoa(unixsock.MaxDir))
 	if err != nil {
 		return Info{}, err
 	}
@@ -332,14 +336,29 @@ func prepare(ctx context.Context, c *ssh.Client, want, script string) (Info, err
 // parseInfo reads the key=value lines that pathScript and probeScript
 // print; other lines (a guest shell's start-up noise) are ignored.
 func parseInfo(out []byte) (Info, error) {
-	var g Info
-	var unsafe string
+	g, unsafe, fail := scanInfo(out)
+	switch {
+	case fail != "":
+		return Info{}, errors.New(fail)
+	case unsafe != "":
+		return g, fmt.Errorf("%w: %s", ErrUnsafeDir, unsafe)
+	case g.Socket == "":
+		return g, fmt.Errorf("guest script printed no socket path (output %q)", Truncate(out, 200))
+	}
+	return g, CheckPath(g.Socket)
+}
+
+// scanInfo reads the key=value lines of out: the Info, the last unsafe
+// directory and the first error= message.
+func scanInfo(out []byte) (g Info, unsafe, fail string) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		k, v, _ := strings.Cut(sc.Text(), "=")
 		switch k {
 		case "error":
-			return Info{}, errors.New(v)
+			if fail == "" {
+				fail = v
+			}
 		case "socket":
 			g.Socket = v
 		case "exists":
@@ -352,13 +371,7 @@ func parseInfo(out []byte) (Info, error) {
 			unsafe = v
 		}
 	}
-	if unsafe != "" {
-		return g, fmt.Errorf("%w: %s", ErrUnsafeDir, unsafe)
-	}
-	if g.Socket == "" {
-		return g, fmt.Errorf("guest script printed no socket path (output %q)", Truncate(out, 200))
-	}
-	return g, CheckPath(g.Socket)
+	return g, unsafe, fail
 }
 
 // CheckPath refuses a guest socket path that is not absolute, holds a

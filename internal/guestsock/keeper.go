@@ -167,16 +167,13 @@ func (k *Keeper) err(ctx context.Context, err error) error {
 // Prepare chooses and checks the guest socket path as Prepare does, through
 // the keeper's shell, without the OS and release (Probe reads those).
 func (k *Keeper) Prepare(ctx context.Context, want string) (Info, error) {
-	if want != "" {
-		if err := CheckPath(want); err != nil {
-			return Info{}, err
+	return prepare(want, pathScript, func(script string, vars ...string) ([]byte, error) {
+		out, err := k.script(ctx, script, vars...)
+		if err != nil {
+			return nil, fmt.Errorf("guest script: %w", err)
 		}
-	}
-	out, err := k.script(ctx, pathScript, "want", want, "maxdir", strconv.Itoa(unixsock.MaxDir))
-	if err != nil {
-		return Info{}, fmt.Errorf("guest script: %w", err)
-	}
-	return parseInfo(out)
+		return out, nil
+	})
 }
 
 // Probe reads the guest's OS (uname -s) and pcsc-lite release through the
@@ -188,17 +185,8 @@ func (k *Keeper) Probe(ctx context.Context) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("probe guest: %w", err)
 	}
-	var g Info
-	for line := range strings.Lines(string(out)) {
-		key, v, _ := strings.Cut(strings.TrimSuffix(line, "\n"), "=")
-		switch key {
-		case "os":
-			g.OS = v
-		case "release":
-			g.Release = v
-		}
-	}
-	return g, nil
+	g, _, _ := scanInfo(out)
+	return Info{OS: g.OS, Release: g.Release}, nil
 }
 
 // Remove removes the socket at sock in the guest, if a socket is there,
