@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,14 +73,24 @@ func startHostile(t testing.TB, socket string, d proxy.Dialect) *hostile {
 		t.Fatal(err)
 	}
 	hc := host.(*net.UnixConn)
-	go func() {
+	// Once the proxy has ended both ways, the guest's end is closed, as
+	// bridge.Serve closes a connection whose proxy ended: a hostile guest
+	// still writing then fails at once instead of blocking on a full
+	// socket that nothing reads (1-byte writes fill a Unix socket's send
+	// buffer after a few hundred).
+	var ended sync.WaitGroup
+	ended.Go(func() {
 		p.Requests()
 		hc.CloseWrite()
-	}()
-	go func() {
+	})
+	ended.Go(func() {
 		p.Replies()
 		guestEnd.CloseWrite()
 		p.Close()
+	})
+	go func() {
+		ended.Wait()
+		guestEnd.Close()
 	}()
 	h := &hostile{t: t, socket: socket, d: d, client: client, got: make(chan []byte, 1)}
 	req := binary.LittleEndian.AppendUint32(nil, pcsc.EstablishSize)
