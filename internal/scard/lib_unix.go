@@ -32,6 +32,7 @@ func open() (Library, error) {
 				r, _, _ := purego.SyscallN(fn, args...)
 				return r
 			},
+			offload: offloadCalls(),
 		}
 		if unsafe.Sizeof(uintptr(0)) == 4 {
 			p.abi = abiLinux32

@@ -49,6 +49,10 @@ type proc struct {
 	// sys calls the C function fn with args and returns its result
 	// register: purego.SyscallN, or syscall.SyscallN on Windows.
 	sys func(fn uintptr, args ...uintptr) uintptr
+	// offload, when not nil, makes the call on a thread of its own that
+	// waits outside the Go scheduler (offload_linux_amd64.go), and says
+	// false when it cannot.
+	offload func(fn uintptr, args []uintptr) (uintptr, bool)
 }
 
 var _ Library = (*proc)(nil)
@@ -75,6 +79,11 @@ var _ Library = (*proc)(nil)
 //
 //go:uintptrescapes
 func (p *proc) call(fn uintptr, args ...uintptr) Code {
+	if p.offload != nil {
+		if r, ok := p.offload(fn, args); ok {
+			return p.abi.code(r)
+		}
+	}
 	go func() {}()
 	return p.abi.code(p.sys(fn, args...))
 }
