@@ -15,67 +15,74 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A PC/SC call waits for the daemon, and a Go goroutine that waits inside
-// a C function costs the runtime's system-call machinery on every call:
-// the call wakes sysmon, sysmon ticks until it takes the processor from
-// the waiting thread and wakes another thread to poll the network (README
-// "Why, traced on the quiet machine": 5 to 6 thread sleeps per APDU
+// Offloading. A PC/SC call waits for the daemon, and a goroutine that
+// waits inside a C function pays the runtime's system-call machinery on
+// every call: the call wakes sysmon, and sysmon ticks until it takes the
+// processor from the waiting thread and wakes another thread to poll the
+// network (README, "the native backend's calls": 6 thread sleeps per APDU
 // against 2.4 for the socket backend, sysmon a third of the process's
-// CPU). Offloaded, the call runs on a thread that has left Go for good:
-// it sleeps on a futex between calls and never re-enters the scheduler,
-// while the calling goroutine waits for an eventfd in the network poller
-// like any socket read. One thread wake-up per call, no sysmon.
+// CPU). Offloaded, the call runs on a thread that has left Go for good
+// (offloadLoop, in assembly): between calls it sleeps on a futex, and the
+// calling goroutine waits for the answer on an eventfd in the network
+// poller, like any socket read, while the processor stays free for the
+// rest of the process. Per call that is one wake-up of the thread and no
+// sysmon. A call that waits long (a card event, another guest's
+// transaction) keeps its thread, as it kept the caller's thread before.
 
+// The states of offloadBlock.state.
 const (
 	stateIdle uint32 = iota // the thread waits for a call
 	stateCall               // a call is posted
 	stateDone               // the call returned; ret holds its result
-	stateQuit               // the thread leaves offloadLoop and exits
+	stateQuit               // offloadLoop returns and the thread exits
 )
 
-// offloadBlock is shared with offloadLoop (offload_linux_amd64.s, which
-// has its offsets): plain integers only, so the garbage collector never
-// needs to see the C side's writes.
+// offloadBlock is shared with offloadLoop (offload_linux_amd64.s has its
+// offsets): plain integers only, so the garbage collector never needs to
+// see the other thread's writes. state orders them: the caller writes fn
+// and args before stateCall, the thread ret before stateDone.
 type offloadBlock struct {
 	state uint32
-	efd   int32
+	efd   int32 // the eventfd the thread adds 1 to after each call
 	fn    uintptr
 	args  [8]uintptr
 	ret   uintptr
 }
 
 // offloadLoop is never called from Go: purego calls offloadLoopABI0.
+//
+//lint:ignore U1000 the assembly's entry, declared for go vet's asmdecl
 func offloadLoop()
 
+// offloadLoopABI0 is offloadLoop's entry, set by the assembly.
 var offloadLoopABI0 uintptr
 
-// offloadThread is one thread in offloadLoop and the eventfd it signals.
+// offloadThread is one thread in offloadLoop.
 type offloadThread struct {
 	b    *offloadBlock
-	ev   *os.File        // nonblocking, so reads wait in the network poller
-	rc   syscall.RawConn // ev's
-	wait func(fd uintptr) bool
+	tid  int
+	cpu  int      // the CPU the thread is bound to, or -1
+	ev   *os.File // the eventfd, non-blocking: reads wait in the poller
+	rc   syscall.RawConn
+	wait func(fd uintptr) bool // made once: a call allocates nothing
 	one  [8]byte
 }
 
-// offloader hands calls to idle threads, starting one when none is idle;
-// a call that waits (for a card event, another guest's transaction)
-// keeps its thread, as it kept the calling goroutine's thread before.
+// offloader hands calls to idle threads and starts one when none is.
 type offloader struct {
+	max, maxIdle int // threads at most; idle threads kept
+
 	mu    sync.Mutex
 	idle  []*offloadThread
 	total int
 }
 
-const (
-	maxOffloadThreads = 256 // beyond this, calls run on the caller's thread
-	maxIdleThreads    = 4   // more idle threads than this exit
-)
-
 // offloadCalls returns the function that runs a C call on an offload
-// thread, or reports false when it cannot (too many arguments, no thread).
+// thread and reports false when it cannot (more than 8 arguments, a
+// thread could not start, or 256 are busy): the caller then makes the
+// call itself.
 func offloadCalls() func(fn uintptr, args []uintptr) (uintptr, bool) {
-	return new(offloader).call
+	return (&offloader{max: 256, maxIdle: 16}).call
 }
 
 func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
@@ -89,14 +96,15 @@ func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
 	b := t.b
 	b.fn = fn
 	clear(b.args[copy(b.args[:], args):])
+	t.follow()
 	atomic.StoreUint32(&b.state, stateCall)
 	futexWake(&b.state)
-	// A raw read inside the poller: a plain Read would take the runtime's
-	// system-call path, which wakes sysmon (internal/rawio says more).
+	// A raw read inside the poller: os.File's Read would take the
+	// runtime's system-call path, which wakes sysmon (see internal/rawio).
 	err := t.rc.Read(t.wait)
 	for atomic.LoadUint32(&b.state) != stateDone {
-		// Only if the eventfd failed: the thread still owns the call's
-		// buffers, so wait for it all the same.
+		// Only if the eventfd failed, which nothing here makes happen:
+		// the thread still owns the call's buffers, so wait for it.
 		time.Sleep(time.Millisecond)
 	}
 	r := b.ret
@@ -112,7 +120,7 @@ func (o *offloader) get() *offloadThread {
 		o.idle = o.idle[:n-1]
 		return t
 	}
-	if o.total >= maxOffloadThreads {
+	if o.total >= o.max {
 		return nil
 	}
 	t, err := startOffloadThread()
@@ -123,11 +131,11 @@ func (o *offloader) get() *offloadThread {
 	return t
 }
 
-// put returns t to the idle threads, or ends it when there are enough of
-// them or it is not ok.
+// put makes t idle again, or ends it when enough threads are idle or its
+// eventfd failed.
 func (o *offloader) put(t *offloadThread, ok bool) {
 	o.mu.Lock()
-	if ok && len(o.idle) < maxIdleThreads {
+	if ok && len(o.idle) < o.maxIdle {
 		o.idle = append(o.idle, t)
 		o.mu.Unlock()
 		return
@@ -138,38 +146,73 @@ func (o *offloader) put(t *offloadThread, ok bool) {
 	futexWake(&t.b.state)
 }
 
+// threads returns how many threads o has, and how many are idle.
+func (o *offloader) threads() (total, idle int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.total, len(o.idle)
+}
+
 func startOffloadThread() (*offloadThread, error) {
 	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
-		return nil, err
+		return nil, os.NewSyscallError("eventfd", err)
 	}
-	t := &offloadThread{b: &offloadBlock{efd: int32(fd)}, ev: os.NewFile(uintptr(fd), "scard-offload")}
+	t := &offloadThread{b: &offloadBlock{efd: int32(fd)}, cpu: -1, ev: os.NewFile(uintptr(fd), "scard-offload")}
 	if t.rc, err = t.ev.SyscallConn(); err != nil {
 		t.ev.Close()
 		return nil, err
 	}
-	t.wait = func(fd uintptr) bool {
-		for {
-			_, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&t.one[0])), uintptr(len(t.one)))
-			if e != syscall.EINTR {
-				return e != syscall.EAGAIN
-			}
-		}
-	}
+	t.wait = t.readDone
+	tid := make(chan int)
 	go func() {
 		// The thread exits with this goroutine, which never unlocks it.
 		runtime.LockOSThread()
+		tid <- unix.Gettid()
 		purego.SyscallN(offloadLoopABI0, uintptr(unsafe.Pointer(t.b)))
-		runtime.KeepAlive(t.b)
 		t.ev.Close()
 	}()
+	t.tid = <-tid
 	return t, nil
 }
+
+// readDone reads the eventfd once the thread says done; false means wait.
+// Before that the eventfd cannot be readable and a read would only cost a
+// system call; the poller is edge-triggered, so it sees a write made after
+// its wait began, and one made before is seen here as stateDone.
+func (t *offloadThread) readDone(fd uintptr) bool {
+	if atomic.LoadUint32(&t.b.state) != stateDone {
+		return false
+	}
+	for {
+		_, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&t.one[0])), uintptr(len(t.one)))
+		if e != syscall.EINTR {
+			return e != syscall.EAGAIN
+		}
+	}
+}
+
+// follow binds t's thread to the CPU the caller runs on, where the call
+// would have run without offloading: the caller is about to sleep there,
+// and waking a thread on another CPU costs an inter-processor interrupt
+// (BenchmarkOffloadHop on this 2-vCPU VM: 22.6 µs for the round trip
+// across CPUs, 9.8 µs on one). It costs a system call more only when the
+// caller has moved.
+func (t *offloadThread) follow() {
+	var cpu uint32
+	if _, _, e := syscall.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); e != 0 || int(cpu) == t.cpu {
+		return
+	}
+	var set unix.CPUSet
+	set.Set(int(cpu))
+	unix.SchedSetaffinity(t.tid, &set) // on failure the thread stays where it may run
+	t.cpu = int(cpu)
+}
+
+// futexWakePrivate is FUTEX_WAKE | FUTEX_PRIVATE_FLAG (linux/futex.h);
+// offloadLoop waits with FUTEX_WAIT | FUTEX_PRIVATE_FLAG.
+const futexWakePrivate = 1 | 128
 
 func futexWake(addr *uint32) {
 	syscall.RawSyscall(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), futexWakePrivate, 1)
 }
-
-// futexWakePrivate is FUTEX_WAKE | FUTEX_PRIVATE_FLAG (linux/futex.h); the
-// waits in offloadLoop use FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 128.
-const futexWakePrivate = 1 | 128

@@ -1,8 +1,8 @@
-//go:build !nonative
+//go:build !android && !nonative
 
 #include "textflag.h"
 
-// Offsets in offloadBlock (offload_linux.go).
+// Offsets in offloadBlock (offload_linux_amd64.go; TestOffloadLayout).
 #define B_STATE 0
 #define B_EFD 4
 #define B_FN 8
@@ -20,7 +20,8 @@ DATA ·offloadLoopABI0(SB)/8, $·offloadLoop(SB)
 // on the futex b.state while it is neither stateCall nor stateQuit; on
 // stateCall it calls b.fn(b.args[0..7]) with the C calling convention,
 // stores the result in b.ret, sets stateDone and adds 1 to the eventfd
-// b.efd. It touches no Go state.
+// b.efd. It touches no Go state and makes no Go call, so the runtime
+// never sees it: to Go, the thread is in one long C call.
 //
 // The frame: 0 and 8 are the call's 7th and 8th arguments, 16 saves BX
 // (callee-saved), 24 holds the eventfd's 8-byte increment. The assembler

@@ -60,22 +60,21 @@ var _ Library = (*proc)(nil)
 // call calls fn. Pointers converted to uintptr in its argument list are
 // moved to the heap and kept alive until it returns.
 //
-// A PC/SC call waits for the daemon, and a goroutine that a network read
-// has just woken would take the thread that was blocked in the runtime's
-// network poller into that wait: no thread polls until sysmon does, every
-// 10 ms, so other goroutines of the process that wait for the network (a
-// relay, other guests, an in-process virtual card) stall for that long
-// during every call. So call first starts an empty goroutine: the go
-// statement wakes an idle thread (runtime wakep) when a processor is
-// idle, which runs it and then waits in the poller, and when none is
-// idle the goroutine left in the run queue makes sysmon hand this call's
-// processor to another thread (retake). Measured with the test card in
-// process (nativepcsc's e2e setup, 500 APDUs): 221-291 APDU/s and 132-166
-// round trips over 10 ms with a plain call; 3,811-4,493 APDU/s and none
-// over 10 ms so. It replaces running the call on a goroutine of its own
-// while the caller waited on a channel, which avoided the stall as well
-// but cost a wake-up more per call: 2,941-4,519 APDU/s there, and in the
-// same BenchmarkNative run 141 against 152 µs of host CPU per APDU.
+// Where it can (linux/amd64), the call runs on an offload thread
+// (offload_linux_amd64.go) and this goroutine waits in the network poller.
+// Otherwise the goroutine's thread makes the call and waits in it, and a
+// goroutine that a network read has just woken would take the thread that
+// was blocked in the runtime's network poller into that wait: no thread
+// polls until sysmon does, every 10 ms, so other goroutines of the process
+// that wait for the network (a relay, other guests, an in-process virtual
+// card) stall for that long during every call. So call first starts an
+// empty goroutine: the go statement wakes an idle thread (runtime wakep)
+// when a processor is idle, which runs it and then waits in the poller,
+// and when none is idle the goroutine left in the run queue makes sysmon
+// hand this call's processor to another thread (retake). Measured with the
+// test card in process (nativepcsc's e2e setup, 500 APDUs): 221-291 APDU/s
+// and 132-166 round trips over 10 ms with a plain call; 3,811-4,493 APDU/s
+// and none over 10 ms so.
 //
 //go:uintptrescapes
 func (p *proc) call(fn uintptr, args ...uintptr) Code {

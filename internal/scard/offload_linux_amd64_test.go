@@ -1,0 +1,108 @@
+//go:build !android && !nonative
+
+package scard
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/ebitengine/purego"
+)
+
+// libc returns the address of a libc function.
+func libc(t testing.TB, name string) uintptr {
+	t.Helper()
+	h, err := purego.Dlopen("libc.so.6", purego.RTLD_NOW)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn, err := purego.Dlsym(h, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fn
+}
+
+// The assembly has the offsets as constants.
+func TestOffloadLayout(t *testing.T) {
+	var b offloadBlock
+	got := [...]uintptr{unsafe.Offsetof(b.state), unsafe.Offsetof(b.efd), unsafe.Offsetof(b.fn),
+		unsafe.Offsetof(b.args), unsafe.Offsetof(b.ret)}
+	if got != [...]uintptr{0, 4, 8, 16, 80} {
+		t.Fatalf("offloadBlock offsets %v, offload_linux_amd64.s has 0 4 8 16 80", got)
+	}
+}
+
+// Eight arguments: six in registers, two on the stack, and the result.
+func TestOffloadArgs(t *testing.T) {
+	call := offloadCalls()
+	snprintf := libc(t, "snprintf")
+	buf := make([]byte, 64)
+	format := []byte("%ld %ld %ld %ld %ld|\x00")
+	for i := range 3 { // a new thread, then the idle one again
+		r, ok := call(snprintf, []uintptr{uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)),
+			uintptr(unsafe.Pointer(&format[0])), 4, 5, 6, 7, uintptr(8 + i)})
+		want := fmt.Sprintf("4 5 6 7 %d|", 8+i)
+		if !ok || int32(r) != int32(len(want)) || string(buf[:len(want)]) != want {
+			t.Fatalf("call %d: ok %v, r %d, %q; want %q", i, ok, int32(r), buf[:len(want)], want)
+		}
+	}
+	if _, ok := call(snprintf, make([]uintptr, 9)); ok {
+		t.Fatal("a call with 9 arguments was offloaded")
+	}
+}
+
+// Calls that wait at once each get a thread, up to max; the rest say so
+// (their callers make the call themselves), and afterwards no more than
+// maxIdle threads stay.
+func TestOffloadConcurrent(t *testing.T) {
+	o := &offloader{max: 4, maxIdle: 2}
+	usleep := libc(t, "usleep")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	offloaded := 0
+	for range 8 {
+		wg.Go(func() {
+			start := time.Now()
+			r, ok := o.call(usleep, []uintptr{50_000})
+			if ok {
+				if r != 0 || time.Since(start) < 50*time.Millisecond {
+					t.Errorf("usleep: %d after %v", r, time.Since(start))
+				}
+				mu.Lock()
+				offloaded++
+				mu.Unlock()
+			}
+			if total, _ := o.threads(); total > 4 {
+				t.Errorf("%d threads, max 4", total)
+			}
+		})
+	}
+	wg.Wait()
+	if offloaded < 4 {
+		t.Errorf("%d of 8 calls offloaded, want at least 4", offloaded)
+	}
+	if total, idle := o.threads(); total != 2 || idle != 2 {
+		t.Errorf("after the calls: %d threads, %d idle; want 2, 2", total, idle)
+	}
+}
+
+// BenchmarkOffloadHop is the round trip to an offload thread and back
+// (a call of getpid), against calling the function directly.
+func BenchmarkOffloadHop(b *testing.B) {
+	getpid := libc(b, "getpid")
+	call := offloadCalls()
+	b.Run("offload", func(b *testing.B) {
+		for b.Loop() {
+			call(getpid, nil)
+		}
+	})
+	b.Run("purego", func(b *testing.B) {
+		for b.Loop() {
+			purego.SyscallN(getpid)
+		}
+	})
+}
