@@ -20,6 +20,12 @@
 // linker); build with -tags nonative to leave the native backend out and
 // keep the binary static.
 //
+// On linux/amd64 each call runs on an offload thread that waits outside
+// the Go scheduler, while the calling goroutine waits in the network
+// poller (offload_linux_amd64.go): a blocking C call made by a goroutine
+// costs the runtime a sysmon wake-up and a processor hand-off per call,
+// more than the call itself when a fast card answers in microseconds.
+//
 // Open loads the library lazily, on first use, and says what to install
 // when it is missing (LoadError). Fake implementations of Library serve
 // tests of the packages above.
