@@ -61,8 +61,9 @@ var offloadLoopABI0 uintptr
 type offloadThread struct {
 	b    *offloadBlock
 	tid  int
-	cpu  int      // the CPU the thread is bound to, or -1
-	ev   *os.File // the eventfd, non-blocking: reads wait in the poller
+	cpu  int       // the CPU the thread is bound to, or -1
+	used time.Time // when it last became idle
+	ev   *os.File  // the eventfd, non-blocking: reads wait in the poller
 	rc   syscall.RawConn
 	wait func(fd uintptr) bool // made once: a call allocates nothing
 	one  [8]byte
@@ -70,11 +71,14 @@ type offloadThread struct {
 
 // offloader hands calls to idle threads and starts one when none is.
 type offloader struct {
-	max, maxIdle int // threads at most; idle threads kept
+	max      int           // threads at most
+	idleTime time.Duration // an idle thread exits after this
 
-	mu    sync.Mutex
-	idle  []*offloadThread
-	total int
+	mu       sync.Mutex
+	idle     []*offloadThread // the least recently used first
+	total    int
+	busy     int // calls out
+	trimming bool
 }
 
 // offloadCalls returns the function that runs a C call on an offload
@@ -82,21 +86,21 @@ type offloader struct {
 // thread could not start, or 256 are busy): the caller then makes the
 // call itself.
 func offloadCalls() func(fn uintptr, args []uintptr) (uintptr, bool) {
-	return (&offloader{max: 256, maxIdle: 16}).call
+	return (&offloader{max: 256, idleTime: 10 * time.Second}).call
 }
 
 func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
 	if len(args) > len(offloadBlock{}.args) {
 		return 0, false
 	}
-	t := o.get()
+	t, alone := o.get()
 	if t == nil {
 		return 0, false
 	}
 	b := t.b
 	b.fn = fn
 	clear(b.args[copy(b.args[:], args):])
-	t.follow()
+	t.follow(alone)
 	atomic.StoreUint32(&b.state, stateCall)
 	futexWake(&b.state)
 	// A raw read inside the poller: os.File's Read would take the
@@ -112,36 +116,69 @@ func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
 	return r, true
 }
 
-func (o *offloader) get() *offloadThread {
+// get returns an idle thread, the most recently used, or a new one, and
+// whether this is the only call out; nil when none can start.
+func (o *offloader) get() (*offloadThread, bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	var t *offloadThread
 	if n := len(o.idle); n > 0 {
-		t := o.idle[n-1]
+		t = o.idle[n-1]
 		o.idle = o.idle[:n-1]
-		return t
+	} else {
+		if o.total >= o.max {
+			return nil, false
+		}
+		var err error
+		if t, err = startOffloadThread(); err != nil {
+			return nil, false
+		}
+		o.total++
 	}
-	if o.total >= o.max {
-		return nil
-	}
-	t, err := startOffloadThread()
-	if err != nil {
-		return nil
-	}
-	o.total++
-	return t
+	o.busy++
+	return t, o.busy == 1
 }
 
-// put makes t idle again, or ends it when enough threads are idle or its
-// eventfd failed.
+// put makes t idle again, or ends it if its eventfd failed. Idle threads
+// stay for idleTime, so that many calls at once do not start and end a
+// thread each.
 func (o *offloader) put(t *offloadThread, ok bool) {
 	o.mu.Lock()
-	if ok && len(o.idle) < o.maxIdle {
-		o.idle = append(o.idle, t)
-		o.mu.Unlock()
+	defer o.mu.Unlock()
+	o.busy--
+	if !ok {
+		o.total--
+		t.quit()
 		return
 	}
-	o.total--
-	o.mu.Unlock()
+	t.used = time.Now()
+	o.idle = append(o.idle, t)
+	if !o.trimming {
+		o.trimming = true
+		time.AfterFunc(o.idleTime, o.trim)
+	}
+}
+
+// trim ends the threads idle for idleTime, and comes back while any is
+// idle.
+func (o *offloader) trim() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for n < len(o.idle) && time.Since(o.idle[n].used) >= o.idleTime {
+		o.idle[n].quit()
+		n++
+	}
+	o.total -= n
+	o.idle = append(o.idle[:0], o.idle[n:]...)
+	o.trimming = len(o.idle) > 0
+	if o.trimming {
+		time.AfterFunc(o.idleTime-time.Since(o.idle[0].used), o.trim)
+	}
+}
+
+// quit makes offloadLoop return: the thread exits.
+func (t *offloadThread) quit() {
 	atomic.StoreUint32(&t.b.state, stateQuit)
 	futexWake(&t.b.state)
 }
@@ -192,21 +229,33 @@ func (t *offloadThread) readDone(fd uintptr) bool {
 	}
 }
 
-// follow binds t's thread to the CPU the caller runs on, where the call
-// would have run without offloading: the caller is about to sleep there,
-// and waking a thread on another CPU costs an inter-processor interrupt
-// (BenchmarkOffloadHop on this 2-vCPU VM: 22.6 µs for the round trip
-// across CPUs, 9.8 µs on one). It costs a system call more only when the
-// caller has moved.
-func (t *offloadThread) follow() {
-	var cpu uint32
-	if _, _, e := syscall.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); e != 0 || int(cpu) == t.cpu {
+// follow binds t's thread to the CPU the caller runs on when the call is
+// the only one out, where it would have run without offloading: the
+// caller is about to sleep there, and waking a thread on another CPU
+// costs an inter-processor interrupt (BenchmarkOffloadHop on this 2-vCPU
+// VM: 22.6 µs for the round trip across CPUs, 10 µs on one). With other
+// calls out it unbinds the thread, so that the scheduler spreads them
+// (100 guests at once on one CPU did 0.66× the APDU/s of the plain call).
+// It costs a system call only when the binding changes.
+func (t *offloadThread) follow(alone bool) {
+	cpu := -1
+	if alone {
+		var c uint32
+		if _, _, e := syscall.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&c)), 0, 0); e == 0 {
+			cpu = int(c)
+		}
+	}
+	if cpu == t.cpu {
 		return
 	}
 	var set unix.CPUSet
-	set.Set(int(cpu))
+	if cpu >= 0 {
+		set.Set(cpu)
+	} else if unix.SchedGetaffinity(0, &set) != nil { // the process's CPUs
+		return
+	}
 	unix.SchedSetaffinity(t.tid, &set) // on failure the thread stays where it may run
-	t.cpu = int(cpu)
+	t.cpu = cpu
 }
 
 // futexWakePrivate is FUTEX_WAKE | FUTEX_PRIVATE_FLAG (linux/futex.h);

@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+	"golang.org/x/sys/unix"
 )
 
 // libc returns the address of a libc function.
@@ -56,10 +57,10 @@ func TestOffloadArgs(t *testing.T) {
 }
 
 // Calls that wait at once each get a thread, up to max; the rest say so
-// (their callers make the call themselves), and afterwards no more than
-// maxIdle threads stay.
+// (their callers make the call themselves), and idle threads end after
+// idleTime.
 func TestOffloadConcurrent(t *testing.T) {
-	o := &offloader{max: 4, maxIdle: 2}
+	o := &offloader{max: 4, idleTime: 100 * time.Millisecond}
 	usleep := libc(t, "usleep")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -85,8 +86,37 @@ func TestOffloadConcurrent(t *testing.T) {
 	if offloaded < 4 {
 		t.Errorf("%d of 8 calls offloaded, want at least 4", offloaded)
 	}
-	if total, idle := o.threads(); total != 2 || idle != 2 {
-		t.Errorf("after the calls: %d threads, %d idle; want 2, 2", total, idle)
+	if total, idle := o.threads(); total != idle || total < 1 || total > 4 {
+		t.Errorf("after the calls: %d threads, %d idle; want 1 to 4, all idle", total, idle)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for total, _ := o.threads(); total > 0; total, _ = o.threads() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle threads left 5 s after the calls", total)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A call alone binds its thread to the caller's CPU; with others out, the
+// thread may run on any of the process's CPUs.
+func TestOffloadFollow(t *testing.T) {
+	var all unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &all); err != nil {
+		t.Fatal(err)
+	}
+	o := &offloader{max: 4, idleTime: time.Minute}
+	if _, ok := o.call(libc(t, "getpid"), nil); !ok {
+		t.Fatal("not offloaded")
+	}
+	th := o.idle[0]
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(th.tid, &set); err != nil || set.Count() != 1 {
+		t.Fatalf("alone: the thread may run on %d CPUs (%v), want 1", set.Count(), err)
+	}
+	th.follow(false)
+	if err := unix.SchedGetaffinity(th.tid, &set); err != nil || set != all {
+		t.Fatalf("not alone: the thread may run on %d CPUs (%v), want the process's %d", set.Count(), err, all.Count())
 	}
 }
 
