@@ -81,12 +81,20 @@ type offloader struct {
 	trimming bool
 }
 
+// maxOffloadThreads bounds the calls out on offload threads. Calls beyond
+// it are made by their callers, as without offloading: a burst of guests
+// (scripts/scale.sh -B native, 100 at once) then costs the memory and
+// threads it did before, while one guest, or a few, get the fast path.
+// Each offload thread costs a thread and an eventfd for as long as it
+// lives (10 s after its last call).
+const maxOffloadThreads = 4
+
 // offloadCalls returns the function that runs a C call on an offload
 // thread and reports false when it cannot (more than 8 arguments, a
-// thread could not start, or 256 are busy): the caller then makes the
+// thread could not start, or maxOffloadThreads are busy): the caller then makes the
 // call itself.
 func offloadCalls() func(fn uintptr, args []uintptr) (uintptr, bool) {
-	return (&offloader{max: 256, idleTime: 10 * time.Second}).call
+	return (&offloader{max: maxOffloadThreads, idleTime: 10 * time.Second}).call
 }
 
 func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
