@@ -19,7 +19,7 @@ import (
 // waits inside a C function pays the runtime's system-call machinery on
 // every call: the call wakes sysmon, and sysmon ticks until it takes the
 // processor from the waiting thread and wakes another thread to poll the
-// network (README, "the native backend's calls": 6 thread sleeps per APDU
+// network (README, "The native backend (issue 14)": 6 thread sleeps per APDU
 // against 2.4 for the socket backend, sysmon a third of the process's
 // CPU). Offloaded, the call runs on a thread that has left Go for good
 // (offloadLoop, in assembly): between calls it sleeps on a futex, and the
@@ -60,8 +60,6 @@ var offloadLoopABI0 uintptr
 // offloadThread is one thread in offloadLoop.
 type offloadThread struct {
 	b    *offloadBlock
-	tid  int
-	cpu  int       // the CPU the thread is bound to, or -1
 	used time.Time // when it last became idle
 	ev   *os.File  // the eventfd, non-blocking: reads wait in the poller
 	rc   syscall.RawConn
@@ -77,7 +75,6 @@ type offloader struct {
 	mu       sync.Mutex
 	idle     []*offloadThread // the least recently used first
 	total    int
-	busy     int // calls out
 	trimming bool
 }
 
@@ -91,8 +88,8 @@ const maxOffloadThreads = 4
 
 // offloadCalls returns the function that runs a C call on an offload
 // thread and reports false when it cannot (more than 8 arguments, a
-// thread could not start, or maxOffloadThreads are busy): the caller then makes the
-// call itself.
+// thread could not start, or maxOffloadThreads are busy): the caller then
+// makes the call itself.
 func offloadCalls() func(fn uintptr, args []uintptr) (uintptr, bool) {
 	return (&offloader{max: maxOffloadThreads, idleTime: 10 * time.Second}).call
 }
@@ -101,14 +98,13 @@ func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
 	if len(args) > len(offloadBlock{}.args) {
 		return 0, false
 	}
-	t, alone := o.get()
+	t := o.get()
 	if t == nil {
 		return 0, false
 	}
 	b := t.b
 	b.fn = fn
 	clear(b.args[copy(b.args[:], args):])
-	t.follow(alone)
 	atomic.StoreUint32(&b.state, stateCall)
 	futexWake(&b.state)
 	// A raw read inside the poller: os.File's Read would take the
@@ -124,9 +120,9 @@ func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
 	return r, true
 }
 
-// get returns an idle thread, the most recently used, or a new one, and
-// whether this is the only call out; nil when none can start.
-func (o *offloader) get() (*offloadThread, bool) {
+// get returns an idle thread, the most recently used, or a new one; nil
+// when none can start.
+func (o *offloader) get() *offloadThread {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var t *offloadThread
@@ -135,16 +131,15 @@ func (o *offloader) get() (*offloadThread, bool) {
 		o.idle = o.idle[:n-1]
 	} else {
 		if o.total >= o.max {
-			return nil, false
+			return nil
 		}
 		var err error
 		if t, err = startOffloadThread(); err != nil {
-			return nil, false
+			return nil
 		}
 		o.total++
 	}
-	o.busy++
-	return t, o.busy == 1
+	return t
 }
 
 // put makes t idle again, or ends it if its eventfd failed. Idle threads
@@ -153,7 +148,6 @@ func (o *offloader) get() (*offloadThread, bool) {
 func (o *offloader) put(t *offloadThread, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.busy--
 	if !ok {
 		o.total--
 		t.quit()
@@ -203,21 +197,18 @@ func startOffloadThread() (*offloadThread, error) {
 	if err != nil {
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	t := &offloadThread{b: &offloadBlock{efd: int32(fd)}, cpu: -1, ev: os.NewFile(uintptr(fd), "scard-offload")}
+	t := &offloadThread{b: &offloadBlock{efd: int32(fd)}, ev: os.NewFile(uintptr(fd), "scard-offload")}
 	if t.rc, err = t.ev.SyscallConn(); err != nil {
 		t.ev.Close()
 		return nil, err
 	}
 	t.wait = t.readDone
-	tid := make(chan int)
 	go func() {
 		// The thread exits with this goroutine, which never unlocks it.
 		runtime.LockOSThread()
-		tid <- unix.Gettid()
 		purego.SyscallN(offloadLoopABI0, uintptr(unsafe.Pointer(t.b)))
 		t.ev.Close()
 	}()
-	t.tid = <-tid
 	return t, nil
 }
 
@@ -235,35 +226,6 @@ func (t *offloadThread) readDone(fd uintptr) bool {
 			return e != syscall.EAGAIN
 		}
 	}
-}
-
-// follow binds t's thread to the CPU the caller runs on when the call is
-// the only one out, where it would have run without offloading: the
-// caller is about to sleep there, and waking a thread on another CPU
-// costs an inter-processor interrupt (BenchmarkOffloadHop on this 2-vCPU
-// VM: 22.6 µs for the round trip across CPUs, 10 µs on one). With other
-// calls out it unbinds the thread, so that the scheduler spreads them
-// (100 guests at once on one CPU did 0.66× the APDU/s of the plain call).
-// It costs a system call only when the binding changes.
-func (t *offloadThread) follow(alone bool) {
-	cpu := -1
-	if alone {
-		var c uint32
-		if _, _, e := syscall.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&c)), 0, 0); e == 0 {
-			cpu = int(c)
-		}
-	}
-	if cpu == t.cpu {
-		return
-	}
-	var set unix.CPUSet
-	if cpu >= 0 {
-		set.Set(cpu)
-	} else if unix.SchedGetaffinity(0, &set) != nil { // the process's CPUs
-		return
-	}
-	unix.SchedSetaffinity(t.tid, &set) // on failure the thread stays where it may run
-	t.cpu = cpu
 }
 
 // futexWakePrivate is FUTEX_WAKE | FUTEX_PRIVATE_FLAG (linux/futex.h);

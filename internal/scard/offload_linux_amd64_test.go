@@ -10,7 +10,6 @@ import (
 	"unsafe"
 
 	"github.com/ebitengine/purego"
-	"golang.org/x/sys/unix"
 )
 
 // libc returns the address of a libc function.
@@ -95,28 +94,6 @@ func TestOffloadConcurrent(t *testing.T) {
 			t.Fatalf("%d idle threads left 5 s after the calls", total)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// A call alone binds its thread to the caller's CPU; with others out, the
-// thread may run on any of the process's CPUs.
-func TestOffloadFollow(t *testing.T) {
-	var all unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &all); err != nil {
-		t.Fatal(err)
-	}
-	o := &offloader{max: 4, idleTime: time.Minute}
-	if _, ok := o.call(libc(t, "getpid"), nil); !ok {
-		t.Fatal("not offloaded")
-	}
-	th := o.idle[0]
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(th.tid, &set); err != nil || set.Count() != 1 {
-		t.Fatalf("alone: the thread may run on %d CPUs (%v), want 1", set.Count(), err)
-	}
-	th.follow(false)
-	if err := unix.SchedGetaffinity(th.tid, &set); err != nil || set != all {
-		t.Fatalf("not alone: the thread may run on %d CPUs (%v), want the process's %d", set.Count(), err, all.Count())
 	}
 }
 
