@@ -70,28 +70,39 @@ type offloadThread struct {
 // offloader hands calls to idle threads and starts one when none is.
 type offloader struct {
 	max      int           // threads at most
+	patience time.Duration // how long a call waits for a thread when max are busy
 	idleTime time.Duration // an idle thread exits after this
 
 	mu       sync.Mutex
 	idle     []*offloadThread // the least recently used first
 	total    int
 	trimming bool
+	freed    chan struct{} // a token each time a thread becomes idle
 }
 
-// maxOffloadThreads bounds the calls out on offload threads. Calls beyond
-// it are made by their callers, as without offloading: a burst of guests
-// (scripts/scale.sh -B native, 100 at once) then costs the memory and
-// threads it did before, while one guest, or a few, get the fast path.
-// Each offload thread costs a thread and an eventfd for as long as it
-// lives (10 s after its last call).
-const maxOffloadThreads = 4
+// The pool: a burst of calls (100 guests at once, scripts/scale.sh -B
+// native) waits for one of maxOffloadThreads threads, instead of holding a
+// thread each in libpcsclite as plain calls do (30 to 98 threads and up to
+// 57 MB there). A call that has waited offloadPatience makes the plain
+// call instead: libpcsclite retries Transmit, Status, Reconnect and
+// BeginTransaction while another context holds a transaction, so every
+// thread could be waiting for an EndTransaction queued behind them, and a
+// bounded wait is what keeps that from a deadlock.
+const (
+	maxOffloadThreads = 8
+	offloadPatience   = 50 * time.Millisecond
+)
 
 // offloadCalls returns the function that runs a C call on an offload
 // thread and reports false when it cannot (more than 8 arguments, a
-// thread could not start, or maxOffloadThreads are busy): the caller then
-// makes the call itself.
+// thread could not start, or none came free within offloadPatience): the
+// caller then makes the call itself.
 func offloadCalls() func(fn uintptr, args []uintptr) (uintptr, bool) {
-	return (&offloader{max: maxOffloadThreads, idleTime: 10 * time.Second}).call
+	return newOffloader(maxOffloadThreads, offloadPatience, 10*time.Second).call
+}
+
+func newOffloader(max int, patience, idleTime time.Duration) *offloader {
+	return &offloader{max: max, patience: patience, idleTime: idleTime, freed: make(chan struct{}, 1)}
 }
 
 func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
@@ -120,25 +131,47 @@ func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
 	return r, true
 }
 
-// get returns an idle thread, the most recently used, or a new one; nil
-// when none can start.
+// get returns an idle thread, the most recently used, or a new one; when
+// max are busy it waits up to patience for one. nil: none.
 func (o *offloader) get() *offloadThread {
+	if t := o.take(); t != nil || o.patience <= 0 {
+		return t
+	}
+	timer := time.NewTimer(o.patience)
+	defer timer.Stop()
+	for {
+		select {
+		case <-o.freed:
+			if t := o.take(); t != nil {
+				return t
+			}
+		case <-timer.C:
+			return o.take()
+		}
+	}
+}
+
+// take returns an idle thread or a new one, or nil when max are busy or
+// one cannot start.
+func (o *offloader) take() *offloadThread {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	var t *offloadThread
 	if n := len(o.idle); n > 0 {
-		t = o.idle[n-1]
+		t := o.idle[n-1]
 		o.idle = o.idle[:n-1]
-	} else {
-		if o.total >= o.max {
-			return nil
+		if n > 1 {
+			o.signal() // another waiter may take the next one
 		}
-		var err error
-		if t, err = startOffloadThread(); err != nil {
-			return nil
-		}
-		o.total++
+		return t
 	}
+	if o.total >= o.max {
+		return nil
+	}
+	t, err := startOffloadThread()
+	if err != nil {
+		return nil
+	}
+	o.total++
 	return t
 }
 
@@ -148,6 +181,7 @@ func (o *offloader) get() *offloadThread {
 func (o *offloader) put(t *offloadThread, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	defer o.signal()
 	if !ok {
 		o.total--
 		t.quit()
@@ -176,6 +210,15 @@ func (o *offloader) trim() {
 	o.trimming = len(o.idle) > 0
 	if o.trimming {
 		time.AfterFunc(o.idleTime-time.Since(o.idle[0].used), o.trim)
+	}
+}
+
+// signal wakes one call waiting in get, if any; a token left unread
+// makes the next wait try again at once.
+func (o *offloader) signal() {
+	select {
+	case o.freed <- struct{}{}:
+	default: // a token is there already
 	}
 }
 

@@ -55,26 +55,18 @@ func TestOffloadArgs(t *testing.T) {
 	}
 }
 
-// Calls that wait at once each get a thread, up to max; the rest say so
-// (their callers make the call themselves), and idle threads end after
-// idleTime.
+// Calls that wait at once each get a thread, up to max, and the others
+// wait their turn; idle threads end after idleTime.
 func TestOffloadConcurrent(t *testing.T) {
-	o := &offloader{max: 4, idleTime: 100 * time.Millisecond}
+	o := newOffloader(4, 10*time.Second, 100*time.Millisecond)
 	usleep := libc(t, "usleep")
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	offloaded := 0
-	for range 8 {
+	for range 12 {
 		wg.Go(func() {
 			start := time.Now()
-			r, ok := o.call(usleep, []uintptr{50_000})
-			if ok {
-				if r != 0 || time.Since(start) < 50*time.Millisecond {
-					t.Errorf("usleep: %d after %v", r, time.Since(start))
-				}
-				mu.Lock()
-				offloaded++
-				mu.Unlock()
+			r, ok := o.call(usleep, []uintptr{20_000})
+			if !ok || r != 0 || time.Since(start) < 20*time.Millisecond {
+				t.Errorf("usleep: offloaded %v, %d after %v", ok, r, time.Since(start))
 			}
 			if total, _ := o.threads(); total > 4 {
 				t.Errorf("%d threads, max 4", total)
@@ -82,9 +74,6 @@ func TestOffloadConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if offloaded < 4 {
-		t.Errorf("%d of 8 calls offloaded, want at least 4", offloaded)
-	}
 	if total, idle := o.threads(); total != idle || total < 1 || total > 4 {
 		t.Errorf("after the calls: %d threads, %d idle; want 1 to 4, all idle", total, idle)
 	}
@@ -94,6 +83,29 @@ func TestOffloadConcurrent(t *testing.T) {
 			t.Fatalf("%d idle threads left 5 s after the calls", total)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A call that finds max threads busy for longer than patience says so, and
+// its caller makes the call itself: a wait for a thread is bounded.
+func TestOffloadPatience(t *testing.T) {
+	o := newOffloader(1, 20*time.Millisecond, time.Minute)
+	usleep := libc(t, "usleep")
+	busy := make(chan bool)
+	go func() {
+		_, ok := o.call(usleep, []uintptr{300_000})
+		busy <- ok
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if _, ok := o.call(usleep, []uintptr{0}); ok {
+		t.Error("offloaded while the only thread was busy")
+	}
+	if waited := time.Since(start); waited < 20*time.Millisecond || waited > 250*time.Millisecond {
+		t.Errorf("gave up after %v, patience 20ms", waited)
+	}
+	if !<-busy {
+		t.Error("the first call was not offloaded")
 	}
 }
 
