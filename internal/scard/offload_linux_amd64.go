@@ -83,14 +83,16 @@ type offloader struct {
 // The pool: a burst of calls (100 guests at once, scripts/scale.sh -B
 // native) waits for one of maxOffloadThreads threads, instead of holding a
 // thread each in libpcsclite as plain calls do (30 to 98 threads and up to
-// 57 MB there). A call that has waited offloadPatience makes the plain
-// call instead: libpcsclite retries Transmit, Status, Reconnect and
-// BeginTransaction while another context holds a transaction, so every
+// 57 MB there; 14-15 threads and 48 MB so). A call that has waited
+// offloadPatience makes the plain call instead: libpcsclite retries
+// Transmit, Status, Reconnect and BeginTransaction while another context
+// holds a transaction (every 100 ms, PCSCLITE_LOCK_POLL_RATE), so every
 // thread could be waiting for an EndTransaction queued behind them, and a
-// bounded wait is what keeps that from a deadlock.
+// bounded wait is what keeps that from a deadlock. With 50 ms a burst
+// still fell back now and then (52 threads in one run of two).
 const (
 	maxOffloadThreads = 8
-	offloadPatience   = 50 * time.Millisecond
+	offloadPatience   = 200 * time.Millisecond
 )
 
 // offloadCalls returns the function that runs a C call on an offload
