@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that cardshare's end-to-end tests run:
 # internal/testenv starts the real pcscd with vsmartcard's vpcd reader driver,
-# builds a C client against libpcsclite, and runs OpenSSH's sshd.
+# builds a C client against libpcsclite, and runs OpenSSH's sshd; and
+# qemu-user for the arm64 offload loop's tests.
 #
 # Run as root on Debian 12. The script is idempotent: when everything is
 # installed it only asks dpkg, so it is quick and needs neither root nor a
@@ -23,6 +24,10 @@ packages=(
 	# How the client build asks for libpcsclite's flags; testenv falls back to
 	# Debian's flags without it.
 	pkg-config
+	# internal/scard's offload loop for linux/arm64 runs its tests under
+	# qemu-user with an arm64 C library (scripts/test.sh).
+	qemu-user
+	libc6-arm64-cross
 )
 
 # One dpkg-query for all: it prints "ii  NAME" for each installed package

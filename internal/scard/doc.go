@@ -20,9 +20,9 @@
 // linker); build with -tags nonative to leave the native backend out and
 // keep the binary static.
 //
-// On linux/amd64 each call runs on an offload thread that waits outside
-// the Go scheduler, while the calling goroutine waits in the network
-// poller (offload_linux_amd64.go): a blocking C call made by a goroutine
+// On linux/amd64 and linux/arm64 each call runs on an offload thread that
+// waits outside the Go scheduler, while the calling goroutine waits in the
+// network poller (offload_linux.go): a blocking C call made by a goroutine
 // costs the runtime a sysmon wake-up and a processor hand-off per call,
 // more than the call itself when a fast card answers in microseconds.
 //

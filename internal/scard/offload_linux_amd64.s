@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// Offsets in offloadBlock (offload_linux_amd64.go; TestOffloadLayout).
+// Offsets in offloadBlock (offload_linux.go; TestOffloadLayout).
 #define B_STATE 0
 #define B_EFD 4
 #define B_FN 8

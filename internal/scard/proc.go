@@ -50,7 +50,7 @@ type proc struct {
 	// register: purego.SyscallN, or syscall.SyscallN on Windows.
 	sys func(fn uintptr, args ...uintptr) uintptr
 	// offload, when not nil, makes the call on a thread of its own that
-	// waits outside the Go scheduler (offload_linux_amd64.go), and says
+	// waits outside the Go scheduler (offload_linux.go), and says
 	// false when it cannot.
 	offload func(fn uintptr, args []uintptr) (uintptr, bool)
 }
@@ -60,8 +60,8 @@ var _ Library = (*proc)(nil)
 // call calls fn. Pointers converted to uintptr in its argument list are
 // moved to the heap and kept alive until it returns.
 //
-// Where it can (linux/amd64), the call runs on an offload thread
-// (offload_linux_amd64.go) and this goroutine waits in the network poller.
+// Where it can (linux/amd64, linux/arm64), the call runs on an offload
+// thread (offload_linux.go) and this goroutine waits in the network poller.
 // Otherwise the goroutine's thread makes the call and waits in it, and a
 // goroutine that a network read has just woken would take the thread that
 // was blocked in the runtime's network poller into that wait: no thread

@@ -1,4 +1,4 @@
-//go:build !android && !nonative
+//go:build (amd64 || arm64) && !android && !nonative
 
 package scard
 
@@ -37,7 +37,7 @@ const (
 	stateQuit               // offloadLoop returns and the thread exits
 )
 
-// offloadBlock is shared with offloadLoop (offload_linux_amd64.s has its
+// offloadBlock is shared with offloadLoop (offload_linux_*.s have its
 // offsets): plain integers only, so the garbage collector never needs to
 // see the other thread's writes. state orders them: the caller writes fn
 // and args before stateCall, the thread ret before stateDone.
