@@ -4,6 +4,7 @@ package scard
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -58,8 +59,9 @@ func TestOffloadArgs(t *testing.T) {
 // Calls that wait at once each get a thread, up to max, and the others
 // wait their turn; idle threads end after idleTime.
 func TestOffloadConcurrent(t *testing.T) {
-	o := newOffloader(4, 10*time.Second, 100*time.Millisecond)
 	usleep := libc(t, "usleep")
+	fds := openFiles(t)
+	o := newOffloader(4, 10*time.Second, 100*time.Millisecond)
 	var wg sync.WaitGroup
 	for range 12 {
 		wg.Go(func() {
@@ -84,6 +86,24 @@ func TestOffloadConcurrent(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Each ended thread's goroutine closes its eventfd once offloadLoop
+	// has returned.
+	for n := openFiles(t); n > fds; n = openFiles(t) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors open after the threads ended, %d before", n, fds)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// openFiles counts this process's open descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 // A call that finds max threads busy for longer than patience says so, and
