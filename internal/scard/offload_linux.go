@@ -77,6 +77,7 @@ type offloader struct {
 	idle     []*offloadThread // the least recently used first
 	total    int
 	trimming bool
+	stuck    bool          // a wait ran out, and no thread has come back since
 	freed    chan struct{} // a token each time a thread becomes idle
 }
 
@@ -135,8 +136,13 @@ func (o *offloader) call(fn uintptr, args []uintptr) (uintptr, bool) {
 
 // get returns an idle thread, the most recently used, or a new one; when
 // max are busy it waits up to patience for one. nil: none.
+//
+// Once a wait has run out, calls stop waiting until a thread comes back:
+// calls that hang in libpcsclite (a guest's Transmit on a card another of
+// its connections holds in a transaction) may keep all max threads, and
+// the other guests' calls must not each pay patience meanwhile.
 func (o *offloader) get() *offloadThread {
-	if t := o.take(); t != nil || o.patience <= 0 {
+	if t := o.take(); t != nil || o.patience <= 0 || o.isStuck() {
 		return t
 	}
 	timer := time.NewTimer(o.patience)
@@ -148,9 +154,19 @@ func (o *offloader) get() *offloadThread {
 				return t
 			}
 		case <-timer.C:
-			return o.take()
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			t := o.takeLocked()
+			o.stuck = t == nil
+			return t
 		}
 	}
+}
+
+func (o *offloader) isStuck() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.stuck
 }
 
 // take returns an idle thread or a new one, or nil when max are busy or
@@ -158,6 +174,10 @@ func (o *offloader) get() *offloadThread {
 func (o *offloader) take() *offloadThread {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.takeLocked()
+}
+
+func (o *offloader) takeLocked() *offloadThread {
 	if n := len(o.idle); n > 0 {
 		t := o.idle[n-1]
 		o.idle = o.idle[:n-1]
@@ -184,6 +204,7 @@ func (o *offloader) put(t *offloadThread, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	defer o.signal()
+	o.stuck = false
 	if !ok {
 		o.total--
 		t.quit()

@@ -129,6 +129,42 @@ func TestOffloadPatience(t *testing.T) {
 	}
 }
 
+// Calls that hang keep every thread: after one wait has run out, the next
+// calls make the plain call at once instead of each waiting patience, and
+// they wait again once a thread is back.
+func TestOffloadStuck(t *testing.T) {
+	o := newOffloader(1, 100*time.Millisecond, time.Minute)
+	usleep := libc(t, "usleep")
+	hung := make(chan bool)
+	go func() {
+		_, ok := o.call(usleep, []uintptr{600_000})
+		hung <- ok
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if _, ok := o.call(usleep, []uintptr{0}); ok {
+		t.Fatal("offloaded while the only thread hung")
+	}
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Fatalf("the first call gave up after %v, patience 100ms", waited)
+	}
+	for i := range 3 {
+		start = time.Now()
+		if _, ok := o.call(usleep, []uintptr{0}); ok {
+			t.Fatalf("call %d offloaded while the only thread hung", i)
+		}
+		if waited := time.Since(start); waited > 50*time.Millisecond {
+			t.Fatalf("call %d waited %v for a thread that was known to be stuck", i, waited)
+		}
+	}
+	if !<-hung {
+		t.Fatal("the hanging call was not offloaded")
+	}
+	if _, ok := o.call(usleep, []uintptr{0}); !ok {
+		t.Error("not offloaded once the thread was back")
+	}
+}
+
 // BenchmarkOffloadHop is the round trip to an offload thread and back
 // (a call of getpid), against calling the function directly.
 func BenchmarkOffloadHop(b *testing.B) {
