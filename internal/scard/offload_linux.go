@@ -98,8 +98,8 @@ const (
 
 // offloadCalls returns the function that runs a C call on an offload
 // thread and reports false when it cannot (more than 8 arguments, a
-// thread could not start, or none came free within offloadPatience): the
-// caller then makes the call itself.
+// thread could not start, or none came free within offloadPatience, see
+// get): the caller then makes the call itself.
 func offloadCalls() func(fn uintptr, args []uintptr) (uintptr, bool) {
 	return newOffloader(maxOffloadThreads, offloadPatience, 10*time.Second).call
 }
@@ -249,13 +249,6 @@ func (o *offloader) signal() {
 func (t *offloadThread) quit() {
 	atomic.StoreUint32(&t.b.state, stateQuit)
 	futexWake(&t.b.state)
-}
-
-// threads returns how many threads o has, and how many are idle.
-func (o *offloader) threads() (total, idle int) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.total, len(o.idle)
 }
 
 func startOffloadThread() (*offloadThread, error) {

@@ -96,6 +96,13 @@ func TestOffloadConcurrent(t *testing.T) {
 	}
 }
 
+// threads returns how many threads o has, and how many are idle.
+func (o *offloader) threads() (total, idle int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.total, len(o.idle)
+}
+
 // openFiles counts this process's open descriptors.
 func openFiles(t *testing.T) int {
 	t.Helper()
