@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cardshare/cardshare/internal/backoff"
@@ -17,6 +16,7 @@ import (
 	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
+	"github.com/cardshare/cardshare/internal/neterr"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
 	"github.com/cardshare/cardshare/internal/unixsock"
@@ -415,11 +415,11 @@ func Permanent(err error) bool {
 func Reason(err error) string {
 	var ne net.Error
 	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case neterr.Refused(err):
 		return "connection refused"
-	case errors.Is(err, syscall.EHOSTUNREACH):
+	case neterr.HostUnreachable(err):
 		return "no route to host"
-	case errors.Is(err, syscall.ENETUNREACH):
+	case neterr.NetUnreachable(err):
 		return "network unreachable"
 	case errors.Is(err, sshdial.ErrNoBanner):
 		return "no SSH banner yet"

@@ -48,6 +48,7 @@ var noTransport = []string{
 	"internal/backoff",
 	"internal/bridge",
 	"internal/hostpcsc",
+	"internal/neterr",
 	"internal/pcsc",
 	"internal/rawio",
 	"internal/unixsock",

@@ -8,7 +8,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
+
+	"github.com/cardshare/cardshare/internal/neterr"
 )
 
 // A connection's copy starts with a small buffer and takes a large one only
@@ -160,7 +161,7 @@ func copyBytes(dst, src net.Conn, n *atomic.Uint64) error {
 // connections on Windows).
 func quiet(err error) error {
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		neterr.Reset(err) ||
 		errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/neterr"
 	"github.com/cardshare/cardshare/internal/unixsock"
 )
 
@@ -254,7 +255,7 @@ func Listen(path string) (net.Listener, error) {
 	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		if noUnixSockets(err) {
+		if neterr.NoUnixSockets(err) {
 			return nil, fmt.Errorf("%w (%v)", ErrUnavailable, err)
 		}
 		return nil, fmt.Errorf("listen on control socket: %w", err)
@@ -296,10 +297,10 @@ func Query(ctx context.Context, path string) (*StatusV1, error) {
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		if oe := (*net.OpError)(nil); noUnixSockets(err) && errors.As(err, &oe) {
+		if oe := (*net.OpError)(nil); neterr.NoUnixSockets(err) && errors.As(err, &oe) {
 			return nil, fmt.Errorf("%w (%v)", ErrUnavailable, oe)
 		}
-		if _, serr := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || refused(err) || errors.Is(serr, fs.ErrNotExist) {
+		if _, serr := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || neterr.Refused(err) || errors.Is(serr, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%w: nothing serves %s", ErrNotRunning, path)
 		}
 		return nil, fmt.Errorf("ask cardshare at %s: %w", path, err)

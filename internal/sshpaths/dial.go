@@ -8,8 +8,9 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"syscall"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/neterr"
 )
 
 // ErrAgentNotRunning means nothing listens at the agent's address.
@@ -30,7 +31,7 @@ func DialAgent(ctx context.Context, addr string) (net.Conn, error) {
 		c, err = d.DialContext(ctx, "unix", addr)
 	}
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+		if errors.Is(err, fs.ErrNotExist) || neterr.Refused(err) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrAgentNotRunning, addr, err)
 		}
 		return nil, fmt.Errorf("sshpaths: dial the ssh-agent at %s: %w", addr, err)
