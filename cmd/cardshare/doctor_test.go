@@ -2,94 +2,15 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
-
-// The READER_STATE layout that fakePCSCD serves, as internal/doctor reads
-// it (pcsc-lite 2.2.3 src/eventhandler.h, src/winscard_msg.h).
-const (
-	cmdGetReadersState = 0x12
-	readerStateSize    = 184
-	maxReaderContexts  = 16
-	readerStateOffset  = 132
-)
-
-// fakeReader is a reader that fakePCSCD lists.
-type fakeReader struct {
-	Name string
-	Card bool
-}
-
-// fakePCSCD serves CMD_VERSION as a daemon d would and CMD_GET_READERS_STATE
-// with the given readers, on a socket that lives until the test ends.
-func fakePCSCD(t *testing.T, d pcsc.Daemon, readers ...fakeReader) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "cs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "pcscd.comm")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	states := make([]byte, maxReaderContexts*readerStateSize)
-	for i, r := range readers {
-		rec := states[i*readerStateSize:]
-		copy(rec, r.Name)
-		st := uint32(0x2) // SCARD_ABSENT
-		if r.Card {
-			st = 0x34
-		}
-		binary.LittleEndian.PutUint32(rec[readerStateOffset:], st)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var h [8]byte
-				for {
-					if _, err := io.ReadFull(c, h[:]); err != nil {
-						return
-					}
-					switch binary.LittleEndian.Uint32(h[4:]) {
-					case pcsc.CmdVersion:
-						var b [12]byte
-						if _, err := io.ReadFull(c, b[:]); err != nil {
-							return
-						}
-						v := pcsc.Version{Major: binary.LittleEndian.Uint32(b[0:]), Minor: binary.LittleEndian.Uint32(b[4:])}
-						r := pcsc.VersionReply{Version: d.Version}
-						if !d.Accepts(v) {
-							r.RV = pcsc.ReturnServiceStopped
-						}
-						c.Write(pcsc.AppendVersionReply(nil, r))
-					case cmdGetReadersState:
-						c.Write(states)
-					default:
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return sock
-}
 
 // doctorLines maps each check name to its status and message line.
 func doctorLines(out string) map[string]string {
@@ -152,8 +73,8 @@ func TestCLIDoctorFailures(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(shared) })
 	os.Chmod(shared, 0o1777)
-	noReaders := fakePCSCD(t, pcsc.Daemon{Version: pcsc.V44})
-	strict45 := fakePCSCD(t, pcsc.Daemon{Version: pcsc.V45}, fakeReader{Name: "Fake Reader 00 00"})
+	noReaders := pcsctest.Serve(t, pcsc.Daemon{Version: pcsc.V44}).Socket
+	strict45 := pcsctest.Serve(t, pcsc.Daemon{Version: pcsc.V45}, "Fake Reader 00 00").Socket
 
 	tests := []struct {
 		name  string

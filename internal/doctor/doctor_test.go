@@ -2,86 +2,22 @@ package doctor
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 )
-
-// fakePCSCD serves CMD_VERSION as a daemon d would and CMD_GET_READERS_STATE
-// with the given readers, on a socket that lives until the test ends.
-func fakePCSCD(t *testing.T, d pcsc.Daemon, readers ...reader) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "cs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "pcscd.comm")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	states := make([]byte, maxReaderContexts*readerStateSize)
-	for i, r := range readers {
-		rec := states[i*readerStateSize:]
-		copy(rec, r.Name)
-		st := uint32(0x2) // SCARD_ABSENT
-		if r.Card {
-			st = 0x34
-		}
-		binary.LittleEndian.PutUint32(rec[readerStateOffset:], st)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				var h [8]byte
-				for {
-					if _, err := io.ReadFull(c, h[:]); err != nil {
-						return
-					}
-					switch binary.LittleEndian.Uint32(h[4:]) {
-					case pcsc.CmdVersion:
-						var b [12]byte
-						if _, err := io.ReadFull(c, b[:]); err != nil {
-							return
-						}
-						v := pcsc.Version{Major: binary.LittleEndian.Uint32(b[0:]), Minor: binary.LittleEndian.Uint32(b[4:])}
-						r := pcsc.VersionReply{Version: d.Version}
-						if !d.Accepts(v) {
-							r.RV = pcsc.ReturnServiceStopped
-						}
-						c.Write(pcsc.AppendVersionReply(nil, r))
-					case cmdGetReadersState:
-						c.Write(states)
-					default:
-						return
-					}
-				}
-			}()
-		}
-	}()
-	return sock
-}
 
 func TestListReaders(t *testing.T) {
 	t.Parallel()
 	strict45 := pcsc.Daemon{Version: pcsc.V45}
-	sock := fakePCSCD(t, strict45, reader{Name: "Yubico YubiKey OTP+FIDO+CCID 00 00", Card: true}, reader{Name: "Alcor Micro AU9540 01 00"})
+	d := pcsctest.Serve(t, strict45, "Yubico YubiKey OTP+FIDO+CCID 00 00", "Alcor Micro AU9540 01 00")
+	d.InsertCard("Yubico YubiKey OTP+FIDO+CCID 00 00", []byte{0x3b, 0x00})
+	sock := d.Socket
 	rs, err := listReaders(context.Background(), sock, strict45)
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,12 @@
 package doctor
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -21,14 +21,8 @@ import (
 // records (pcsc-lite 2.2.3 src/winscard_svc.c:420-431 sends the whole
 // array; 2.5.1 src/winscard_svc.c:918-951 pads the old API's reply to 16).
 
-const (
-	cmdGetReadersState = 0x12 // CMD_GET_READERS_STATE, src/winscard_msg.h
-	readerStateSize    = 184  // sizeof(READER_STATE)
-	maxReaderContexts  = 16   // PCSCLITE_MAX_READERS_CONTEXTS
-	readerNameSize     = 128  // MAX_READERNAME
-	readerStateOffset  = 132  // readerState, after readerName and eventCounter
-	scardPresent       = 0x4  // SCARD_PRESENT in readerState
-)
+// scardPresent is SCARD_PRESENT in a record's readerState.
+const scardPresent = 0x4
 
 // reader is one entry of pcscd's reader list.
 type reader struct {
@@ -70,11 +64,11 @@ func listReaders(ctx context.Context, socket string, d pcsc.Daemon) ([]reader, e
 	}
 	var req []byte
 	req = binary.LittleEndian.AppendUint32(req, 0)
-	req = binary.LittleEndian.AppendUint32(req, cmdGetReadersState)
+	req = binary.LittleEndian.AppendUint32(req, pcsc.CmdGetReadersState)
 	if _, err := c.Write(req); err != nil {
 		return nil, fmt.Errorf("CMD_GET_READERS_STATE: %w", err)
 	}
-	buf := make([]byte, maxReaderContexts*readerStateSize)
+	buf := make([]byte, pcsc.DefaultSlots*pcsc.ReaderStateSize)
 	if _, err := io.ReadFull(c, buf); err != nil {
 		return nil, fmt.Errorf("CMD_GET_READERS_STATE: read %d bytes: %w", len(buf), err)
 	}
@@ -84,17 +78,12 @@ func listReaders(ctx context.Context, socket string, d pcsc.Daemon) ([]reader, e
 // parseReaderStates reads the names and card presence of the used slots.
 func parseReaderStates(buf []byte) []reader {
 	var rs []reader
-	for off := 0; off+readerStateSize <= len(buf); off += readerStateSize {
-		rec := buf[off : off+readerStateSize]
-		name := rec[:readerNameSize]
-		if i := bytes.IndexByte(name, 0); i >= 0 {
-			name = name[:i]
-		}
-		if len(name) == 0 {
+	for rec := range slices.Chunk(buf, pcsc.ReaderStateSize) {
+		var s pcsc.ReaderState
+		if _, err := binary.Decode(rec, binary.LittleEndian, &s); err != nil || s.Name[0] == 0 {
 			continue
 		}
-		state := binary.LittleEndian.Uint32(rec[readerStateOffset:])
-		rs = append(rs, reader{Name: string(name), Card: state&scardPresent != 0})
+		rs = append(rs, reader{Name: string(pcsc.CString(s.Name[:])), Card: s.State&scardPresent != 0})
 	}
 	return rs
 }
