@@ -2,8 +2,6 @@ package bridge_test
 
 import (
 	"context"
-	"encoding/binary"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +14,7 @@ import (
 	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -64,7 +63,7 @@ func TestServeFloodCapped(t *testing.T) {
 	var ok, refused int
 	start := time.Now()
 	for range 250 {
-		c, rv := establish(t, guestA)
+		c, rv := pcsctest.Open(t, guestA)
 		switch rv {
 		case pcsc.ReturnSuccess:
 			ok++
@@ -88,40 +87,4 @@ func TestServeFloodCapped(t *testing.T) {
 	if n := strings.Count(log.String(), "refusing guest connections"); n != 1 {
 		t.Errorf("%d log lines for one burst of refusals:\n%s", n, log)
 	}
-}
-
-// establish connects to socket as libpcsclite 1.9.9 does and returns the
-// connection and the rv of CMD_VERSION, or of ESTABLISH_CONTEXT when the
-// version was accepted.
-func establish(t *testing.T, socket string) (net.Conn, uint32) {
-	t.Helper()
-	c, err := net.Dial("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(pcsc.AppendVersionRequest(nil, pcsc.V44)); err != nil {
-		t.Fatal(err)
-	}
-	var vb [12]byte
-	r, err := pcsc.ReadVersionReply(c, &vb)
-	if err != nil {
-		t.Fatalf("CMD_VERSION: %v (a hang or a close instead of an answer)", err)
-	}
-	if !r.Accepted() {
-		c.Close()
-		return nil, r.RV
-	}
-	req := binary.LittleEndian.AppendUint32(nil, pcsc.EstablishSize)
-	req = binary.LittleEndian.AppendUint32(req, pcsc.CmdEstablishContext)
-	req = append(req, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-	if _, err := c.Write(req); err != nil {
-		t.Fatal(err)
-	}
-	var rep [pcsc.EstablishSize]byte
-	if _, err := io.ReadFull(c, rep[:]); err != nil {
-		t.Fatalf("ESTABLISH_CONTEXT: %v", err)
-	}
-	c.SetDeadline(time.Time{})
-	return c, binary.LittleEndian.Uint32(rep[8:])
 }

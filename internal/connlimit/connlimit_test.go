@@ -2,7 +2,6 @@ package connlimit_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -82,7 +82,7 @@ func TestFloodPCSCD(t *testing.T) {
 	var ok, refused int
 	start := time.Now()
 	for range 250 {
-		c, rv := establish(t, guestA)
+		c, rv := pcsctest.Open(t, guestA)
 		switch rv {
 		case pcsc.ReturnSuccess:
 			ok++
@@ -98,13 +98,13 @@ func TestFloodPCSCD(t *testing.T) {
 	}
 	t.Logf("250 connections in %v: %d served, %d refused", time.Since(start).Round(time.Millisecond), ok, refused)
 	for range 5 {
-		c, rv := establish(t, guestB)
+		c, rv := pcsctest.Open(t, guestB)
 		if rv != pcsc.ReturnSuccess {
 			t.Fatalf("second guest: rv %#x", rv)
 		}
 		c.Close()
 	}
-	c, rv := establish(t, p.Socket)
+	c, rv := pcsctest.Open(t, p.Socket)
 	if rv != pcsc.ReturnSuccess {
 		t.Fatalf("host client on pcscd's socket: rv %#x", rv)
 	}
@@ -161,40 +161,4 @@ func serveGuest(t *testing.T, l *connlimit.Limiter, guest, pcscd string) string 
 		}
 	}()
 	return path
-}
-
-// establish connects to socket as libpcsclite 1.9.9 does and returns the
-// connection and the rv of CMD_VERSION, or of ESTABLISH_CONTEXT when the
-// version was accepted.
-func establish(t *testing.T, socket string) (net.Conn, uint32) {
-	t.Helper()
-	c, err := net.Dial("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(pcsc.AppendVersionRequest(nil, pcsc.V44)); err != nil {
-		t.Fatal(err)
-	}
-	var vb [12]byte
-	r, err := pcsc.ReadVersionReply(c, &vb)
-	if err != nil {
-		t.Fatalf("CMD_VERSION: %v (a hang or a close instead of an answer)", err)
-	}
-	if !r.Accepted() {
-		c.Close()
-		return nil, r.RV
-	}
-	req := binary.LittleEndian.AppendUint32(nil, pcsc.EstablishSize)
-	req = binary.LittleEndian.AppendUint32(req, pcsc.CmdEstablishContext)
-	req = append(req, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-	if _, err := c.Write(req); err != nil {
-		t.Fatal(err)
-	}
-	var rep [pcsc.EstablishSize]byte
-	if _, err := io.ReadFull(c, rep[:]); err != nil {
-		t.Fatalf("ESTABLISH_CONTEXT: %v", err)
-	}
-	c.SetDeadline(time.Time{})
-	return c, binary.LittleEndian.Uint32(rep[8:])
 }

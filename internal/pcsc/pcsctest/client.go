@@ -2,9 +2,11 @@ package pcsctest
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"testing"
 	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -305,4 +307,30 @@ func Cancel(socket string, ctx uint32) error {
 		return err
 	}
 	return rvErr(s.RV)
+}
+
+// Open connects to socket as libpcsclite 1.9.9 does (protocol 4.4) and
+// returns the connection and the rv of CMD_VERSION, or of
+// ESTABLISH_CONTEXT when the version was accepted: for tests of what a
+// relay answers when it refuses a connection. The connection is nil when
+// CMD_VERSION was refused; a hang or a close instead of an answer fails
+// the test.
+func Open(t testing.TB, socket string) (net.Conn, uint32) {
+	t.Helper()
+	var rv RVError
+	c, err := Dial(socket, pcsc.V44, false)
+	if errors.As(err, &rv) {
+		return nil, uint32(rv)
+	}
+	if err != nil {
+		t.Fatalf("CMD_VERSION: %v (a hang or a close instead of an answer)", err)
+	}
+	if _, err = c.Establish(); errors.As(err, &rv) {
+		return c.Conn, uint32(rv)
+	}
+	if err != nil {
+		t.Fatalf("ESTABLISH_CONTEXT: %v", err)
+	}
+	c.Conn.SetDeadline(time.Time{})
+	return c.Conn, pcsc.ReturnSuccess
 }
