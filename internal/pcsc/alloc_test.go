@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
@@ -15,14 +16,14 @@ import (
 // (struct, then 14 bytes of response), from the captured vectors.
 func transmitExchange(t testing.TB) (req [3][]byte, rep [2][]byte) {
 	t.Helper()
-	b, err := parseBytes("20000000 09000000")
+	b, err := pcsctest.ParseBytes("20000000 09000000")
 	if err != nil {
 		t.Fatal(err)
 	}
 	req[0] = b
-	req[1], _ = parseBytes("4cf54f5a 01000000 10000000 05000000 00000000 00000000 02010000 00000000")
-	req[2], _ = parseBytes("00a4040000")
-	rep[0], _ = parseBytes("4cf54f5a 01000000 10000000 05000000 01000000 00000000 0e000000 00000000")
+	req[1], _ = pcsctest.ParseBytes("4cf54f5a 01000000 10000000 05000000 00000000 00000000 02010000 00000000")
+	req[2], _ = pcsctest.ParseBytes("00a4040000")
+	rep[0], _ = pcsctest.ParseBytes("4cf54f5a 01000000 10000000 05000000 01000000 00000000 0e000000 00000000")
 	rep[1] = []byte("Hello world!\x90\x00")
 	return req, rep
 }

@@ -3,15 +3,14 @@ package pcsc_test
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 )
 
 // exchange is a recorded connection from testdata/exchanges (see its
@@ -53,88 +52,17 @@ func loadExchanges(t testing.TB) []exchange {
 }
 
 func parseExchange(s string) (exchange, error) {
-	x := exchange{slots: pcsc.DefaultSlots}
-	for i, line := range strings.Split(s, "\n") {
-		line, _, _ = strings.Cut(line, "#")
-		f := strings.Fields(line)
-		if len(f) == 0 {
-			continue
-		}
-		switch {
-		case f[0] == "version" && len(f) == 2:
-			var minor uint32
-			if _, err := fmt.Sscanf(f[1], "4.%d", &minor); err != nil {
-				return x, fmt.Errorf("line %d: %v", i+1, err)
-			}
-			x.version = pcsc.Version{Major: 4, Minor: minor}
-		case f[0] == "slots" && len(f) == 2:
-			n, err := strconv.Atoi(f[1])
-			if err != nil {
-				return x, fmt.Errorf("line %d: %v", i+1, err)
-			}
-			x.slots = n
-		case f[0][0] == '>' || f[0][0] == '<':
-			times := 1
-			if rest := f[0][1:]; strings.HasPrefix(rest, "*") {
-				n, err := strconv.Atoi(rest[1:])
-				if err != nil {
-					return x, fmt.Errorf("line %d: %v", i+1, err)
-				}
-				times = n
-			}
-			b, err := parseBytes(strings.TrimSpace(line[len(f[0]):]))
-			if err != nil {
-				return x, fmt.Errorf("line %d: %v", i+1, err)
-			}
-			client := f[0][0] == '>'
-			for range times {
-				x.segments = append(x.segments, segment{client, b})
-				if client {
-					x.requests = append(x.requests, b...)
-				} else {
-					x.replies = append(x.replies, b...)
-				}
-			}
-		default:
-			return x, fmt.Errorf("line %d: cannot parse %q", i+1, line)
+	px, err := pcsctest.ParseExchange(s)
+	x := exchange{version: px.Version, slots: px.Slots}
+	for _, seg := range px.Segments {
+		x.segments = append(x.segments, segment{seg.Client, seg.Bytes})
+		if seg.Client {
+			x.requests = append(x.requests, seg.Bytes...)
+		} else {
+			x.replies = append(x.replies, seg.Bytes...)
 		}
 	}
-	return x, nil
-}
-
-// parseBytes reads hex groups, zero*N and "text".
-func parseBytes(s string) ([]byte, error) {
-	var b []byte
-	for len(s) > 0 {
-		s = strings.TrimLeft(s, " \t|")
-		switch {
-		case s == "":
-		case s[0] == '"':
-			end := strings.IndexByte(s[1:], '"')
-			if end < 0 {
-				return nil, fmt.Errorf("unterminated string in %q", s)
-			}
-			b = append(b, s[1:1+end]...)
-			s = s[end+2:]
-		default:
-			tok, rest, _ := strings.Cut(s, " ")
-			s = rest
-			if n, ok := strings.CutPrefix(tok, "zero*"); ok {
-				k, err := strconv.Atoi(n)
-				if err != nil {
-					return nil, err
-				}
-				b = append(b, make([]byte, k)...)
-				continue
-			}
-			h, err := hex.DecodeString(tok)
-			if err != nil {
-				return nil, fmt.Errorf("%q: %v", tok, err)
-			}
-			b = append(b, h...)
-		}
-	}
-	return b, nil
+	return x, err
 }
 
 // scanned is a unit with its bytes.
@@ -358,7 +286,7 @@ func TestRequestScannerRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := parseBytes(tt.in)
+			in, err := pcsctest.ParseBytes(tt.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -377,19 +305,19 @@ func TestReplyScannerRejects(t *testing.T) {
 	}
 	for _, size := range []string{"00000000", "ffffffff", "01040000"} {
 		var s pcsc.ReplyScanner
-		b, _ := parseBytes(size)
+		b, _ := pcsctest.ParseBytes(size)
 		if _, err := s.Next(b, &pcsc.Reply{Command: pcsc.CmdGetReadersStateSize}, false); !pcsc.IsProtocol(err) {
 			t.Errorf("array size %s: %v", size, err)
 		}
 	}
 	var s2 pcsc.ReplyScanner
-	b, _ := parseBytes("4cf54f5a 01000000 10000000 05000000 01000000 00000000 0d000100 00000000")
+	b, _ := pcsctest.ParseBytes("4cf54f5a 01000000 10000000 05000000 01000000 00000000 0d000100 00000000")
 	if _, err := s2.Next(b, &pcsc.Reply{Command: pcsc.CmdTransmit}, false); !pcsc.IsProtocol(err) {
 		t.Errorf("response of 65549 bytes: %v", err)
 	}
 	// A failed TRANSMIT carries no data, whatever pcbRecvLength says.
 	var s3 pcsc.ReplyScanner
-	b, _ = parseBytes("4cf54f5a 01000000 10000000 05000000 01000000 00000000 ffffffff 08001080")
+	b, _ = pcsctest.ParseBytes("4cf54f5a 01000000 10000000 05000000 01000000 00000000 ffffffff 08001080")
 	if u, err := s3.Next(b, &pcsc.Reply{Command: pcsc.CmdTransmit}, false); err != nil || !u.Last {
 		t.Errorf("failed transmit: %+v, %v", u, err)
 	}
@@ -400,7 +328,7 @@ func TestReplyScannerRejects(t *testing.T) {
 // CMD_GET_READER_EVENTS, nor a used reader record; 8 zero bytes before a
 // record are the signal unless 184 bytes make an unused slot.
 func TestReplyScannerSignal(t *testing.T) {
-	sig, _ := parseBytes("00000000 00000000")
+	sig, _ := pcsctest.ParseBytes("00000000 00000000")
 	var s pcsc.ReplyScanner
 	u, err := s.Next(sig, nil, true)
 	if err != nil || u.Kind != pcsc.KindSignal || u.Len != 8 {
@@ -410,7 +338,7 @@ func TestReplyScannerSignal(t *testing.T) {
 	if err != nil || u.Kind != pcsc.KindSignal {
 		t.Fatalf("signal before CMD_GET_READER_EVENTS's reply: %+v, %v", u, err)
 	}
-	events, _ := parseBytes("02000000 00000000")
+	events, _ := pcsctest.ParseBytes("02000000 00000000")
 	u, err = s.Next(events, &pcsc.Reply{Command: pcsc.CmdGetReaderEvents}, true)
 	if err != nil || u.Kind != pcsc.KindReply {
 		t.Fatalf("reply while armed: %+v, %v", u, err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
+	"github.com/cardshare/cardshare/internal/pcsc/pcsctest"
 	"github.com/cardshare/cardshare/internal/pcsc/proxy"
 )
 
@@ -80,7 +81,7 @@ func parseTable(s string) (table, error) {
 				}
 			}
 			var b []byte
-			if b, err = parseBytes(rest); err != nil {
+			if b, err = pcsctest.ParseBytes(rest); err != nil {
 				break
 			}
 			for range n {
@@ -328,7 +329,7 @@ func TestProxyClosesOnViolation(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			x := startProxy(t, proxy.Dialect{Guest: pcsc.V44, Host: pcsc.V44}, nil, false)
-			b, err := parseBytes(in)
+			b, err := pcsctest.ParseBytes(in)
 			if err != nil {
 				t.Fatal(err)
 			}
