@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,26 +32,9 @@ import (
 // loopback as the guest, and the real libpcsclite (a C client and pcsc_scan)
 // as the guest's program, running as the guest user.
 
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type exposed struct {
 	events chan forward.Event
-	log    *logBuffer
+	log    *logtest.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -78,7 +60,7 @@ func expose(t *testing.T, p *testenv.PCSCD, guests []forward.Guest, tune func(*f
 
 func exposeSocket(t *testing.T, hostSocket string, guests []forward.Guest, tune func(*forward.Config)) *exposed {
 	t.Helper()
-	e := &exposed{events: make(chan forward.Event, 100), log: new(logBuffer), done: make(chan error, 1)}
+	e := &exposed{events: make(chan forward.Event, 100), log: new(logtest.Buffer), done: make(chan error, 1)}
 	daemon, err := pcsc.Probe(context.Background(), hostSocket)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/guestsock"
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -36,8 +38,8 @@ import (
 type bgClient struct {
 	cmd    *exec.Cmd
 	lines  chan string // stdout, line by line
-	stdout logBuffer
-	stderr logBuffer
+	stdout logtest.Buffer
+	stderr logtest.Buffer
 	done   chan struct{}
 	err    error
 	ended  time.Time

@@ -1,32 +1,12 @@
 package relay_test
 
 import (
-	"bytes"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cardshare/cardshare/internal/pcsc"
 )
-
-// syncBuffer is a concurrency-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func versionExchange(t *testing.T, c net.Conn, v pcsc.Version) pcsc.VersionReply {
 	t.Helper()

@@ -42,7 +42,7 @@ type hostEnv struct {
 	state  *trust.HostState
 	host   *relay.Host
 	addr   string
-	log    *syncBuffer
+	log    *logtest.Buffer
 	dial   bridge.DialFunc
 	mod    func(*relay.HostConfig)
 	cancel context.CancelFunc
@@ -56,7 +56,7 @@ func startHost(t *testing.T, dial bridge.DialFunc, mod func(*relay.HostConfig)) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &hostEnv{state: state, addr: "127.0.0.1:0", log: new(syncBuffer), dial: dial, mod: mod}
+	e := &hostEnv{state: state, addr: "127.0.0.1:0", log: new(logtest.Buffer), dial: dial, mod: mod}
 	e.start(t)
 	return e
 }
@@ -132,7 +132,7 @@ func (e *hostEnv) joinWith(t *testing.T, name string, o trust.PairOptions) *trus
 type agentEnv struct {
 	agent  *relay.Agent
 	socket string
-	log    *syncBuffer
+	log    *logtest.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -145,7 +145,7 @@ func startAgent(t *testing.T, creds *trust.Credentials, mod func(*relay.AgentCon
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	e := &agentEnv{socket: filepath.Join(dir, "g", "pcscd.comm"), log: new(syncBuffer), done: make(chan error, 1)}
+	e := &agentEnv{socket: filepath.Join(dir, "g", "pcscd.comm"), log: new(logtest.Buffer), done: make(chan error, 1)}
 	ln, err := unixsock.ListenGuestSocket(e.socket)
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +268,7 @@ func TestRelayModeChecksOpeningOnBothEnds(t *testing.T) {
 		t.Fatal("4.4 accepted by a strict 4.5 daemon")
 	}
 	c.Close()
-	for name, log := range map[string]*syncBuffer{"host": h.log, "agent": a.log} {
+	for name, log := range map[string]*logtest.Buffer{"host": h.log, "agent": a.log} {
 		waitFor(t, func() bool { return strings.Contains(log.String(), "rejected by host pcscd") })
 		if !strings.Contains(log.String(), "hint=") {
 			t.Errorf("%s log lacks the hint:\n%s", name, log)

@@ -46,7 +46,7 @@ func TestPolicyRealPCSCD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := new(syncBuffer)
+	log := new(logtest.Buffer)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -12,13 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
 // proc is a cardshare process of TestMain's command, for signals.
 type proc struct {
 	cmd         *exec.Cmd
-	out, err    syncBuffer
+	out, err    logtest.Buffer
 	done        chan error
 	description string
 }

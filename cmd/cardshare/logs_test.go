@@ -31,7 +31,7 @@ func TestCLIExposeLogsNoCardData(t *testing.T) {
 	for i, flags := range [][]string{{"--log-format", "text"}, {"--log-format", "json"}, {"--audit"}} {
 		name := strings.Join(flags, " ")
 		sock := filepath.Join(s.Home, "logs"+strconv.Itoa(i)+".comm")
-		var stdout, stderr syncBuffer
+		var stdout, stderr logtest.Buffer
 		args := append([]string{"expose", "-v", "--pcscd-socket", p.Socket, "-F", s.ConfigFile, "--guest-socket", sock}, flags...)
 		cmd := exec.Command(bin, append(args, s.HostAlias)...)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -76,7 +76,7 @@ func TestCLIExposeLogsNoCardData(t *testing.T) {
 }
 
 // waitFor waits until out matches re, failing if the process exits first.
-func waitFor(t *testing.T, out *syncBuffer, re string, done chan error, stderr *syncBuffer) {
+func waitFor(t *testing.T, out *logtest.Buffer, re string, done chan error, stderr *logtest.Buffer) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.After(30 * time.Second)

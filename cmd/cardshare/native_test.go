@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -23,7 +25,7 @@ import (
 // once per process, so each native test runs cardshare in its own.
 type cliProcess struct {
 	cmd         *exec.Cmd
-	out, err    syncBuffer
+	out, err    logtest.Buffer
 	done        chan error
 	stopOnce    sync.Once
 	stoppedWith error

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/testenv"
 	"github.com/cardshare/cardshare/internal/vscard"
@@ -104,7 +106,7 @@ func TestCLIQEMUAttach(t *testing.T) {
 	}
 	cmd := exec.Command(bin, "qemu", "attach", "--chardev", "unix:"+sock, "--reader", "Virtual PCD*", "--control-socket", ctl)
 	cmd.Env = append(os.Environ(), "PCSCLITE_CSOCK_NAME="+p.Socket)
-	var stdout, stderr syncBuffer
+	var stdout, stderr logtest.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {

@@ -10,13 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
 // background runs cardshare in-process until the test ends or stop is
 // called, and returns its output so far on demand.
 type background struct {
-	out, err syncBuffer
+	out, err logtest.Buffer
 	cancel   context.CancelFunc
 	done     chan int
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/control"
 	"github.com/cardshare/cardshare/internal/testenv"
@@ -25,8 +27,8 @@ import (
 // through testscript's command table), so that it gets real signals.
 type upProcess struct {
 	cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
+	stdout logtest.Buffer
+	stderr logtest.Buffer
 	done   chan struct{} // closed when the process has been waited for
 	err    error         // its exit, once done
 }
@@ -200,7 +202,7 @@ func TestUpReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var waitErr syncBuffer
+	var waitErr logtest.Buffer
 	waiter.Stderr = &waitErr
 	if err := waiter.Start(); err != nil {
 		t.Fatal(err)

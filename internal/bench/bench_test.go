@@ -3,7 +3,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -18,10 +17,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/logtest"
 
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/bridge"
@@ -134,8 +134,8 @@ func BenchmarkPaths(b *testing.B) {
 	}
 
 	var paths []*path
-	var csLog *lockedBuffer // the in-process cardshare's log
-	var csBin string        // this build's cardshare, built once
+	var csLog *logtest.Buffer // the in-process cardshare's log
+	var csBin string          // this build's cardshare, built once
 	cardshare := func() string {
 		if csBin == "" {
 			csBin = buildCardshare(b)
@@ -277,24 +277,6 @@ func runBench(b *testing.B, bin string, pt *path, n int) testenv.Bench {
 	return r
 }
 
-// lockedBuffer collects a child's stderr while the test may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startOpenSSH forwards guest (in the sshd's guest) to host with the real
 // ssh client: `ssh -N -R guest:host` as blog posts recommend, or with session
 // a remote command instead of -N. A session makes sshd turn on TCP_NODELAY
@@ -314,7 +296,7 @@ func startOpenSSH(b *testing.B, s *testenv.SSHD, host, guest string, session boo
 		args = append(args, "-N", s.HostAlias)
 	}
 	cmd := exec.Command("/usr/bin/ssh", args...)
-	stderr := new(lockedBuffer)
+	stderr := new(logtest.Buffer)
 	cmd.Stderr = stderr
 	// The ssh process must not outlive a crashed test binary.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -354,7 +336,7 @@ func stopProcess(cmd *exec.Cmd, exited <-chan struct{}) {
 }
 
 // waitSocket waits for a child to create the socket path.
-func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *lockedBuffer) {
+func waitSocket(b *testing.B, path string, exited <-chan struct{}, stderr *logtest.Buffer) {
 	b.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -388,7 +370,7 @@ func startCLI(b *testing.B, bin string, s *testenv.SSHD, host, guest string, arg
 	if *flagCLIEnv != "" {
 		cmd.Env = append(cmd.Env, strings.Split(*flagCLIEnv, ",")...)
 	}
-	out := new(lockedBuffer)
+	out := new(logtest.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -442,7 +424,7 @@ func freePort(b *testing.B) int {
 func startSocat(b *testing.B, socket, from, to string) int {
 	b.Helper()
 	cmd := exec.Command("socat", from, to)
-	out := new(lockedBuffer)
+	out := new(logtest.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -532,7 +514,7 @@ func readProcUse(pid int) procUse {
 
 // startCardshare runs forward.Expose in this process, as `cardshare expose`
 // does, and returns the guest socket once the forward is up, and the log.
-func startCardshare(b *testing.B, s *testenv.SSHD, host string) (string, *lockedBuffer) {
+func startCardshare(b *testing.B, s *testenv.SSHD, host string) (string, *logtest.Buffer) {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	daemon, err := pcsc.Probe(ctx, host)
@@ -545,7 +527,7 @@ func startCardshare(b *testing.B, s *testenv.SSHD, host string) (string, *locked
 		cancel()
 		b.Fatal(err)
 	}
-	log := new(lockedBuffer)
+	log := new(logtest.Buffer)
 	events := make(chan forward.Event, 16)
 	cfg := forward.DefaultConfig()
 	cfg.HostSocket = host
@@ -764,7 +746,7 @@ func machine(b *testing.B, p *testenv.PCSCD, s *testenv.SSHD) string {
 
 // ciphers names the ciphers of the SSH paths: OpenSSH's first choice, and
 // the one the in-process cardshare logged (csLog, when not nil).
-func ciphers(s *testenv.SSHD, csLog *lockedBuffer) string {
+func ciphers(s *testenv.SSHD, csLog *logtest.Buffer) string {
 	var c []string
 	if s != nil {
 		if o := opensshCipher(s); o != "" {

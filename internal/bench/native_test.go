@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/testenv"
 )
@@ -170,7 +172,7 @@ type hostServe struct {
 	backend, socket string
 	pid             int
 	stdin           io.Writer
-	out             *lockedBuffer
+	out             *logtest.Buffer
 }
 
 // mem asks hs for its heap and stacks in use after a GC and its RSS.
@@ -208,7 +210,7 @@ func startHostServe(b *testing.B, bin, backend, pcscd string) *hostServe {
 	if err != nil {
 		b.Fatal(err)
 	}
-	out := new(lockedBuffer)
+	out := new(logtest.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

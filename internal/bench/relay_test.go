@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
@@ -253,7 +255,7 @@ func startRelayProcess(b *testing.B, bin string, args ...string) int {
 	if *flagRelayEnv != "" {
 		cmd.Env = append(cmd.Env, strings.Split(*flagRelayEnv, ",")...)
 	}
-	out := new(lockedBuffer)
+	out := new(logtest.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

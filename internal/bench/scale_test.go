@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
@@ -395,7 +397,7 @@ func scaleProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD, s
 	if *flagCLIEnv != "" {
 		cmd.Env = append(cmd.Env, strings.Split(*flagCLIEnv, ",")...)
 	}
-	out := new(lockedBuffer)
+	out := new(logtest.Buffer)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start, busy := time.Now(), machineBusy()
@@ -555,7 +557,7 @@ func scaleInProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD,
 	up := map[string]bool{}
 	allUp := make(chan struct{})
 	var failed error
-	log := new(lockedBuffer)
+	log := new(logtest.Buffer)
 	cfg := forward.DefaultConfig()
 	cfg.HostSocket = host
 	cfg.Daemon = daemon

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/forward"
 	"github.com/cardshare/cardshare/internal/pcsc"
 	"github.com/cardshare/cardshare/internal/sshdial"
@@ -65,7 +67,7 @@ func BenchmarkScaleStart(b *testing.B) {
 		dest = func(i int) string { return fmt.Sprintf("g%03d", i) }
 	}
 	sockets := make([]string, n)
-	out := new(lockedBuffer)
+	out := new(logtest.Buffer)
 	var y strings.Builder
 	fmt.Fprintf(&y, "host:\n  pcscd_socket: %s\n  ssh_config: %s\nguests:\n", p.Socket, sshConfig)
 	for i := range sockets {

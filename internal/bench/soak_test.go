@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/testenv"
 )
 
@@ -60,7 +62,7 @@ func BenchmarkSoak(b *testing.B) {
 	fmt.Fprintf(&t, "\n| path | APDUs | errors | APDU/s | RSS start → end | threads start → end | fds start → end | goroutines start → end | samples |\n|---|---:|---:|---:|---|---|---|---|---|\n")
 	for _, id := range ids {
 		pt := &path{id: id, apdus: chunk}
-		var csLog *lockedBuffer
+		var csLog *logtest.Buffer
 		switch id {
 		case pathCLI:
 			pt.socket = s.Home + "/soak.comm"

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -47,24 +46,6 @@ func unixPair(t testing.TB) (net.Conn, net.Conn) {
 	}
 	t.Cleanup(func() { a.Close(); b.Close() })
 	return a, b
-}
-
-// syncBuffer is a concurrency-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestPipeHalfClose(t *testing.T) {
@@ -132,7 +113,7 @@ func TestPipeLargeMessage(t *testing.T) {
 type env struct {
 	fake   *pcsctest.Daemon
 	socket string
-	log    *syncBuffer
+	log    *logtest.Buffer
 	stats  *bridge.Stats
 	done   chan error
 	cancel context.CancelFunc
@@ -157,7 +138,7 @@ func serveWith(t *testing.T, fake *pcsctest.Daemon, mod func(*bridge.Config)) *e
 // with the configuration mod makes.
 func serveDial(t *testing.T, dial bridge.DialFunc, mod func(*bridge.Config)) *env {
 	t.Helper()
-	e := &env{log: new(syncBuffer), stats: new(bridge.Stats), done: make(chan error, 1)}
+	e := &env{log: new(logtest.Buffer), stats: new(bridge.Stats), done: make(chan error, 1)}
 	dir, err := os.MkdirTemp("", "cs")
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/connlimit"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
@@ -30,7 +32,7 @@ func TestServeFloodCapped(t *testing.T) {
 	p := testenv.StartPCSCD(t)
 	p.InsertCard(t)
 	bin := testenv.BuildClient(t)
-	log := new(syncBuffer)
+	log := new(logtest.Buffer)
 	l, err := connlimit.New(&connlimit.Config{Logger: slog.New(slog.NewTextHandler(log, nil))})
 	if err != nil {
 		t.Fatal(err)

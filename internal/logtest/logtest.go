@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -157,4 +158,24 @@ func New(t testing.TB, w io.Writer, level slog.Level) *slog.Logger {
 	return slog.New(Handler(h, func(msg, key string) {
 		t.Errorf("log line %q has the key %q twice", msg, key)
 	}))
+}
+
+// Buffer is a log sink that several goroutines may write while the test
+// reads it: a bytes.Buffer behind a mutex.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns what was written so far.
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

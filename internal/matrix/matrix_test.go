@@ -15,9 +15,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/logtest"
 
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
@@ -67,7 +68,7 @@ func TestVersionMatrix(t *testing.T) {
 
 	type cell struct{ bytes, cardshare string }
 	results := map[[2]string]cell{}
-	log := new(lockedBuffer)
+	log := new(logtest.Buffer)
 	for _, d := range rels {
 		for _, c := range rels {
 			var res cell
@@ -353,22 +354,4 @@ func copyFile(dst, src string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o755)
-}
-
-// lockedBuffer is a log sink for several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

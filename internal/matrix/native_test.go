@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cardshare/cardshare/internal/logtest"
+
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/nativepcsc"
 	"github.com/cardshare/cardshare/internal/pcsc"
@@ -53,7 +55,7 @@ func TestVersionMatrixNative(t *testing.T) {
 			h.daemon.InsertCard(t)
 			sock, lib := startNativeHost(t, host, h)
 			libs[h.name] = lib
-			log := new(lockedBuffer)
+			log := new(logtest.Buffer)
 			for _, c := range rels {
 				guest := sock
 				if c != h {
@@ -147,7 +149,7 @@ func startNativeHost(t *testing.T, bin string, h *release) (sock, lib string) {
 		}
 		listen = filepath.Join(clientDir, filepath.Base(sock))
 	}
-	out := new(lockedBuffer)
+	out := new(logtest.Buffer)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := command(ctx, h, pcscd, path, filepath.Join(clientDir, "nativehost"), listen)
 	cmd.Stdout, cmd.Stderr = out, out
@@ -223,7 +225,7 @@ func TestNativePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := new(lockedBuffer)
+	log := new(logtest.Buffer)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -24,9 +24,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardshare/cardshare/internal/logtest"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/cardshare/cardshare/internal/logtest"
 )
 
 // testServer is an in-process SSH server on 127.0.0.1. It accepts
@@ -257,26 +258,9 @@ func (s *testServer) target(knownHosts string) Target {
 
 // logBuffer returns a logger writing text into a buffer; a line that
 // repeats a key fails t.
-func logBuffer(t testing.TB) (*slog.Logger, *syncBuffer) {
-	b := &syncBuffer{}
+func logBuffer(t testing.TB) (*slog.Logger, *logtest.Buffer) {
+	b := &logtest.Buffer{}
 	return logtest.New(t, b, slog.LevelDebug), b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // exec runs a command on c and fails the test if it does not succeed.

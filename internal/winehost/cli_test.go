@@ -127,7 +127,7 @@ func TestWineRelay(t *testing.T) {
 	agent := exec.Command(linux, "relay", "agent", "--credentials", creds, "--socket", sock)
 	agent.Env = join.Env
 	agentOut := &wineProc{name: "relay agent", exited: make(chan struct{})}
-	agent.Stdout, agent.Stderr = agentOut, agentOut
+	agent.Stdout, agent.Stderr = &agentOut.out, &agentOut.out
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/logtest"
 
 	"github.com/cardshare/cardshare/internal/bridge"
 	"github.com/cardshare/cardshare/internal/hostpcsc"
@@ -108,21 +109,10 @@ type wineProc struct {
 	name   string
 	exited chan struct{}
 	err    error // how it exited, once exited is closed
-	mu     sync.Mutex
-	out    strings.Builder
+	out    logtest.Buffer
 }
 
-func (w *wineProc) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.out.Write(b)
-}
-
-func (w *wineProc) output() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.out.String()
-}
+func (w *wineProc) output() string { return w.out.String() }
 
 // waitFor waits until the output matches re and returns the match's last
 // submatch (the whole line when re has none).
@@ -152,7 +142,7 @@ func (r *rig) start(t *testing.T, exe string, args ...string) *wineProc {
 	t.Helper()
 	w := &wineProc{name: filepath.Base(exe) + " " + strings.Join(args, " "), exited: make(chan struct{})}
 	cmd := exec.Command("sh", append([]string{"-c", wineScript, "wine", r.root, r.tmp, r.socket, exe}, args...)...)
-	cmd.Stdout, cmd.Stderr = w, w
+	cmd.Stdout, cmd.Stderr = &w.out, &w.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
