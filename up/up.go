@@ -130,8 +130,6 @@ func (f *Supervisor) note(format string, args ...any) {
 	}
 }
 
-// policy is the reader policy of a guest that config.Validate accepted:
-// nil when it allows everything.
 // proxied reports whether a guest of cfg has a reader policy or an audit
 // log, which the protocol-aware proxy applies.
 func proxied(cfg *config.Config) bool {
@@ -143,6 +141,8 @@ func proxied(cfg *config.Config) bool {
 	return false
 }
 
+// policy is the reader policy of a guest that config.Validate accepted:
+// nil when it allows everything.
 func policy(g config.Guest) *pcsc.Policy {
 	deny := g.Control == "deny"
 	if len(g.Readers) == 0 && !deny {
