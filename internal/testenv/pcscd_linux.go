@@ -13,13 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// checkPCSCDHost reports why this machine cannot run StartPCSCD.
 // killWithParent makes a child die with the test binary, should the binary
 // die without running its cleanups.
 func killWithParent() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
+// checkPCSCDHost reports why this machine cannot run StartPCSCD.
 func checkPCSCDHost() error {
 	if os.Geteuid() != 0 {
 		return errors.New("StartPCSCD needs root: it runs pcscd in its own mount and network namespaces, " +
