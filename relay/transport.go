@@ -71,7 +71,7 @@ func DialAddr(ctx context.Context, addr string) (net.Conn, error) {
 // already; cardshare says so explicitly because one PC/SC round trip is
 // several small writes each way, and with Nagle and delayed ACKs each of them
 // stalls 40 ms: socat without nodelay measured 0.008× the direct socket's
-// rate, with 21 % of round trips over 10 ms (README, "Benchmark", has the
+// rate, with 21 % of round trips over 10 ms (docs/benchmarks.md has the
 // socat baselines with nodelay).
 func noDelay(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {

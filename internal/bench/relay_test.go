@@ -182,8 +182,8 @@ func reportRelay(b *testing.B, paths []*path, elapsed time.Duration) {
 	fmt.Println(t.String())
 }
 
-// startSocatPair runs the socat pair of the README's Benchmark section: one
-// socat serves the guest socket and connects over TCP to the other, which
+// startSocatPair runs the socat pair of docs/benchmarks.md: one socat
+// serves the guest socket and connects over TCP to the other, which
 // connects to pcscd.
 func startSocatPair(b *testing.B, pcscd string) (string, []int) {
 	b.Helper()

@@ -20,7 +20,7 @@ import (
 // and a trip through the scheduler per message, on a path whose cost is
 // wake-ups. Traced (sched_switch) in `cardshare expose`, a sixth to a third
 // of its sleeps were such wake-ups that found nothing to do, and nearly all
-// of them had preempted pcscd on its way to the card (README, issue 18).
+// of them had preempted pcscd on its way to the card (docs/benchmarks.md, issue 18).
 //
 // quietConn keeps such a socket out of the runtime's poller. The socket is
 // watched by an epoll instance of its own for EPOLLIN only, and that epoll

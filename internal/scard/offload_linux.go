@@ -19,9 +19,9 @@ import (
 // waits inside a C function pays the runtime's system-call machinery on
 // every call: the call wakes sysmon, and sysmon ticks until it takes the
 // processor from the waiting thread and wakes another thread to poll the
-// network (README, "The native backend (issue 14)": 6 thread sleeps per APDU
-// against 2.4 for the socket backend, sysmon a third of the process's
-// CPU). Offloaded, the call runs on a thread that has left Go for good
+// network (docs/benchmarks.md, "The native backend (issue 14)": 6 thread
+// sleeps per APDU against 2.4 for the socket backend, sysmon a third of
+// the process's CPU). Offloaded, the call runs on a thread that has left Go for good
 // (offloadLoop, in assembly): between calls it sleeps on a futex, and the
 // calling goroutine waits for the answer on an eventfd in the network
 // poller, like any socket read, while the processor stays free for the
