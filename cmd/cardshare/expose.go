@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"runtime"
 	"sync"
 	"time"
 
@@ -134,13 +133,7 @@ guest (command, reader, return code, time, sizes; never data).`,
 }
 
 func runExpose(ctx context.Context, g *cmdutil.Globals, o *exposeOptions, dests []string, stdout io.Writer) error {
-	// One P unless the user says otherwise: relaying an APDU is a chain of
-	// goroutine hand-offs (x/crypto/ssh's read loop, its mux, the channel
-	// reader, the relay), and with more Ps each hand-off wakes another
-	// thread. With one, the chain runs on one thread, as OpenSSH's does.
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
+	defer cmdutil.OneProc()()
 	log := g.Logger()
 	ctx, stopHup := cmdutil.HangupStops(ctx, log)
 	defer stopHup()

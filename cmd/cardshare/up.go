@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -108,10 +107,7 @@ func runUp(ctx context.Context, g *cmdutil.Globals, o *upOptions, flags *pflag.F
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	// One P, for the latency of the relay hand-offs: see runExpose.
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
+	defer cmdutil.OneProc()()
 	file, err := cmdutil.ConfigPath(o.config)
 	if err != nil {
 		return err

@@ -65,7 +65,7 @@ talk.`,
 }
 
 func runRelayAgent(ctx context.Context, g *cmdutil.Globals, o *relayAgentOptions, stdout io.Writer) error {
-	defer oneProc()()
+	defer cmdutil.OneProc()()
 	log := g.Logger()
 	ctx, stopHup := cmdutil.HangupStops(ctx, log)
 	defer stopHup()

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -51,24 +50,6 @@ $XDG_CONFIG_HOME/cardshare/relay (~/.config/cardshare/relay), mode 0700.`,
 	cmd.AddCommand(newRelayServeCmd(g), newRelayPairCmd(), newRelayListCmd(), newRelayRevokeCmd(),
 		newRelayPolicyCmd(), newRelayJoinCmd(g), newRelayAgentCmd(g))
 	return cmd
-}
-
-// oneProc runs the relay commands on one P (GOMAXPROCS=1) unless the
-// GOMAXPROCS environment variable says otherwise, and returns what undoes it.
-//
-// A relay's work comes in bursts of a few microseconds: each APDU wakes the
-// process twice, and yamux hands each frame between goroutines. With more Ps
-// every hand-off also wakes an idle thread (futex), which on the small VMs
-// relay mode runs on costs more than the work itself: BenchmarkRelay measured
-// 0.27× direct with two Ps and 0.42× with one, against 0.41×–0.44× for a
-// bare Go relay without TLS and yamux. One P relays tens of thousands of
-// APDUs a second, far beyond any card.
-func oneProc() (undo func()) {
-	if os.Getenv("GOMAXPROCS") != "" {
-		return func() {}
-	}
-	runtime.GOMAXPROCS(1)
-	return runtime.SetDefaultGOMAXPROCS
 }
 
 // defaultRelayDir is where relay mode keeps its files on both ends.

@@ -74,7 +74,7 @@ data). Each guest gets its own counters: ` + "`cardshare status`" + ` shows them
 }
 
 func runRelayServe(ctx context.Context, g *cmdutil.Globals, o *relayServeOptions, stdout io.Writer) error {
-	defer oneProc()()
+	defer cmdutil.OneProc()()
 	log := g.Logger()
 	// SIGHUP reloads the guest list once the host runs; until then it is
 	// only noted (the list is read at start anyway).
