@@ -3,7 +3,8 @@
 // guest="pcsc-lite 1.9.9"` loses the guest's name in every JSON consumer,
 // which keeps only the last). [Handler] wraps a slog.Handler and reports
 // every record whose keys repeat, counting those added with With;
-// [CheckJSON] does the same for the JSON lines a process wrote.
+// [CheckJSON] does the same for the JSON lines a process wrote. [Buffer]
+// collects log output that goroutines write while the test reads it.
 //
 // It is for tests; it imports only the standard library and must not
 // import any cardshare package.
