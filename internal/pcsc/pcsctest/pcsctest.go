@@ -6,6 +6,10 @@
 // the given version: contexts, readers that tests plug in and out, cards
 // that echo APDUs, reader arrays of any size, events and cancel. End-to-end
 // tests use the real pcscd instead.
+//
+// Client (Dial, Open) is the other end: a pcsc-lite client library of one
+// protocol version on a raw connection. ParseExchange reads the byte
+// exchanges recorded from real daemons (internal/pcsc/testdata/exchanges).
 package pcsctest
 
 import (
