@@ -161,8 +161,7 @@ func copyBytes(dst, src net.Conn, n *atomic.Uint64) error {
 // connections on Windows).
 func quiet(err error) error {
 	if errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) ||
-		neterr.Reset(err) ||
-		errors.Is(err, os.ErrDeadlineExceeded) {
+		neterr.Reset(err) || errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil
 	}
 	return err
