@@ -33,9 +33,6 @@ func Reset(err error) bool { return isOne(err, reset) }
 func NoUnixSockets(err error) bool { return isOne(err, noUnixSockets) }
 
 func isOne(err error, errnos []syscall.Errno) bool {
-	if err == nil {
-		return false
-	}
 	for _, e := range errnos {
 		if errors.Is(err, e) {
 			return true

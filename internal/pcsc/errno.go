@@ -12,7 +12,3 @@ import (
 func isNoListener(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || neterr.Refused(err)
 }
-
-// isReset reports a connection reset, which is how a client sees pcscd
-// closing a socket with unread data on it.
-func isReset(err error) bool { return neterr.Reset(err) }

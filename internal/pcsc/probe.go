@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cardshare/cardshare/internal/neterr"
 )
 
 // ErrNoDaemon means nothing listens on the pcscd socket.
@@ -75,7 +77,9 @@ func Probe(ctx context.Context, path string) (Daemon, error) {
 	var buf [versionSize]byte
 	r, err := ReadVersionReply(c, &buf)
 	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || isReset(err) {
+		// A reset is how a client sees pcscd closing a socket with
+		// unread data on it.
+		if errors.Is(err, io.ErrUnexpectedEOF) || neterr.Reset(err) {
 			return Daemon{}, fmt.Errorf("%w (%s)", ErrRefused, path)
 		}
 		return Daemon{}, fmt.Errorf("pcsc: probe %s: %w", path, err)
