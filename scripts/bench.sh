@@ -11,7 +11,7 @@
 #
 # usage: scripts/bench.sh [-r ROUNDS] [-n APDUS] [-s SLOW_APDUS] [-p PATHS]
 #                         [-e CLI_ENV] [-P PROFILE_FILE] [-b BASELINE_BINARY]
-#                         [-c COUNT_APDUS] [-N]
+#                         [-c COUNT_APDUS] [-d CARD_DELAY] [-N]
 #                         [-- GO_TEST_FLAGS...]
 #   -r  measured rounds, each running every path once (default 5)
 #   -n  APDUs per round and path (default 3000)
@@ -30,9 +30,12 @@
 #   -c  after the rounds, run this many APDUs per path once more and count
 #       system calls (perf stat), CPU, sleeps and loopback TCP segments per
 #       APDU of every process on the path (needs perf and ss)
+#   -d  the virtual card takes this long to answer each APDU (a Go duration,
+#       e.g. 2ms; a PIV card or YubiKey takes some 2 to 20 ms), as a real
+#       card does; default 0, at once, so that the paths bound the rate
 #   -N  also run BenchmarkNative, with the same rounds and APDUs
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
-# PATHS, CLI_ENV, PROFILE, BASELINE, COUNT, NATIVE=1. Flags after -- go to go test,
+# PATHS, CLI_ENV, PROFILE, BASELINE, COUNT, CARD_DELAY, NATIVE=1. Flags after -- go to go test,
 # e.g. -- -v.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,8 +50,9 @@ cli_env=${CLI_ENV:-}
 profile=${PROFILE:-}
 baseline=${BASELINE:-}
 count=${COUNT:-0}
+delay=${CARD_DELAY:-0}
 native=${NATIVE:-}
-while getopts r:n:s:p:e:P:b:c:Nh opt; do
+while getopts r:n:s:p:e:P:b:c:d:Nh opt; do
 	case $opt in
 	r) rounds=$OPTARG ;;
 	n) apdus=$OPTARG ;;
@@ -58,6 +62,7 @@ while getopts r:n:s:p:e:P:b:c:Nh opt; do
 	P) profile=$OPTARG ;;
 	b) baseline=$OPTARG ;;
 	c) count=$OPTARG ;;
+	d) delay=$OPTARG ;;
 	N) native=1 ;;
 	h)
 		usage
@@ -81,7 +86,7 @@ fi
 
 go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
 	-args -rounds="$rounds" -apdus="$apdus" -slow-apdus="$slow" -paths="$paths" -cli-env="$cli_env" \
-	-cardshare-cpuprofile="$profile" -baseline-bin="$baseline" -count="$count"
+	-cardshare-cpuprofile="$profile" -baseline-bin="$baseline" -count="$count" -card-delay="$delay"
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench
 if [ -n "$native" ]; then
 	go test -run '^$' -bench '^BenchmarkNative$' -benchtime 1x -timeout 30m "$@" ./internal/bench \

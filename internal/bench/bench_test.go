@@ -36,6 +36,7 @@ var (
 	flagAPDUs     = flag.Int("apdus", 3000, "APDUs per round and path")
 	flagSlowAPDUs = flag.Int("slow-apdus", 300, "APDUs per round on the ssh -N -R path, which stalls 40 ms at a time (~140 APDU/s)")
 	flagWarmup    = flag.Int("warmup", 200, "unmeasured APDUs per path before the first round")
+	flagCardDelay = flag.Duration("card-delay", 0, "BenchmarkPaths: the virtual card takes this long to answer each APDU, as a real card does (a PIV card or YubiKey: 2–20 ms); 0 answers at once, so that the paths, not the card, bound the rate")
 	flagPaths     = flag.String("paths", "", "comma-separated paths to run, of "+strings.Join(pathIDs, ",")+`, or "all"; empty runs `+strings.Join(defaultPathIDs, ","))
 	flagCLIEnv    = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
 	flagProfile   = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")
@@ -116,11 +117,11 @@ func BenchmarkPaths(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if *flagRounds < 1 || *flagAPDUs < 1 || *flagSlowAPDUs < 1 {
-		b.Fatal("bench: -rounds, -apdus and -slow-apdus must be positive")
+	if *flagRounds < 1 || *flagAPDUs < 1 || *flagSlowAPDUs < 1 || *flagCardDelay < 0 {
+		b.Fatal("bench: -rounds, -apdus and -slow-apdus must be positive, -card-delay not negative")
 	}
 	p := testenv.StartPCSCD(b)
-	p.InsertCard(b)
+	p.InsertCard(b).SetDelay(*flagCardDelay)
 	bin := testenv.BuildClient(b)
 	var s *testenv.SSHD
 	if *flagBaseline != "" {
@@ -637,8 +638,8 @@ func report(b *testing.B, paths []*path, elapsed time.Duration) {
 	direct, haveDirect := sums[pathDirect]
 
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%d rounds, interleaved, in %v; APDU/s is all APDUs over all measured time; median and p99 are medians over the rounds (worst round's p99 in brackets)\n\n",
-		*flagRounds, elapsed.Round(100*time.Millisecond))
+	fmt.Fprintf(&t, "\n%d rounds, interleaved, in %v; %s; APDU/s is all APDUs over all measured time; median and p99 are medians over the rounds (worst round's p99 in brackets)\n\n",
+		*flagRounds, elapsed.Round(100*time.Millisecond), cardDelayNote(*flagCardDelay))
 	t.WriteString("| path | APDUs | APDU/s | × direct | median µs | p99 µs | > 10 ms | max ms | relay CPU µs | relay switches | APDU/s by round |\n")
 	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, pt := range paths {

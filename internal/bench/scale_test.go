@@ -615,7 +615,7 @@ func scaleInProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD,
 func reportScale(b *testing.B, n, apdus int, single, direct clientsRun, up *scaleUp, in *scaleInproc) {
 	var t strings.Builder
 	fmt.Fprintf(&t, "\n%d guests on one sshd, one `cardshare up` process (host backend %s; %s); %d APDUs per guest client, all clients at once; %s\n\n",
-		n, *flagScaleBackend, cliEnvNote(), apdus, cardDelayNote())
+		n, *flagScaleBackend, cliEnvNote(), apdus, cardDelayNote(*flagScaleDelay))
 
 	t.WriteString("| | APDU/s, all clients | × direct, same clients | per client APDU/s min / median / max | failed clients |\n|---|---:|---:|---|---:|\n")
 	row := func(name string, r clientsRun, ref float64) {
@@ -702,12 +702,12 @@ func ratioMinMedian(rs []float64) float64 {
 	return rs[0] / median(rs)
 }
 
-// cardDelayNote describes the card's answer time.
-func cardDelayNote() string {
-	if *flagScaleDelay == 0 {
+// cardDelayNote describes the card's answer time d.
+func cardDelayNote(d time.Duration) string {
+	if d == 0 {
 		return "the card answers at once"
 	}
-	return fmt.Sprintf("the card takes %v per APDU", *flagScaleDelay)
+	return fmt.Sprintf("the card takes %v per APDU", d)
 }
 
 // cliEnvNote describes the environment of the cardshare processes.
