@@ -33,7 +33,7 @@ if [ -e "$ready" ]; then
 	exit 0
 fi
 mkdir -p "$cache"
-command -v debootstrap >/dev/null || apt-get install -y debootstrap
+. "$(dirname "$0")/lib/chroot.sh"
 command -v mke2fs >/dev/null || apt-get install -y e2fsprogs
 
 root=$cache/rootfs
@@ -42,34 +42,12 @@ rm -f "$cache"/.cardshare-ready-* "$cache/rootfs.ext4" "$cache/vmlinuz" "$cache/
 if [ ! -e "$root/.cardshare-rootfs-1" ]; then
 echo "qemu-ccid-image: building the bookworm guest in $root (log: $log)" >&2
 rm -rf "$root"
-debootstrap --variant=minbase bookworm "$root" "$mirror" >"$log" 2>&1 || {
-	tail -n 20 "$log" >&2
-	exit 1
-}
-
-# chroot_apt runs apt-get in the chroot with /proc, /sys and /dev mounted
-# (update-initramfs needs them), and no service started by a package's
-# scripts.
-chroot_apt() {
-	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-	chmod 755 "$root/usr/sbin/policy-rc.d"
-	mount -t proc proc "$root/proc"
-	mount -t sysfs sysfs "$root/sys"
-	mount --bind /dev "$root/dev"
-	local rc=0
-	DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get "$@" || rc=$?
-	umount "$root/dev" "$root/sys" "$root/proc"
-	return $rc
-}
-chroot_apt update >>"$log" 2>&1
+debootstrap_to bookworm "$root" "$mirror" "$log"
 # udev: the guest's init starts udevd to load drivers and make /dev/bus/usb
 # nodes. kmod: modprobe. The kernel's initrd (initramfs-tools, MODULES=most)
 # holds virtio_blk and ext4.
-chroot_apt install -y --no-install-recommends linux-image-amd64 initramfs-tools \
-	udev kmod pcscd libccid libpcsclite1 pcsc-tools procps >>"$log" 2>&1 || {
-	tail -n 20 "$log" >&2
-	exit 1
-}
+chroot_install "$root" "$log" linux-image-amd64 initramfs-tools \
+	udev kmod pcscd libccid libpcsclite1 pcsc-tools procps
 chroot "$root" dpkg-query -W linux-image-amd64 pcscd libccid pcsc-tools >&2
 rm -f "$root/usr/sbin/policy-rc.d"
 chroot "$root" apt-get clean

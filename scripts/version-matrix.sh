@@ -37,43 +37,21 @@ if ! flock -n 9; then
 	flock 9
 fi
 
-command -v debootstrap >/dev/null || apt-get install -y debootstrap
 command -v pcsc_scan >/dev/null || apt-get install -y pcsc-tools
-
-# chroot_apt runs apt-get in a chroot with /proc and /dev mounted, and no
-# service started by a package's scripts.
-chroot_apt() {
-	local root=$1
-	shift
-	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-	chmod 755 "$root/usr/sbin/policy-rc.d"
-	mount -t proc proc "$root/proc"
-	mount --bind /dev "$root/dev"
-	local rc=0
-	DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get "$@" || rc=$?
-	umount "$root/dev" "$root/proc"
-	return $rc
-}
+. scripts/lib/chroot.sh
 
 for suite in trixie sid; do
 	root=$cache/$suite
 	[ -e "$root/.cardshare-ready-2" ] && continue
 	echo "version-matrix: building the $suite chroot in $root"
 	rm -rf "$root"
-	debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$cache/$suite.log" 2>&1 || {
-		tail -n 20 "$cache/$suite.log" >&2
-		exit 1
-	}
+	debootstrap_to "$suite" "$root" "$mirror" "$cache/$suite.log"
 	# sid's Release file is often past its Valid-Until date on mirrors.
 	echo 'Acquire::Check-Valid-Until "false";' >"$root/etc/apt/apt.conf.d/99cardshare"
 	# pcscd pulls in polkitd, dbus and systemd (logind), which debootstrap
 	# cannot choose between; apt can. The daemons run without them
 	# (--disable-polkit).
-	chroot_apt "$root" update >>"$cache/$suite.log" 2>&1
-	chroot_apt "$root" install -y --no-install-recommends pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools >>"$cache/$suite.log" 2>&1 || {
-		tail -n 20 "$cache/$suite.log" >&2
-		exit 1
-	}
+	chroot_install "$root" "$cache/$suite.log" pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools
 	chroot "$root" dpkg-query -W pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools
 	touch "$root/.cardshare-ready-2"
 done

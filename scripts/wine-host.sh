@@ -41,20 +41,7 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 root=$cache/trixie
 mkdir -p "$cache"
 
-command -v debootstrap >/dev/null || apt-get install -y debootstrap
-
-chroot_apt() {
-	local root=$1
-	shift
-	printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
-	chmod 755 "$root/usr/sbin/policy-rc.d"
-	mount -t proc proc "$root/proc"
-	mount --bind /dev "$root/dev"
-	local rc=0
-	DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get "$@" || rc=$?
-	umount "$root/dev" "$root/proc"
-	return $rc
-}
+. scripts/lib/chroot.sh
 
 if [ ! -e "$root/.cardshare-wine-ready-1" ]; then
 	rm -rf "$root"
@@ -63,16 +50,9 @@ if [ ! -e "$root/.cardshare-wine-ready-1" ]; then
 		cp -a "$matrix/trixie" "$root"
 	else
 		echo "wine-host: building the trixie chroot in $root"
-		debootstrap --variant=minbase trixie "$root" "$mirror" >"$cache/trixie.log" 2>&1 || {
-			tail -n 20 "$cache/trixie.log" >&2
-			exit 1
-		}
+		debootstrap_to trixie "$root" "$mirror" "$cache/trixie.log"
 	fi
-	chroot_apt "$root" update >>"$cache/trixie.log" 2>&1
-	chroot_apt "$root" install -y --no-install-recommends pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools wine64 >>"$cache/trixie.log" 2>&1 || {
-		tail -n 20 "$cache/trixie.log" >&2
-		exit 1
-	}
+	chroot_install "$root" "$cache/trixie.log" pcscd libpcsclite1 vsmartcard-vpcd pcsc-tools wine64
 	chroot "$root" dpkg-query -W pcscd libpcsclite1 vsmartcard-vpcd wine64
 	touch "$root/.cardshare-wine-ready-1"
 fi
