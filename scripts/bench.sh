@@ -33,7 +33,7 @@
 #   -d  the virtual card takes this long to answer each APDU (a Go duration,
 #       e.g. 2ms; a PIV card or YubiKey takes some 2 to 20 ms), as a real
 #       card does; default 0, at once, so that the paths bound the rate
-#   -N  also run BenchmarkNative, with the same rounds and APDUs
+#   -N  also run BenchmarkNative, with the same rounds, APDUs and card delay
 # The same settings can come from the environment: ROUNDS, APDUS, SLOW_APDUS,
 # PATHS, CLI_ENV, PROFILE, BASELINE, COUNT, CARD_DELAY, NATIVE=1. Flags after -- go to go test,
 # e.g. -- -v.
@@ -90,5 +90,5 @@ go test -run '^$' -bench '^BenchmarkPaths$' -benchtime 1x -timeout 30m "$@" ./in
 go test -run '^$' -bench '^BenchmarkPipe$' -benchtime 2s "$@" ./internal/bench
 if [ -n "$native" ]; then
 	go test -run '^$' -bench '^BenchmarkNative$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
-		-args -rounds="$rounds" -apdus="$apdus"
+		-args -rounds="$rounds" -apdus="$apdus" -card-delay="$delay"
 fi

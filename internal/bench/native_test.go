@@ -37,7 +37,7 @@ import (
 //	go test -run '^$' -bench Native -benchtime 1x ./internal/bench -args -rounds=5 -apdus=3000
 func BenchmarkNative(b *testing.B) {
 	p := testenv.StartPCSCD(b)
-	p.InsertCard(b)
+	p.InsertCard(b).SetDelay(*flagCardDelay)
 	dir := sockDir(b)
 	bin := filepath.Join(dir, "hostserve")
 	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/hostserve").CombinedOutput(); err != nil {
@@ -72,8 +72,8 @@ func BenchmarkNative(b *testing.B) {
 	loads = append(loads, loadAvg())
 	direct, socket := summarize(paths[0].runs), summarize(paths[1].runs)
 	var t strings.Builder
-	fmt.Fprintf(&t, "\n%d rounds of %d APDUs, interleaved; 1-minute load average before each round and after: %s\n",
-		*flagRounds, *flagAPDUs, strings.Join(loads, " "))
+	fmt.Fprintf(&t, "\n%d rounds of %d APDUs, interleaved; %s; 1-minute load average before each round and after: %s\n",
+		*flagRounds, *flagAPDUs, cardDelayNote(*flagCardDelay), strings.Join(loads, " "))
 	fmt.Fprintf(&t, "\n| path | APDU/s | × direct | × socket backend | median µs | p99 µs | max µs | over 10 ms | host CPU µs/APDU | APDU/s by round |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, pt := range paths {
 		s := summarize(pt.runs)
