@@ -64,4 +64,4 @@ if [[ -z $apdus ]]; then
 fi
 
 go test -run '^$' -bench '^BenchmarkScale$' -benchtime 1x -timeout 30m "$@" ./internal/bench \
-	-args -scale-guests="$guests" -scale-apdus="$apdus" -scale-idle="$idle" -scale-inproc="$inproc" -scale-card-delay="$delay" -cli-env="$cli_env" -scale-backend="$backend"
+	-args -scale-guests="$guests" -scale-apdus="$apdus" -scale-idle="$idle" -scale-inproc="$inproc" -card-delay="$delay" -cli-env="$cli_env" -scale-backend="$backend"

@@ -36,7 +36,7 @@ var (
 	flagAPDUs     = flag.Int("apdus", 3000, "APDUs per round and path")
 	flagSlowAPDUs = flag.Int("slow-apdus", 300, "APDUs per round on the ssh -N -R path, which stalls 40 ms at a time (~140 APDU/s)")
 	flagWarmup    = flag.Int("warmup", 200, "unmeasured APDUs per path before the first round")
-	flagCardDelay = flag.Duration("card-delay", 0, "BenchmarkPaths and BenchmarkNative: the virtual card takes this long to answer each APDU, as a real card does (a PIV card or YubiKey: 2–20 ms); 0 answers at once, so that the paths, not the card, bound the rate")
+	flagCardDelay = flag.Duration("card-delay", 0, "BenchmarkPaths, BenchmarkNative and BenchmarkScale: the virtual card takes this long to answer each APDU, as a real card does (a PIV card or YubiKey: 2–20 ms); 0 answers at once, so that the paths, not the card, bound the rate")
 	flagPaths     = flag.String("paths", "", "comma-separated paths to run, of "+strings.Join(pathIDs, ",")+`, or "all"; empty runs `+strings.Join(defaultPathIDs, ","))
 	flagCLIEnv    = flag.String("cli-env", "", "comma-separated `VAR=value` settings for the cardshare-cli process, e.g. GOMAXPROCS=1")
 	flagProfile   = flag.String("cardshare-cpuprofile", "", "after the rounds, run -profile-apdus APDUs through the in-process cardshare alone and write a CPU profile of this process (relay, x/crypto/ssh, virtual card) to `file`")

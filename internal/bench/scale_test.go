@@ -38,7 +38,6 @@ var (
 	flagScaleIdle    = flag.Duration("scale-idle", 10*time.Second, "how long BenchmarkScale watches the idle `cardshare up` for its CPU use")
 	flagScaleInproc  = flag.Bool("scale-inproc", true, "BenchmarkScale: also run forward.Expose for all guests in the test process, where goroutines can be counted")
 	flagScaleBackend = flag.String("scale-backend", "socket", "BenchmarkScale: the host backend of the `cardshare up` process, socket (the pcscd socket) or native (internal/nativepcsc over libpcsclite, which finds the test pcscd through PCSCLITE_CSOCK_NAME); the in-process run (-scale-inproc) serves the socket backend whatever this says")
-	flagScaleDelay   = flag.Duration("scale-card-delay", 0, "BenchmarkScale: the virtual card takes this long to answer each APDU, as a real card does (a PIV card or YubiKey: 2–20 ms); 0 answers at once, and the machine's CPU is the bound")
 )
 
 // scaleSSHDConfig is what one sshd needs to serve a hundred guests that
@@ -60,7 +59,7 @@ var scaleSSHDConfig = []string{"MaxStartups 1000"}
 // The test card answers at once, so the aggregate rate measures the CPU the
 // path costs: with many guests on 2 cores, cardshare and the guests' sshd
 // compete with pcscd and the card for it. A real card takes milliseconds
-// per APDU and one reader answers one APDU at a time; -scale-card-delay
+// per APDU and one reader answers one APDU at a time; -card-delay
 // gives the card such a delay, so that the runs show whether cardshare
 // keeps the reader as busy as direct clients do.
 //
@@ -68,11 +67,11 @@ var scaleSSHDConfig = []string{"MaxStartups 1000"}
 // scripts/scale.sh.
 func BenchmarkScale(b *testing.B) {
 	n, apdus := *flagScaleGuests, *flagScaleAPDUs
-	if n < 1 || apdus < 1 || *flagScaleDelay < 0 {
-		b.Fatal("bench: -scale-guests and -scale-apdus must be positive, -scale-card-delay not negative")
+	if n < 1 || apdus < 1 || *flagCardDelay < 0 {
+		b.Fatal("bench: -scale-guests and -scale-apdus must be positive, -card-delay not negative")
 	}
 	p := testenv.StartPCSCD(b)
-	p.InsertCard(b).SetDelay(*flagScaleDelay)
+	p.InsertCard(b).SetDelay(*flagCardDelay)
 	bin := testenv.BuildClient(b)
 	s := testenv.StartSSHD(b, testenv.SSHDOptions{Config: scaleSSHDConfig})
 	s.Run(b, "mkdir -m 700 scale")
@@ -87,7 +86,7 @@ func BenchmarkScale(b *testing.B) {
 	// The single client runs for under a second at full speed, and for
 	// about three with a card delay.
 	singleAPDUs := 3000
-	if d := *flagScaleDelay; d > 0 {
+	if d := *flagCardDelay; d > 0 {
 		singleAPDUs = max(100, int(3*time.Second/d))
 	}
 	single := runClients(b, bin, []string{p.Socket}, singleAPDUs, &cpuWatch{pcscd: p.PID}, nil)
@@ -615,7 +614,7 @@ func scaleInProcess(b *testing.B, bin string, p *testenv.PCSCD, s *testenv.SSHD,
 func reportScale(b *testing.B, n, apdus int, single, direct clientsRun, up *scaleUp, in *scaleInproc) {
 	var t strings.Builder
 	fmt.Fprintf(&t, "\n%d guests on one sshd, one `cardshare up` process (host backend %s; %s); %d APDUs per guest client, all clients at once; %s\n\n",
-		n, *flagScaleBackend, cliEnvNote(), apdus, cardDelayNote(*flagScaleDelay))
+		n, *flagScaleBackend, cliEnvNote(), apdus, cardDelayNote(*flagCardDelay))
 
 	t.WriteString("| | APDU/s, all clients | × direct, same clients | per client APDU/s min / median / max | failed clients |\n|---|---:|---:|---|---:|\n")
 	row := func(name string, r clientsRun, ref float64) {
@@ -682,7 +681,7 @@ func reportScale(b *testing.B, n, apdus int, single, direct clientsRun, up *scal
 	}
 	fmt.Println(t.String())
 
-	if d := *flagScaleDelay; d > 0 {
+	if d := *flagCardDelay; d > 0 {
 		fmt.Printf("card delay %v: one reader answers at most %.0f APDU/s; direct clients reached %.0f (%.2f of that), cardshare %.2f× direct\n\n",
 			d, float64(time.Second)/float64(d), direct.perSec(), direct.perSec()*d.Seconds(), up.clients.perSec()/direct.perSec())
 	}
